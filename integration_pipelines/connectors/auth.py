@@ -1,0 +1,172 @@
+"""Authentication strategies as `httpx.Auth` flows.
+
+OAuth2 flows send their token request through the same client (so the token endpoint gets the same
+timeouts, logging and transport as the API), cache the token, refresh it shortly before it expires, and
+refresh once more when the API answers 401 to a token we believed valid.
+"""
+
+from __future__ import annotations
+
+import base64
+import threading
+import time
+from collections.abc import Callable, Generator
+from dataclasses import dataclass
+
+import httpx
+
+from .errors import AuthError, TransientError
+from .redaction import register_secret
+
+_REFRESH_MARGIN_SECONDS = 60.0
+
+
+class BearerAuth(httpx.Auth):
+    def __init__(self, token: str) -> None:
+        register_secret(token)
+        self._value = f"Bearer {token}"
+
+    def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
+        request.headers["Authorization"] = self._value
+        yield request
+
+
+class HeaderAuth(httpx.Auth):
+    """An API key in a named header (`X-Shopify-Access-Token`, `X-API-Key` ...)."""
+
+    def __init__(self, header: str, value: str, prefix: str = "") -> None:
+        register_secret(value)
+        self._header = header
+        self._value = f"{prefix}{value}"
+
+    def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
+        request.headers[self._header] = self._value
+        yield request
+
+
+class BasicAuth(httpx.Auth):
+    def __init__(self, username: str, password: str) -> None:
+        register_secret(password)
+        raw = f"{username}:{password}".encode()
+        register_secret(base64.b64encode(raw).decode())
+        self._value = "Basic " + base64.b64encode(raw).decode()
+
+    def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
+        request.headers["Authorization"] = self._value
+        yield request
+
+
+@dataclass
+class _Token:
+    access_token: str
+    expires_at: float
+
+
+class OAuth2Auth(httpx.Auth):
+    """OAuth2 bearer tokens from a token endpoint: refresh-token or client-credentials grant.
+
+    `on_token` lets a spec read extra fields of the token response (Salesforce's `instance_url`); a rotated
+    refresh token in the response replaces the old one for the life of the process.
+    """
+
+    requires_response_body = True
+
+    def __init__(
+        self,
+        *,
+        system: str,
+        token_url: str,
+        client_id: str,
+        client_secret: str,
+        grant_type: str,
+        refresh_token: str | None = None,
+        scope: str | None = None,
+        credential_hint: str = "",
+        client_auth: str = "basic",
+        extra_params: dict[str, str] | None = None,
+        on_token: Callable[[dict], None] | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        for secret in (client_secret, refresh_token):
+            register_secret(secret)
+        self.system = system
+        self.token_url = token_url
+        self.client_id = client_id
+        self.client_secret = client_secret
+        self.grant_type = grant_type
+        self.refresh_token = refresh_token
+        self.scope = scope
+        self.credential_hint = credential_hint
+        self.client_auth = client_auth
+        self.extra_params = extra_params or {}
+        self.on_token = on_token
+        self._clock = clock
+        self._token: _Token | None = None
+        self._lock = threading.Lock()
+        self.token_requests = 0
+
+    def _valid_token(self) -> str | None:
+        with self._lock:
+            if self._token and self._token.expires_at - _REFRESH_MARGIN_SECONDS > self._clock():
+                return self._token.access_token
+        return None
+
+    def _token_request(self) -> httpx.Request:
+        form = {"grant_type": self.grant_type, **self.extra_params}
+        if self.grant_type == "refresh_token":
+            form["refresh_token"] = self.refresh_token or ""
+        if self.scope:
+            form["scope"] = self.scope
+        headers = {"Accept": "application/json"}
+        if self.client_auth == "basic":
+            raw = f"{self.client_id}:{self.client_secret}".encode()
+            headers["Authorization"] = "Basic " + base64.b64encode(raw).decode()
+        else:
+            form.update(client_id=self.client_id, client_secret=self.client_secret)
+        return httpx.Request("POST", self.token_url, data=form, headers=headers)
+
+    def _accept_token_response(self, response: httpx.Response) -> str:
+        self.token_requests += 1
+        if response.status_code >= 500 or response.status_code == 429:
+            raise TransientError(
+                self.system, f"{self.system} token endpoint answered {response.status_code}; will retry"
+            )
+        try:
+            body = response.json()
+        except ValueError:
+            body = {}
+        if response.status_code != 200 or "access_token" not in body:
+            reason = body.get("error_description") or body.get("error") or response.text[:200]
+            raise AuthError(
+                self.system,
+                f"{self.system} refused to issue an access token ({response.status_code}: {reason}). "
+                f"{self.credential_hint}",
+            )
+        token = str(body["access_token"])
+        register_secret(token)
+        if body.get("refresh_token"):
+            register_secret(str(body["refresh_token"]))
+            self.refresh_token = str(body["refresh_token"])
+        expires_in = float(body.get("expires_in") or 3600)
+        with self._lock:
+            self._token = _Token(token, self._clock() + expires_in)
+        if self.on_token:
+            self.on_token(body)
+        return token
+
+    def invalidate(self) -> None:
+        with self._lock:
+            self._token = None
+
+    def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
+        token = self._valid_token()
+        if token is None:
+            token = self._accept_token_response((yield self._token_request()))
+        request.headers["Authorization"] = f"Bearer {token}"
+        response = yield request
+        if response.status_code == 401:
+            # The token may have been revoked or expired early: refresh once, then let the API decide.
+            self.invalidate()
+            token = self._accept_token_response((yield self._token_request()))
+            request.headers["Authorization"] = f"Bearer {token}"
+            yield request

@@ -1,0 +1,241 @@
+"""The one HTTP client every REST system uses.
+
+Retries follow the AWS "full jitter" backoff (sleep uniform(0, min(cap, base * 2**n))), never shorter than a
+`Retry-After` the server sent; only 429, 5xx, 408, timeouts and dropped connections are retried, because a
+400/401/403/404/422 will fail the same way every time. Every attempt is logged with secrets redacted.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import logging
+import random
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import httpx
+import tenacity
+
+from .errors import ApiError, AuthError, RetriesExhaustedError, TransientError
+from .ratelimit import TokenBucket
+from .redaction import redact, redact_url
+
+logger = logging.getLogger("integration_pipelines.http")
+
+DEFAULT_RETRY_STATUSES: frozenset[int] = frozenset({408, 429, 500, 502, 503, 504})
+_MAX_HONORED_RETRY_AFTER = 300.0
+
+
+class LogSink(Protocol):
+    def info(self, msg: str, *args: Any) -> Any: ...
+    def warning(self, msg: str, *args: Any) -> Any: ...
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """A system's retry budget: attempts in all (first try included) and the backoff curve."""
+
+    max_attempts: int = 6
+    backoff_base: float = 0.5
+    backoff_cap: float = 30.0
+    retry_statuses: frozenset[int] = DEFAULT_RETRY_STATUSES
+
+    def backoff(self, retry_number: int, rng: random.Random) -> float:
+        """Full jitter: uniform(0, min(cap, base * 2**(n-1))) for the n-th retry."""
+        return rng.uniform(0, min(self.backoff_cap, self.backoff_base * 2 ** (retry_number - 1)))
+
+
+def parse_retry_after(value: str | None, now: float | None = None) -> float | None:
+    """`Retry-After` is either delta-seconds or an HTTP date (RFC 9110 §10.2.3)."""
+    if not value:
+        return None
+    value = value.strip()
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value).timestamp()
+    except (TypeError, ValueError, IndexError):
+        return None
+    return max(0.0, when - (time.time() if now is None else now))
+
+
+def json_path(document: Any, path: str | Sequence[str]) -> Any:
+    """Walk a dotted path (`paging.next.after`, `Fault.Error.0.Message`) through dicts and lists."""
+    parts = path.split(".") if isinstance(path, str) else list(path)
+    node = document
+    for part in parts:
+        if part == "":
+            continue
+        if isinstance(node, Mapping):
+            node = node.get(part)
+        elif isinstance(node, list) and part.lstrip("-").isdigit() and -len(node) <= int(part) < len(node):
+            node = node[int(part)]
+        else:
+            return None
+        if node is None:
+            return None
+    return node
+
+
+@dataclass
+class HttpClient:
+    """A configured client for one system: base URL, auth, retries, rate limit, error vocabulary.
+
+    `error_message_paths` are where the vendor puts a readable message in an error body; the first one
+    present wins. `credential_hint` names the environment variables to fix when the service rejects us.
+    """
+
+    system: str
+    base_url: str
+    auth: httpx.Auth | None = None
+    retry: RetryPolicy = field(default_factory=RetryPolicy)
+    rate_limiter: TokenBucket | None = None
+    timeout: float = 30.0
+    headers: Mapping[str, str] = field(default_factory=dict)
+    error_message_paths: Sequence[str] = ("error.message", "message", "error")
+    credential_hint: str = ""
+    is_rate_limited: Callable[[httpx.Response], bool] | None = None
+    transport: httpx.BaseTransport | None = None
+    sleep: Callable[[float], None] = time.sleep
+    rng: random.Random = field(default_factory=random.Random)
+    log: LogSink | None = None
+
+    def __post_init__(self) -> None:
+        self._client = httpx.Client(
+            base_url=self.base_url,
+            auth=self.auth,
+            timeout=self.timeout,
+            headers={"User-Agent": "integration-pipelines/0.1", **dict(self.headers)},
+            transport=self.transport,
+            follow_redirects=False,
+        )
+        self.requests_sent = 0
+
+    # -- lifecycle ---------------------------------------------------------------------------------
+    def close(self) -> None:
+        self._client.close()
+
+    def __enter__(self) -> HttpClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- the request loop --------------------------------------------------------------------------
+    def request(
+        self,
+        method: str,
+        url: str,
+        *,
+        params: Mapping[str, Any] | None = None,
+        json: Any = None,
+        data: Mapping[str, Any] | None = None,
+        content: bytes | str | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> httpx.Response:
+        """Send one logical request, retrying transient failures within the system's budget."""
+        attempt_number = 0
+
+        def wait(retry_state: tenacity.RetryCallState) -> float:
+            error = retry_state.outcome.exception() if retry_state.outcome else None
+            delay = self.retry.backoff(retry_state.attempt_number, self.rng)
+            if isinstance(error, TransientError) and error.retry_after is not None:
+                delay = max(delay, min(error.retry_after, _MAX_HONORED_RETRY_AFTER))
+            return delay
+
+        def one_attempt() -> httpx.Response:
+            nonlocal attempt_number
+            attempt_number += 1
+            if self.rate_limiter is not None:
+                self.rate_limiter.acquire()
+            return self._send_once(method, url, attempt_number, params, json, data, content, headers)
+
+        retrying = tenacity.Retrying(
+            stop=tenacity.stop_after_attempt(self.retry.max_attempts),
+            wait=wait,
+            retry=tenacity.retry_if_exception_type(TransientError),
+            sleep=self.sleep,
+            reraise=True,
+        )
+        try:
+            return retrying(one_attempt)
+        except TransientError as last:
+            raise RetriesExhaustedError(
+                self.system,
+                f"{self.system} {method} {redact_url(url)} still failing after {attempt_number} attempts: "
+                f"{last}. The service may be degraded; rerun later, or raise "
+                f"{self.system.upper()}_MAX_RETRIES to retry longer.",
+            ) from last
+
+    def _send_once(
+        self,
+        method: str,
+        url: str,
+        attempt: int,
+        params: Mapping[str, Any] | None,
+        json: Any,
+        data: Mapping[str, Any] | None,
+        content: bytes | str | None,
+        headers: Mapping[str, str] | None,
+    ) -> httpx.Response:
+        started = time.monotonic()
+        shown = redact_url(str(httpx.URL(url).copy_merge_params(params or {})))
+        try:
+            self.requests_sent += 1
+            response = self._client.request(
+                method, url, params=params, json=json, data=data, content=content, headers=headers
+            )
+        except (httpx.TimeoutException, httpx.TransportError) as exc:
+            ms = (time.monotonic() - started) * 1000
+            self._log("warning", method, shown, type(exc).__name__, attempt, ms)
+            raise TransientError(
+                self.system, f"{type(exc).__name__} talking to {self.system} ({method} {shown}): {exc}"
+            ) from exc
+        ms = (time.monotonic() - started) * 1000
+        status = response.status_code
+        self._log("info" if status < 400 else "warning", method, shown, status, attempt, ms)
+        if status in self.retry.retry_statuses or (self.is_rate_limited and self.is_rate_limited(response)):
+            raise TransientError(
+                self.system,
+                f"{self.system} answered {status} to {method} {shown}: {self._message(response)}",
+                retry_after=parse_retry_after(response.headers.get("Retry-After")),
+            )
+        if status in (401, 403):
+            raise AuthError(
+                self.system,
+                f"{self.system} rejected our credentials ({status} on {method} {shown}: "
+                f"{self._message(response)}). {self.credential_hint}",
+            )
+        if status >= 400:
+            raise ApiError(
+                self.system,
+                f"{self.system} refused {method} {shown} with {status}: {self._message(response)}",
+                status=status,
+                body=response.text[:2000],
+            )
+        return response
+
+    def _message(self, response: httpx.Response) -> str:
+        """The vendor's own error message when it has one, else an excerpt of the body."""
+        try:
+            body = response.json()
+        except ValueError:
+            return redact(response.text[:300].strip() or response.reason_phrase)
+        for path in self.error_message_paths:
+            found = json_path(body, path)
+            if found and not isinstance(found, (dict, list)):
+                return redact(str(found))
+            if isinstance(found, (dict, list)) and found:
+                return redact(str(found)[:300])
+        return redact(str(body)[:300])
+
+    def _log(self, level: str, method: str, shown: str, status: object, attempt: int, ms: float) -> None:
+        line = "%s %s %s -> %s attempt=%d %.0fms"
+        args = (self.system, method, shown, status, attempt, ms)
+        getattr(logger, level)(line, *args)
+        if self.log is not None:
+            getattr(self.log, level)(redact(line % args))

@@ -1,0 +1,182 @@
+"""Read one stream page by page: render the request, send it, validate the page, hand over its records.
+
+Pages are yielded one at a time and never accumulated. Every pagination loop has a hard page bound and stops
+with a clear error when the API sends us back to a request we already made (a repeated cursor would
+otherwise loop forever).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import httpx
+
+from .errors import MalformedPageError, PaginationError
+from .http import HttpClient, json_path
+from .pagination import PageState
+from .redaction import redact, redact_url
+from .runtime import ResolvedSystem
+from .spec import RequestTemplate, Stream, render_template, time_variables
+
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_EXCERPT = 240
+
+
+@dataclass(frozen=True)
+class Page:
+    number: int
+    url: str
+    records: list[dict[str, Any]]
+
+
+@dataclass(frozen=True)
+class ReadWindow:
+    """What part of a stream to read: a partition's time window and/or everything changed since a cursor."""
+
+    start: datetime | None = None
+    end: datetime | None = None
+    cursor: datetime | None = None
+
+
+def parse_cursor(value: Any, fmt: str) -> datetime | None:
+    """Turn a record's cursor field into an aware UTC datetime, whatever form the API uses."""
+    if value in (None, ""):
+        return None
+    if fmt == "unix":
+        return datetime.fromtimestamp(float(value), UTC)
+    if fmt == "ms":
+        return datetime.fromtimestamp(float(value) / 1000, UTC)
+    text = str(value).replace("Z", "+00:00")
+    parsed = datetime.fromisoformat(text)
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+def template_variables(resolved: ResolvedSystem, stream: Stream, window: ReadWindow) -> dict[str, Any]:
+    variables: dict[str, Any] = {**resolved.public_values, "page_size": resolved.page_size(stream.page_size)}
+    if window.start is not None and window.end is not None:
+        variables |= time_variables("window_start", window.start) | time_variables("window_end", window.end)
+    since = (window.cursor or EPOCH) - timedelta(seconds=stream.lookback_seconds)
+    variables |= time_variables("cursor", max(since, EPOCH))
+    return variables
+
+
+def choose_request(stream: Stream, window: ReadWindow) -> RequestTemplate:
+    if window.cursor is not None and stream.incremental_request is not None:
+        return stream.incremental_request
+    return stream.request
+
+
+def read_pages(
+    client: HttpClient, resolved: ResolvedSystem, stream: Stream, window: ReadWindow
+) -> Iterator[Page]:
+    template = choose_request(stream, window)
+    where = f"{resolved.system.name}/{stream.name}"
+    base_vars = template_variables(resolved, stream, window)
+    state = stream.paginator.initial()
+    state = PageState(variables={**base_vars, **state.variables})
+    seen: set[str] = set()
+    for number in range(1, stream.max_pages + 1):
+        method, url, params, body_kwargs = _render(template, state, where)
+        fingerprint = _fingerprint(method, url, params, body_kwargs)
+        if fingerprint in seen:
+            raise PaginationError(
+                resolved.system.title,
+                f"{where}: the API sent us back to a page we already read (page {number}, "
+                f"{redact_url(url)}); stopping instead of looping forever. This is a bug in the API's "
+                "pagination or a changed cursor format; report it with this message.",
+            )
+        seen.add(fingerprint)
+        response = client.request(method, url, params=params, **body_kwargs)
+        body = _parse(response, resolved, where, number)
+        records = _records(body, resolved, stream, where, number, response)
+        yield Page(number, redact_url(str(response.request.url)), records)
+        next_state = stream.paginator.next_page(state, response, body, records)
+        if next_state is None:
+            return
+        state = next_state
+    raise PaginationError(
+        resolved.system.title,
+        f"{where}: more than {stream.max_pages} pages; stopping. Raise the stream's max_pages if this "
+        "volume is real, or narrow the window (partitions).",
+    )
+
+
+def _render(
+    template: RequestTemplate, state: PageState, where: str
+) -> tuple[str, str, dict[str, Any] | None, dict[str, Any]]:
+    variables = state.variables
+    if state.url is not None:
+        # next-URL styles: the server's URL already carries every parameter it needs.
+        return template.method, state.url, None, _body(template, variables, state, where)
+    path = render_template(template.path, variables, where=where)
+    params = {**render_template(template.params, variables, where=where), **state.params}
+    return template.method, path, params, _body(template, variables, state, where)
+
+
+def _body(template: RequestTemplate, variables: dict[str, Any], state: PageState, where: str) -> dict:
+    if template.method == "GET":
+        return {}
+    if template.text_body is not None:
+        return {
+            "content": render_template(template.text_body, variables, where=where),
+            "headers": template.headers or {"Content-Type": "application/text"},
+        }
+    body = {**render_template(template.body or {}, variables, where=where), **state.body}
+    key = "data" if template.body_format == "form" else "json"
+    return {key: body, "headers": template.headers or None}
+
+
+def _fingerprint(method: str, url: str, params: dict | None, body: dict) -> str:
+    payload = json.dumps([method, url, params, body.get("json"), body.get("content")], sort_keys=True, default=str)
+    return hashlib.sha256(payload.encode()).hexdigest()
+
+
+def _excerpt(response: httpx.Response) -> str:
+    text = response.text
+    return redact(text[:_EXCERPT] + ("…" if len(text) > _EXCERPT else ""))
+
+
+def _parse(response: httpx.Response, resolved: ResolvedSystem, where: str, number: int) -> Any:
+    try:
+        return response.json()
+    except ValueError as exc:
+        raise MalformedPageError(
+            resolved.system.title,
+            f"{where}: page {number} from {redact_url(str(response.request.url))} is not valid JSON "
+            f"({type(exc).__name__}: {exc}); content-type {response.headers.get('content-type')!r}. "
+            f"Body starts: {_excerpt(response)!r}. Nothing from this read was committed; rerun the "
+            "asset once the service answers normally.",
+        ) from exc
+
+
+def _records(
+    body: Any, resolved: ResolvedSystem, stream: Stream, where: str, number: int, response: httpx.Response
+) -> list[dict[str, Any]]:
+    def malformed(what: str) -> MalformedPageError:
+        return MalformedPageError(
+            resolved.system.title,
+            f"{where}: page {number} from {redact_url(str(response.request.url))} {what}. "
+            f"Body starts: {_excerpt(response)!r}. Nothing from this read was committed.",
+        )
+
+    if stream.envelope_path and json_path(body, stream.envelope_path) is None:
+        raise malformed(f"has no {stream.envelope_path!r} envelope")
+    if stream.records_path:
+        records = json_path(body, stream.records_path)
+        if records is None:
+            if stream.envelope_path:  # the envelope is there, the list is not: an empty result
+                return []
+            raise malformed(f"has no {stream.records_path!r} list")
+    else:
+        records = body
+    if not isinstance(records, list) or not all(isinstance(r, dict) for r in records):
+        raise malformed(f"has {stream.records_path or 'a body'} that is not a list of objects")
+    for record in records:
+        if json_path(record, stream.primary_key) in (None, ""):
+            raise malformed(f"has a record without its primary key {stream.primary_key!r}")
+    return records

@@ -1,0 +1,179 @@
+"""Declarative system specs: everything vendor-specific about reading a system is data in one of these.
+
+A spec names its real base URL, the environment variables it needs (and the obviously fake values its sandbox
+twin accepts), its auth scheme, and its streams: request templates, where the records are, their primary key,
+their change cursor, and how to paginate. The engine (`http.py`, `pagination.py`, `reader.py`) knows no vendor.
+"""
+
+from __future__ import annotations
+
+import string
+from datetime import UTC, datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from .errors import ConfigurationError
+from .pagination import Paginator, SinglePage
+
+
+class _Spec(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class EnvValue(_Spec):
+    """A value read from the environment only. `sandbox` is what the local emulator accepts (fake)."""
+
+    env: str
+    sandbox: str
+    secret: bool = True
+    description: str = ""
+
+
+class BearerAuthSpec(_Spec):
+    kind: Literal["bearer"] = "bearer"
+    token: str = Field(description="name of the value holding the token")
+
+
+class HeaderAuthSpec(_Spec):
+    kind: Literal["header"] = "header"
+    header: str
+    value: str
+    prefix: str = ""
+
+
+class BasicAuthSpec(_Spec):
+    kind: Literal["basic"] = "basic"
+    username: str
+    password: str
+
+
+class OAuth2AuthSpec(_Spec):
+    kind: Literal["oauth2"] = "oauth2"
+    grant_type: Literal["refresh_token", "client_credentials"]
+    token_url: str = Field(description="the real token endpoint; rebased onto the sandbox in sandbox mode")
+    client_id: str
+    client_secret: str
+    refresh_token: str | None = None
+    scope: str | None = None
+    client_auth: Literal["basic", "body"] = "basic"
+
+
+class NoAuthSpec(_Spec):
+    kind: Literal["none"] = "none"
+
+
+AuthSpec = Annotated[
+    BearerAuthSpec | HeaderAuthSpec | BasicAuthSpec | OAuth2AuthSpec | NoAuthSpec, Field(discriminator="kind")
+]
+
+
+class RequestTemplate(_Spec):
+    """One request, with `{placeholders}` in the path, param values and body strings.
+
+    A string that is exactly one placeholder is replaced by the raw value (so `"limit": "{page_size}"` in a
+    JSON body stays a number). Known variables: page_size, offset, page, window_start_*/window_end_* and
+    cursor_* in iso/unix/ms/date forms, and every non-secret value of the system (realm_id, tenant_id ...).
+    """
+
+    method: Literal["GET", "POST"] = "GET"
+    path: str
+    params: dict[str, Any] = Field(default_factory=dict)
+    body: dict[str, Any] | None = None
+    body_format: Literal["json", "form", "text"] = "json"
+    text_body: str | None = None
+    headers: dict[str, str] = Field(default_factory=dict)
+
+
+class Stream(_Spec):
+    name: str
+    description: str = ""
+    request: RequestTemplate
+    incremental_request: RequestTemplate | None = Field(
+        default=None, description="used once a cursor is stored; `request` reads everything"
+    )
+    records_path: str = Field(default="", description="dotted path to the record list; '' = the body")
+    envelope_path: str | None = Field(
+        default=None, description="a key that must exist in every page; its absence means a malformed page"
+    )
+    primary_key: str
+    cursor_field: str | None = None
+    cursor_format: Literal["iso", "unix", "ms"] = "iso"
+    lookback_seconds: int = 0
+    partitioned: Literal["daily"] | None = None
+    paginator: Paginator = Field(default_factory=SinglePage)
+    page_size: int = 100
+    max_pages: int = 100_000
+
+    @field_validator("name")
+    @classmethod
+    def _identifier(cls, value: str) -> str:
+        if not value.replace("_", "").isalnum() or not value.islower():
+            raise ValueError(f"stream name {value!r} must be lowercase letters, digits and underscores")
+        return value
+
+
+class System(_Spec):
+    name: str
+    title: str
+    category: str
+    base_url: str = Field(description="the real service's base URL")
+    docs_url: str = ""
+    values: dict[str, EnvValue]
+    auth: AuthSpec
+    headers: dict[str, str] = Field(default_factory=dict)
+    streams: tuple[Stream, ...]
+    requests_per_second: float = 10.0
+    burst: int = 10
+    max_attempts: int = 6
+    extra_retry_statuses: tuple[int, ...] = ()
+    error_message_paths: tuple[str, ...] = ("error.message", "message", "error")
+
+    @property
+    def env_prefix(self) -> str:
+        return self.name.upper()
+
+    def stream(self, name: str) -> Stream:
+        for stream in self.streams:
+            if stream.name == name:
+                return stream
+        raise KeyError(f"{self.name} has no stream {name!r}; it has {[s.name for s in self.streams]}")
+
+    def credential_hint(self) -> str:
+        names = ", ".join(v.env for v in self.values.values() if v.secret)
+        return f"Check {names} (see docs/systems.md for how to create them), or unset them to use the sandbox."
+
+
+# -- templates --------------------------------------------------------------------------------------
+_FORMATTER = string.Formatter()
+
+
+def render_template(value: Any, variables: dict[str, Any], *, where: str) -> Any:
+    """Fill `{placeholders}` in strings, recursively through dicts and lists."""
+    if isinstance(value, dict):
+        return {k: render_template(v, variables, where=where) for k, v in value.items()}
+    if isinstance(value, list):
+        return [render_template(v, variables, where=where) for v in value]
+    if not isinstance(value, str) or "{" not in value:
+        return value
+    fields = [name for _, name, _, _ in _FORMATTER.parse(value) if name]
+    missing = [name for name in fields if name not in variables]
+    if missing:
+        raise ConfigurationError(
+            f"{where}: template {value!r} uses {missing}, which is not known here; known: {sorted(variables)}"
+        )
+    if len(fields) == 1 and value == "{" + fields[0] + "}":
+        return variables[fields[0]]
+    return value.format_map(variables)
+
+
+def time_variables(prefix: str, moment: datetime) -> dict[str, Any]:
+    """The forms APIs want a timestamp in: ISO 8601 UTC, unix seconds, milliseconds, date."""
+    moment = moment.astimezone(UTC)
+    return {
+        f"{prefix}_iso": moment.strftime("%Y-%m-%dT%H:%M:%SZ"),
+        f"{prefix}_iso_offset": moment.strftime("%Y-%m-%dT%H:%M:%S+00:00"),
+        f"{prefix}_unix": int(moment.timestamp()),
+        f"{prefix}_ms": int(moment.timestamp() * 1000),
+        f"{prefix}_date": moment.strftime("%Y-%m-%d"),
+    }

@@ -1,0 +1,114 @@
+"""Run one stream read into the warehouse: pages → bounded Arrow batches → Parquet spool → one transaction.
+
+The cursor is computed while reading and committed in the same transaction as the rows it describes, so a
+failed load never advances it; a failure anywhere before the commit leaves the warehouse untouched.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from .connectors.http import LogSink, json_path
+from .connectors.reader import ReadWindow, parse_cursor, read_pages
+from .connectors.runtime import ResolvedSystem, build_client
+from .connectors.spec import Stream
+from .settings import Settings
+from .warehouse.batches import records_to_table
+from .warehouse.duckdb import LoadResult, StreamState, Warehouse
+from .warehouse.spool import Spool
+
+UNPARTITIONED = "all"
+
+
+@dataclass
+class ExtractResult:
+    system: str
+    stream: str
+    state_key: str
+    incremental_since: datetime | None
+    pages: int
+    requests: int
+    records: int
+    cursor: str | None
+    load: LoadResult
+
+
+def raw_schema(system_name: str) -> str:
+    return f"raw_{system_name}"
+
+
+def extract_stream(
+    *,
+    resolved: ResolvedSystem,
+    stream: Stream,
+    warehouse: Warehouse,
+    settings: Settings,
+    run_id: str,
+    window_start: datetime | None = None,
+    window_end: datetime | None = None,
+    partition_key: str | None = None,
+    full_refresh: bool = False,
+    log: LogSink | None = None,
+    client_kwargs: dict[str, Any] | None = None,
+) -> ExtractResult:
+    system = resolved.system
+    state_key = partition_key or UNPARTITIONED
+    stored = warehouse.read_state(system.name, stream.name, state_key)
+    since = parse_cursor(stored, "iso") if stored and stream.incremental_request and not full_refresh else None
+    window = ReadWindow(start=window_start, end=window_end, cursor=since)
+    spool = Spool(settings.spool_dir / run_id / system.name / stream.name / state_key)
+    started = datetime.now(UTC)
+    extracted_at = started
+    max_cursor = parse_cursor(stored, "iso") if stored else None
+    pages = records = 0
+    batch: list[dict[str, Any]] = []
+    keys: list[str] = []
+    cursors: list[str | None] = []
+
+    def flush() -> None:
+        if batch:
+            spool.write(
+                records_to_table(
+                    batch, source_system=system.name, primary_keys=keys, cursors=cursors, run_id=run_id,
+                    extracted_at=extracted_at, first_seq=records - len(batch),
+                )
+            )
+            batch.clear()
+            keys.clear()
+            cursors.clear()
+
+    try:
+        with build_client(resolved, log=log, **(client_kwargs or {})) as client:
+            for page in read_pages(client, resolved, stream, window):
+                pages += 1
+                for record in page.records:
+                    records += 1
+                    batch.append(record)
+                    keys.append(str(json_path(record, stream.primary_key)))
+                    raw_cursor = json_path(record, stream.cursor_field) if stream.cursor_field else None
+                    cursors.append(None if raw_cursor is None else str(raw_cursor))
+                    moment = parse_cursor(raw_cursor, stream.cursor_format)
+                    if moment is not None and (max_cursor is None or moment > max_cursor):
+                        max_cursor = moment
+                    if len(batch) >= settings.batch_rows:
+                        flush()
+            flush()
+            requests = client.requests_sent
+        cursor_text = max_cursor.isoformat() if max_cursor else None
+        load = warehouse.load_spool(
+            schema=raw_schema(system.name),
+            table=stream.name,
+            files=spool.files,
+            state=StreamState(system.name, stream.name, state_key, cursor_text),
+            run_id=run_id,
+            log_row={
+                "run_id": run_id, "system": system.name, "stream": stream.name, "state_key": state_key,
+                "started_at": started, "pages": pages, "requests": requests, "records": records,
+                "cursor": cursor_text,
+            },
+        )
+    finally:
+        spool.cleanup()
+    return ExtractResult(system.name, stream.name, state_key, since, pages, requests, records, cursor_text, load)

@@ -1,0 +1,64 @@
+"""Settings from the environment (and a `.env` file in the working folder), never from code or the repo.
+
+Two layers: `Settings` for the platform (`IP_*` variables: paths, the sandbox URL, partitions), and
+`SystemOverrides` per system (`STRIPE_BASE_URL`, `STRIPE_REQUESTS_PER_SECOND`, `STRIPE_MAX_RETRIES` ...).
+A system's credentials are named in its spec and read by `connectors.runtime` from the environment.
+"""
+
+from __future__ import annotations
+
+from datetime import date
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="IP_", env_file=".env", extra="ignore")
+
+    data_dir: Path = Field(default=Path(".data"), description="DAGSTER_HOME, warehouse and spools live here")
+    warehouse: str | None = Field(
+        default=None, description="DuckDB database: a file path, or an `md:` MotherDuck database"
+    )
+    sandbox_url: str = Field(default="http://127.0.0.1:8765", description="where the local emulators listen")
+    partitions_start: date = Field(default=date(2026, 1, 1), description="first daily partition")
+    enabled_systems: str = Field(default="", description="comma-separated system names; empty = all")
+    warehouse_lock_timeout_seconds: float = Field(default=120.0, ge=0)
+    batch_rows: int = Field(default=5000, ge=1, description="records per Arrow batch while extracting")
+
+    @property
+    def warehouse_database(self) -> str:
+        return self.warehouse or str(self.data_dir / "warehouse.duckdb")
+
+    @property
+    def spool_dir(self) -> Path:
+        return self.data_dir / "spool"
+
+    def system_enabled(self, name: str) -> bool:
+        chosen = {s.strip().lower() for s in self.enabled_systems.split(",") if s.strip()}
+        return not chosen or name in chosen
+
+
+class SystemOverrides(BaseSettings):
+    """Per-system knobs; instantiate with `_env_prefix="STRIPE_"` and friends."""
+
+    model_config = SettingsConfigDict(env_file=".env", extra="ignore")
+
+    base_url: str | None = None
+    token_url: str | None = None
+    enabled: bool = True
+    requests_per_second: float | None = Field(default=None, gt=0)
+    max_retries: int | None = Field(default=None, ge=0, description="retries after the first attempt")
+    backoff_base_seconds: float | None = Field(default=None, ge=0, description="first retry's backoff cap")
+    backoff_cap_seconds: float | None = Field(default=None, ge=0)
+    timeout_seconds: float = Field(default=30.0, gt=0)
+    page_size: int | None = Field(default=None, ge=1)
+
+
+def load_settings() -> Settings:
+    return Settings()
+
+
+def load_overrides(system_name: str) -> SystemOverrides:
+    return SystemOverrides(_env_prefix=f"{system_name.upper()}_")  # type: ignore[call-arg]

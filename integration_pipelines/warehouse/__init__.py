@@ -1,0 +1,1 @@
+"""The DuckDB warehouse: raw landing tables, staging and core models, and the ops schema."""

@@ -1,0 +1,254 @@
+"""The Warehouse: short DuckDB transactions, keyed upserts of spooled batches, evolving columns.
+
+DuckDB lets one process write a database file at a time and locks the whole file, so connections open late and
+close early, and a lock conflict is waited out (with a message) instead of failing the run.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import duckdb
+
+logger = logging.getLogger("integration_pipelines.warehouse")
+
+_LOCK_MARKERS = ("could not set lock", "conflicting lock", "database is locked")
+
+
+class WarehouseLockedError(RuntimeError):
+    """Another process held the DuckDB file for longer than we agreed to wait."""
+
+
+def quote_ident(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def quote_literal(value: str) -> str:
+    return "'" + value.replace("'", "''") + "'"
+
+
+def table_name(schema: str, table: str) -> str:
+    return f"{quote_ident(schema)}.{quote_ident(table)}"
+
+
+@dataclass(frozen=True)
+class StreamState:
+    system: str
+    stream: str
+    state_key: str
+    cursor: str | None
+
+
+@dataclass
+class LoadResult:
+    table: str
+    staged: int = 0
+    inserted: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    total_rows: int = 0
+    new_columns: list[str] = field(default_factory=list)
+    type_warnings: list[str] = field(default_factory=list)
+    columns: list[tuple[str, str]] = field(default_factory=list)
+    preview_markdown: str = ""
+
+
+class Warehouse:
+    def __init__(self, database: str, *, lock_timeout: float = 120.0, log: Any = None) -> None:
+        self.database = database
+        self.lock_timeout = lock_timeout
+        self.log = log or logger
+
+    @property
+    def is_file(self) -> bool:
+        return not self.database.startswith("md:") and self.database != ":memory:"
+
+    @contextmanager
+    def connect(self, *, read_only: bool = False) -> Iterator[duckdb.DuckDBPyConnection]:
+        """Open, yield, close; waiting out another process's lock for up to `lock_timeout` seconds."""
+        if self.is_file and not read_only:
+            Path(self.database).parent.mkdir(parents=True, exist_ok=True)
+        deadline = time.monotonic() + self.lock_timeout
+        delay, announced = 0.05, False
+        while True:
+            try:
+                con = duckdb.connect(self.database, read_only=read_only)
+                break
+            except duckdb.Error as exc:
+                text = str(exc).lower()
+                if not any(marker in text for marker in _LOCK_MARKERS):
+                    raise
+                if time.monotonic() >= deadline:
+                    raise WarehouseLockedError(
+                        f"The warehouse {self.database} stayed locked by another process for "
+                        f"{self.lock_timeout:.0f} s ({str(exc).splitlines()[0]}). Close other DuckDB "
+                        "sessions on this file (a BI tool, a notebook), or raise "
+                        "IP_WAREHOUSE_LOCK_TIMEOUT_SECONDS."
+                    ) from exc
+                if not announced:
+                    self.log.info(
+                        f"Warehouse {self.database} is locked by another process; waiting up to "
+                        f"{self.lock_timeout:.0f} s."
+                    )
+                    announced = True
+                time.sleep(delay)
+                delay = min(delay * 2, 1.0)
+        try:
+            yield con
+        finally:
+            con.close()
+
+    # -- ops tables ------------------------------------------------------------------------------------
+    @staticmethod
+    def ensure_ops(con: duckdb.DuckDBPyConnection) -> None:
+        con.execute("CREATE SCHEMA IF NOT EXISTS ops")
+        con.execute(
+            """CREATE TABLE IF NOT EXISTS ops.stream_state (
+                   system VARCHAR NOT NULL, stream VARCHAR NOT NULL, state_key VARCHAR NOT NULL,
+                   cursor VARCHAR, updated_at TIMESTAMPTZ NOT NULL, run_id VARCHAR,
+                   PRIMARY KEY (system, stream, state_key))"""
+        )
+        con.execute(
+            """CREATE TABLE IF NOT EXISTS ops.extract_log (
+                   run_id VARCHAR, system VARCHAR, stream VARCHAR, state_key VARCHAR,
+                   started_at TIMESTAMPTZ, finished_at TIMESTAMPTZ, pages BIGINT, requests BIGINT,
+                   records BIGINT, inserted BIGINT, updated BIGINT, unchanged BIGINT, cursor VARCHAR)"""
+        )
+
+    def read_state(self, system: str, stream: str, state_key: str) -> str | None:
+        if self.is_file and not Path(self.database).exists():
+            return None
+        with self.connect() as con:
+            self.ensure_ops(con)
+            row = con.execute(
+                "SELECT cursor FROM ops.stream_state WHERE system=? AND stream=? AND state_key=?",
+                [system, stream, state_key],
+            ).fetchone()
+        return row[0] if row else None
+
+    # -- loading -------------------------------------------------------------------------------------
+    def load_spool(
+        self,
+        *,
+        schema: str,
+        table: str,
+        files: Sequence[Path],
+        state: StreamState | None,
+        run_id: str,
+        log_row: dict[str, Any] | None = None,
+    ) -> LoadResult:
+        """Upsert every spooled batch by `_pk` and advance the stream's cursor, in one transaction.
+
+        Rows whose original JSON is unchanged are left alone, so a rerun writes nothing. A column the API
+        added is added; a value whose type no longer fits its column is cast where it can be and kept in
+        `_raw` where it cannot, with a warning in the result.
+        """
+        target = table_name(schema, table)
+        result = LoadResult(table=f"{schema}.{table}")
+        with self.connect() as con:
+            con.execute("BEGIN TRANSACTION")
+            try:
+                self.ensure_ops(con)
+                con.execute(f"CREATE SCHEMA IF NOT EXISTS {quote_ident(schema)}")
+                if files:
+                    self._upsert(con, schema, table, files, result)
+                if state is not None:
+                    con.execute(
+                        "INSERT OR REPLACE INTO ops.stream_state VALUES (?, ?, ?, ?, ?, ?)",
+                        [state.system, state.stream, state.state_key, state.cursor, datetime.now(UTC), run_id],
+                    )
+                if log_row is not None:
+                    row = {**log_row, "finished_at": datetime.now(UTC), "inserted": result.inserted,
+                           "updated": result.updated, "unchanged": result.unchanged}
+                    names = ", ".join(row)
+                    con.execute(
+                        f"INSERT INTO ops.extract_log ({names}) VALUES ({', '.join('?' * len(row))})",
+                        list(row.values()),
+                    )
+                if self._exists(con, schema, table):
+                    result.total_rows = con.execute(f"SELECT count(*) FROM {target}").fetchone()[0]
+                    result.columns = self._describe(con, target)
+                    result.preview_markdown = self._preview(con, target, result.columns)
+                con.execute("COMMIT")
+            except BaseException:
+                con.execute("ROLLBACK")
+                raise
+        return result
+
+    def _upsert(
+        self, con: duckdb.DuckDBPyConnection, schema: str, table: str, files: Sequence[Path], result: LoadResult
+    ) -> None:
+        target = table_name(schema, table)
+        file_list = "[" + ", ".join(quote_literal(str(f)) for f in files) + "]"
+        con.execute(
+            f"""CREATE OR REPLACE TEMP TABLE _staged AS
+                SELECT * FROM read_parquet({file_list}, union_by_name = true)
+                QUALIFY row_number() OVER (PARTITION BY _pk ORDER BY _seq DESC) = 1"""
+        )
+        result.staged = con.execute("SELECT count(*) FROM _staged").fetchone()[0]
+        if not self._exists(con, schema, table):
+            con.execute(f"CREATE TABLE {target} AS SELECT * EXCLUDE (_seq) FROM _staged LIMIT 0")
+        existing = dict(self._describe(con, target))
+        staged = [(n, t) for n, t in self._describe(con, "_staged") if n != "_seq"]
+        select: list[str] = []
+        for name, staged_type in staged:
+            col = quote_ident(name)
+            if name not in existing:
+                con.execute(f"ALTER TABLE {target} ADD COLUMN {col} {staged_type}")
+                result.new_columns.append(name)
+                select.append(col)
+            elif existing[name] == staged_type or staged_type == '"NULL"':
+                select.append(col)
+            else:
+                lost = con.execute(
+                    f"SELECT count(*) FROM _staged WHERE {col} IS NOT NULL "
+                    f"AND TRY_CAST({col} AS {existing[name]}) IS NULL"
+                ).fetchone()[0]
+                if lost:
+                    result.type_warnings.append(
+                        f"{name}: {lost} value(s) of type {staged_type} do not fit the column's "
+                        f"{existing[name]}; stored as NULL there and kept in _raw"
+                    )
+                select.append(f"TRY_CAST({col} AS {existing[name]}) AS {col}")
+        con.execute(
+            f"""CREATE OR REPLACE TEMP TABLE _changed AS
+                SELECT s.*, t._pk IS NULL AS _is_new FROM _staged s LEFT JOIN {target} t USING (_pk)
+                WHERE t._pk IS NULL OR t._raw IS DISTINCT FROM s._raw"""
+        )
+        changed, new = con.execute("SELECT count(*), count(*) FILTER (WHERE _is_new) FROM _changed").fetchone()
+        result.inserted, result.updated = new, changed - new
+        result.unchanged = result.staged - changed
+        if changed:
+            con.execute(f"DELETE FROM {target} WHERE _pk IN (SELECT _pk FROM _changed WHERE NOT _is_new)")
+            con.execute(f"INSERT INTO {target} BY NAME SELECT {', '.join(select)} FROM _changed")
+        con.execute("DROP TABLE _changed")
+        con.execute("DROP TABLE _staged")
+
+    @staticmethod
+    def _exists(con: duckdb.DuckDBPyConnection, schema: str, table: str) -> bool:
+        return bool(
+            con.execute(
+                "SELECT count(*) FROM information_schema.tables WHERE table_schema=? AND table_name=?",
+                [schema, table],
+            ).fetchone()[0]
+        )
+
+    @staticmethod
+    def _preview(con: duckdb.DuckDBPyConnection, target: str, columns: list[tuple[str, str]]) -> str:
+        """Five rows of the scalar columns: nested JSON makes an unreadable table, and it is in `_raw`."""
+        names = [quote_ident(name) for name, _ in columns if not name.startswith("_") or name == "_pk"]
+        frame = con.execute(f"SELECT {', '.join(names)} FROM {target} ORDER BY _pk LIMIT 5").df()
+        nested = [c for c in frame.columns if frame[c].astype(str).str.match(r"^[\[{]").any()]
+        return frame.drop(columns=nested).iloc[:, :9].to_markdown(index=False)
+
+    @staticmethod
+    def _describe(con: duckdb.DuckDBPyConnection, relation: str) -> list[tuple[str, str]]:
+        rows = con.execute(f"DESCRIBE {relation}").fetchall()
+        return [(row[0], '"NULL"' if row[1] == "NULL" else row[1]) for row in rows]

@@ -1,0 +1,95 @@
+"""Shared fixtures: one sandbox per session on an ephemeral loopback port, a temp warehouse per test.
+
+The sandbox world is anchored in the past and spans three days, so its daily partitions are fixed:
+PARTITIONS below. Each test gets a fresh world (writes and faults of one test never leak into another).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import dagster as dg
+import duckdb
+import pytest
+
+from integration_pipelines.assets.extract import build_extract_asset
+from integration_pipelines.connectors.registry import discover_systems, get_system
+from integration_pipelines.resources import WarehouseResource
+from integration_pipelines.sandbox.app import Sandbox
+from integration_pipelines.sandbox.server import SandboxServer
+from integration_pipelines.settings import Settings
+
+ANCHOR = datetime(2026, 3, 10, tzinfo=UTC)
+WORLD_DAYS = 3
+PARTITIONS = ["2026-03-07", "2026-03-08", "2026-03-09"]
+
+
+@pytest.fixture(scope="session")
+def sandbox_server() -> Iterator[SandboxServer]:
+    server = SandboxServer(Sandbox(seed=7, scale=1.0, anchor=ANCHOR, days=WORLD_DAYS)).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def sandbox(sandbox_server: SandboxServer) -> Iterator[Sandbox]:
+    sandbox_server.sandbox.reset()
+    yield sandbox_server.sandbox
+    sandbox_server.sandbox.clear_faults()
+
+
+def _scrub_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No real credential or override from the developer's shell may reach a test."""
+    prefixes = tuple(f"{s.env_prefix}_" for s in discover_systems()) + ("IP_",)
+    for name in list(os.environ):
+        if name.startswith(prefixes):
+            monkeypatch.delenv(name, raising=False)
+
+
+@pytest.fixture
+def settings(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, sandbox: Sandbox,
+             sandbox_server: SandboxServer) -> Settings:
+    _scrub_environment(monkeypatch)
+    monkeypatch.chdir(tmp_path)  # no stray .env from the checkout
+    monkeypatch.setenv("IP_SANDBOX_URL", sandbox_server.url)
+    monkeypatch.setenv("IP_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("IP_PARTITIONS_START", "2026-03-01")
+    monkeypatch.setenv("IP_WAREHOUSE_LOCK_TIMEOUT_SECONDS", "30")
+    for system in discover_systems():
+        monkeypatch.setenv(f"{system.env_prefix}_BACKOFF_BASE_SECONDS", "0.01")
+        monkeypatch.setenv(f"{system.env_prefix}_BACKOFF_CAP_SECONDS", "0.05")
+    return Settings()
+
+
+def materialize_stream(
+    settings: Settings, system: str, stream: str, partition: str | None = None, *, full_refresh: bool = False,
+    raise_on_error: bool = True,
+) -> dg.ExecuteInProcessResult:
+    spec = get_system(system)
+    asset = build_extract_asset(spec, spec.stream(stream), settings)
+    run_config = {"ops": {asset.op.name: {"config": {"full_refresh": full_refresh}}}}
+    return dg.materialize(
+        [asset],
+        resources={"warehouse": WarehouseResource(database=settings.warehouse_database)},
+        partition_key=partition,
+        run_config=run_config,
+        raise_on_error=raise_on_error,
+    )
+
+
+def materialize_all_partitions(settings: Settings, system: str, stream: str) -> list[dg.ExecuteInProcessResult]:
+    partitioned = get_system(system).stream(stream).partitioned is not None
+    return [materialize_stream(settings, system, stream, p) for p in (PARTITIONS if partitioned else [None])]
+
+
+def warehouse_rows(settings: Settings, sql: str, params: list | None = None) -> list[tuple]:
+    with duckdb.connect(settings.warehouse_database, read_only=True) as con:
+        return con.execute(sql, params or []).fetchall()
+
+
+def loaded_keys(settings: Settings, system: str, stream: str) -> list[str]:
+    """Every `_pk` in the raw table, duplicates included (so a duplicate shows up as a failed equality)."""
+    return sorted(r[0] for r in warehouse_rows(settings, f'SELECT _pk FROM raw_{system}."{stream}"'))
