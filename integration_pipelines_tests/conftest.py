@@ -43,7 +43,7 @@ def sandbox(sandbox_server: SandboxServer) -> Iterator[Sandbox]:
 
 def _scrub_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     """No real credential or override from the developer's shell may reach a test."""
-    prefixes = tuple(f"{s.env_prefix}_" for s in discover_systems()) + ("IP_",)
+    prefixes = (*(f"{s.env_prefix}_" for s in discover_systems()), "IP_")
     for name in list(os.environ):
         if name.startswith(prefixes):
             monkeypatch.delenv(name, raising=False)

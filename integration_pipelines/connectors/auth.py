@@ -84,6 +84,7 @@ class OAuth2Auth(httpx.Auth):
         credential_hint: str = "",
         client_auth: str = "basic",
         extra_params: dict[str, str] | None = None,
+        instance_url_field: str | None = None,
         on_token: Callable[[dict], None] | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
@@ -99,6 +100,8 @@ class OAuth2Auth(httpx.Auth):
         self.credential_hint = credential_hint
         self.client_auth = client_auth
         self.extra_params = extra_params or {}
+        self.instance_url_field = instance_url_field
+        self.instance_url: httpx.URL | None = None
         self.on_token = on_token
         self._clock = clock
         self._token: _Token | None = None
@@ -150,6 +153,8 @@ class OAuth2Auth(httpx.Auth):
         expires_in = float(body.get("expires_in") or 3600)
         with self._lock:
             self._token = _Token(token, self._clock() + expires_in)
+        if self.instance_url_field and body.get(self.instance_url_field):
+            self.instance_url = httpx.URL(str(body[self.instance_url_field]))
         if self.on_token:
             self.on_token(body)
         return token
@@ -158,15 +163,24 @@ class OAuth2Auth(httpx.Auth):
         with self._lock:
             self._token = None
 
+    def _to_instance(self, request: httpx.Request) -> None:
+        """Send the request to the tenant's own host when the token told us one (Salesforce)."""
+        if self.instance_url is not None:
+            url = self.instance_url
+            request.url = request.url.copy_with(scheme=url.scheme, host=url.host, port=url.port)
+            request.headers["Host"] = url.netloc.decode()
+
     def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
         token = self._valid_token()
         if token is None:
             token = self._accept_token_response((yield self._token_request()))
+        self._to_instance(request)
         request.headers["Authorization"] = f"Bearer {token}"
         response = yield request
         if response.status_code == 401:
             # The token may have been revoked or expired early: refresh once, then let the API decide.
             self.invalidate()
             token = self._accept_token_response((yield self._token_request()))
+            self._to_instance(request)
             request.headers["Authorization"] = f"Bearer {token}"
             yield request

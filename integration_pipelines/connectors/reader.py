@@ -16,7 +16,7 @@ from typing import Any
 
 import httpx
 
-from .errors import MalformedPageError, PaginationError
+from .errors import ApiError, MalformedPageError, PaginationError
 from .http import HttpClient, json_path
 from .pagination import PageState
 from .redaction import redact, redact_url
@@ -119,16 +119,18 @@ def _render(
 
 
 def _body(template: RequestTemplate, variables: dict[str, Any], state: PageState, where: str) -> dict:
+    """Body and headers: headers are templates too (`If-Modified-Since: {cursor_http}`)."""
+    headers = {k: str(v) for k, v in render_template(template.headers, variables, where=where).items()}
     if template.method == "GET":
-        return {}
+        return {"headers": headers} if headers else {}
     if template.text_body is not None:
         return {
             "content": render_template(template.text_body, variables, where=where),
-            "headers": template.headers or {"Content-Type": "application/text"},
+            "headers": {"Content-Type": "application/text", **headers},
         }
     body = {**render_template(template.body or {}, variables, where=where), **state.body}
     key = "data" if template.body_format == "form" else "json"
-    return {key: body, "headers": template.headers or None}
+    return {key: body, "headers": headers or None}
 
 
 def _fingerprint(method: str, url: str, params: dict | None, body: dict) -> str:
@@ -157,6 +159,16 @@ def _parse(response: httpx.Response, resolved: ResolvedSystem, where: str, numbe
 def _records(
     body: Any, resolved: ResolvedSystem, stream: Stream, where: str, number: int, response: httpx.Response
 ) -> list[dict[str, Any]]:
+    error_path = resolved.system.body_error_path
+    if error_path and json_path(body, error_path) is not None:
+        raise ApiError(
+            resolved.system.title,
+            f"{where}: {resolved.system.title} answered page {number} with an error: "
+            f"{redact(str(json_path(body, error_path))[:500])}",
+            status=response.status_code,
+            body=response.text[:2000],
+        )
+
     def malformed(what: str) -> MalformedPageError:
         return MalformedPageError(
             resolved.system.title,

@@ -99,9 +99,21 @@ def build_auth(resolved: ResolvedSystem) -> httpx.Auth | None:
             grant_type=spec.grant_type,
             scope=spec.scope,
             client_auth=spec.client_auth,
+            instance_url_field=spec.instance_url_field,
             credential_hint=system.credential_hint(),
         )
     return None
+
+
+def _rate_limit_detector(system: System) -> Callable[[httpx.Response], bool] | None:
+    markers = system.rate_limit_markers
+    if not markers:
+        return None
+
+    def detect(response: httpx.Response) -> bool:
+        return any(response.status_code == status and marker in response.text for status, marker in markers)
+
+    return detect
 
 
 def build_client(
@@ -131,6 +143,7 @@ def build_client(
         headers=headers,
         error_message_paths=system.error_message_paths,
         credential_hint=system.credential_hint(),
+        is_rate_limited=_rate_limit_detector(system),
         transport=transport,
         sleep=sleep,
         rng=rng or random.Random(),

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import string
 from datetime import UTC, datetime
+from email.utils import format_datetime
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -57,6 +58,10 @@ class OAuth2AuthSpec(_Spec):
     refresh_token: str | None = None
     scope: str | None = None
     client_auth: Literal["basic", "body"] = "basic"
+    instance_url_field: str | None = Field(
+        default=None,
+        description="a token-response field naming the API host for this tenant (Salesforce `instance_url`)",
+    )
 
 
 class NoAuthSpec(_Spec):
@@ -113,6 +118,37 @@ class Stream(_Spec):
         return value
 
 
+class Idempotency(_Spec):
+    """How the target recognises a retried write: a header, a query param, a body field, or nothing
+    (then the sync ledger and an upsert-by-key endpoint are the only protection)."""
+
+    location: Literal["header", "query", "body", "none"] = "none"
+    name: str = ""
+    max_length: int = 255
+
+
+class Writer(_Spec):
+    """One kind of write an outbound sync can make: create, update, upsert, archive ...
+
+    `batch_envelope` wraps a batch of records (`{"inputs": [...]}` for HubSpot, `{"Invoices": [...]}` for Xero);
+    without it the writer takes one record per request. `id_path` finds the created record's id in the answer
+    (for a batch, relative to each element of `results_path`).
+    """
+
+    name: str
+    description: str = ""
+    method: Literal["POST", "PUT", "PATCH", "DELETE"] = "POST"
+    path: str
+    params: dict[str, Any] = Field(default_factory=dict)
+    body_format: Literal["json", "form"] = "json"
+    batch_envelope: str | None = None
+    batch_size: int = 1
+    results_path: str | None = None
+    id_path: str = "id"
+    idempotency: Idempotency = Field(default_factory=Idempotency)
+    headers: dict[str, str] = Field(default_factory=dict)
+
+
 class System(_Spec):
     name: str
     title: str
@@ -128,6 +164,20 @@ class System(_Spec):
     max_attempts: int = 6
     extra_retry_statuses: tuple[int, ...] = ()
     error_message_paths: tuple[str, ...] = ("error.message", "message", "error")
+    rate_limit_markers: tuple[tuple[int, str], ...] = Field(
+        default=(), description="(status, body substring) pairs that mean 'slow down' (Salesforce 403 "
+        "REQUEST_LIMIT_EXCEEDED): retried with backoff like a 429"
+    )
+    body_error_path: str | None = Field(
+        default=None, description="where an error hides in a 200 answer (JSON-RPC `error`)"
+    )
+    writers: tuple[Writer, ...] = ()
+
+    def writer(self, name: str) -> Writer:
+        for writer in self.writers:
+            if writer.name == name:
+                return writer
+        raise KeyError(f"{self.name} has no writer {name!r}; it has {[w.name for w in self.writers]}")
 
     @property
     def env_prefix(self) -> str:
@@ -176,4 +226,5 @@ def time_variables(prefix: str, moment: datetime) -> dict[str, Any]:
         f"{prefix}_unix": int(moment.timestamp()),
         f"{prefix}_ms": int(moment.timestamp() * 1000),
         f"{prefix}_date": moment.strftime("%Y-%m-%d"),
+        f"{prefix}_http": format_datetime(moment, usegmt=True),
     }

@@ -22,6 +22,11 @@ logger = logging.getLogger("integration_pipelines.warehouse")
 _LOCK_MARKERS = ("could not set lock", "conflicting lock", "database is locked")
 
 
+_EMPTY_COLUMNS = (
+    "_pk VARCHAR, _cursor VARCHAR, _source_system VARCHAR, _extracted_at TIMESTAMPTZ, _run_id VARCHAR, _raw VARCHAR"
+)
+
+
 class WarehouseLockedError(RuntimeError):
     """Another process held the DuckDB file for longer than we agreed to wait."""
 
@@ -159,6 +164,9 @@ class Warehouse:
                 con.execute(f"CREATE SCHEMA IF NOT EXISTS {quote_ident(schema)}")
                 if files:
                     self._upsert(con, schema, table, files, result)
+                elif not self._exists(con, schema, table):
+                    # An empty read still leaves a queryable table; the API's columns arrive with data.
+                    con.execute(f"CREATE TABLE {target} ({_EMPTY_COLUMNS})")
                 if state is not None:
                     con.execute(
                         "INSERT OR REPLACE INTO ops.stream_state VALUES (?, ?, ?, ?, ?, ?)",

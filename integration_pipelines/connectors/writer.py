@@ -1,0 +1,80 @@
+"""Send one write (or one batch of writes) declared by a `Writer` spec, with the target's idempotency key.
+
+Vendor-free: the spec says where the key goes (header, query param, body field) and how long it may be;
+keys longer than the target allows are shortened to a stable hash, so a retried batch reuses the same key.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from .http import HttpClient, json_path
+from .runtime import ResolvedSystem
+from .spec import Writer, render_template
+
+
+@dataclass(frozen=True)
+class WriteResult:
+    status: int
+    body: Any
+    external_ids: list[str | None]
+    replayed: bool
+
+
+def fit_key(key: str, max_length: int) -> str:
+    """Keep the key if it fits; otherwise a stable digest of it (same input → same key on every retry)."""
+    if len(key) <= max_length:
+        return key
+    digest = hashlib.sha256(key.encode()).hexdigest()
+    return digest[:max_length]
+
+
+def send_write(
+    client: HttpClient,
+    resolved: ResolvedSystem,
+    writer: Writer,
+    records: Sequence[Mapping[str, Any]],
+    *,
+    idempotency_key: str | None = None,
+    path_variables: Mapping[str, Any] | None = None,
+) -> WriteResult:
+    if not records:
+        raise ValueError("send_write needs at least one record")
+    if writer.batch_envelope is None and len(records) != 1:
+        raise ValueError(f"{resolved.system.name}.{writer.name} writes one record per request")
+    if len(records) > writer.batch_size:
+        raise ValueError(f"{resolved.system.name}.{writer.name} takes at most {writer.batch_size} per batch")
+    variables = {**resolved.public_values, **(path_variables or {})}
+    where = f"{resolved.system.name} writer {writer.name}"
+    path = render_template(writer.path, variables, where=where)
+    params = dict(render_template(writer.params, variables, where=where))
+    headers = {k: str(v) for k, v in render_template(writer.headers, variables, where=where).items()}
+    body: Any = {writer.batch_envelope: list(records)} if writer.batch_envelope else dict(records[0])
+    idem = writer.idempotency
+    if idempotency_key and idem.location != "none":
+        key = fit_key(idempotency_key, idem.max_length)
+        if idem.location == "header":
+            headers[idem.name] = key
+        elif idem.location == "query":
+            params[idem.name] = key
+        else:
+            body = {**body, idem.name: key}
+    kwargs: dict[str, Any] = {"params": params or None, "headers": headers or None}
+    if writer.method != "DELETE":
+        kwargs["data" if writer.body_format == "form" else "json"] = body
+    response = client.request(writer.method, path, **kwargs)
+    parsed: Any = response.json() if response.content else None
+    if writer.results_path:
+        results = json_path(parsed, writer.results_path) or []
+        ids = [_as_id(json_path(item, writer.id_path)) for item in results]
+    else:
+        ids = [_as_id(json_path(parsed, writer.id_path))]
+    replayed = response.headers.get("Idempotent-Replayed", "").lower() == "true"
+    return WriteResult(response.status_code, parsed, ids, replayed)
+
+
+def _as_id(value: Any) -> str | None:
+    return None if value is None else str(value)
