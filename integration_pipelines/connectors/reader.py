@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -16,7 +17,7 @@ from typing import Any
 
 import httpx
 
-from .errors import ApiError, MalformedPageError, PaginationError
+from .errors import ApiError, AuthError, MalformedPageError, PaginationError
 from .http import HttpClient, json_path
 from .pagination import PageState
 from .redaction import redact, redact_url
@@ -43,10 +44,18 @@ class ReadWindow:
     cursor: datetime | None = None
 
 
+_DOTNET_DATE = re.compile(r"/Date\((-?\d+)([+-]\d{4})?\)/")
+
+
 def parse_cursor(value: Any, fmt: str) -> datetime | None:
     """Turn a record's cursor field into an aware UTC datetime, whatever form the API uses."""
     if value in (None, ""):
         return None
+    if fmt == "dotnet":
+        match = _DOTNET_DATE.fullmatch(str(value))
+        if match is None:
+            raise ValueError(f"not a /Date(ms)/ value: {value!r}")
+        return datetime.fromtimestamp(int(match.group(1)) / 1000, UTC)  # the offset is display-only
     if fmt == "unix":
         return datetime.fromtimestamp(float(value), UTC)
     if fmt == "ms":
@@ -56,8 +65,12 @@ def parse_cursor(value: Any, fmt: str) -> datetime | None:
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
-def template_variables(resolved: ResolvedSystem, stream: Stream, window: ReadWindow) -> dict[str, Any]:
-    variables: dict[str, Any] = {**resolved.public_values, "page_size": resolved.page_size(stream.page_size)}
+def template_variables(
+    resolved: ResolvedSystem, stream: Stream, window: ReadWindow, session: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    variables: dict[str, Any] = {
+        **resolved.values, **(session or {}), "page_size": resolved.page_size(stream.page_size)
+    }
     if window.start is not None and window.end is not None:
         variables |= time_variables("window_start", window.start) | time_variables("window_end", window.end)
     since = (window.cursor or EPOCH) - timedelta(seconds=stream.lookback_seconds)
@@ -76,7 +89,7 @@ def read_pages(
 ) -> Iterator[Page]:
     template = choose_request(stream, window)
     where = f"{resolved.system.name}/{stream.name}"
-    base_vars = template_variables(resolved, stream, window)
+    base_vars = template_variables(resolved, stream, window, login_variables(client, resolved))
     state = stream.paginator.initial()
     state = PageState(variables={**base_vars, **state.variables})
     seen: set[str] = set()
@@ -104,6 +117,29 @@ def read_pages(
         f"{where}: more than {stream.max_pages} pages; stopping. Raise the stream's max_pages if this "
         "volume is real, or narrow the window (partitions).",
     )
+
+
+def login_variables(client: HttpClient, resolved: ResolvedSystem) -> dict[str, Any]:
+    """Run the system's login step once per client and keep what it yields (a uid, a session id)."""
+    login = resolved.system.login
+    if login is None:
+        return {}
+    cached = getattr(client, "login_variables", None)
+    if cached is not None:
+        return cached
+    where = f"{resolved.system.name} login"
+    method, url, params, body_kwargs = _render(login.request, PageState(variables=dict(resolved.values)), where)
+    response = client.request(method, url, params=params, **body_kwargs)
+    body = _parse(response, resolved, where, 1)
+    error_path = resolved.system.body_error_path
+    found = {name: json_path(body, path) for name, path in login.variables.items()}
+    if (error_path and json_path(body, error_path) is not None) or any(v in (None, False) for v in found.values()):
+        raise AuthError(
+            resolved.system.title,
+            f"{resolved.system.title} refused the login ({_excerpt(response)}). {resolved.system.credential_hint()}",
+        )
+    client.login_variables = found  # type: ignore[attr-defined]
+    return found
 
 
 def _render(

@@ -40,7 +40,7 @@ class ResolvedSystem:
 
     @property
     def public_values(self) -> dict[str, str]:
-        """Values safe to template into paths and headers (realm ids, tenant ids; never secrets)."""
+        """Values that are not secret (realm ids, tenant ids): safe for metadata and messages."""
         return {k: v for k, v in self.values.items() if not self.system.values[k].secret}
 
 
@@ -70,7 +70,7 @@ def resolve_system(system: System, settings: Settings, environ: dict[str, str] |
             register_secret(value)
         values[key] = value
     if mode == "live":
-        base_url = overrides.base_url or system.base_url
+        base_url = overrides.base_url or render_template(system.base_url, values, where=f"{system.name} base_url")
         token_url = getattr(system.auth, "token_url", None)
     else:
         base_url = overrides.base_url or settings.sandbox_url
@@ -127,7 +127,7 @@ def build_client(
     system, overrides = resolved.system, resolved.overrides
     attempts = (overrides.max_retries + 1) if overrides.max_retries is not None else system.max_attempts
     rate = overrides.requests_per_second or system.requests_per_second
-    headers = render_template(dict(system.headers), resolved.public_values, where=f"{system.name} headers")
+    headers = render_template(dict(system.headers), resolved.values, where=f"{system.name} headers")
     return HttpClient(
         system=system.title,
         base_url=resolved.base_url,

@@ -103,7 +103,9 @@ class Stream(_Spec):
     )
     primary_key: str
     cursor_field: str | None = None
-    cursor_format: Literal["iso", "unix", "ms"] = "iso"
+    cursor_format: Literal["iso", "unix", "ms", "dotnet"] = Field(
+        default="iso", description="dotnet = Microsoft JSON dates `/Date(1767225600000+0000)/` (Xero, SAP OData)"
+    )
     lookback_seconds: int = 0
     partitioned: Literal["daily"] | None = None
     paginator: Paginator = Field(default_factory=SinglePage)
@@ -127,6 +129,14 @@ class Idempotency(_Spec):
     max_length: int = 255
 
 
+class LoginStep(_Spec):
+    """A request made once per client before any other (JSON-RPC `common.login` for a uid), whose answer
+    provides template variables for every later request: `variables` maps a name to a dotted path."""
+
+    request: RequestTemplate
+    variables: dict[str, str]
+
+
 class Writer(_Spec):
     """One kind of write an outbound sync can make: create, update, upsert, archive ...
 
@@ -147,13 +157,19 @@ class Writer(_Spec):
     id_path: str = "id"
     idempotency: Idempotency = Field(default_factory=Idempotency)
     headers: dict[str, str] = Field(default_factory=dict)
+    csrf_fetch_path: str | None = Field(
+        default=None,
+        description="GET this path with `X-CSRF-Token: Fetch` first and send the token back (SAP OData)",
+    )
 
 
 class System(_Spec):
     name: str
     title: str
     category: str
-    base_url: str = Field(description="the real service's base URL")
+    base_url: str = Field(
+        description="the real service's base URL; may hold values, e.g. `https://{shop}.myshopify.com`"
+    )
     docs_url: str = ""
     values: dict[str, EnvValue]
     auth: AuthSpec
@@ -172,6 +188,7 @@ class System(_Spec):
         default=None, description="where an error hides in a 200 answer (JSON-RPC `error`)"
     )
     writers: tuple[Writer, ...] = ()
+    login: LoginStep | None = None
 
     def writer(self, name: str) -> Writer:
         for writer in self.writers:

@@ -11,7 +11,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from .errors import ApiError
 from .http import HttpClient, json_path
+from .reader import login_variables
 from .runtime import ResolvedSystem
 from .spec import Writer, render_template
 
@@ -47,7 +49,7 @@ def send_write(
         raise ValueError(f"{resolved.system.name}.{writer.name} writes one record per request")
     if len(records) > writer.batch_size:
         raise ValueError(f"{resolved.system.name}.{writer.name} takes at most {writer.batch_size} per batch")
-    variables = {**resolved.public_values, **(path_variables or {})}
+    variables = {**resolved.values, **login_variables(client, resolved), **(path_variables or {})}
     where = f"{resolved.system.name} writer {writer.name}"
     path = render_template(writer.path, variables, where=where)
     params = dict(render_template(writer.params, variables, where=where))
@@ -62,6 +64,8 @@ def send_write(
             params[idem.name] = key
         else:
             body = {**body, idem.name: key}
+    if writer.csrf_fetch_path:
+        headers["X-CSRF-Token"] = _csrf_token(client, writer, variables, where)
     kwargs: dict[str, Any] = {"params": params or None, "headers": headers or None}
     if writer.method != "DELETE":
         kwargs["data" if writer.body_format == "form" else "json"] = body
@@ -74,6 +78,17 @@ def send_write(
         ids = [_as_id(json_path(parsed, writer.id_path))]
     replayed = response.headers.get("Idempotent-Replayed", "").lower() == "true"
     return WriteResult(response.status_code, parsed, ids, replayed)
+
+
+def _csrf_token(client: HttpClient, writer: Writer, variables: Mapping[str, Any], where: str) -> str:
+    """SAP's fetch-then-send: a GET with `X-CSRF-Token: Fetch` returns the token (and a session cookie,
+    which the client's cookie jar keeps) that every modifying request must carry."""
+    path = render_template(writer.csrf_fetch_path, dict(variables), where=where)
+    response = client.request("GET", path, headers={"X-CSRF-Token": "Fetch"})
+    token = response.headers.get("X-CSRF-Token")
+    if not token:
+        raise ApiError(client.system, f"{where}: {path} returned no X-CSRF-Token header to write with")
+    return token
 
 
 def _as_id(value: Any) -> str | None:
