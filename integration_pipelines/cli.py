@@ -1,0 +1,140 @@
+"""`integration-pipelines …`: the demo, the sandbox, and inspection commands."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Annotated
+
+import httpx
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from .connectors.errors import ConfigurationError
+from .connectors.registry import discover_systems
+from .connectors.runtime import resolve_system
+from .settings import load_settings
+
+app = typer.Typer(help="Integration pipelines between a business's systems, on Dagster and DuckDB.",
+                  no_args_is_help=True, pretty_exceptions_show_locals=False)
+sandbox_app = typer.Typer(help="The local emulators of every supported system.", no_args_is_help=True)
+app.add_typer(sandbox_app, name="sandbox")
+console = Console()
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+@sandbox_app.command("serve")
+def sandbox_serve(
+    host: Annotated[str, typer.Option(help="bind address; keep it on loopback")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="port for every vendor's API")] = 8765,
+    seed: Annotated[int, typer.Option(help="seed of the business world")] = 7,
+    scale: Annotated[float, typer.Option(help="1.0 ≈ 40 customers; 10 ≈ 400")] = 1.0,
+    days: Annotated[int, typer.Option(help="days of history before today")] = 30,
+    anchor: Annotated[str | None, typer.Option(help="end of history, YYYY-MM-DD (default: today)")] = None,
+) -> None:
+    """Serve every emulator on one port (vendor paths are disjoint)."""
+    from .sandbox.server import serve_forever
+
+    when = datetime.fromisoformat(anchor).replace(tzinfo=UTC) if anchor else None
+    console.print(f"Sandbox on http://{host}:{port} (seed {seed}, scale {scale}, {days} days). Ctrl-C stops it.")
+    serve_forever(host, port, seed, scale, when, days)
+
+
+@app.command("systems")
+def systems() -> None:
+    """List the systems, whether each talks to its sandbox or the real service, and its streams."""
+    settings = load_settings()
+    table = Table("system", "mode", "base URL", "streams", "writers")
+    for system in discover_systems():
+        try:
+            resolved = resolve_system(system, settings)
+            mode, url = resolved.mode, resolved.base_url
+        except ConfigurationError as exc:
+            mode, url = "[red]misconfigured[/red]", str(exc)
+        enabled = settings.system_enabled(system.name)
+        table.add_row(system.name if enabled else f"{system.name} (disabled)", mode, url,
+                      ", ".join(s.name for s in system.streams), ", ".join(w.name for w in system.writers))
+    console.print(table)
+
+
+def _wait_for(url: str, what: str, process: subprocess.Popen, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise typer.Exit(f"{what} exited with code {process.returncode} before it was ready") from None
+        try:
+            if httpx.get(url, timeout=1).status_code < 500:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.3)
+    raise typer.Exit(f"{what} was not ready at {url} after {timeout:.0f} s")
+
+
+def _spawn(args: list[str], env: dict[str, str]) -> subprocess.Popen:
+    # A new session per child: Ctrl-C reaches us once, and we stop each child's whole process group.
+    return subprocess.Popen(args, env=env, cwd=PROJECT_ROOT, start_new_session=True)
+
+
+def _stop(processes: list[subprocess.Popen]) -> None:
+    for process in reversed(processes):
+        if process.poll() is None:
+            try:
+                os.killpg(process.pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+    for process in reversed(processes):
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+
+
+@app.command("demo")
+def demo(
+    port: Annotated[int, typer.Option(help="Dagster UI port")] = 3000,
+    sandbox_port: Annotated[int, typer.Option(help="sandbox port")] = 8765,
+    data_dir: Annotated[Path, typer.Option(help="DAGSTER_HOME, warehouse and spools")] = Path(".data"),
+) -> None:
+    """Start the sandbox and the Dagster UI (http://127.0.0.1:3000) on a local .data folder."""
+    data_dir = (PROJECT_ROOT / data_dir).resolve() if not data_dir.is_absolute() else data_dir
+    dagster_home = data_dir / "dagster"
+    dagster_home.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(PROJECT_ROOT / "deploy" / "dagster.yaml", dagster_home / "dagster.yaml")
+    sandbox_url = f"http://127.0.0.1:{sandbox_port}"
+    env = {**os.environ, "DAGSTER_HOME": str(dagster_home), "IP_DATA_DIR": str(data_dir),
+           "IP_SANDBOX_URL": os.environ.get("IP_SANDBOX_URL", sandbox_url)}
+    bin_dir = Path(sys.executable).parent
+    processes: list[subprocess.Popen] = []
+
+    def on_signal(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, on_signal)
+    try:
+        processes.append(_spawn([sys.executable, "-m", "integration_pipelines.cli", "sandbox", "serve",
+                                 "--port", str(sandbox_port)], env))
+        _wait_for(f"{sandbox_url}/_sandbox/health", "the sandbox", processes[-1], 30)
+        console.print(f"[green]Sandbox ready[/green] on {sandbox_url}")
+        processes.append(_spawn([str(bin_dir / "dagster"), "dev", "-w", "workspace.yaml",
+                                 "-h", "127.0.0.1", "-p", str(port)], env))
+        _wait_for(f"http://127.0.0.1:{port}/server_info", "dagster dev", processes[-1], 180)
+        console.print(f"[green]Dagster UI ready[/green] on http://127.0.0.1:{port}  (Ctrl-C stops everything)")
+        while all(p.poll() is None for p in processes):
+            time.sleep(0.5)
+        console.print("[red]A demo process exited; stopping the rest.[/red]")
+    except KeyboardInterrupt:
+        console.print("Stopping the demo…")
+    finally:
+        _stop(processes)
+
+
+if __name__ == "__main__":
+    app()
