@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -86,10 +87,8 @@ def _spawn(args: list[str], env: dict[str, str]) -> subprocess.Popen:
 def _stop(processes: list[subprocess.Popen]) -> None:
     for process in reversed(processes):
         if process.poll() is None:
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.killpg(process.pid, signal.SIGTERM)
-            except ProcessLookupError:
-                pass
     for process in reversed(processes):
         try:
             process.wait(timeout=20)
