@@ -139,7 +139,8 @@ class OAuth2Auth(httpx.Auth):
         except ValueError:
             body = {}
         if response.status_code != 200 or "access_token" not in body:
-            reason = body.get("error_description") or body.get("error") or response.text[:200]
+            reason = " ".join(str(body[k]) for k in ("error", "error_description") if body.get(k))
+            reason = reason or response.text[:200]
             raise AuthError(
                 self.system,
                 f"{self.system} refused to issue an access token ({response.status_code}: {reason}). "
