@@ -1,0 +1,111 @@
+"""The warehouse loader on real DuckDB files: keyed upserts, evolving columns, type changes that do not fail
+the load, atomic cursor state, and a writer that waits out another process's lock."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+import duckdb
+import pytest
+
+from integration_pipelines.warehouse.batches import records_to_table
+from integration_pipelines.warehouse.duckdb import StreamState, Warehouse, WarehouseLockedError
+from integration_pipelines.warehouse.spool import Spool
+
+
+def spool_of(tmp_path: Path, *batches: list[dict], name: str = "s") -> Spool:
+    spool = Spool(tmp_path / "spool" / name)
+    seq = 0
+    for batch in batches:
+        spool.write(records_to_table(batch, source_system="fake", primary_keys=[str(r["id"]) for r in batch],
+                                     cursors=[None] * len(batch), run_id="run-1",
+                                     extracted_at=datetime.now(UTC), first_seq=seq))
+        seq += len(batch)
+    return spool
+
+
+def load(warehouse: Warehouse, spool: Spool, cursor: str | None = None):
+    return warehouse.load_spool(schema="raw_fake", table="things", files=spool.files,
+                                state=StreamState("fake", "things", "all", cursor), run_id="run-1")
+
+
+def test_upsert_by_key_and_last_duplicate_wins(tmp_path):
+    wh = Warehouse(str(tmp_path / "w.duckdb"))
+    result = load(wh, spool_of(tmp_path, [{"id": 1, "v": "a"}, {"id": 2, "v": "b"}], [{"id": 1, "v": "a2"}]))
+    assert (result.inserted, result.updated, result.total_rows) == (2, 0, 2)
+    with wh.connect() as con:
+        assert con.execute("SELECT v FROM raw_fake.things WHERE _pk='1'").fetchone()[0] == "a2"
+    again = load(wh, spool_of(tmp_path, [{"id": 1, "v": "a2"}, {"id": 2, "v": "b2"}], name="t"))
+    assert (again.inserted, again.updated, again.unchanged, again.total_rows) == (0, 1, 1, 2)
+
+
+def test_new_fields_become_columns_and_type_changes_do_not_fail(tmp_path):
+    wh = Warehouse(str(tmp_path / "w.duckdb"))
+    load(wh, spool_of(tmp_path, [{"id": 1, "amount": 100, "meta": {"a": 1}}]))
+    result = load(wh, spool_of(tmp_path, [{"id": 2, "amount": "one hundred", "brand_new": True}], name="t"))
+    assert result.new_columns == ["brand_new"]
+    assert result.type_warnings and "amount" in result.type_warnings[0] and "_raw" in result.type_warnings[0]
+    with wh.connect() as con:
+        rows = con.execute("SELECT _pk, amount, brand_new, _raw FROM raw_fake.things ORDER BY _pk").fetchall()
+    assert rows[0][1] == 100 and rows[1][1] is None and rows[1][2] is True
+    assert '"amount":"one hundred"' in rows[1][3]  # nothing the API sent is lost
+
+
+def test_hostile_field_names_are_quoted_not_executed(tmp_path):
+    wh = Warehouse(str(tmp_path / "w.duckdb"))
+    nasty = {"id": 1, 'x"; DROP TABLE raw_fake.things; --': "v", "_raw": "shadow", "Id": "case-twin"}
+    load(wh, spool_of(tmp_path, [nasty]))
+    with wh.connect() as con:
+        columns = [r[0] for r in con.execute("DESCRIBE raw_fake.things").fetchall()]
+        assert con.execute("SELECT count(*) FROM raw_fake.things").fetchone()[0] == 1
+    assert 'x"; DROP TABLE raw_fake.things; --' in columns and "_raw__field" in columns
+    assert "Id" not in columns  # a case twin of `id` stays in _raw only
+
+
+def test_cursor_is_committed_with_the_rows_or_not_at_all(tmp_path):
+    wh = Warehouse(str(tmp_path / "w.duckdb"))
+    load(wh, spool_of(tmp_path, [{"id": 1}]), cursor="2026-01-01T00:00:00+00:00")
+    broken = tmp_path / "broken.parquet"
+    broken.write_bytes(b"not parquet")
+    with pytest.raises(duckdb.Error):
+        wh.load_spool(schema="raw_fake", table="things", files=[broken],
+                      state=StreamState("fake", "things", "all", "2030-01-01T00:00:00+00:00"), run_id="run-2")
+    assert wh.read_state("fake", "things", "all") == "2026-01-01T00:00:00+00:00"
+
+
+HOLD_LOCK = textwrap.dedent("""
+    import duckdb, sys, time
+    con = duckdb.connect(sys.argv[1])
+    con.execute("CREATE TABLE IF NOT EXISTS hold(x INT)")
+    print("locked", flush=True)
+    time.sleep(float(sys.argv[2]))
+    con.close()
+""")
+
+
+def test_a_writer_waits_out_another_process_lock_then_succeeds(tmp_path):
+    path = str(tmp_path / "w.duckdb")
+    holder = subprocess.Popen([sys.executable, "-c", HOLD_LOCK, path, "2.5"], stdout=subprocess.PIPE, text=True)
+    assert holder.stdout.readline().strip() == "locked"
+    started = time.monotonic()
+    result = load(Warehouse(path, lock_timeout=30), spool_of(tmp_path, [{"id": 1}]))
+    waited = time.monotonic() - started
+    holder.wait(timeout=10)
+    assert result.inserted == 1 and waited >= 1.5 and holder.returncode == 0
+
+
+def test_a_lock_held_too_long_gives_a_clear_error(tmp_path):
+    path = str(tmp_path / "w.duckdb")
+    holder = subprocess.Popen([sys.executable, "-c", HOLD_LOCK, path, "6"], stdout=subprocess.PIPE, text=True)
+    assert holder.stdout.readline().strip() == "locked"
+    try:
+        with pytest.raises(WarehouseLockedError, match="IP_WAREHOUSE_LOCK_TIMEOUT_SECONDS"):
+            load(Warehouse(path, lock_timeout=1), spool_of(tmp_path, [{"id": 1}]))
+    finally:
+        holder.kill()
+        holder.wait()
