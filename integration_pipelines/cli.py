@@ -65,6 +65,21 @@ def systems() -> None:
     console.print(table)
 
 
+@app.command("docs")
+def docs(check: Annotated[bool, typer.Option(help="fail if docs/ is out of date instead of writing")] = False) -> None:
+    """Regenerate the reference docs in docs/ from the specs."""
+    from .docs import systems_markdown
+
+    target = PROJECT_ROOT / "docs" / "systems.md"
+    text = systems_markdown()
+    if check:
+        if not target.exists() or target.read_text() != text:
+            raise typer.Exit("docs/systems.md is out of date: run `integration-pipelines docs`") from None
+        return
+    target.write_text(text)
+    console.print(f"wrote {target}")
+
+
 def _wait_for(url: str, what: str, process: subprocess.Popen, timeout: float) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

@@ -22,6 +22,7 @@ from integration_pipelines.sandbox.app import Sandbox
 from integration_pipelines.sandbox.server import SandboxServer
 from integration_pipelines.settings import Settings
 
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
 ANCHOR = datetime(2026, 3, 10, tzinfo=UTC)
 WORLD_DAYS = 3
 PARTITIONS = ["2026-03-07", "2026-03-08", "2026-03-09"]
