@@ -66,19 +66,24 @@ class BodyCursorPaginator(_Paginator):
 class NextTokenPaginator(_Paginator):
     """An opaque token in the body (HubSpot `paging.next.after`, Square `cursor`) sent back as a param.
 
-    `location` says whether the token goes back in the query string or in the JSON body (search endpoints).
+    `location` says whether the token goes back in the query string or in the JSON body (search endpoints);
+    `auto` sends it where the request that produced it carries parameters: the query of a GET, the body of a
+    POST (one stream whose full read is a list GET and whose incremental read is a search POST).
     """
 
     type: Literal["next_token"] = "next_token"
     token_path: str
     token_param: str
-    location: Literal["query", "body"] = "query"
+    location: Literal["query", "body", "auto"] = "query"
 
     def next_page(self, state, response, body, records):  # type: ignore[override]
         token = json_path(body, self.token_path)
         if token in (None, ""):
             return None
-        if self.location == "body":
+        location = self.location
+        if location == "auto":
+            location = "query" if response.request.method == "GET" else "body"
+        if location == "body":
             return replace(state, body={**state.body, self.token_param: token})
         return replace(state, params={**state.params, self.token_param: token})
 

@@ -1,0 +1,144 @@
+"""HubSpot (CRM v3). Bearer private-app token, `limit`/`after` lists, and a search endpoint for changes.
+
+The list endpoint (`GET /crm/v3/objects/{type}`) has no time filter, so the streams are unpartitioned: the first
+read lists everything, and every later read asks the search endpoint for what changed since the stored cursor
+(`lastmodifieddate` for contacts, `hs_lastmodifieddate` for companies and deals), oldest change first.
+
+Facts the spec leans on:
+- Properties are opt-in: without `properties=` HubSpot returns a handful of defaults, and a search with a
+  `properties` array returns exactly those. Both requests below name the same explicit list, so an unchanged
+  record is byte-for-byte the same whichever endpoint returned it, and a rerun writes nothing.
+- The search index trails writes by a few seconds, hence the lookback window on the cursor.
+- Search answers at most 10,000 results per query (HubSpot answers 400 beyond that). Sorting by the
+  modification date ascending makes an interrupted incremental read safe to rerun from its cursor; a change
+  set larger than 10,000 records fails loudly with HubSpot's message rather than silently missing records, and
+  a `full_refresh` run (the list endpoint) is the way through it.
+- Search filter values are strings in HubSpot's model (the SDK's `Filter.value: str`): `{cursor_ms!s}` renders
+  the cursor as a string, where a bare `{cursor_ms}` would send a JSON number.
+- Writes have no idempotency key: contacts are upserted by their unique `email` (matched case-insensitively,
+  as HubSpot does), which makes a retried batch harmless; a retried deal *create* is not, so syncs must record
+  created ids in their ledger before retrying.
+"""
+
+from __future__ import annotations
+
+from .pagination import NextTokenPaginator
+from .spec import BearerAuthSpec, EnvValue, Idempotency, RequestTemplate, Stream, System, Writer
+
+#: Every property a stream lands, sent explicitly on both the list and the search request.
+PROPERTIES: dict[str, tuple[str, ...]] = {
+    "contacts": (
+        "email", "firstname", "lastname", "phone", "company", "jobtitle", "lifecyclestage", "address", "city",
+        "zip", "country", "createdate", "lastmodifieddate", "hs_object_id",
+    ),
+    "companies": (
+        "name", "domain", "phone", "city", "country", "industry", "numberofemployees", "lifecyclestage",
+        "createdate", "hs_lastmodifieddate", "hs_object_id",
+    ),
+    "deals": (
+        "dealname", "amount", "deal_currency_code", "dealstage", "pipeline", "closedate", "createdate",
+        "hs_lastmodifieddate", "hs_object_id",
+    ),
+}
+
+#: The property whose change moves a record's `updatedAt`; contacts predate the `hs_` naming.
+MODIFIED_PROPERTY: dict[str, str] = {
+    "contacts": "lastmodifieddate",
+    "companies": "hs_lastmodifieddate",
+    "deals": "hs_lastmodifieddate",
+}
+
+PAGE_SIZE = 100  # the list endpoint's maximum; search allows 200, but one page size serves both requests
+LOOKBACK_SECONDS = 300  # search index lag and clock skew
+
+
+def _object_stream(object_type: str, description: str) -> Stream:
+    properties = PROPERTIES[object_type]
+    modified = MODIFIED_PROPERTY[object_type]
+    return Stream(
+        name=object_type,
+        description=description,
+        request=RequestTemplate(
+            path=f"/crm/v3/objects/{object_type}",
+            params={"limit": "{page_size}", "properties": ",".join(properties), "archived": "false"},
+        ),
+        incremental_request=RequestTemplate(
+            method="POST",
+            path=f"/crm/v3/objects/{object_type}/search",
+            body={
+                "filterGroups": [
+                    {"filters": [{"propertyName": modified, "operator": "GTE", "value": "{cursor_ms!s}"}]}
+                ],
+                "sorts": [{"propertyName": modified, "direction": "ASCENDING"}],
+                "properties": list(properties),
+                "limit": "{page_size}",
+            },
+        ),
+        records_path="results",
+        envelope_path="results",
+        primary_key="id",
+        cursor_field="updatedAt",
+        cursor_format="iso",
+        lookback_seconds=LOOKBACK_SECONDS,
+        paginator=NextTokenPaginator(token_path="paging.next.after", token_param="after", location="auto"),
+        page_size=PAGE_SIZE,
+    )
+
+
+SYSTEM = System(
+    name="hubspot",
+    title="HubSpot",
+    category="crm",
+    base_url="https://api.hubapi.com",
+    docs_url="https://developers.hubspot.com/docs/api/crm/understanding-the-crm",
+    values={
+        "token": EnvValue(
+            env="HUBSPOT_TOKEN",
+            sandbox="pat-FAKE-sandbox-0000-integration-pipelines",
+            description="a private app access token (Settings → Integrations → Private Apps), with the "
+            "crm.objects.contacts/companies/deals read and write scopes",
+        )
+    },
+    auth=BearerAuthSpec(token="token"),
+    # 190 requests per rolling 10 s for a private app on Professional/Enterprise (100 on Free/Starter: set
+    # HUBSPOT_REQUESTS_PER_SECOND=10 there). Search has its own 5/s per account; its 429s are retried.
+    requests_per_second=19.0,
+    burst=19,
+    error_message_paths=("message", "errors.0.message"),
+    streams=(
+        _object_stream("contacts", "CRM contacts (people), with their lifecycle stage"),
+        _object_stream("companies", "CRM companies (accounts)"),
+        _object_stream("deals", "Deals in the sales pipeline"),
+    ),
+    writers=(
+        Writer(
+            name="upsert_contacts",
+            description="Create or update contacts by email (idProperty=email): a retried batch updates, "
+            "never duplicates.",
+            path="/crm/v3/objects/contacts/batch/upsert",
+            batch_envelope="inputs",
+            batch_size=100,
+            results_path="results",
+            idempotency=Idempotency(location="none"),
+        ),
+        Writer(
+            name="create_deals",
+            description="Create deals. HubSpot has no idempotency key: the sync ledger must hold the created "
+            "ids before a batch is retried.",
+            path="/crm/v3/objects/deals/batch/create",
+            batch_envelope="inputs",
+            batch_size=100,
+            results_path="results",
+            idempotency=Idempotency(location="none"),
+        ),
+        Writer(
+            name="update_deals",
+            description="Update deals by id ({'id': ..., 'properties': {...}}).",
+            path="/crm/v3/objects/deals/batch/update",
+            batch_envelope="inputs",
+            batch_size=100,
+            results_path="results",
+            idempotency=Idempotency(location="none"),
+        ),
+    ),
+)
