@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dagster as dg
 
+from .assets.core import build_core_assets
 from .assets.extract import build_extract_assets
 from .connectors.registry import discover_systems
 from .resources import WarehouseResource
@@ -18,7 +19,7 @@ def build_definitions(settings: Settings | None = None) -> dg.Definitions:
     settings = settings or load_settings()
     systems = enabled_systems(settings)
     return dg.Definitions(
-        assets=build_extract_assets(systems, settings),
+        assets=[*build_extract_assets(systems, settings), build_core_assets(systems)],
         resources={
             "warehouse": WarehouseResource(
                 database=settings.warehouse_database,
