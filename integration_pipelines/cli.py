@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated
 
+import duckdb
 import httpx
 import typer
 from rich.console import Console
@@ -28,6 +29,7 @@ app = typer.Typer(help="Integration pipelines between a business's systems, on D
 sandbox_app = typer.Typer(help="The local emulators of every supported system.", no_args_is_help=True)
 app.add_typer(sandbox_app, name="sandbox")
 console = Console()
+err_console = Console(stderr=True)
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -68,16 +70,79 @@ def systems() -> None:
 @app.command("docs")
 def docs(check: Annotated[bool, typer.Option(help="fail if docs/ is out of date instead of writing")] = False) -> None:
     """Regenerate the reference docs in docs/ from the specs."""
-    from .docs import systems_markdown
+    from .docs import systems_markdown, warehouse_markdown
 
-    target = PROJECT_ROOT / "docs" / "systems.md"
-    text = systems_markdown()
-    if check:
-        if not target.exists() or target.read_text() != text:
-            raise typer.Exit("docs/systems.md is out of date: run `integration-pipelines docs`") from None
-        return
-    target.write_text(text)
-    console.print(f"wrote {target}")
+    for name, text in (("systems.md", systems_markdown()), ("warehouse.md", warehouse_markdown())):
+        target = PROJECT_ROOT / "docs" / name
+        if check:
+            if not target.exists() or target.read_text() != text:
+                raise typer.Exit(f"docs/{name} is out of date: run `integration-pipelines docs`") from None
+            continue
+        target.write_text(text)
+        console.print(f"wrote {target}")
+
+
+def _warehouse_database() -> str:
+    return load_settings().warehouse_database
+
+
+def _print_frame(frame, title: str | None = None) -> None:  # type: ignore[no-untyped-def]
+    table = Table(*[str(c) for c in frame.columns], title=title)
+    for row in frame.itertuples(index=False):
+        table.add_row(*["" if v is None or v != v else str(v) for v in row])  # v != v: NaN / NaT
+    console.print(table)
+    console.print(f"[dim]{len(frame)} row(s)[/dim]")
+
+
+@app.command("query")
+def query(
+    sql: Annotated[str, typer.Argument(help="read-only SQL, e.g. \"SELECT * FROM core.customers LIMIT 5\"")],
+    fmt: Annotated[str, typer.Option("--format", help="table | csv | json | parquet")] = "table",
+    output: Annotated[Path | None, typer.Option(help="write to this file instead of the terminal")] = None,
+    timeout: Annotated[float, typer.Option(help="seconds to wait while a run holds the write lock")] = 60.0,
+) -> None:
+    """Query the warehouse read-only; waits politely while a run is writing."""
+    from .warehouse.duckdb import WarehouseLockedError
+    from .warehouse.query import WarehouseMissingError, export_query, run_query
+
+    if fmt not in {"table", "csv", "json", "parquet"}:
+        raise typer.BadParameter("--format must be table, csv, json or parquet")
+    if fmt == "parquet" and output is None:
+        raise typer.BadParameter("--format parquet needs --output FILE")
+    say = err_console.print
+    try:
+        if output is not None:
+            count = export_query(_warehouse_database(), sql, output, "json" if fmt == "table" else fmt,
+                                 timeout=timeout, say=say)
+            err_console.print(f"wrote {count} row(s) to {output}")
+            return
+        frame = run_query(_warehouse_database(), sql, timeout=timeout, say=say)
+    except (WarehouseLockedError, WarehouseMissingError) as exc:
+        err_console.print(f"[red]{exc}[/red]")
+        raise typer.Exit(2) from None
+    except duckdb.Error as exc:
+        err_console.print(f"[red]The query failed: {exc}[/red]")
+        raise typer.Exit(1) from None
+    if fmt == "table":
+        _print_frame(frame)
+    elif fmt == "csv":
+        sys.stdout.write(frame.to_csv(index=False))
+    else:
+        sys.stdout.write(frame.to_json(orient="records", date_format="iso") + "\n")
+
+
+@app.command("tables")
+def tables(timeout: Annotated[float, typer.Option(help="seconds to wait for a writing run")] = 60.0) -> None:
+    """List the warehouse's schemas and tables with row counts and freshness."""
+    from .warehouse.duckdb import WarehouseLockedError
+    from .warehouse.query import WarehouseMissingError, list_tables
+
+    try:
+        frame = list_tables(_warehouse_database(), timeout=timeout, say=err_console.print)
+    except (WarehouseLockedError, WarehouseMissingError) as exc:
+        err_console.print(f"[red]{exc}[/red]")
+        raise typer.Exit(2) from None
+    _print_frame(frame, title=_warehouse_database())
 
 
 def _wait_for(url: str, what: str, process: subprocess.Popen, timeout: float) -> None:

@@ -43,3 +43,66 @@ def systems_markdown() -> str:
                 lines.append(f"| {writer.name} | `{writer.method} {writer.path}` | {key} |")
         lines.append("")
     return "\n".join(lines)
+
+
+DERIVED_COLUMNS = {
+    "golden_customer_id": "the golden customer (core.customers.golden_id) this row belongs to",
+    "golden_id": "the golden customer id, stable across rebuilds",
+    "legal_entity": "the subsidiary the record belongs to (ref.legal_entities, by the customer's country)",
+    "source_category": "the source system's category (accounting rows are the books)",
+    "invoice_system": "system of the invoice this payment settles",
+    "invoice_id": "id of the invoice this payment settles, in invoice_system",
+    "invoice_status": "matched | no_invoice | invoice_not_found",
+    "match_rule": "the identity rule that linked this record: email | phone+last_name | name+address | unique",
+    "email": "normalized email (most trusted source first)",
+    "phone_e164": "phone in E.164",
+    "company_domain": "email domain when it is not a free-mail provider",
+    "systems": "systems that hold this customer",
+    "record_count": "source records merged into this customer",
+    "first_seen_at": "earliest creation time across sources",
+    "source_id_a": "first record of the duplicate pair",
+    "source_id_b": "second record of the duplicate pair",
+    "email_a": "normalized email of record a",
+    "email_b": "normalized email of record b",
+    "action": "what a person should do",
+    "month": "calendar month (first day)",
+    "reporting_currency": "currency of the *_usd_minor columns",
+    "revenue_usd_minor": "revenue in USD cents at ref.fx_rates",
+    "invoice_count": "invoices counted",
+    "invoices_without_rate": "invoices whose currency had no FX rate (a check fails when > 0)",
+    "source_currencies": "currencies that were converted",
+    "open_usd_minor": "open balance in USD cents",
+    "open_invoice_count": "invoices with a balance",
+    "overdue_invoice_count": "open invoices past their due date",
+    "_row_hash": "hash of the row's content; a rebuild rewrites a row only when it changes",
+}
+
+
+def warehouse_markdown() -> str:
+    """Build every model on an empty in-memory warehouse and describe what comes out."""
+    import duckdb
+
+    from .assets.core import CORE_TABLES, DESCRIPTIONS
+    from .warehouse.models import build_all, contracts, describe_core
+
+    con = duckdb.connect()
+    build_all(con, [(s.name, s.category) for s in discover_systems()])
+    described = describe_core(con)
+    generic = {c: spec["description"] for c, spec in contracts()["customer_records"].columns.items()}
+    lines = ["# Warehouse reference", "",
+             "Generated from the model definitions by `integration-pipelines docs`; do not edit by hand.", "",
+             "Schemas: `raw_<system>` (one table per extracted stream, the API's fields plus `_pk`, `_cursor`, "
+             "`_source_system`, `_extracted_at`, `_run_id` and `_raw`, the record's original JSON), `staging` (each "
+             "source in one vocabulary, see `warehouse/models/contracts.yaml`), `core` (below), `ref` (seeds: "
+             "currencies, legal entities, FX rates, systems) and `ops` (cursors and the extract log).", "",
+             "Money columns ending in `_minor` are integer minor units (cents) with a `currency` column; "
+             "timestamps are UTC.", ""]
+    for table in CORE_TABLES:
+        lines += [f"## core.{table}", "", DESCRIPTIONS.get(table, ""), "",
+                  f"Key: `{', '.join(CORE_TABLES[table])}`", "", "| column | type | meaning |", "|---|---|---|"]
+        own = {c: spec["description"] for c, spec in contracts()[table].columns.items()} if table in contracts() else {}
+        for column, kind in described[table]:
+            meaning = own.get(column) or DERIVED_COLUMNS.get(column) or generic.get(column, "")
+            lines.append(f"| `{column}` | {kind} | {meaning} |")
+        lines.append("")
+    return "\n".join(lines)

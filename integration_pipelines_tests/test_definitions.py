@@ -10,7 +10,7 @@ from integration_pipelines.connectors.errors import ConfigurationError
 from integration_pipelines.connectors.registry import discover_systems
 from integration_pipelines.connectors.runtime import resolve_system
 from integration_pipelines.definitions import build_definitions
-from integration_pipelines.docs import systems_markdown
+from integration_pipelines.docs import systems_markdown, warehouse_markdown
 
 from .conftest import PROJECT_ROOT
 
@@ -35,7 +35,7 @@ def test_disabled_systems_are_left_out(settings, monkeypatch):
     from integration_pipelines.settings import Settings
 
     keys = build_definitions(Settings()).resolve_asset_graph().get_all_asset_keys()
-    assert keys and {k.path[0] for k in keys} == {"stripe"}
+    assert keys and {k.path[0] for k in keys} == {"stripe", "core"}
 
 
 @pytest.mark.parametrize("system", discover_systems(), ids=lambda s: s.name)
@@ -53,6 +53,7 @@ def test_sandbox_by_default_live_with_all_secrets_error_with_some(settings, syst
 
 
 def test_generated_docs_are_current():
-    assert (PROJECT_ROOT / "docs" / "systems.md").read_text() == systems_markdown(), (
-        "docs/systems.md is out of date: run `integration-pipelines docs`"
-    )
+    for name, text in (("systems.md", systems_markdown()), ("warehouse.md", warehouse_markdown())):
+        assert (PROJECT_ROOT / "docs" / name).read_text() == text, (
+            f"docs/{name} is out of date: run `integration-pipelines docs`"
+        )

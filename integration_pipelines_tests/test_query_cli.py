@@ -1,0 +1,83 @@
+"""`integration-pipelines query` and `tables` as a user runs them, including while a run holds the lock."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import duckdb
+
+CLI = [sys.executable, "-m", "integration_pipelines.cli"]
+
+WRITER = textwrap.dedent("""
+    import duckdb, sys, time
+    con = duckdb.connect(sys.argv[1])
+    con.execute("BEGIN")
+    con.execute("INSERT INTO raw_demo.things VALUES (2, 'written while a query waited')")
+    print("locked", flush=True)
+    time.sleep(3)
+    con.execute("COMMIT")
+    con.close()
+    print("writer done", flush=True)
+""")
+
+
+def make_warehouse(path: Path) -> None:
+    with duckdb.connect(str(path)) as con:
+        con.execute("CREATE SCHEMA raw_demo")
+        con.execute("CREATE TABLE raw_demo.things (id INT, name VARCHAR)")
+        con.execute("INSERT INTO raw_demo.things VALUES (1, 'first')")
+
+
+def run_cli(args: list[str], warehouse: Path, timeout: float = 60) -> subprocess.CompletedProcess:
+    env = {**os.environ, "IP_WAREHOUSE": str(warehouse), "COLUMNS": "200"}
+    return subprocess.run([*CLI, *args], env=env, capture_output=True, text=True, timeout=timeout)
+
+
+def test_query_waits_for_a_writing_process_and_the_writer_is_unaffected(tmp_path):
+    warehouse = tmp_path / "w.duckdb"
+    make_warehouse(warehouse)
+    writer = subprocess.Popen([sys.executable, "-c", WRITER, str(warehouse)], stdout=subprocess.PIPE, text=True)
+    assert writer.stdout.readline().strip() == "locked"
+    result = run_cli(["query", "SELECT count(*) AS n FROM raw_demo.things", "--format", "json"], warehouse)
+    writer_out, _ = writer.communicate(timeout=30)
+    assert result.returncode == 0, result.stderr
+    assert "locked by another process; waiting" in result.stderr
+    assert json.loads(result.stdout) == [{"n": 2}]  # it read after the writer committed
+    assert writer.returncode == 0 and "writer done" in writer_out
+
+
+def test_query_gives_up_clearly_after_its_timeout(tmp_path):
+    warehouse = tmp_path / "w.duckdb"
+    make_warehouse(warehouse)
+    writer = subprocess.Popen([sys.executable, "-c", WRITER, str(warehouse)], stdout=subprocess.PIPE, text=True)
+    assert writer.stdout.readline().strip() == "locked"
+    result = run_cli(["query", "SELECT 1", "--timeout", "0.5"], warehouse)
+    writer.communicate(timeout=30)
+    assert result.returncode == 2 and "IP_WAREHOUSE_LOCK_TIMEOUT_SECONDS" in result.stderr.replace("\n", "")
+    assert writer.returncode == 0
+
+
+def test_formats_tables_and_errors(tmp_path):
+    warehouse = tmp_path / "w.duckdb"
+    make_warehouse(warehouse)
+    table = run_cli(["query", "SELECT * FROM raw_demo.things"], warehouse)
+    assert table.returncode == 0 and "first" in table.stdout and "1 row(s)" in table.stdout
+    csv = run_cli(["query", "SELECT id, name FROM raw_demo.things", "--format", "csv"], warehouse)
+    assert csv.stdout.splitlines() == ["id,name", "1,first"]
+    parquet = tmp_path / "out.parquet"
+    export = run_cli(["query", "SELECT * FROM raw_demo.things", "--format", "parquet", "--output", str(parquet)],
+                     warehouse)
+    assert export.returncode == 0 and duckdb.sql(f"SELECT count(*) FROM '{parquet}'").fetchall()[0][0] == 1
+    listing = run_cli(["tables"], warehouse)
+    assert listing.returncode == 0 and "raw_demo" in listing.stdout and "things" in listing.stdout
+    bad = run_cli(["query", "SELECT nope"], warehouse)
+    assert bad.returncode == 1 and "nope" in bad.stderr
+    readonly = run_cli(["query", "DROP TABLE raw_demo.things"], warehouse)
+    assert readonly.returncode == 1 and "read-only" in readonly.stderr.lower()
+    missing = run_cli(["query", "SELECT 1"], tmp_path / "absent.duckdb")
+    assert missing.returncode == 2 and "no warehouse" in missing.stderr.lower()
