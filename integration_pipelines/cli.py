@@ -28,6 +28,8 @@ app = typer.Typer(help="Integration pipelines between a business's systems, on D
                   no_args_is_help=True, pretty_exceptions_show_locals=False)
 sandbox_app = typer.Typer(help="The local emulators of every supported system.", no_args_is_help=True)
 app.add_typer(sandbox_app, name="sandbox")
+sync_app = typer.Typer(help="Outbound syncs: list them, see a plan, run one.", no_args_is_help=True)
+app.add_typer(sync_app, name="sync")
 console = Console()
 err_console = Console(stderr=True)
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -143,6 +145,62 @@ def tables(timeout: Annotated[float, typer.Option(help="seconds to wait for a wr
         err_console.print(f"[red]{exc}[/red]")
         raise typer.Exit(2) from None
     _print_frame(frame, title=_warehouse_database())
+
+
+@sync_app.command("list")
+def sync_list() -> None:
+    """Every sync: target, mode, and what it reads."""
+    from .syncs.registry import discover_syncs
+
+    table = Table("sync", "target", "mode", "title", "depends on")
+    for spec in discover_syncs():
+        table.add_row(spec.name, spec.target, spec.mode, spec.title, ", ".join(spec.depends_on))
+    console.print(table)
+
+
+def _sync_result(name: str, dry_run: bool) -> None:
+    import json as _json
+
+    from .syncs.engine import SyncFailedError, SyncSourceMissingError, run_sync
+    from .syncs.registry import get_sync
+    from .warehouse.duckdb import Warehouse
+
+    settings = load_settings()
+    spec = get_sync(name)
+    run_id = f"cli-{datetime.now(UTC):%Y%m%dT%H%M%S}"
+    try:
+        result = run_sync(spec, Warehouse(settings.warehouse_database, log=_Say()), settings, run_id=run_id,
+                          dry_run=dry_run)
+    except (SyncFailedError, SyncSourceMissingError) as exc:
+        err_console.print(f"[red]{exc}[/red]")
+        raise typer.Exit(1) from None
+    counts = result.plan.counts()
+    console.print(f"[bold]{spec.title}[/bold] ({spec.mode} → {spec.target})" + (" — dry run" if dry_run else ""))
+    console.print(", ".join(f"{k}: {v}" for k, v in counts.items()))
+    if not dry_run:
+        console.print(f"created {result.created}, updated {result.updated}, deleted {result.deleted}, "
+                      f"failed {result.failed}")
+    for sample in result.samples:
+        console.print(f"[dim]{sample['operation']} {sample['key']}[/dim] {_json.dumps(sample['payload'])}")
+
+
+class _Say:
+    def info(self, message: str) -> None:
+        err_console.print(message)
+
+    warning = info
+
+
+@sync_app.command("plan")
+def sync_plan(name: Annotated[str, typer.Argument(help="the sync's name (see `sync list`)")]) -> None:
+    """Dry run: what the sync would create, update and delete, with sample payloads. Sends nothing."""
+    _sync_result(name, dry_run=True)
+
+
+@sync_app.command("run")
+def sync_run(name: Annotated[str, typer.Argument(help="the sync's name (see `sync list`)")]) -> None:
+    """Run one sync now, outside Dagster (the UI's `sync/<name>` asset does the same)."""
+    _sync_result(name, dry_run=False)
 
 
 def _wait_for(url: str, what: str, process: subprocess.Popen, timeout: float) -> None:

@@ -47,7 +47,10 @@ OBJECT_TYPES = ("contacts", "companies", "deals")
 #: Every property the emulated portal defines per object type: what the connector lands plus a few it does
 #: not ask for, so a test can see that only the requested ones come back.
 SCHEMA: dict[str, tuple[str, ...]] = {
-    "contacts": (*PROPERTIES["contacts"], "website", "hs_email_domain", "hs_lead_status"),
+    # `payment_status` and `last_payment_date` are custom properties the business defined in its portal (as a
+    # real admin would in Settings → Properties) for the payments → CRM sync.
+    "contacts": (*PROPERTIES["contacts"], "website", "hs_email_domain", "hs_lead_status", "payment_status",
+                 "last_payment_date"),
     "companies": (*PROPERTIES["companies"], "website", "description"),
     "deals": (*PROPERTIES["deals"], "description", "hs_priority"),
 }

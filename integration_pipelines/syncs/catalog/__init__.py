@@ -1,0 +1,1 @@
+"""The business scenarios, one module each (`SYNC = SyncSpec(...)`)."""

@@ -1,0 +1,53 @@
+"""SyncSpec: what to send where, declared as data.
+
+The source is SQL over the warehouse (transformations belong there, where they are testable and diffable);
+the payload is a template filled from each source row; the mode says which operations are allowed. A sync
+that needs another sync's results (the accounting customer before the invoice that references it) reads that
+sync's ledger in its SQL (`sync.ledger`) and lists it in `depends_on`; rows whose `required_columns` are still
+null wait for a later run instead of being sent half-formed.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+
+class SyncSpec(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str = Field(pattern=r"^[a-z][a-z0-9_]*$")
+    title: str
+    description: str
+    source_sql: str
+    source_assets: tuple[tuple[str, ...], ...] = ()
+    key: str = Field(description="source column that identifies a record across runs")
+    target: str = Field(description="system name, e.g. quickbooks")
+    mode: Literal["insert", "update", "upsert", "mirror"]
+    create_writer: str | None = None
+    update_writer: str | None = None
+    delete_writer: str | None = None
+    external_id_column: str | None = Field(
+        default=None, description="source column already holding the target's id (records that exist there)"
+    )
+    payload: dict[str, Any]
+    update_payload: dict[str, Any] | None = None
+    delete_payload: dict[str, Any] | None = None
+    required_columns: tuple[str, ...] = ()
+    depends_on: tuple[str, ...] = ()
+    batch_size: int | None = Field(default=None, ge=1)
+    error_threshold: float = Field(default=0.25, ge=0, le=1, description="fail the run above this failure share")
+    manual_minutes_per_record: float = Field(default=3.0, ge=0, description="ROI: minutes a person spends per record")
+
+    @model_validator(mode="after")
+    def _writers_fit_mode(self) -> SyncSpec:
+        needs = {"insert": ("create_writer",), "update": ("update_writer",),
+                 "upsert": ("create_writer", "update_writer"),
+                 "mirror": ("create_writer", "update_writer", "delete_writer")}[self.mode]
+        missing = [n for n in needs if getattr(self, n) is None]
+        if missing:
+            raise ValueError(f"sync {self.name}: mode {self.mode!r} needs {', '.join(missing)}")
+        if self.mode == "update" and not self.external_id_column:
+            raise ValueError(f"sync {self.name}: mode 'update' needs external_id_column (which target record)")
+        return self
