@@ -28,6 +28,11 @@ app = typer.Typer(help="Integration pipelines between a business's systems, on D
                   no_args_is_help=True, pretty_exceptions_show_locals=False)
 sandbox_app = typer.Typer(help="The local emulators of every supported system.", no_args_is_help=True)
 app.add_typer(sandbox_app, name="sandbox")
+from .webhooks.cli import webhooks_app  # noqa: E402
+from .webhooks.simulator import simulate  # noqa: E402
+
+app.add_typer(webhooks_app, name="webhooks")
+sandbox_app.command("simulate")(simulate)
 sync_app = typer.Typer(help="Outbound syncs: list them, see a plan, run one.", no_args_is_help=True)
 app.add_typer(sync_app, name="sync")
 console = Console()
@@ -238,9 +243,11 @@ def _stop(processes: list[subprocess.Popen]) -> None:
 def demo(
     port: Annotated[int, typer.Option(help="Dagster UI port")] = 3000,
     sandbox_port: Annotated[int, typer.Option(help="sandbox port")] = 8765,
+    webhook_port: Annotated[int, typer.Option(help="webhook receiver port")] = 8766,
     data_dir: Annotated[Path, typer.Option(help="DAGSTER_HOME, warehouse and spools")] = Path(".data"),
 ) -> None:
-    """Start the sandbox and the Dagster UI (http://127.0.0.1:3000) on a local .data folder."""
+    """Start the sandbox, the webhook receiver, the activity simulator and the Dagster UI
+    (http://127.0.0.1:3000) on a local .data folder."""
     data_dir = (PROJECT_ROOT / data_dir).resolve() if not data_dir.is_absolute() else data_dir
     dagster_home = data_dir / "dagster"
     dagster_home.mkdir(parents=True, exist_ok=True)
@@ -260,6 +267,14 @@ def demo(
                                  "--port", str(sandbox_port)], env))
         _wait_for(f"{sandbox_url}/_sandbox/health", "the sandbox", processes[-1], 30)
         console.print(f"[green]Sandbox ready[/green] on {sandbox_url}")
+        receiver_url = f"http://127.0.0.1:{webhook_port}"
+        env.setdefault("IP_WEBHOOK_PUBLIC_URL", receiver_url)
+        processes.append(_spawn([sys.executable, "-m", "integration_pipelines.cli", "webhooks", "serve",
+                                 "--port", str(webhook_port)], env))
+        _wait_for(f"{receiver_url}/healthz", "the webhook receiver", processes[-1], 30)
+        console.print(f"[green]Webhook receiver ready[/green] on {receiver_url}")
+        processes.append(_spawn([sys.executable, "-m", "integration_pipelines.cli", "sandbox", "simulate",
+                                 "--receiver-url", receiver_url, "--interval", "5"], env))
         processes.append(_spawn([str(bin_dir / "dagster"), "dev", "-w", "workspace.yaml",
                                  "-h", "127.0.0.1", "-p", str(port)], env))
         _wait_for(f"http://127.0.0.1:{port}/server_info", "dagster dev", processes[-1], 180)

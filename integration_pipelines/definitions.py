@@ -8,31 +8,42 @@ from .assets.core import build_core_assets
 from .assets.extract import build_extract_assets
 from .assets.syncs import build_sync_assets
 from .connectors.registry import discover_systems
+from .connectors.spec import System
 from .resources import WarehouseResource
 from .settings import Settings, load_overrides, load_settings
 from .syncs.registry import discover_syncs
+from .webhooks.definitions import build_webhook_definitions
 
 
-def enabled_systems(settings: Settings):
+def enabled_systems(settings: Settings) -> list[System]:
     return [s for s in discover_systems() if settings.system_enabled(s.name) and load_overrides(s.name).enabled]
 
 
 def build_definitions(settings: Settings | None = None) -> dg.Definitions:
     settings = settings or load_settings()
     systems = enabled_systems(settings)
-    return dg.Definitions(
+    warehouse = WarehouseResource(
+        database=settings.warehouse_database, lock_timeout_seconds=settings.warehouse_lock_timeout_seconds
+    )
+    pipelines = dg.Definitions(
         assets=[
             *build_extract_assets(systems, settings),
             build_core_assets(systems),
             *build_sync_assets([s for s in discover_syncs() if settings.system_enabled(s.target)], settings),
         ],
-        resources={
-            "warehouse": WarehouseResource(
-                database=settings.warehouse_database,
-                lock_timeout_seconds=settings.warehouse_lock_timeout_seconds,
+        resources={"warehouse": warehouse},
+        sensors=[
+            # Evaluates the eager conditions on core models and syncs: after new raw data (a webhook batch, a
+            # backfill), core is rebuilt and the syncs push what changed. Running by default, as users expect.
+            dg.AutomationConditionSensorDefinition(
+                "core_and_syncs_automation",
+                target=dg.AssetSelection.groups("core", "syncs"),
+                default_status=dg.DefaultSensorStatus.RUNNING,
+                minimum_interval_seconds=30,
             )
-        },
+        ],
     )
+    return dg.Definitions.merge(pipelines, build_webhook_definitions(settings, warehouse=warehouse))
 
 
 defs = build_definitions()

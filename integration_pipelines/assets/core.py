@@ -30,6 +30,10 @@ DESCRIPTIONS = {
     "receivables_by_entity": "Open receivables per legal entity, in USD.",
     **{name: c.description for name, c in contracts().items()},
 }
+# Webhook events upsert raw rows too; core rebuilds (and syncs after it) when any upstream changed, so a
+# landed payment flows on to the targets without waiting for the nightly run.
+EVENTS_ASSET = dg.AssetKey(["webhooks", "events"])
+AUTOMATION = dg.AutomationCondition.eager()
 FRESHNESS = dg.FreshnessPolicy.time_window(fail_window=timedelta(hours=26), warn_window=timedelta(hours=25))
 
 
@@ -120,7 +124,8 @@ def build_core_assets(systems: Sequence[System]) -> dg.AssetsDefinition:
     extract_keys = [dg.AssetKey([s.name, st.name]) for s in systems for st in s.streams]
     specs = [
         dg.AssetSpec(_key(table), group_name="core", description=DESCRIPTIONS.get(table, table),
-                     deps=extract_keys, kinds={"duckdb", "sql"}, freshness_policy=FRESHNESS,
+                     deps=[*extract_keys, EVENTS_ASSET], kinds={"duckdb", "sql"}, freshness_policy=FRESHNESS,
+                     automation_condition=AUTOMATION,
                      metadata={"table": f"core.{table}", "key": ", ".join(CORE_TABLES[table])})
         for table in CORE_TABLES
     ]

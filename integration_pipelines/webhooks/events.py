@@ -1,0 +1,251 @@
+"""How a provider's payload is parsed, identified, and turned into rows for the raw tables.
+
+Why here and not in the receiver: the receiver only needs a payload's id and type (to land it once); the ingest
+run needs to know which object snapshots an event carries. Both read the same functions, so a payload the
+receiver accepted can always be applied. Events that carry the whole object (Stripe `data.object`, Shopify's
+body, Square's `data.object.<type>`) upsert `raw_<system>.<stream>` with the same keys as extraction; events that
+only name a change (HubSpot, Xero, QuickBooks, Salesforce, Odoo) go to `raw_<provider>.events` for a later API
+fetch. Every event also becomes one row of `raw_webhooks.events`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import xml.etree.ElementTree as ET
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import parse_qsl
+
+from ..connectors.registry import discover_systems
+from ..warehouse.batches import canonical_json
+
+PROVIDERS = ("stripe", "standard", "square", "hubspot", "shopify", "xero", "quickbooks", "salesforce", "forms",
+             "odoo")
+SOAP_NS = "http://schemas.xmlsoap.org/soap/envelope/"
+SF_NS = "http://soap.sforce.com/2005/09/outbound"
+XSI_TYPE = "{http://www.w3.org/2001/XMLSchema-instance}type"
+_DTD = re.compile(rb"<!\s*(DOCTYPE|ENTITY)", re.IGNORECASE)
+
+
+class MalformedPayload(ValueError):
+    """The body passed verification but is not what this provider sends."""
+
+
+# -- parsing --------------------------------------------------------------------------------------------
+def _local(tag: str) -> str:
+    return tag.rsplit("}", 1)[-1]
+
+
+def parse_salesforce(body: bytes) -> dict[str, Any]:
+    """A Salesforce outbound message (SOAP `notifications`) as a dict. No DTDs or entities: untrusted XML."""
+    if _DTD.search(body):
+        raise MalformedPayload("XML with a DTD or entity declarations is refused")
+    try:
+        root = ET.fromstring(body)
+    except ET.ParseError as exc:
+        raise MalformedPayload(f"not XML: {exc}") from None
+    notifications = next((el for el in root.iter() if _local(el.tag) == "notifications"), None)
+    if notifications is None:
+        raise MalformedPayload("no <notifications> element")
+    out: dict[str, Any] = {"notifications": []}
+    for child in notifications:
+        name = _local(child.tag)
+        if name == "Notification":
+            item: dict[str, Any] = {"sObject": {}}
+            for part in child:
+                if _local(part.tag) == "Id":
+                    item["Id"] = (part.text or "").strip()
+                elif _local(part.tag) == "sObject":
+                    item["sObject"] = {"type": (part.get(XSI_TYPE) or "").split(":")[-1],
+                                       **{_local(f.tag): f.text for f in part}}
+            out["notifications"].append(item)
+        elif name != "SessionId":  # a live session token when "Send Session ID" is on: never kept
+            out[name] = (child.text or "").strip()
+    if not out.get("OrganizationId"):
+        raise MalformedPayload("no OrganizationId")
+    return out
+
+
+def parse_body(provider: str, body: bytes, content_type: str = "") -> Any:
+    """The payload as Python data; raises MalformedPayload. Called only after the signature is verified."""
+    if provider == "salesforce":
+        return parse_salesforce(body)
+    if provider == "forms" and "application/x-www-form-urlencoded" in content_type:
+        try:
+            return dict(parse_qsl(body.decode("utf-8"), keep_blank_values=True, strict_parsing=bool(body)))
+        except (UnicodeDecodeError, ValueError):
+            raise MalformedPayload("bad form encoding") from None
+    try:
+        payload = json.loads(body)
+    except (UnicodeDecodeError, ValueError):
+        raise MalformedPayload("body is not JSON") from None
+    if not isinstance(payload, dict | list):
+        raise MalformedPayload("JSON body must be an object or an array")
+    return payload
+
+
+def _digest(value: Any) -> str:
+    data = value if isinstance(value, bytes) else canonical_json(value).encode()
+    return hashlib.sha256(data).hexdigest()[:40]
+
+
+def _batch_id(ids: list[str], fallback: Any) -> str:
+    """One event → its own id; a batch → a digest of its sorted ids (a redelivered batch keeps it)."""
+    ids = [i for i in ids if i]
+    if len(ids) == 1:
+        return ids[0]
+    return "b-" + _digest(sorted(ids) if ids else fallback)
+
+
+def identify(provider: str, headers: Mapping[str, str], payload: Any, body: bytes) -> tuple[str, str]:
+    """(the provider's event id, event type) used to dedupe and name the landed file."""
+    if provider == "stripe":
+        if not isinstance(payload, dict) or not payload.get("id") or not payload.get("type"):
+            raise MalformedPayload("a Stripe event has id and type")
+        return str(payload["id"]), str(payload["type"])
+    if provider == "standard":
+        kind = payload.get("type", "") if isinstance(payload, dict) else ""
+        return headers.get("webhook-id") or headers.get("svix-id") or _digest(body), str(kind)
+    if provider == "square":
+        if not isinstance(payload, dict) or not payload.get("event_id"):
+            raise MalformedPayload("a Square event has event_id")
+        return str(payload["event_id"]), str(payload.get("type", ""))
+    if provider == "hubspot":
+        events = payload if isinstance(payload, list) else [payload]
+        if not all(isinstance(e, dict) for e in events):
+            raise MalformedPayload("HubSpot sends an array of event objects")
+        kinds = sorted({str(e.get("subscriptionType", "")) for e in events})
+        return _batch_id([str(e.get("eventId", "")) for e in events], payload), ",".join(kinds)
+    if provider == "shopify":
+        webhook_id = headers.get("x-shopify-webhook-id") or headers.get("x-shopify-event-id")
+        if not webhook_id:
+            raise MalformedPayload("missing X-Shopify-Webhook-Id")
+        return webhook_id, headers.get("x-shopify-topic", "")
+    if provider == "xero":
+        if not isinstance(payload, dict) or not isinstance(payload.get("events"), list):
+            raise MalformedPayload("a Xero notification has an events array")
+        kinds = sorted({f"{e.get('eventCategory', '')}.{e.get('eventType', '')}" for e in payload["events"]})
+        return "b-" + _digest(body), ",".join(kinds)
+    if provider == "quickbooks":
+        if isinstance(payload, dict) and isinstance(payload.get("eventNotifications"), list):
+            kinds = sorted({f"{ent.get('name')}.{ent.get('operation')}" for n in payload["eventNotifications"]
+                            for ent in (n.get("dataChangeEvent") or {}).get("entities", [])})
+            return "b-" + _digest(body), ",".join(kinds)
+        events = payload if isinstance(payload, list) else [payload]
+        if not events or not all(isinstance(e, dict) and e.get("specversion") and e.get("id") for e in events):
+            raise MalformedPayload("neither eventNotifications nor CloudEvents")
+        return _batch_id([str(e["id"]) for e in events], payload), ",".join(sorted({str(e.get("type"))
+                                                                                   for e in events}))
+    if provider == "salesforce":
+        ids = [n.get("Id", "") for n in payload["notifications"]]
+        kinds = sorted({n["sObject"].get("type", "") for n in payload["notifications"]})
+        return _batch_id(ids, payload), ",".join(kinds)
+    if provider == "forms":
+        given = headers.get("idempotency-key") or headers.get("x-request-id")
+        if not given and isinstance(payload, dict):
+            given = payload.get("submission_id") or payload.get("id")
+        return str(given) if given else "b-" + _digest(body), "form.submitted"
+    if provider == "odoo":
+        if not isinstance(payload, dict) or "_model" not in payload:
+            raise MalformedPayload("an Odoo webhook carries _model")
+        return "b-" + _digest(body), f"{payload.get('_model')}.{payload.get('_action', 'changed')}"
+    raise MalformedPayload(f"unknown provider {provider}")
+
+
+# -- snapshots ----------------------------------------------------------------------------------------
+@dataclass
+class Row:
+    """A record for `raw_<system>.<stream>`, with its primary key and change cursor."""
+
+    system: str
+    stream: str
+    pk: str
+    record: dict[str, Any]
+    cursor: str | None = None
+
+
+@dataclass
+class Applied:
+    rows: list[Row] = field(default_factory=list)
+
+
+def _spec_keys() -> dict[tuple[str, str], tuple[str, str | None]]:
+    return {(s.name, st.name): (st.primary_key, st.cursor_field) for s in discover_systems() for st in s.streams}
+
+
+def _snapshot(system: str, stream: str, record: dict[str, Any], default_pk: str = "id",
+              cursor_field: str | None = None) -> Row:
+    pk_field, spec_cursor = _spec_keys().get((system, stream), (default_pk, cursor_field))
+    pk = record.get(pk_field)
+    if pk is None:
+        raise MalformedPayload(f"{system}.{stream} snapshot has no {pk_field}")
+    cursor = record.get(spec_cursor) if spec_cursor else None
+    return Row(system, stream, str(pk), record, None if cursor is None else str(cursor))
+
+
+def _event_row(provider: str, pk: str, record: dict[str, Any]) -> Row:
+    return Row(provider, "events", pk, record)
+
+
+STRIPE_STREAMS = {"charge": "charges", "customer": "customers", "invoice": "invoices"}
+SHOPIFY_STREAMS = {"orders": "orders", "products": "products", "customers": "customers",
+                   "inventory_levels": "inventory_levels", "refunds": "refunds", "fulfillments": "fulfillments"}
+
+
+def rows_for(provider: str, event_id: str, headers: Mapping[str, str], payload: Any) -> list[Row]:
+    """The raw-table rows one landed event yields (besides its `raw_webhooks.events` row)."""
+    if provider == "stripe":
+        obj = (payload.get("data") or {}).get("object")
+        stream = STRIPE_STREAMS.get(str((obj or {}).get("object", "")))
+        if stream and isinstance(obj, dict) and obj.get("id"):
+            return [_snapshot("stripe", stream, obj)]
+        return [_event_row("stripe", event_id, payload)]
+    if provider == "square":
+        data = payload.get("data") or {}
+        kind = str(data.get("type", ""))
+        obj = (data.get("object") or {}).get(kind)
+        if isinstance(obj, dict) and obj.get("id"):
+            return [_snapshot("square", f"{kind}s", obj)]
+        if kind == "inventory" or isinstance((data.get("object") or {}).get("inventory_counts"), list):
+            counts = (data.get("object") or {}).get("inventory_counts") or []
+            return [Row("square", "inventory_counts",
+                        f"{c.get('catalog_object_id')}:{c.get('location_id')}:{c.get('state')}", c,
+                        c.get("calculated_at")) for c in counts]
+        return [_event_row("square", event_id, payload)]
+    if provider == "shopify":
+        topic = headers.get("x-shopify-topic", "")
+        stream = SHOPIFY_STREAMS.get(topic.split("/")[0])
+        if stream == "inventory_levels" and isinstance(payload, dict):
+            key = f"{payload.get('inventory_item_id')}:{payload.get('location_id')}"
+            return [Row("shopify", stream, key, payload, payload.get("updated_at"))]
+        if stream and isinstance(payload, dict) and payload.get("id") is not None:
+            return [_snapshot("shopify", stream, payload, cursor_field="updated_at")]
+        return [_event_row("shopify", event_id, {"topic": topic, "payload": payload})]
+    if provider == "hubspot":
+        events = payload if isinstance(payload, list) else [payload]
+        return [_event_row("hubspot", str(e.get("eventId") or _digest(e)), e) for e in events]
+    if provider == "xero":
+        return [_event_row("xero", _digest(e), e) for e in payload["events"]]
+    if provider == "quickbooks":
+        if isinstance(payload, dict) and "eventNotifications" in payload:
+            rows = []
+            for note in payload["eventNotifications"]:
+                for entity in (note.get("dataChangeEvent") or {}).get("entities", []):
+                    record = {"realmId": note.get("realmId"), **entity}
+                    rows.append(_event_row("quickbooks", _digest(record), record))
+            return rows
+        events = payload if isinstance(payload, list) else [payload]
+        return [_event_row("quickbooks", str(e["id"]), e) for e in events]
+    if provider == "salesforce":
+        return [_event_row("salesforce", n.get("Id") or _digest(n),
+                           {"OrganizationId": payload.get("OrganizationId"), "ActionId": payload.get("ActionId"),
+                            **n}) for n in payload["notifications"]]
+    if provider == "forms":
+        record = payload if isinstance(payload, dict) else {"items": payload}
+        return [Row("forms", "submissions", event_id, record)]
+    if provider == "odoo":
+        return [_event_row("odoo", event_id, payload)]
+    return [_event_row(provider, event_id, payload if isinstance(payload, dict) else {"items": payload})]

@@ -1,0 +1,131 @@
+"""Apply a claimed batch of landed events to the warehouse.
+
+Why it is safe to run twice: every row goes through `Warehouse.load_spool`, the same keyed upsert extraction
+uses, so a replayed event whose snapshot is unchanged writes nothing, and `raw_webhooks.events` is keyed by
+(provider, event id). A file that cannot be parsed or mapped moves to `failed/` with the error beside it and
+does not stop the others; a warehouse failure moves the whole batch to `failed/` (replay brings it back) and
+fails the run. Files move to `processed/` only after their rows are committed.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import traceback
+from collections import defaultdict
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from ..connectors.redaction import redact
+from ..warehouse.batches import records_to_table
+from ..warehouse.duckdb import Warehouse
+from ..warehouse.spool import Spool
+from .events import Row, parse_body, rows_for
+from .landing import EventFile, LandingStore
+
+EVENTS_SCHEMA = "webhooks"
+
+
+@dataclass
+class IngestResult:
+    batch: str
+    files: int = 0
+    processed: int = 0
+    failed: list[str] = field(default_factory=list)
+    rows_by_table: dict[str, int] = field(default_factory=dict)
+    inserted: int = 0
+    updated: int = 0
+    unchanged: int = 0
+
+
+def read_envelope(store: LandingStore, ref: EventFile) -> dict[str, Any]:
+    document = json.loads(store.read(ref))
+    text = document["body"]
+    document["raw_body"] = base64.b64decode(text) if document.get("body_encoding") == "base64" else text.encode()
+    return document
+
+
+def rows_of(document: dict[str, Any]) -> list[Row]:
+    """Every row one landed event yields: its snapshots/events, and its `raw_webhooks.events` row."""
+    provider = document["provider"]
+    headers = document.get("headers") or {}
+    payload = parse_body(provider, document["raw_body"], headers.get("content-type", ""))
+    rows = rows_for(provider, document["event_id"], headers, payload)
+    event = {"provider": provider, "event_id": document["event_id"], "type": document.get("type", ""),
+             "received_at": document["received_at"], "payload": payload}
+    rows.append(Row(EVENTS_SCHEMA, "events", f"{provider}/{document['event_id']}", event, document["received_at"]))
+    return rows
+
+
+def ingest_batch(store: LandingStore, warehouse: Warehouse, spool_dir: Path, batch: str, run_id: str,
+                 log: Any = None) -> IngestResult:
+    refs = store.list("claimed", batch=batch)
+    result = IngestResult(batch=batch, files=len(refs))
+    documents: list[tuple[EventFile, dict[str, Any], list[Row]]] = []
+    for ref in refs:
+        try:
+            document = read_envelope(store, ref)
+            documents.append((ref, document, rows_of(document)))
+        except Exception as exc:  # one bad file must not block the batch
+            _fail(store, ref, exc, result, log)
+    # events in the order they were received, so the latest snapshot of an object wins (last _seq)
+    documents.sort(key=lambda item: (item[1]["received_at"], item[0].key))
+    tables: dict[tuple[str, str], list[Row]] = defaultdict(list)
+    for _, _, rows in documents:
+        for row in rows:
+            tables[(row.system, row.stream)].append(row)
+    extracted_at = datetime.now(UTC)
+    try:
+        for (system, stream), rows in sorted(tables.items()):
+            spool = Spool(spool_dir / run_id / "webhooks" / batch / system / stream)
+            try:
+                spool.write(records_to_table(
+                    [r.record for r in rows], source_system=system, primary_keys=[r.pk for r in rows],
+                    cursors=[r.cursor for r in rows], run_id=run_id, extracted_at=extracted_at, first_seq=0))
+                load = warehouse.load_spool(schema=f"raw_{system}", table=stream, files=spool.files, state=None,
+                                            run_id=run_id)
+            finally:
+                spool.cleanup()
+            result.rows_by_table[load.table] = len(rows)
+            result.inserted += load.inserted
+            result.updated += load.updated
+            result.unchanged += load.unchanged
+    except BaseException as exc:
+        for ref, _, _ in documents:
+            _fail(store, ref, exc, result, log)
+        store.drop_batch(batch)
+        raise
+    for ref, _, _ in documents:
+        store.move(ref, "processed")
+        result.processed += 1
+    store.drop_batch(batch)
+    return result
+
+
+def _fail(store: LandingStore, ref: EventFile, exc: BaseException, result: IngestResult, log: Any) -> None:
+    failed = store.move(ref, "failed")
+    text = redact("".join(traceback.format_exception(exc)))
+    store.write_note(failed, text)
+    result.failed.append(ref.key)
+    if log is not None:
+        log.error(redact(f"webhook event {ref.key} failed: {exc}"))
+
+
+def replay(store: LandingStore, provider: str | None = None, event_id: str | None = None,
+           include_claimed: bool = False) -> list[EventFile]:
+    """Move failed (and, with `include_claimed`, orphaned claimed) files back to landing for the sensor."""
+    moved: list[EventFile] = []
+    sources = [store.list("failed", provider=provider)]
+    if include_claimed:
+        sources += [store.list("claimed", provider=provider, batch=b) for b in store.batches()]
+    for refs in sources:
+        for ref in refs:
+            if event_id is None or ref.event_id == event_id:
+                moved.append(store.move(ref, "landing"))
+    if include_claimed:
+        for batch in store.batches():
+            if not store.list("claimed", batch=batch):
+                store.drop_batch(batch)
+    return moved

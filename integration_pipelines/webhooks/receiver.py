@@ -1,0 +1,262 @@
+"""The webhook receiver: a Starlette app with one endpoint per provider.
+
+Order of work for every request, and why:
+1. cap the body (`Content-Length` first, then while streaming): an unauthenticated sender gets no free memory;
+2. verify the raw bytes (signature, replay window, token or org id) before anything parses them;
+3. parse and identify the event (its provider id, sanitised for use as a file name);
+4. land it durably (temp file, fsync, rename, directory fsync) and only then answer 2xx, so an acknowledged
+   event survives a crash; a duplicate id is acknowledged and not written twice.
+Rejections write nothing, are counted on `/metrics` per provider and reason, and are logged without secrets.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import threading
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import JSONResponse, PlainTextResponse, Response
+from starlette.routing import Route
+
+from ..connectors.redaction import redact
+from ..settings import Settings, load_settings
+from . import verifiers as v
+from .config import WebhookSecrets, WebhookSettings, load_webhook_secrets, load_webhook_settings
+from .events import MalformedPayload, identify, parse_body
+from .landing import LandingStore, LocalLandingStore, safe_event_id
+
+logger = logging.getLogger("integration_pipelines.webhooks")
+
+SOAP_ACK = (
+    '<?xml version="1.0" encoding="UTF-8"?>'
+    '<soapenv:Envelope xmlns:soapenv="http://schemas.xmlsoap.org/soap/envelope/"><soapenv:Body>'
+    '<notificationsResponse xmlns="http://soap.sforce.com/2005/09/outbound"><Ack>true</Ack></notificationsResponse>'
+    "</soapenv:Body></soapenv:Envelope>"
+)
+_SESSION_ID = re.compile(rb"(<(?:\w+:)?SessionId\b[^>]*>)[^<]*(</(?:\w+:)?SessionId>)")
+_AUDIT_DROP = ("signature", "hmac", "authorization", "cookie", "token", "secret", "api-key", "apikey")
+
+
+class Metrics:
+    """Prometheus-style counters, per provider and outcome/reason."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.accepted: Counter[str] = Counter()
+        self.duplicates: Counter[str] = Counter()
+        self.rejected: Counter[tuple[str, str]] = Counter()
+
+    def reject(self, provider: str, reason: str) -> None:
+        with self._lock:
+            self.rejected[(provider, reason)] += 1
+
+    def accept(self, provider: str, duplicate: bool) -> None:
+        with self._lock:
+            (self.duplicates if duplicate else self.accepted)[provider] += 1
+
+    def render(self) -> str:
+        with self._lock:
+            lines = ["# HELP webhook_events_accepted_total Verified events landed durably.",
+                     "# TYPE webhook_events_accepted_total counter"]
+            lines += [f'webhook_events_accepted_total{{provider="{p}"}} {n}' for p, n in sorted(self.accepted.items())]
+            lines += ["# HELP webhook_events_duplicate_total Verified events whose id was already landed.",
+                      "# TYPE webhook_events_duplicate_total counter"]
+            lines += [f'webhook_events_duplicate_total{{provider="{p}"}} {n}'
+                      for p, n in sorted(self.duplicates.items())]
+            lines += ["# HELP webhook_requests_rejected_total Requests refused, by reason; nothing was written.",
+                      "# TYPE webhook_requests_rejected_total counter"]
+            lines += [f'webhook_requests_rejected_total{{provider="{p}",reason="{r}"}} {n}'
+                      for (p, r), n in sorted(self.rejected.items())]
+        return "\n".join(lines) + "\n"
+
+
+@dataclass
+class Provider:
+    name: str
+    verify: Callable[[Request, v.SignedRequest], None]
+    accepted: Callable[[bool], Response]
+
+
+def _json_ack(duplicate: bool) -> Response:
+    return JSONResponse({"received": True, "duplicate": duplicate})
+
+
+def _empty_ack(duplicate: bool) -> Response:
+    return Response(status_code=200)
+
+
+def _soap_ack(duplicate: bool) -> Response:
+    return Response(SOAP_ACK, media_type="text/xml; charset=utf-8")
+
+
+def _signed_only(verifier: v.Verifier) -> Callable[[Request, v.SignedRequest], None]:
+    def verify(request: Request, signed: v.SignedRequest) -> None:
+        verifier(signed)
+    return verify
+
+
+def _path_token(tokens: list[str]) -> Callable[[Request, v.SignedRequest], None]:
+    def verify(request: Request, signed: v.SignedRequest) -> None:
+        if not v.token_matches(request.path_params.get("token", ""), tokens):
+            raise v.Rejection(404, "unknown_token", "unknown path token")
+    return verify
+
+
+def _salesforce(org_ids: list[str]) -> Callable[[Request, v.SignedRequest], None]:
+    def verify(request: Request, signed: v.SignedRequest) -> None:
+        try:
+            org = parse_body("salesforce", signed.body).get("OrganizationId", "")
+        except MalformedPayload:
+            raise v.Rejection(400, "malformed", "not a Salesforce outbound message") from None
+        # 15- and 18-character forms of one org id share their first 15 characters
+        if not any(v.token_matches(org, [o]) or v.token_matches(org[:15], [o[:15]]) for o in org_ids):
+            raise v.Rejection(403, "unknown_organization", "OrganizationId is not allowed")
+    return verify
+
+
+def build_providers(secrets: WebhookSecrets, config: WebhookSettings) -> dict[str, Provider]:
+    s = secrets.values
+    return {
+        "stripe": Provider("stripe", _signed_only(v.stripe_verifier(
+            s("stripe_webhook_secret"), config.stripe_tolerance_seconds)), _json_ack),
+        "standard": Provider("standard", _signed_only(v.standard_verifier(
+            s("standard_webhook_secret"), config.standard_tolerance_seconds)), _json_ack),
+        "square": Provider("square", _signed_only(v.square_verifier(s("square_webhook_signature_key"))),
+                           _json_ack),
+        "hubspot": Provider("hubspot", _signed_only(v.hubspot_verifier(
+            s("hubspot_webhook_secret"), config.hubspot_tolerance_seconds)), _json_ack),
+        "shopify": Provider("shopify", _signed_only(v.body_hmac_verifier(
+            "x-shopify-hmac-sha256", s("shopify_webhook_secret"))), _json_ack),
+        "xero": Provider("xero", _signed_only(v.body_hmac_verifier("x-xero-signature", s("xero_webhook_key"))),
+                         _empty_ack),
+        "quickbooks": Provider("quickbooks", _signed_only(v.body_hmac_verifier(
+            "intuit-signature", s("quickbooks_webhook_verifier_token"))), _json_ack),
+        "salesforce": Provider("salesforce", _salesforce(s("salesforce_webhook_organization_ids")), _soap_ack),
+        "forms": Provider("forms", _path_token(s("forms_webhook_token")), _json_ack),
+        "odoo": Provider("odoo", _path_token(s("odoo_webhook_token")), _json_ack),
+    }
+
+
+class _TooLarge(Exception):
+    pass
+
+
+async def _read_capped(request: Request, limit: int) -> bytes:
+    declared = request.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > limit:
+        raise _TooLarge
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise _TooLarge
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def audit_headers(headers: dict[str, str]) -> dict[str, str]:
+    """Headers worth keeping for audit: everything except signatures, credentials and cookies."""
+    return {k: val for k, val in sorted(headers.items()) if not any(word in k for word in _AUDIT_DROP)}
+
+
+def envelope(provider: str, event_id: str, kind: str, received_at: datetime, headers: dict[str, str],
+             body: bytes) -> bytes:
+    """The landed file: provider, received time, audit headers, and the raw body (text, or base64)."""
+    if provider == "salesforce":
+        body = _SESSION_ID.sub(rb"\1***\2", body)
+    try:
+        text, encoding = body.decode("utf-8"), "utf-8"
+    except UnicodeDecodeError:
+        import base64
+
+        text, encoding = base64.b64encode(body).decode(), "base64"
+    document = {"provider": provider, "event_id": event_id, "type": kind,
+                "received_at": received_at.isoformat(), "headers": audit_headers(headers),
+                "body": text, "body_encoding": encoding}
+    return json.dumps(document, ensure_ascii=False, sort_keys=True).encode("utf-8")
+
+
+class Receiver:
+    """The receiver's state: settings, secrets, the landing store and the metrics."""
+
+    def __init__(self, store: LandingStore, config: WebhookSettings, secrets: WebhookSecrets,
+                 clock: Callable[[], datetime] | None = None) -> None:
+        self.store = store
+        self.config = config
+        self.providers = build_providers(secrets, config)
+        self.metrics = Metrics()
+        self.clock = clock or (lambda: datetime.now(UTC))
+
+    def _reject(self, provider: str, rejection: v.Rejection, request: Request) -> Response:
+        self.metrics.reject(provider, rejection.reason)
+        client = request.client.host if request.client else "?"
+        logger.warning(redact(f"webhook {provider} rejected from {client}: {rejection.reason} ({rejection})"))
+        if provider == "xero" and rejection.status == 401:
+            return Response(status_code=401)  # Xero's handshake wants an empty 401
+        return JSONResponse({"error": rejection.reason}, status_code=rejection.status)
+
+    async def handle(self, request: Request) -> Response:
+        name = request.url.path.split("/")[2]
+        provider = self.providers[name]
+        try:
+            try:
+                body = await _read_capped(request, self.config.max_body_bytes)
+            except _TooLarge:
+                raise v.Rejection(413, "too_large", "body exceeds the size limit") from None
+            headers = {k.lower(): val for k, val in request.headers.items()}
+            signed = v.SignedRequest(request.method, self.config.endpoint_url(request.url.path, request.url.query),
+                                     headers, body)
+            provider.verify(request, signed)
+            try:
+                payload = parse_body(name, body, headers.get("content-type", ""))
+                if name == "xero" and isinstance(payload, dict) and payload.get("events") == []:
+                    return Response(status_code=200)  # intent to receive: valid signature, nothing to land
+                raw_id, kind = identify(name, headers, payload, body)
+            except MalformedPayload as exc:
+                raise v.Rejection(400, "malformed", str(exc)) from None
+        except v.Rejection as rejection:
+            return self._reject(name, rejection, request)
+        event_id = safe_event_id(raw_id)
+        received = self.clock()
+        data = envelope(name, event_id, kind, received, headers, body)
+        written = await run_in_threadpool(self.store.land, name, received.strftime("%Y-%m-%d"), event_id, data)
+        self.metrics.accept(name, duplicate=not written)
+        logger.info(f"webhook {name} {kind} {event_id}: {'landed' if written else 'duplicate, acknowledged'}")
+        return provider.accepted(not written)
+
+    async def metrics_endpoint(self, request: Request) -> Response:
+        return PlainTextResponse(self.metrics.render(), media_type="text/plain; version=0.0.4")
+
+    async def health(self, request: Request) -> Response:
+        return JSONResponse({"ok": True, "providers": sorted(self.providers)})
+
+    def app(self) -> Starlette:
+        routes = [Route("/healthz", self.health), Route("/metrics", self.metrics_endpoint)]
+        for name in self.providers:
+            path = f"/webhooks/{name}/{{token}}" if name in ("forms", "odoo") else f"/webhooks/{name}"
+            routes.append(Route(path, self.handle, methods=["POST"]))
+        application = Starlette(routes=routes)
+        application.state.receiver = self
+        return application
+
+
+def build_receiver(settings: Settings | None = None, config: WebhookSettings | None = None,
+                   secrets: WebhookSecrets | None = None) -> Receiver:
+    settings = settings or load_settings()
+    config = config or load_webhook_settings()
+    store = LocalLandingStore(config.store_root(settings))
+    return Receiver(store, config, secrets or load_webhook_secrets())
+
+
+def create_app() -> Starlette:
+    """uvicorn factory: `uvicorn --factory integration_pipelines.webhooks.receiver:create_app`."""
+    return build_receiver().app()
