@@ -10,6 +10,7 @@ from .assets.syncs import build_sync_assets
 from .connectors.registry import discover_systems
 from .connectors.spec import System
 from .resources import WarehouseResource
+from .schedules import build_jobs_and_schedules
 from .settings import Settings, load_overrides, load_settings
 from .syncs.registry import discover_syncs
 from .webhooks.definitions import build_webhook_definitions
@@ -25,7 +26,10 @@ def build_definitions(settings: Settings | None = None) -> dg.Definitions:
     warehouse = WarehouseResource(
         database=settings.warehouse_database, lock_timeout_seconds=settings.warehouse_lock_timeout_seconds
     )
+    jobs, schedules = build_jobs_and_schedules(systems, settings)
     pipelines = dg.Definitions(
+        jobs=jobs,
+        schedules=schedules,
         assets=[
             *build_extract_assets(systems, settings),
             build_core_assets(systems),

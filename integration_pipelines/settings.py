@@ -7,6 +7,7 @@ A system's credentials are named in its spec and read by `connectors.runtime` fr
 
 from __future__ import annotations
 
+import os
 from datetime import date
 from pathlib import Path
 
@@ -26,6 +27,12 @@ class Settings(BaseSettings):
     enabled_systems: str = Field(default="", description="comma-separated system names; empty = all")
     warehouse_lock_timeout_seconds: float = Field(default=120.0, ge=0)
     batch_rows: int = Field(default=5000, ge=1, description="records per Arrow batch while extracting")
+    nightly_cron: str = Field(default="0 2 * * *", description="when the nightly sync runs (cron, local time)")
+    weekly_full_refresh_cron: str = Field(default="0 3 * * 0", description="weekly full re-read (cron)")
+    timezone: str = Field(
+        default_factory=lambda: os.environ.get("TZ") or "UTC",
+        description="IANA timezone of the schedules (default: $TZ, else UTC)",
+    )
 
     @property
     def warehouse_database(self) -> str:
