@@ -6,6 +6,7 @@ import dagster as dg
 
 from .assets.core import build_core_assets
 from .assets.extract import build_extract_assets
+from .assets.reconciliation import build_reconciliation_assets
 from .assets.syncs import build_sync_assets
 from .connectors.registry import discover_systems
 from .connectors.spec import System
@@ -33,6 +34,7 @@ def build_definitions(settings: Settings | None = None) -> dg.Definitions:
         assets=[
             *build_extract_assets(systems, settings),
             build_core_assets(systems),
+            build_reconciliation_assets(settings),
             *build_sync_assets([s for s in discover_syncs() if settings.system_enabled(s.target)], settings),
         ],
         resources={"warehouse": warehouse},
@@ -40,8 +42,8 @@ def build_definitions(settings: Settings | None = None) -> dg.Definitions:
             # Evaluates the eager conditions on core models and syncs: after new raw data (a webhook batch, a
             # backfill), core is rebuilt and the syncs push what changed. Running by default, as users expect.
             dg.AutomationConditionSensorDefinition(
-                "core_and_syncs_automation",
-                target=dg.AssetSelection.groups("core", "syncs"),
+                "core_syncs_reconciliation_automation",
+                target=dg.AssetSelection.groups("core", "syncs", "reconciliation"),
                 default_status=dg.DefaultSensorStatus.RUNNING,
                 minimum_interval_seconds=30,
             )

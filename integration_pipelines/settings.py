@@ -29,6 +29,8 @@ class Settings(BaseSettings):
     batch_rows: int = Field(default=5000, ge=1, description="records per Arrow batch while extracting")
     nightly_cron: str = Field(default="0 2 * * *", description="when the nightly sync runs (cron, local time)")
     weekly_full_refresh_cron: str = Field(default="0 3 * * 0", description="weekly full re-read (cron)")
+    reconciliation_warn_at: int = Field(default=1, ge=1, description="mismatches that make a check WARN")
+    reconciliation_error_at: int = Field(default=10, ge=1, description="mismatches that make a check ERROR")
     timezone: str = Field(
         default_factory=lambda: os.environ.get("TZ") or "UTC",
         description="IANA timezone of the schedules (default: $TZ, else UTC)",
