@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dagster as dg
 
+from .alerts import build_alert_sensors
 from .assets.core import build_core_assets
 from .assets.extract import build_extract_assets
 from .assets.reconciliation import build_reconciliation_assets
@@ -46,7 +47,8 @@ def build_definitions(settings: Settings | None = None) -> dg.Definitions:
                 target=dg.AssetSelection.groups("core", "syncs", "reconciliation"),
                 default_status=dg.DefaultSensorStatus.RUNNING,
                 minimum_interval_seconds=30,
-            )
+            ),
+            *build_alert_sensors(settings),
         ],
     )
     return dg.Definitions.merge(pipelines, build_webhook_definitions(settings, warehouse=warehouse))

@@ -9,6 +9,7 @@ from datetime import timedelta
 import dagster as dg
 import duckdb
 
+from ..alerts import alert_on_check_results
 from ..connectors.spec import System
 from ..resources import WarehouseResource
 from ..warehouse.models import build_all, contracts
@@ -157,6 +158,8 @@ def build_core_assets(systems: Sequence[System]) -> dg.AssetsDefinition:
                     "unchanged": change.unchanged,
                     "staging_models_built": ", ".join(report.staging_built) or "none",
                 })
-            yield from _run_checks(con)
+            checks = _run_checks(con)
+        alert_on_check_results(checks)
+        yield from checks
 
     return core_models

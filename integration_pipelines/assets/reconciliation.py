@@ -10,6 +10,7 @@ from pathlib import Path
 import dagster as dg
 import duckdb
 
+from ..alerts import alert_on_check_results
 from ..resources import WarehouseResource
 from ..settings import Settings
 from ..warehouse.models import MODELS_DIR
@@ -81,8 +82,10 @@ def build_reconciliation_assets(settings: Settings) -> dg.AssetsDefinition:
                 found = mismatches(counts)
                 severity = (dg.AssetCheckSeverity.ERROR if found >= settings.reconciliation_error_at
                             else dg.AssetCheckSeverity.WARN)
-                yield dg.AssetCheckResult(asset_key=key, check_name="mismatches_within_threshold",
-                                          passed=found < settings.reconciliation_warn_at, severity=severity,
-                                          metadata={"mismatches": found})
+                check = dg.AssetCheckResult(asset_key=key, check_name="mismatches_within_threshold",
+                                            passed=found < settings.reconciliation_warn_at, severity=severity,
+                                            metadata={"mismatches": found})
+                alert_on_check_results([check])
+                yield check
 
     return reconciliation

@@ -135,6 +135,11 @@ class LocalLandingStore(LandingStore):
     def _seen(self, provider: str, event_id: str) -> Path:
         return self.root / "seen" / provider / event_id
 
+    def last_received(self, provider: str) -> float | None:
+        """When the provider's last new event landed (its dedupe folder changes with every new id)."""
+        folder = self.root / "seen" / provider
+        return folder.stat().st_mtime if folder.exists() else None
+
     def _write_durably(self, target: Path, data: bytes) -> None:
         """temp file in the same directory → write → fsync → rename → fsync the directory."""
         _makedirs_durably(target.parent)
