@@ -152,6 +152,28 @@ def tables(timeout: Annotated[float, typer.Option(help="seconds to wait for a wr
     _print_frame(frame, title=_warehouse_database())
 
 
+@app.command("roi")
+def roi(timeout: Annotated[float, typer.Option(help="seconds to wait for a writing run")] = 60.0) -> None:
+    """What the automation saved: operations per month, hours, labour cost and iPaaS cost avoided."""
+    from .roi import RoiSettings, bar_chart, compute
+    from .warehouse.duckdb import Warehouse, WarehouseLockedError
+
+    config = RoiSettings()
+    try:
+        with Warehouse(_warehouse_database(), lock_timeout=timeout, log=_Say()).connect(read_only=True) as con:
+            _, summary = compute(con, config)
+    except (WarehouseLockedError, duckdb.Error) as exc:
+        err_console.print(f"[red]{exc}[/red]")
+        raise typer.Exit(2) from None
+    table = Table("month", "operations", "hours saved", f"labour saved ({config.currency})",
+                  "iPaaS cost avoided", "net vs manual", "payback (months)")
+    for s in summary:
+        table.add_row(str(s["month"]), str(s["operations"]), str(s["hours_saved"]), str(s["labour_saved"]),
+                      str(s["ipaas_cost_avoided"]), str(s["net_saving_vs_manual"]), str(s["payback_months"] or "-"))
+    console.print(table)
+    console.print(bar_chart(summary).strip("`\n"))
+
+
 @sync_app.command("list")
 def sync_list() -> None:
     """Every sync: target, mode, and what it reads."""

@@ -8,6 +8,7 @@ from .alerts import build_alert_sensors
 from .assets.core import build_core_assets
 from .assets.extract import build_extract_assets
 from .assets.reconciliation import build_reconciliation_assets
+from .assets.roi import build_roi_asset
 from .assets.syncs import build_sync_assets
 from .connectors.registry import discover_systems
 from .connectors.spec import System
@@ -29,6 +30,7 @@ def build_definitions(settings: Settings | None = None) -> dg.Definitions:
         database=settings.warehouse_database, lock_timeout_seconds=settings.warehouse_lock_timeout_seconds
     )
     jobs, schedules = build_jobs_and_schedules(systems, settings)
+    syncs = [s for s in discover_syncs() if settings.system_enabled(s.target)]
     pipelines = dg.Definitions(
         jobs=jobs,
         schedules=schedules,
@@ -36,7 +38,8 @@ def build_definitions(settings: Settings | None = None) -> dg.Definitions:
             *build_extract_assets(systems, settings),
             build_core_assets(systems),
             build_reconciliation_assets(settings),
-            *build_sync_assets([s for s in discover_syncs() if settings.system_enabled(s.target)], settings),
+            *build_sync_assets(syncs, settings),
+            build_roi_asset(syncs),
         ],
         resources={"warehouse": warehouse},
         sensors=[
@@ -44,7 +47,7 @@ def build_definitions(settings: Settings | None = None) -> dg.Definitions:
             # backfill), core is rebuilt and the syncs push what changed. Running by default, as users expect.
             dg.AutomationConditionSensorDefinition(
                 "core_syncs_reconciliation_automation",
-                target=dg.AssetSelection.groups("core", "syncs", "reconciliation"),
+                target=dg.AssetSelection.groups("core", "syncs", "reconciliation", "roi"),
                 default_status=dg.DefaultSensorStatus.RUNNING,
                 minimum_interval_seconds=30,
             ),
