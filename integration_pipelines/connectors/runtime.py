@@ -63,7 +63,9 @@ def resolve_system(system: System, settings: Settings, environ: dict[str, str] |
     mode: Literal["sandbox", "live"] = "live" if present else "sandbox"
     values: dict[str, str] = {}
     for key, spec in system.values.items():
-        value = env.get(spec.env) or (spec.sandbox if mode == "sandbox" or not spec.secret else "")
+        # In live mode every value must come from the environment: a sandbox default (a fake realm id, a
+        # `.invalid` host) would send real credentials to the wrong place.
+        value = env.get(spec.env) or (spec.sandbox if mode == "sandbox" else "")
         if not value:
             raise ConfigurationError(f"{system.title}: set {spec.env} ({spec.description or key}).")
         if spec.secret:
