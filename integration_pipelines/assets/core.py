@@ -13,6 +13,7 @@ from ..alerts import alert_on_check_results
 from ..connectors.spec import System
 from ..resources import WarehouseResource
 from ..warehouse.models import build_all, contracts
+from .automation import AFTER_UPSTREAM_UPDATES
 from .extract import WAREHOUSE_POOL
 
 CORE_TABLES = {
@@ -34,7 +35,6 @@ DESCRIPTIONS = {
 # Webhook events upsert raw rows too; core rebuilds (and syncs after it) when any upstream changed, so a
 # landed payment flows on to the targets without waiting for the nightly run.
 EVENTS_ASSET = dg.AssetKey(["webhooks", "events"])
-AUTOMATION = dg.AutomationCondition.eager()
 FRESHNESS = dg.FreshnessPolicy.time_window(fail_window=timedelta(hours=26), warn_window=timedelta(hours=25))
 
 
@@ -126,7 +126,7 @@ def build_core_assets(systems: Sequence[System]) -> dg.AssetsDefinition:
     specs = [
         dg.AssetSpec(_key(table), group_name="core", description=DESCRIPTIONS.get(table, table),
                      deps=[*extract_keys, EVENTS_ASSET], kinds={"duckdb", "sql"}, freshness_policy=FRESHNESS,
-                     automation_condition=AUTOMATION,
+                     automation_condition=AFTER_UPSTREAM_UPDATES,
                      metadata={"table": f"core.{table}", "key": ", ".join(CORE_TABLES[table])})
         for table in CORE_TABLES
     ]

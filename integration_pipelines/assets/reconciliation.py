@@ -14,6 +14,7 @@ from ..alerts import alert_on_check_results
 from ..resources import WarehouseResource
 from ..settings import Settings
 from ..warehouse.models import MODELS_DIR
+from .automation import AFTER_UPSTREAM_UPDATES
 from .core import CORE_TABLES
 from .extract import WAREHOUSE_POOL
 
@@ -49,7 +50,7 @@ def build_reconciliation_assets(settings: Settings) -> dg.AssetsDefinition:
     core_keys = [dg.AssetKey(["core", t]) for t in CORE_TABLES]
     specs = [dg.AssetSpec(dg.AssetKey(["reconciliation", name]), group_name="reconciliation",
                           description=_description(sql), deps=core_keys, kinds={"duckdb", "sql"},
-                          automation_condition=dg.AutomationCondition.eager(),
+                          automation_condition=AFTER_UPSTREAM_UPDATES,
                           metadata={"table": f"reconciliation.{name}"})
              for name, sql in models.items()]
     checks = [dg.AssetCheckSpec("mismatches_within_threshold", asset=spec.key,

@@ -7,6 +7,7 @@ import dagster as dg
 from ..resources import WarehouseResource
 from ..roi import RoiSettings, bar_chart, compute, write_tables
 from ..syncs.spec import SyncSpec
+from .automation import AFTER_UPSTREAM_UPDATES
 from .extract import WAREHOUSE_POOL
 
 
@@ -14,7 +15,7 @@ def build_roi_asset(syncs: Sequence[SyncSpec]) -> dg.AssetsDefinition:
     return dg.asset(
         key=dg.AssetKey(["roi", "report"]), group_name="roi", pool=WAREHOUSE_POOL, kinds={"duckdb"},
         deps=[dg.AssetKey(["sync", s.name]) for s in syncs],
-        automation_condition=dg.AutomationCondition.eager(),
+        automation_condition=AFTER_UPSTREAM_UPDATES,
         description="Operations automated per scenario per month, priced as staff time and as iPaaS tasks "
                     "(ops.roi_by_scenario, ops.roi_monthly).",
     )(roi_report)

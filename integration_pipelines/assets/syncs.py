@@ -13,6 +13,7 @@ from ..resources import WarehouseResource
 from ..settings import Settings
 from ..syncs.engine import SyncResult, run_sync
 from ..syncs.spec import SyncSpec
+from .automation import AFTER_UPSTREAM_UPDATES
 from .extract import WAREHOUSE_POOL
 
 
@@ -35,7 +36,7 @@ def build_sync_asset(spec: SyncSpec, settings: Settings) -> dg.AssetsDefinition:
     @dg.asset(key=dg.AssetKey(["sync", spec.name]), group_name="syncs", deps=deps, pool=WAREHOUSE_POOL,
               description=f"{spec.title}. {spec.description}", kinds={spec.target, "python"},
               tags={"target": spec.target, "mode": spec.mode}, metadata={"mode": spec.mode, "target": spec.target},
-              automation_condition=dg.AutomationCondition.eager())
+              automation_condition=AFTER_UPSTREAM_UPDATES)
     def _sync(context: dg.AssetExecutionContext, config: SyncConfig, warehouse: WarehouseResource
               ) -> dg.MaterializeResult:
         result = run_sync(spec, warehouse.get(log=context.log), settings, run_id=context.run.run_id,

@@ -46,6 +46,7 @@ class Sandbox:
             Route("/_sandbox/world/anomalies", self._anomalies),
             Route("/_sandbox/{system}/{stream}", self._dump),
             Route("/_sandbox/{system}/{stream}/touch", self._touch, methods=["POST"]),
+            Route("/_sandbox/{system}/{stream}/simulate", self._simulate, methods=["POST"]),
         ]
         for emulator in self.state.emulators.values():
             routes.extend(emulator.routes())
@@ -130,6 +131,18 @@ class Sandbox:
         if isinstance(emulator, JSONResponse):
             return emulator
         return JSONResponse(emulator.dump(request.path_params["stream"]))
+
+    async def _simulate(self, request: Request) -> JSONResponse:
+        emulator = self._emulator_or_404(request)
+        if isinstance(emulator, JSONResponse):
+            return emulator
+        try:
+            created = emulator.simulate(request.path_params["stream"], await request.json())
+        except NotImplementedError as exc:
+            return JSONResponse({"error": str(exc)}, status_code=404)
+        except (KeyError, ValueError) as exc:
+            return JSONResponse({"error": f"bad simulate request: {exc}"}, status_code=400)
+        return JSONResponse(created)
 
     async def _touch(self, request: Request) -> JSONResponse:
         emulator = self._emulator_or_404(request)

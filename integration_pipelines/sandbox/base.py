@@ -81,6 +81,11 @@ class Emulator:
         """Change `count` records (as a user of the system would) and return their ids."""
         raise NotImplementedError
 
+    def simulate(self, stream: str, request: dict[str, Any]) -> dict[str, Any]:
+        """Create a new business event (a payment, an order) as a user of the system would: the activity
+        simulator's hook. Emulators that support it override this."""
+        raise NotImplementedError(f"{self.name} cannot simulate {stream}")
+
     def error_response(self, status: int, message: str) -> Response:
         return JSONResponse({"error": {"message": message}}, status_code=status)
 

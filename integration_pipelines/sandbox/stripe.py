@@ -237,6 +237,34 @@ class StripeEmulator(Emulator):
                 obj[field] = value
         return JSONResponse(obj)
 
+    # -- simulation -----------------------------------------------------------------------------
+    def simulate(self, stream: str, request: dict[str, Any]) -> dict[str, Any]:
+        """A customer pays an accounting invoice by card: a new succeeded charge, created now."""
+        if stream != "charges":
+            raise NotImplementedError(f"stripe cannot simulate {stream}")
+        email = str(request["email"])
+        customer = next((c for c in self.objects["customers"].values() if (c.get("email") or "").lower()
+                         == email.lower()), None)
+        if customer is None:
+            raise ValueError(f"no Stripe customer with email {email}")
+        charge_id = f"ch_{token(self.world.seed, 'sim', time.time_ns())}"
+        amount, currency = int(request["amount"]), str(request["currency"]).lower()
+        charge = {
+            "id": charge_id, "object": "charge", "amount": amount, "amount_captured": amount,
+            "amount_refunded": 0, "balance_transaction": f"txn_{token(charge_id)}",
+            "billing_details": {"email": email, "name": customer.get("name")}, "captured": True,
+            "created": int(time.time()), "currency": currency, "customer": customer["id"],
+            "description": f"Payment for {request['invoice_number']}", "disputed": False, "failure_code": None,
+            "failure_message": None, "invoice": None, "livemode": False,
+            "metadata": {"accounting_invoice": str(request["invoice_number"])},
+            "outcome": {"network_status": "approved_by_network", "risk_level": "normal",
+                        "seller_message": "Payment complete.", "type": "authorized"},
+            "paid": True, "payment_intent": f"pi_{token(charge_id, 'pi')}", "payment_method": None,
+            "receipt_email": email, "refunded": False, "status": "succeeded",
+        }
+        self.objects["charges"][charge_id] = charge
+        return charge
+
     # -- ground truth ---------------------------------------------------------------------------
     def dump(self, stream: str) -> list[dict[str, Any]]:
         return sorted(self.objects[stream].values(), key=lambda o: (o["created"], o["id"]), reverse=True)

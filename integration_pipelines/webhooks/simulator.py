@@ -134,6 +134,21 @@ class Simulator:
         return next((r for r in self._get(client, system, stream) if str(r.get(key)) in touched), None)
 
     def payment_succeeded(self, client: httpx.Client) -> Delivery:
+        """A customer pays one of their open accounting invoices by card: a new Stripe charge, then its event.
+
+        Falls back to re-announcing an existing charge when no open invoice has a Stripe customer."""
+        stripe_emails = {(c.get("email") or "").lower() for c in self._get(client, "stripe", "customers")}
+        open_invoices = [i for i in self._get(client, "quickbooks", "invoices")
+                         if float(i.get("Balance") or 0) > 0
+                         and (i.get("BillEmail") or {}).get("Address", "").lower() in stripe_emails]
+        if open_invoices:
+            invoice = self.rng.choice(open_invoices)
+            response = client.post(f"{self.sandbox_url}/_sandbox/stripe/charges/simulate", json={
+                "email": invoice["BillEmail"]["Address"], "invoice_number": invoice["DocNumber"],
+                "amount": round(float(invoice["Balance"]) * 100),
+                "currency": (invoice.get("CurrencyRef") or {}).get("value", "USD")})
+            if response.status_code == 200:
+                return self._stripe("charge.succeeded", response.json())
         charge = self.rng.choice(self._get(client, "stripe", "charges"))
         return self._stripe("charge.succeeded", charge)
 
