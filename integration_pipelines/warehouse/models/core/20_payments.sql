@@ -7,7 +7,7 @@ WITH accounting_by_number AS (
            arg_min(source_system, source_system || source_id) AS source_system,
            arg_min(source_id, source_system || source_id) AS source_id
     FROM core.invoices
-    WHERE source_category = 'accounting' AND invoice_number IS NOT NULL
+    WHERE is_books_of_record AND invoice_number IS NOT NULL
     GROUP BY invoice_number
 )
 SELECT p.*,

@@ -10,6 +10,6 @@ SELECT i.legal_entity,
        list_sort(list_distinct(list(i.currency))) AS source_currencies
 FROM core.invoices AS i
 ASOF LEFT JOIN ref.fx_rates AS r ON r.currency = i.currency AND i.issued_at::DATE >= r.rate_date
-WHERE i.source_category = 'accounting' AND coalesce(i.status, '') NOT IN ('void', 'draft')
+WHERE i.is_books_of_record AND coalesce(i.status, '') NOT IN ('void', 'draft')
 GROUP BY ALL
 ORDER BY 1, 2

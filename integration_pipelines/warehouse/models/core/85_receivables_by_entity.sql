@@ -11,6 +11,6 @@ SELECT i.legal_entity,
        count(*) FILTER (WHERE i.due_at < now()) AS overdue_invoice_count
 FROM core.invoices AS i
 LEFT JOIN latest AS r ON r.currency = i.currency
-WHERE i.source_category = 'accounting' AND i.balance_minor > 0
+WHERE i.is_books_of_record AND i.balance_minor > 0
 GROUP BY ALL
 ORDER BY 1

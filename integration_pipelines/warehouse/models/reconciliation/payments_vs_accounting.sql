@@ -5,8 +5,10 @@
 WITH processor AS (
     SELECT * FROM core.payments WHERE kind = 'processor' AND status IN ('succeeded', 'refunded')
 ),
-books AS (
-    SELECT * FROM core.payments WHERE kind = 'accounting'
+books AS (  -- payments recorded against the books of record (not a second ledger's copy)
+    SELECT p.* FROM core.payments p
+    JOIN core.invoices i ON i.source_system = p.invoice_system AND i.source_id = p.invoice_id
+    WHERE p.kind = 'accounting' AND i.is_books_of_record
 ),
 per_invoice AS (
     SELECT invoice_system, invoice_id, count(*) AS processor_count
