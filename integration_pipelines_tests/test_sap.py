@@ -185,6 +185,7 @@ def test_wrong_password_fails_naming_the_variables_and_hides_the_password(settin
     wrong = "FAKE-wrong-password-0123456789"
     monkeypatch.setenv("SAP_USERNAME", USER)
     monkeypatch.setenv("SAP_PASSWORD", wrong)
+    monkeypatch.setenv("SAP_HOST", "my000000-api.FAKE-sandbox.s4hana.cloud.sap.invalid")  # live mode needs it
     monkeypatch.setenv("SAP_BASE_URL", settings.sandbox_url)
     result = materialize_stream(settings, "sap", "business_partners", raise_on_error=False)
     assert not result.success
