@@ -42,7 +42,7 @@ def build_all_reconciliations(con: duckdb.DuckDBPyConnection) -> dict[str, dict[
 
 
 def mismatches(counts: dict[str, int]) -> int:
-    return sum(n for finding, n in counts.items() if finding not in ("matched", "in_transit"))
+    return sum(n for finding, n in counts.items() if finding not in ("matched", "in_transit", "stock_matched"))
 
 
 def build_reconciliation_assets(settings: Settings) -> dg.AssetsDefinition:
@@ -71,7 +71,8 @@ def build_reconciliation_assets(settings: Settings) -> dg.AssetsDefinition:
             for name, counts in summary.items():
                 key = dg.AssetKey(["reconciliation", name])
                 examples = con.execute(
-                    f"SELECT * FROM reconciliation.\"{name}\" WHERE finding NOT IN ('matched', 'in_transit') "
+                    f"SELECT * FROM reconciliation.\"{name}\" WHERE finding NOT IN ('matched', 'in_transit', "
+                    "'stock_matched') "
                     "LIMIT 10").df()
                 table = "\n".join(f"| {finding} | {n} |" for finding, n in counts.items())
                 yield dg.MaterializeResult(asset_key=key, metadata={

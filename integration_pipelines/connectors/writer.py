@@ -71,6 +71,11 @@ def send_write(
         kwargs["data" if writer.body_format == "form" else "json"] = body
     response = client.request(writer.method, path, **kwargs)
     parsed: Any = response.json() if response.content else None
+    error_path = resolved.system.body_error_path
+    if error_path and parsed is not None and json_path(parsed, error_path) is not None:
+        # JSON-RPC style: the write failed inside a 200 answer, and must count as failed, not as "no id"
+        raise ApiError(resolved.system.title, f"{where} was refused: {str(json_path(parsed, error_path))[:500]}",
+                       status=response.status_code, body=response.text[:2000])
     if writer.results_path:
         results = json_path(parsed, writer.results_path) or []
         ids = [_as_id(json_path(item, writer.id_path)) for item in results]

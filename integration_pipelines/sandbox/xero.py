@@ -1,0 +1,985 @@
+"""Xero's Accounting API 2.0 and its identity service, as the connector and xero-python (15) see them.
+
+What is emulated, and why each piece matters to a client:
+- Identity: `POST /connect/token` (refresh-token grant; client id and secret as HTTP Basic or in the form, as
+  xero-python sends them). Every refresh *rotates* the refresh token: the new one is returned, the one just used
+  keeps working for a 30-minute grace period and then dies. Access tokens live 30 minutes and can be expired or
+  revoked from a test. `POST /connect/revocation` revokes a grant; `GET /connections` lists the organisation.
+  The seeded refresh token (the spec's fake value) is a standing grant that never expires, so a long-running
+  demo can start any number of processes from the same environment.
+- The gateway: no/unknown/expired token → 401 problem details (`Detail: "TokenExpired: token expired at …"`);
+  a missing or foreign `xero-tenant-id` → 403 `Detail: "AuthenticationUnsuccessful"`. Every answer carries
+  `X-MinLimit-Remaining`, `X-DayLimit-Remaining`, `X-AppMinLimit-Remaining`; with `limit_minute(...)` a test
+  makes the per-minute limit bite (429, `Retry-After`, `X-Rate-Limit-Problem: minute`).
+- Lists: `GET /api.xro/2.0/{Contacts|Invoices|Payments}` with `page` and `pageSize` (1..1000, default 100)
+  answer `{"Id","Status","ProviderName","DateTimeUTC","pagination":{page,pageSize,pageCount,itemCount},
+  "<Resource>":[…]}`; without `page` everything comes back at once (invoices then without line items, as Xero
+  does). `/Items` is never paginated. Filters: `If-Modified-Since` (ISO 8601 with or without zone, or an HTTP
+  date) on `UpdatedDateUTC`, `where` (a subset of Xero's expression language: comparisons, `&&`/`||`/AND/OR,
+  `.Contains/.StartsWith/.EndsWith`, `DateTime(y,m,d)`, `Guid("…")`), `order` ("Field [ASC|DESC], …"), `IDs`,
+  `Statuses`, `includeArchived`. Bad query values → 400 `QueryParseException`.
+- Writes: `PUT` creates, `POST` creates too, and updates contacts named by `ContactID` (updating invoices is
+  not emulated); bodies are
+  `{"Invoices": [...]}`, `{"Payments": [...]}`, `{"Contacts": [...]}`. Validation failures answer 400
+  `ValidationException` with every element echoed and its `ValidationErrors` (nothing is saved), or, with
+  `summarizeErrors=false`, 200 with the failed elements flagged. `Idempotency-Key` (≤ 128 characters) replays the
+  first answer; the same key with a different request is refused. A payment lowers its invoice's `AmountDue`,
+  and settles it (`Status: PAID`) when nothing is left.
+
+Money is in decimal units; dates are Microsoft JSON dates (`/Date(1772841600000+0000)/`), `Date`/`DueDate` at
+midnight UTC with a `DateString` twin. The books hold every person as a contact (names made unique, as Xero
+insists), every world invoice as an ACCREC invoice (some unpaid ones still DRAFT), every payment that settles an
+invoice (for the short-paid one the books record the full invoice amount: that is the cross-system mismatch),
+and every product as an item.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import copy
+import email.utils
+import hashlib
+import json
+import math
+import re
+import secrets
+import time
+import uuid
+from collections import deque
+from collections.abc import Callable
+from datetime import UTC, date, datetime
+from typing import Any
+from urllib.parse import parse_qsl
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, PlainTextResponse, Response
+from starlette.routing import Route
+
+from ..connectors.http import json_path
+from ..connectors.xero import API_ROOT, MAX_PAGE_SIZE, SYSTEM
+from .base import Emulator, SandboxState, bearer_token
+from .world import World
+
+TOKEN_PATH = "/connect/token"
+REVOKE_PATH = "/connect/revocation"
+CONNECTIONS_PATH = "/connections"
+ACCESS_TOKEN_SECONDS = 1800
+REFRESH_GRACE_SECONDS = 1800
+DEFAULT_PAGE_SIZE = 100
+MAX_IDEMPOTENCY_KEY = 128
+SCOPE = "offline_access accounting.transactions accounting.contacts accounting.settings"
+PROVIDER_NAME = "Integration Pipelines"
+ORGANISATION = "Acme Trading (Xero sandbox)"
+
+# resource (lower-case, as Xero's routing is case-insensitive) → (stream, envelope key, id field)
+RESOURCES = {
+    "contacts": ("contacts", "Contacts", "ContactID"),
+    "invoices": ("invoices", "Invoices", "InvoiceID"),
+    "payments": ("payments", "Payments", "PaymentID"),
+    "items": ("items", "Items", "ItemID"),
+}
+PAGINATED = frozenset({"contacts", "invoices", "payments"})
+_TYPE_NAMES = {"contacts": "Contact", "invoices": "Invoice", "payments": "Payment", "items": "Item"}
+BANK_ACCOUNTS = {"090": "Business Bank Account", "091": "Business Savings Account"}
+_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+_DOTNET = re.compile(r"/Date\((-?\d+)([+-]\d{4})?\)/")
+_TITLES = {400: "Bad Request", 401: "Unauthorized", 403: "Forbidden", 404: "Not Found", 409: "Conflict",
+           429: "Too Many Requests", 500: "Internal Server Error", 502: "Bad Gateway", 503: "Service Unavailable"}
+
+
+# -- dates and money ------------------------------------------------------------------------------------
+def dotnet(moment: datetime) -> str:
+    """`/Date(1772841600000+0000)/`: epoch milliseconds, UTC."""
+    return f"/Date({int(moment.timestamp() * 1000)}+0000)/"
+
+
+def _midnight(moment: datetime | date) -> datetime:
+    day = moment.astimezone(UTC).date() if isinstance(moment, datetime) else moment
+    return datetime(day.year, day.month, day.day, tzinfo=UTC)
+
+
+def _date_fields(name: str, moment: datetime | date) -> dict[str, str]:
+    """A Xero date and its `…String` twin (`Date` + `DateString`), both at midnight UTC."""
+    day = _midnight(moment)
+    return {name: dotnet(day), f"{name}String": day.strftime("%Y-%m-%dT00:00:00")}
+
+
+def parse_dotnet(value: str) -> datetime:
+    match = _DOTNET.fullmatch(value)
+    if match is None:
+        raise ValueError(value)
+    return datetime.fromtimestamp(int(match.group(1)) / 1000, UTC)
+
+
+def parse_request_date(value: Any) -> datetime | None:
+    """Dates in a write: `/Date(ms+0000)/`, `2026-03-09` or `2026-03-09T00:00:00`. None when unreadable."""
+    if not isinstance(value, str) or not value:
+        return None
+    try:
+        if value.startswith("/Date("):
+            return parse_dotnet(value)
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+def parse_if_modified_since(value: str | None) -> datetime | None:
+    """xero-python sends ISO 8601 without a zone (UTC is meant); HTTP clients send an HTTP date. Xero accepts both;
+    an unreadable value is ignored, as HTTP says of a bad `If-Modified-Since`."""
+    if not value:
+        return None
+    text = value.strip()
+    try:
+        parsed = datetime.fromisoformat(text.replace("Z", "+00:00"))
+        return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+    except ValueError:
+        pass
+    try:
+        parsed = email.utils.parsedate_to_datetime(text)
+    except (TypeError, ValueError, IndexError):
+        return None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+def _money(minor: int) -> float:
+    return round(minor / 100, 2)
+
+
+def _now() -> datetime:
+    moment = datetime.now(UTC)
+    return moment.replace(microsecond=moment.microsecond // 1000 * 1000)
+
+
+def _guid(*parts: object) -> str:
+    digest = hashlib.sha256(":".join(map(str, parts)).encode()).digest()
+    return str(uuid.UUID(bytes=digest[:16], version=4))
+
+
+# -- the `where` expression language (a faithful subset) --------------------------------------------------
+class QueryParseError(Exception):
+    """A `where`/`order`/paging value Xero cannot use: 400 QueryParseException."""
+
+
+_WHERE_TOKEN = re.compile(
+    r"""\s*(?:(?P<string>"(?:[^"\\]|\\.)*")|(?P<number>-?\d+(?:\.\d+)?)|(?P<op>==|!=|>=|<=|>|<|&&|\|\||[(),.!])
+    |(?P<word>[A-Za-z_][A-Za-z0-9_]*))""",
+    re.VERBOSE,
+)
+_COMPARE: dict[str, Callable[[Any, Any], bool]] = {
+    "==": lambda a, b: a == b, "!=": lambda a, b: a != b, ">=": lambda a, b: a >= b,
+    "<=": lambda a, b: a <= b, ">": lambda a, b: a > b, "<": lambda a, b: a < b,
+}
+_METHODS: dict[str, Callable[[str, str], bool]] = {
+    "contains": lambda a, b: b in a, "startswith": lambda a, b: a.startswith(b), "endswith": lambda a, b: a.endswith(b),
+}
+
+
+def _comparable(value: Any) -> Any:
+    """Record values as the expression language sees them: dates as datetimes, GUIDs case-insensitively."""
+    if isinstance(value, str):
+        match = _DOTNET.fullmatch(value)
+        if match:
+            return datetime.fromtimestamp(int(match.group(1)) / 1000, UTC)
+        try:
+            return str(uuid.UUID(value)) if len(value) == 36 else value
+        except ValueError:
+            return value
+    return value
+
+
+class _Where:
+    """Parse once, then test records. Grammar: or := and (('||'|OR) and)*; and := unary (('&&'|AND) unary)*;
+    unary := ('!'|NOT) unary | '(' or ')' | field op literal | field '.' Method '(' string ')' | field."""
+
+    def __init__(self, text: str, known: set[str], type_name: str) -> None:
+        self.tokens: list[tuple[str, str]] = []
+        position = 0
+        while text[position:].strip():
+            match = _WHERE_TOKEN.match(text, position)
+            if match is None or not match.lastgroup:
+                raise QueryParseError(f"Syntax error '{text[position:position + 10].strip()}' at position {position}")
+            self.tokens.append((match.lastgroup, match.group(match.lastgroup)))
+            position = match.end()
+        self.position = 0
+        self.known = known
+        self.type_name = type_name
+        self.test = self._or()
+        if self.position != len(self.tokens):
+            raise QueryParseError(f"Syntax error '{self.tokens[self.position][1]}'")
+
+    def _peek(self, offset: int = 0) -> str | None:
+        index = self.position + offset
+        return self.tokens[index][1] if index < len(self.tokens) else None
+
+    def _take(self, expected: str | None = None) -> tuple[str, str]:
+        token = self.tokens[self.position] if self.position < len(self.tokens) else None
+        if token is None or (expected is not None and token[1].upper() != expected.upper()):
+            raise QueryParseError(f"'{expected or 'expression'}' expected")
+        self.position += 1
+        return token
+
+    def _or(self) -> Callable[[dict], bool]:
+        parts = [self._and()]
+        while (self._peek() or "").upper() in ("||", "OR"):
+            self._take()
+            parts.append(self._and())
+        return lambda record: any(part(record) for part in parts)
+
+    def _and(self) -> Callable[[dict], bool]:
+        parts = [self._unary()]
+        while (self._peek() or "").upper() in ("&&", "AND"):
+            self._take()
+            parts.append(self._unary())
+        return lambda record: all(part(record) for part in parts)
+
+    def _unary(self) -> Callable[[dict], bool]:
+        if (self._peek() or "").upper() in ("!", "NOT"):
+            self._take()
+            inner = self._unary()
+            return lambda record: not inner(record)
+        if self._peek() == "(":
+            self._take("(")
+            inner = self._or()
+            self._take(")")
+            return inner
+        kind, word = self._take()
+        if kind != "word":
+            raise QueryParseError(f"Expression expected at '{word}'")
+        if word not in self.known:
+            raise QueryParseError(f"No property or field '{word}' exists in type '{self.type_name}'")
+        path = [word]
+        while self._peek() == ".":
+            self._take(".")
+            name = self._take()[1]
+            if name.lower() in _METHODS and self._peek() == "(":
+                self._take("(")
+                kind, argument = self._take()
+                self._take(")")
+                if kind != "string":
+                    raise QueryParseError(f"{name} needs a string argument")
+                method, needle, field = _METHODS[name.lower()], json.loads(argument), list(path)
+                return lambda record: isinstance(value := json_path(record, field), str) and method(value, needle)
+            path.append(name)
+        op = self._peek()
+        if op not in _COMPARE:
+            return lambda record: json_path(record, path) is True
+        self._take()
+        literal, compare = self._literal(), _COMPARE[op]
+
+        def test(record: dict) -> bool:
+            value = _comparable(json_path(record, path))
+            if value is None or literal is None:
+                return compare(value, literal) if op in ("==", "!=") else False
+            try:
+                return compare(value, literal)
+            except TypeError:
+                return False
+
+        return test
+
+    def _literal(self) -> Any:
+        kind, text = self._take()
+        if kind == "string":
+            return _comparable(json.loads(text))
+        if kind == "number":
+            return float(text)
+        lowered = text.lower()
+        if lowered in ("true", "false"):
+            return lowered == "true"
+        if lowered == "null":
+            return None
+        if lowered in ("datetime", "guid"):
+            self._take("(")
+            args = []
+            while self._peek() not in (")", None):
+                value = self._take()[1]
+                if value != ",":
+                    args.append(value)
+            self._take(")")
+            try:
+                if lowered == "guid":
+                    return str(uuid.UUID(json.loads(args[0])))
+                return datetime(*[int(float(a)) for a in args], tzinfo=UTC)  # type: ignore[misc]
+            except (ValueError, IndexError, TypeError) as exc:
+                raise QueryParseError(f"Invalid {text} literal") from exc
+        raise QueryParseError(f"Literal expected at '{text}'")
+
+
+def compile_where(text: str, known: set[str], type_name: str) -> Callable[[dict], bool]:
+    """`Name.Contains("x") && Date >= DateTime(2026, 03, 08)` → a predicate over records."""
+    return _Where(text, known, type_name).test
+
+
+def parse_order(text: str, known: set[str], type_name: str) -> list[tuple[list[str], bool]]:
+    """`"InvoiceNumber DESC, Date"` → [(path, descending), ...]."""
+    order = []
+    for part in text.split(","):
+        words = part.split()
+        if not words or len(words) > 2 or (len(words) == 2 and words[1].upper() not in ("ASC", "DESC")):
+            raise QueryParseError(f"Invalid order clause '{part.strip()}'")
+        path = words[0].split(".")
+        if path[0] not in known:
+            raise QueryParseError(f"No property or field '{path[0]}' exists in type '{type_name}'")
+        order.append((path, len(words) == 2 and words[1].upper() == "DESC"))
+    return order
+
+
+def _sort_key(value: Any) -> tuple[int, Any]:
+    value = _comparable(value)
+    if value is None:
+        return (0, 0)
+    if isinstance(value, datetime):
+        return (1, value.timestamp())
+    if isinstance(value, bool | int | float):
+        return (1, float(value))
+    return (2, str(value).casefold())
+
+
+# -- the emulator ---------------------------------------------------------------------------------------
+class XeroEmulator(Emulator):
+    name = "xero"
+    prefixes = (f"{API_ROOT}/", TOKEN_PATH, REVOKE_PATH, CONNECTIONS_PATH)
+    streams = ("contacts", "invoices", "payments", "items")
+
+    def __init__(self, world: World, sandbox: SandboxState) -> None:
+        super().__init__(world, sandbox)
+        values = SYSTEM.values
+        self.client_id = values["client_id"].sandbox
+        self.client_secret = values["client_secret"].sandbox
+        self.tenant_id = values["tenant_id"].sandbox
+        # refresh token → (grant, expires_at or None for the standing seeded grant)
+        self.refresh_tokens: dict[str, tuple[str, float | None]] = {values["refresh_token"].sandbox: ("g0", None)}
+        self.access_tokens: dict[str, tuple[str, float]] = {}
+        self.revoked_grants: set[str] = set()
+        self.refresh_tokens_presented: list[str] = []
+        self.if_modified_since_seen: list[str | None] = []
+        self.limits = {"minute": 60, "day": 5000, "appminute": 10_000}
+        self.minute_window = 60.0
+        self.enforce_minute_limit = False
+        self._minute_calls: deque[float] = deque()
+        self._day_calls = 0
+        self.objects: dict[str, dict[str, dict[str, Any]]] = {stream: {} for stream in self.streams}
+        self.accounts = {code: {"AccountID": _guid(world.seed, "xero-account", code), "Code": code, "Name": name}
+                         for code, name in BANK_ACCOUNTS.items()}
+        self._next_invoice_number = 1001 + len(world.invoices) + 1000
+        self._build(world)
+
+    # -- the seeded books --------------------------------------------------------------------------------
+    def _build(self, world: World) -> None:
+        seed, rng = world.seed, world.rng("xero")
+        for product in world.products:
+            tracked = not product.sku.startswith(("SERVICE", "SUPPORT"))
+            price = _money(product.unit_price)
+            self._store("items", {
+                "ItemID": _guid(seed, "xero-item", product.key), "Code": product.sku, "Name": product.name,
+                "Description": product.name, "PurchaseDescription": product.name if tracked else None,
+                "IsSold": True, "IsPurchased": tracked, "IsTrackedAsInventory": tracked,
+                **({"InventoryAssetAccountCode": "630", "TotalCostPool": round(product.stock * price * 0.6, 2),
+                    "QuantityOnHand": float(product.stock)} if tracked else {}),
+                "SalesDetails": {"UnitPrice": price, "AccountCode": "200", "TaxType": "OUTPUT"},
+                "PurchaseDetails": ({"UnitPrice": round(price * 0.6, 2), "COGSAccountCode": "310", "TaxType": "INPUT"}
+                                    if tracked else {}),
+                "UpdatedDateUTC": dotnet(world.start),
+            })
+        contact_ids: dict[int, str] = {}
+        taken: set[str] = set()
+        customers = {invoice.person.key for invoice in world.invoices}
+        for person in sorted(world.people, key=lambda p: (p.created_at, p.key)):
+            name = person.name
+            for candidate in (person.name, f"{person.name} ({person.company.name})",
+                              f"{person.name} ({person.company.name}) {person.key}"):
+                name = candidate
+                if candidate.casefold() not in taken:
+                    break
+            taken.add(name.casefold())
+            cid = _guid(seed, "xero-contact", person.key)
+            contact_ids[person.key] = cid
+            self._store("contacts", {
+                "ContactID": cid, "ContactStatus": "ACTIVE", "Name": name, "FirstName": person.first_name,
+                "LastName": person.last_name, "EmailAddress": person.email,
+                "BankAccountDetails": "",
+                "Addresses": [
+                    {"AddressType": "STREET", "AddressLine1": person.street, "City": person.city, "Region": "",
+                     "PostalCode": person.postal_code, "Country": person.country, "AttentionTo": person.name},
+                    {"AddressType": "POBOX", "City": "", "Region": "", "PostalCode": "", "Country": ""},
+                ],
+                "Phones": [
+                    {"PhoneType": "DEFAULT", "PhoneNumber": person.phone, "PhoneAreaCode": "", "PhoneCountryCode": ""},
+                    {"PhoneType": "MOBILE", "PhoneNumber": "", "PhoneAreaCode": "", "PhoneCountryCode": ""},
+                ],
+                "UpdatedDateUTC": dotnet(person.updated_at), "ContactGroups": [], "IsSupplier": False,
+                "IsCustomer": person.key in customers, "DefaultCurrency": person.currency,
+                "ContactPersons": [], "HasAttachments": False, "HasValidationErrors": False,
+            })
+        payment_for = {p.invoice.key: p for p in world.payments if p.invoice is not None}
+        for invoice in world.invoices:
+            payment = payment_for.get(invoice.key)
+            contact = self.objects["contacts"][contact_ids[invoice.person.key]]
+            status = "PAID" if payment else ("DRAFT" if rng.random() < 0.25 else "AUTHORISED")
+            lines = [self._line(seed, invoice.key, n, line.product.sku, line.product.name,
+                                _money(line.product.unit_price), line.quantity)
+                     for n, line in enumerate(invoice.lines)]
+            iid = _guid(seed, "xero-invoice", invoice.key)
+            updated = max(invoice.issued_at, payment.created_at) if payment else invoice.issued_at
+            record = self._invoice_record(
+                iid, "ACCREC", invoice.number, contact, _midnight(invoice.issued_at), _midnight(invoice.due_at),
+                status, lines, invoice.currency, updated, reference=f"Order {invoice.key + 5001}")
+            self._store("invoices", record)
+            if payment is None:
+                continue
+            # the books record what settled the invoice: its full amount, whatever the processor charged
+            self._apply_payment(record, {
+                "PaymentID": _guid(seed, "xero-payment", payment.key), "Date": _date_fields("Date", payment.created_at)
+                ["Date"], "Amount": record["Total"], "Reference": f"Paid via {payment.processor.title()}",
+                "Account": self.accounts["090"]}, payment.created_at)
+
+    @staticmethod
+    def _line(seed: int, invoice_key: object, number: int, code: str | None, description: str,
+              unit: float, quantity: float, account: str = "200") -> dict[str, Any]:
+        return {
+            "LineItemID": _guid(seed, "xero-line", invoice_key, number), "Description": description,
+            "Quantity": float(quantity), "UnitAmount": unit, **({"ItemCode": code} if code else {}),
+            "AccountCode": account, "TaxType": "NONE", "TaxAmount": 0.0,
+            "LineAmount": round(unit * float(quantity), 2), "Tracking": [],
+        }
+
+    @staticmethod
+    def _contact_summary(contact: dict[str, Any]) -> dict[str, Any]:
+        return {"ContactID": contact["ContactID"], "Name": contact["Name"], "Addresses": [], "Phones": [],
+                "ContactGroups": [], "ContactPersons": [], "HasValidationErrors": False}
+
+    def _invoice_record(self, iid: str, type_: str, number: str, contact: dict[str, Any], issued: datetime,
+                        due: datetime, status: str, lines: list[dict[str, Any]], currency: str, updated: datetime,
+                        reference: str = "") -> dict[str, Any]:
+        total = round(sum(line["LineAmount"] for line in lines), 2)
+        return {
+            "Type": type_, "InvoiceID": iid, "InvoiceNumber": number, "Reference": reference,
+            "Prepayments": [], "Overpayments": [], "AmountDue": total, "AmountPaid": 0.0, "AmountCredited": 0.0,
+            "SentToContact": status != "DRAFT", "CurrencyRate": 1.0, "IsDiscounted": False, "HasAttachments": False,
+            "HasErrors": False, "Contact": self._contact_summary(contact), **_date_fields("Date", issued),
+            **_date_fields("DueDate", due), "BrandingThemeID": _guid(self.world.seed, "xero-branding"),
+            "Status": status, "LineAmountTypes": "Exclusive", "LineItems": lines, "SubTotal": total,
+            "TotalTax": 0.0, "Total": total, "UpdatedDateUTC": dotnet(updated), "CurrencyCode": currency,
+            "Payments": [], "CreditNotes": [],
+        }
+
+    def _apply_payment(self, invoice: dict[str, Any], fields: dict[str, Any], when: datetime) -> dict[str, Any]:
+        """Record a payment and settle (part of) its invoice; both records change, as they do in Xero."""
+        amount = round(float(fields["Amount"]), 2)
+        account = fields["Account"]
+        payment = {
+            "PaymentID": fields["PaymentID"], "Date": fields["Date"], "BankAmount": amount, "Amount": amount,
+            "Reference": fields.get("Reference") or "", "CurrencyRate": 1.0, "PaymentType": "ACCRECPAYMENT"
+            if invoice["Type"] == "ACCREC" else "ACCPAYPAYMENT", "Status": "AUTHORISED",
+            "UpdatedDateUTC": dotnet(when), "HasAccount": True, "IsReconciled": False,
+            "Account": {"AccountID": account["AccountID"], "Code": account["Code"]},
+            "Invoice": {"Type": invoice["Type"], "InvoiceID": invoice["InvoiceID"],
+                        "InvoiceNumber": invoice["InvoiceNumber"], "Contact": {
+                            "ContactID": invoice["Contact"]["ContactID"], "Name": invoice["Contact"]["Name"]},
+                        "CurrencyCode": invoice["CurrencyCode"], "Payments": [], "Prepayments": [],
+                        "Overpayments": [], "CreditNotes": [], "HasErrors": False, "IsDiscounted": False},
+            "HasValidationErrors": False,
+        }
+        self._store("payments", payment)
+        invoice["AmountPaid"] = round(invoice["AmountPaid"] + amount, 2)
+        invoice["AmountDue"] = round(invoice["Total"] - invoice["AmountPaid"] - invoice["AmountCredited"], 2)
+        invoice["Payments"].append({"PaymentID": payment["PaymentID"], "Date": payment["Date"], "Amount": amount,
+                                    "Reference": payment["Reference"], "CurrencyRate": 1.0, "HasAccount": False,
+                                    "HasValidationErrors": False})
+        if invoice["AmountDue"] <= 0:
+            invoice["Status"] = "PAID"
+            invoice["FullyPaidOnDate"] = payment["Date"]
+        invoice["UpdatedDateUTC"] = dotnet(when)
+        return payment
+
+    def _store(self, stream: str, record: dict[str, Any]) -> None:
+        """Keep a record as Xero serialises it: fields without a value are left out, never sent as null."""
+        for field in [k for k, v in record.items() if v is None]:
+            del record[field]
+        self.objects[stream][record[RESOURCES[stream][2]]] = record
+
+    # -- test and demo controls ------------------------------------------------------------------------
+    def expire_access_tokens(self) -> None:
+        """Every issued access token expires now (as one does after 30 minutes)."""
+        with self.sandbox.lock:
+            self.access_tokens = {token: (grant, 0.0) for token, (grant, _) in self.access_tokens.items()}
+
+    def revoke_grants(self) -> None:
+        """The user disconnects the app: every refresh and access token dies, the seeded one included."""
+        with self.sandbox.lock:
+            self.revoked_grants |= {grant for grant, _ in self.refresh_tokens.values()}
+
+    def limit_minute(self, calls: int, window_seconds: float = 60.0) -> None:
+        """Make the per-minute limit bite at `calls` per `window_seconds` (a test cannot wait for a real minute)."""
+        with self.sandbox.lock:
+            self.limits["minute"] = calls
+            self.minute_window = window_seconds
+            self.enforce_minute_limit = True
+            self._minute_calls.clear()
+
+    # -- protocol --------------------------------------------------------------------------------------
+    def _problem(self, status: int, detail: str, headers: dict[str, str] | None = None) -> JSONResponse:
+        """The gateway's problem-details body (401, 403, 429, 5xx)."""
+        body = {"Type": None, "Title": _TITLES.get(status, "Error"), "Status": status, "Detail": detail,
+                "Instance": str(uuid.uuid4()), "Extensions": {}}
+        return JSONResponse(body, status_code=status, headers={"Xero-Correlation-Id": str(uuid.uuid4()),
+                                                                **(headers or {})})
+
+    def _api_exception(self, status: int, number: int, type_: str, message: str,
+                       elements: list[dict[str, Any]] | None = None, headers: dict[str, str] | None = None
+                       ) -> JSONResponse:
+        body: dict[str, Any] = {"ErrorNumber": number, "Type": type_, "Message": message}
+        if elements is not None:
+            body["Elements"] = elements
+        return JSONResponse(body, status_code=status, headers=headers)
+
+    def error_response(self, status: int, message: str) -> Response:
+        return self._problem(status, f"An error occurred in Xero. Check the API Status page "
+                             f"https://status.developer.xero.com for current service status. ({message})")
+
+    def rate_limit_response(self, retry_after: float) -> Response:
+        return self._problem(429, "Rate limit exceeded: minute", headers={
+            "Retry-After": f"{math.ceil(retry_after):d}", "X-Rate-Limit-Problem": "minute",
+            "X-MinLimit-Remaining": "0", "X-DayLimit-Remaining": str(self._remaining("day")),
+            "X-AppMinLimit-Remaining": str(self._remaining("appminute"))})
+
+    def _remaining(self, limit: str) -> int:
+        used = self._day_calls if limit == "day" else len(self._minute_calls)
+        return max(0, self.limits[limit] - used)
+
+    def _authorize(self, request: Request) -> tuple[Response | None, dict[str, str]]:
+        """Token, then tenant, then the rate limits. Returns (refusal, headers for the answer)."""
+        token = bearer_token(request)
+        now = self.now()
+        with self.sandbox.lock:
+            issued = self.access_tokens.get(token or "")
+            if issued is None or issued[0] in self.revoked_grants:
+                return self._problem(401, "AuthenticationUnsuccessful"), {}
+            if issued[1] <= now:
+                expired = datetime.fromtimestamp(issued[1], UTC) if issued[1] else datetime.now(UTC)
+                return self._problem(401, f"TokenExpired: token expired at {expired:%m/%d/%Y %H:%M:%S}"), {}
+            if request.url.path != CONNECTIONS_PATH and request.headers.get("xero-tenant-id") != self.tenant_id:
+                return self._problem(403, "AuthenticationUnsuccessful"), {}
+            while self._minute_calls and self._minute_calls[0] <= now - self.minute_window:
+                self._minute_calls.popleft()
+            if self.enforce_minute_limit and len(self._minute_calls) >= self.limits["minute"]:
+                wait = self._minute_calls[0] + self.minute_window - now
+                return self.rate_limit_response(max(1.0, wait)), {}
+            self._minute_calls.append(now)
+            self._day_calls += 1
+            headers = {"X-MinLimit-Remaining": str(self._remaining("minute")),
+                       "X-DayLimit-Remaining": str(self._remaining("day")),
+                       "X-AppMinLimit-Remaining": str(self._remaining("appminute"))}
+        return None, headers
+
+    def _envelope(self, key: str, records: list[dict[str, Any]], pagination: dict[str, int] | None = None
+                  ) -> dict[str, Any]:
+        body: dict[str, Any] = {"Id": str(uuid.uuid4()), "Status": "OK", "ProviderName": PROVIDER_NAME,
+                                "DateTimeUTC": f"/Date({int(time.time() * 1000)})/"}
+        if pagination is not None:
+            body["pagination"] = pagination
+        body[key] = records
+        return body
+
+    def routes(self) -> list[Route]:
+        return [
+            Route(TOKEN_PATH, self._token, methods=["POST"]),
+            Route(REVOKE_PATH, self._revoke, methods=["POST"]),
+            Route(CONNECTIONS_PATH, self._connections, methods=["GET"]),
+            Route(f"{API_ROOT}/{{resource}}", self._collection, methods=["GET", "PUT", "POST"]),
+            Route(f"{API_ROOT}/{{resource}}/{{id}}", self._single, methods=["GET", "POST"]),
+        ]
+
+    # -- identity --------------------------------------------------------------------------------------
+    async def _form(self, request: Request) -> dict[str, str]:
+        return dict(parse_qsl((await request.body()).decode(), keep_blank_values=True))
+
+    def _client_credentials(self, request: Request, form: dict[str, str]) -> tuple[str, str]:
+        header = request.headers.get("authorization", "")
+        if header.lower().startswith("basic "):
+            try:
+                client_id, _, client_secret = base64.b64decode(header[6:]).decode().partition(":")
+                return client_id, client_secret
+            except (binascii.Error, UnicodeDecodeError):
+                return "", ""
+        return form.get("client_id", ""), form.get("client_secret", "")
+
+    async def _token(self, request: Request) -> Response:
+        form = await self._form(request)
+        client_id, client_secret = self._client_credentials(request, form)
+        if (client_id, client_secret) != (self.client_id, self.client_secret):
+            return JSONResponse({"error": "invalid_client"}, status_code=400)
+        if form.get("grant_type") != "refresh_token":
+            return JSONResponse({"error": "unsupported_grant_type"}, status_code=400)
+        presented = form.get("refresh_token", "")
+        now = self.now()
+        with self.sandbox.lock:
+            self.refresh_tokens_presented.append(presented)
+            known = self.refresh_tokens.get(presented)
+            if known is None or known[0] in self.revoked_grants or (known[1] is not None and known[1] <= now):
+                return JSONResponse({"error": "invalid_grant"}, status_code=400)
+            grant = known[0]
+            if known[1] is None and presented != SYSTEM.values["refresh_token"].sandbox:
+                self.refresh_tokens[presented] = (grant, now + REFRESH_GRACE_SECONDS)  # rotated: grace, then gone
+            access = f"FAKE-xero-access-{secrets.token_urlsafe(24)}"
+            rotated = f"FAKE-xero-refresh-{secrets.token_urlsafe(24)}"
+            self.access_tokens[access] = (grant, now + ACCESS_TOKEN_SECONDS)
+            self.refresh_tokens[rotated] = (grant, None)
+        return JSONResponse({"access_token": access, "expires_in": ACCESS_TOKEN_SECONDS,
+                             "token_type": "Bearer", "refresh_token": rotated, "scope": SCOPE},
+                            headers={"Cache-Control": "no-store"})
+
+    async def _revoke(self, request: Request) -> Response:
+        form = await self._form(request)
+        if self._client_credentials(request, form) != (self.client_id, self.client_secret):
+            return JSONResponse({"error": "invalid_client"}, status_code=400)
+        with self.sandbox.lock:
+            known = self.refresh_tokens.get(form.get("token", ""))
+            if known is not None:
+                self.revoked_grants.add(known[0])
+        return Response(status_code=200)
+
+    async def _connections(self, request: Request) -> Response:
+        denied, headers = self._authorize(request)
+        if denied:
+            return denied
+        stamp = self.world.start.strftime("%Y-%m-%dT%H:%M:%S.0000000")
+        return JSONResponse([{"id": _guid(self.world.seed, "xero-connection"), "authEventId":
+                              _guid(self.world.seed, "xero-auth-event"), "tenantId": self.tenant_id,
+                              "tenantType": "ORGANISATION", "tenantName": ORGANISATION, "createdDateUtc": stamp,
+                              "updatedDateUtc": stamp}], headers=headers)
+
+    # -- reading ---------------------------------------------------------------------------------------
+    def _resource(self, request: Request) -> tuple[str, str, str] | None:
+        return RESOURCES.get(request.path_params["resource"].lower())
+
+    async def _collection(self, request: Request) -> Response:
+        resource = self._resource(request)
+        denied, headers = self._authorize(request)
+        if denied:
+            return denied
+        if resource is None:
+            return PlainTextResponse("The resource you're looking for cannot be found", status_code=404,
+                                     headers=headers)
+        if request.method == "GET":
+            try:
+                return self._list(resource, request, headers)
+            except QueryParseError as exc:
+                return self._api_exception(400, 16, "QueryParseException", str(exc), headers=headers)
+        return await self._write(resource, request, headers)
+
+    async def _single(self, request: Request) -> Response:
+        resource = self._resource(request)
+        denied, headers = self._authorize(request)
+        if denied:
+            return denied
+        record = None
+        if resource is not None:
+            stream, key, id_field = resource
+            wanted = request.path_params["id"]
+            with self.sandbox.lock:
+                record = self.objects[stream].get(wanted.lower()) or next(
+                    (r for r in self.objects[stream].values()
+                     if wanted in (r.get("InvoiceNumber"), r.get("Code"), r.get("ContactNumber"))), None)
+        if resource is None or record is None:
+            return PlainTextResponse("The resource you're looking for cannot be found", status_code=404,
+                                     headers=headers)
+        if request.method == "POST":
+            return await self._write(resource, request, headers, record_id=record[id_field])
+        return JSONResponse(self._envelope(key, [copy.deepcopy(record)]), headers=headers)
+
+    def _list(self, resource: tuple[str, str, str], request: Request, headers: dict[str, str]) -> Response:
+        stream, key, id_field = resource
+        params = request.query_params
+        since_header = request.headers.get("if-modified-since")
+        with self.sandbox.lock:
+            self.if_modified_since_seen.append(since_header)
+            rows = [copy.deepcopy(r) for r in self.objects[stream].values()]
+        known = {field for row in rows for field in row} | {id_field, "UpdatedDateUTC"}
+        type_name = _TYPE_NAMES[stream]
+        if params.get("IDs"):
+            wanted = {value.strip().lower() for value in params["IDs"].split(",")}
+            rows = [r for r in rows if r[id_field].lower() in wanted]
+        if stream == "invoices" and params.get("Statuses"):
+            statuses = {value.strip().upper() for value in params["Statuses"].split(",")}
+            rows = [r for r in rows if r["Status"] in statuses]
+        if stream in ("contacts", "invoices") and params.get("includeArchived", "").lower() != "true":
+            rows = [r for r in rows if r.get("ContactStatus", r.get("Status")) != "ARCHIVED"]
+        since = parse_if_modified_since(since_header)
+        if since is not None:
+            rows = [r for r in rows if parse_dotnet(r["UpdatedDateUTC"]) >= since]
+        if params.get("where"):
+            predicate = compile_where(params["where"], known, type_name)
+            rows = [r for r in rows if predicate(r)]
+        # without `order`, records come by change time (unconfirmed default); the id breaks ties for stability
+        order = parse_order(params["order"], known, type_name) if params.get("order") else [(["UpdatedDateUTC"],
+                                                                                            False)]
+        rows.sort(key=lambda r: r[id_field])
+        for path, descending in reversed(order):
+            rows.sort(key=lambda r, path=path: _sort_key(json_path(r, path)), reverse=descending)
+        if resource[0] not in PAGINATED or "page" not in params:
+            if stream == "invoices":
+                for row in rows:  # a list without paging is a summary: no line items
+                    row.pop("LineItems", None)
+            return JSONResponse(self._envelope(key, rows), headers=headers)
+        page = self._int_param(params, "page", 1, 1, None)
+        size = self._int_param(params, "pageSize", DEFAULT_PAGE_SIZE, 1, MAX_PAGE_SIZE)
+        pagination = {"page": page, "pageSize": size, "pageCount": math.ceil(len(rows) / size),
+                      "itemCount": len(rows)}
+        return JSONResponse(self._envelope(key, rows[(page - 1) * size: page * size], pagination), headers=headers)
+
+    @staticmethod
+    def _int_param(params: Any, name: str, default: int, low: int, high: int | None) -> int:
+        raw = params.get(name)
+        if raw in (None, ""):
+            return default
+        try:
+            value = int(raw)
+        except ValueError:
+            raise QueryParseError(f"The value '{raw}' is not valid for {name}.") from None
+        if value < low or (high is not None and value > high):
+            bound = f"between {low} and {high}" if high is not None else f"at least {low}"
+            raise QueryParseError(f"{name} must be {bound}; got {value}")
+        return value
+
+    # -- writing ---------------------------------------------------------------------------------------
+    async def _write(self, resource: tuple[str, str, str], request: Request, headers: dict[str, str],
+                     record_id: str | None = None) -> Response:
+        stream, key, _ = resource
+        if stream == "items":
+            return self._problem(405, "Items are read-only in this sandbox", headers)
+        try:
+            body = json.loads(await request.body() or b"{}")
+        except ValueError:
+            return self._api_exception(400, 14, "PostDataInvalidException", "Invalid Json data", headers=headers)
+        elements = body.get(key) if isinstance(body, dict) and key in body else [body]
+        if not isinstance(elements, list) or not all(isinstance(e, dict) for e in elements):
+            return self._api_exception(400, 14, "PostDataInvalidException", f"Expected a list of {key}",
+                                       headers=headers)
+        if record_id is not None:
+            elements = [{**e, RESOURCES[stream][2]: record_id} for e in elements]
+        idem_key = request.headers.get("idempotency-key")
+        if idem_key is not None and len(idem_key) > MAX_IDEMPOTENCY_KEY:
+            return self._api_exception(400, 10, "ValidationException",
+                                       f"Idempotency-Key must be at most {MAX_IDEMPOTENCY_KEY} characters",
+                                       elements=[], headers=headers)
+        summarize = request.query_params.get("summarizeErrors", "true").lower() != "false"
+        payload = {"method": request.method, "path": request.url.path.lower(), "body": elements,
+                   "summarize": summarize}
+
+        def produce() -> tuple[int, Any]:
+            with self.sandbox.lock:
+                return self._save(stream, key, request.method, elements, summarize)
+
+        status, answer, _ = self.replay_or_store(idem_key, payload, produce)
+        if status == -1:
+            return self._problem(409, f"The Idempotency-Key '{idem_key}' was already used with a different "
+                                 "request", headers)
+        return JSONResponse(answer, status_code=status, headers=headers)
+
+    def _save(self, stream: str, key: str, method: str, elements: list[dict[str, Any]], summarize: bool
+              ) -> tuple[int, Any]:
+        """Validate every element first; with summarizeErrors (the default) one bad element saves nothing."""
+        check = {"invoices": self._check_invoice, "payments": self._check_payment, "contacts": self._check_contact}
+        checked = [check[stream](element, method) for element in elements]
+        failed = [(element, errors) for element, (errors, _) in zip(elements, checked, strict=True) if errors]
+        if failed and summarize:
+            echoed = [{**element, "ValidationErrors": [{"Message": m} for m in errors]}
+                      for element, (errors, _) in zip(elements, checked, strict=True)]
+            return 400, {"ErrorNumber": 10, "Type": "ValidationException",
+                         "Message": "A validation exception occurred", "Elements": echoed}
+        results = []
+        now = _now()
+        for element, (errors, save) in zip(elements, checked, strict=True):
+            if errors:
+                results.append({**element, "HasErrors": True, "StatusAttributeString": "ERROR",
+                                "ValidationErrors": [{"Message": m} for m in errors]})
+            else:
+                results.append(copy.deepcopy(save(now)))
+        return 200, self._envelope(key, results)
+
+    def _check_contact(self, element: dict[str, Any], method: str
+                       ) -> tuple[list[str], Callable[[datetime], dict[str, Any]]]:
+        errors: list[str] = []
+        existing = None
+        if element.get("ContactID"):
+            existing = self.objects["contacts"].get(str(element["ContactID"]).lower())
+            if existing is None or method == "PUT":
+                errors.append(f"The ContactID '{element['ContactID']}' could not be found"
+                              if existing is None else "A contact with this ContactID already exists")
+        name = element.get("Name", existing["Name"] if existing else None)
+        if not name or not str(name).strip():
+            errors.append("The contact name must be specified.")
+        elif any(c["Name"].casefold() == str(name).casefold() and c is not existing
+                 and c["ContactStatus"] == "ACTIVE" for c in self.objects["contacts"].values()):
+            errors.append(f"The contact name {name} is already assigned to another contact. The contact name must "
+                          "be unique across all active contacts.")
+        email = element.get("EmailAddress")
+        if email and not _EMAIL.match(str(email)):
+            errors.append("Email address must be valid.")
+        if element.get("ContactStatus") not in (None, "ACTIVE", "ARCHIVED"):
+            errors.append(f"'{element['ContactStatus']}' is not a valid ContactStatus")
+
+        def save(now: datetime) -> dict[str, Any]:
+            if existing is not None:
+                for field, value in element.items():
+                    if field not in ("ContactID", "UpdatedDateUTC", "HasValidationErrors"):
+                        existing[field] = value
+                existing["UpdatedDateUTC"] = dotnet(now)
+                return existing
+            record = {
+                "ContactID": str(uuid.uuid4()), "ContactStatus": "ACTIVE", "Name": name, "FirstName": None,
+                "LastName": None, "EmailAddress": None, "BankAccountDetails": "", "Addresses": [], "Phones": [],
+                "ContactGroups": [], "IsSupplier": False, "IsCustomer": False, "ContactPersons": [],
+                "HasAttachments": False, "HasValidationErrors": False,
+                **{k: v for k, v in element.items() if k not in ("ContactID", "UpdatedDateUTC")},
+                "UpdatedDateUTC": dotnet(now),
+            }
+            self._store("contacts", record)
+            return record
+
+        return errors, save
+
+    def _find_contact(self, reference: Any) -> dict[str, Any] | None:
+        if not isinstance(reference, dict):
+            return None
+        if reference.get("ContactID"):
+            return self.objects["contacts"].get(str(reference["ContactID"]).lower())
+        name = str(reference.get("Name") or "").casefold()
+        return next((c for c in self.objects["contacts"].values() if c["Name"].casefold() == name), None)
+
+    def _check_invoice(self, element: dict[str, Any], method: str
+                       ) -> tuple[list[str], Callable[[datetime], dict[str, Any]]]:
+        errors: list[str] = []
+        type_ = element.get("Type")
+        if type_ not in ("ACCREC", "ACCPAY"):
+            errors.append("Invoice Type must be specified" if not type_ else f"'{type_}' is not a valid Invoice Type")
+        reference = element.get("Contact")
+        contact = self._find_contact(reference)
+        if not isinstance(reference, dict) or not (reference.get("ContactID") or reference.get("Name")):
+            errors.append("A Contact must be specified for this type of transaction")
+        elif reference.get("ContactID") and contact is None:
+            errors.append(f"The contact with ContactID '{reference['ContactID']}' could not be found")
+        raw_lines = element.get("LineItems") or []
+        if not raw_lines:
+            errors.append("At least one line item must be specified")
+        items = {item["Code"]: item for item in self.objects["items"].values()}
+        for line in raw_lines:
+            code = line.get("ItemCode")
+            if code and code not in items:
+                errors.append(f"Item code '{code}' is not valid")
+            if not code and not line.get("Description"):
+                errors.append("Description must be specified for a line item")
+        status = element.get("Status", "DRAFT")
+        if status not in ("DRAFT", "SUBMITTED", "AUTHORISED"):
+            errors.append("Invoice not of valid status for creation")
+        issued = parse_request_date(element.get("Date")) if element.get("Date") else _midnight(_now())
+        due = parse_request_date(element.get("DueDate")) if element.get("DueDate") else issued
+        if issued is None:
+            errors.append("Date must be a valid date")
+        if due is None:
+            errors.append("DueDate must be a valid date")
+        number = element.get("InvoiceNumber")
+        if number and type_ == "ACCREC" and any(i["InvoiceNumber"] == number and i["Type"] == "ACCREC"
+                                                for i in self.objects["invoices"].values()):
+            errors.append("Invoice # must be unique.")
+        if element.get("InvoiceID"):
+            errors.append("Updating invoices is not supported by this sandbox; create a new one")
+
+        def save(now: datetime) -> dict[str, Any]:
+            nonlocal contact
+            if contact is None:  # Xero creates a contact from a Name it does not know
+                _, create = self._check_contact({"Name": reference["Name"]}, "PUT")
+                contact = create(now)
+            iid = str(uuid.uuid4())
+            lines = []
+            for n, line in enumerate(raw_lines):
+                item = items.get(line.get("ItemCode") or "")
+                unit = float(line.get("UnitAmount", item["SalesDetails"]["UnitPrice"] if item else 0.0))
+                lines.append(self._line(self.world.seed, iid, n, line.get("ItemCode"),
+                                        line.get("Description") or (item["Name"] if item else ""), round(unit, 2),
+                                        float(line.get("Quantity", 1)), line.get("AccountCode", "200")))
+            invoice_number = number or f"INV-{self._next_invoice_number}"
+            if not number:
+                self._next_invoice_number += 1
+            record = self._invoice_record(
+                iid, type_, invoice_number, contact, _midnight(issued or now), _midnight(due or now), status, lines,
+                element.get("CurrencyCode") or contact.get("DefaultCurrency") or "USD", now,
+                reference=element.get("Reference", ""))
+            self._store("invoices", record)
+            return record
+
+        return errors, save
+
+    def _check_payment(self, element: dict[str, Any], method: str
+                       ) -> tuple[list[str], Callable[[datetime], dict[str, Any]]]:
+        errors: list[str] = []
+        reference = element.get("Invoice") if isinstance(element.get("Invoice"), dict) else {}
+        invoice = None
+        if reference.get("InvoiceID"):
+            invoice = self.objects["invoices"].get(str(reference["InvoiceID"]).lower())
+        elif reference.get("InvoiceNumber"):
+            invoice = next((i for i in self.objects["invoices"].values()
+                            if i["InvoiceNumber"] == reference["InvoiceNumber"]), None)
+        else:
+            errors.append("Payments must be applied to an Invoice, Credit Note, Prepayment or Overpayment")
+        if reference and invoice is None:
+            errors.append("Invoice could not be found")
+        account_ref = element.get("Account") if isinstance(element.get("Account"), dict) else {}
+        account = next((a for a in self.accounts.values() if account_ref and (
+            a["AccountID"] == str(account_ref.get("AccountID", "")).lower() or a["Code"] == account_ref.get("Code"))),
+            None)
+        if account is None:
+            errors.append("Account must be a valid bank account or an account with payments enabled")
+        try:
+            amount = round(float(element.get("Amount")), 2)
+        except (TypeError, ValueError):
+            amount = 0.0
+        if amount <= 0:
+            errors.append("Payment amount must be greater than zero")
+        if invoice is not None:
+            if invoice["Status"] != "AUTHORISED":
+                errors.append("Payments can only be made against Authorised documents")
+            elif amount > invoice["AmountDue"]:
+                errors.append("Payment amount exceeds the amount outstanding on this document")
+        paid_on = parse_request_date(element.get("Date")) if element.get("Date") else _midnight(_now())
+        if paid_on is None:
+            errors.append("Date must be a valid date")
+
+        def save(now: datetime) -> dict[str, Any]:
+            assert invoice is not None and account is not None
+            return self._apply_payment(invoice, {
+                "PaymentID": str(uuid.uuid4()), "Date": dotnet(_midnight(paid_on or now)), "Amount": amount,
+                "Reference": element.get("Reference", ""), "Account": account}, now)
+
+        return errors, save
+
+    # -- ground truth ----------------------------------------------------------------------------------
+    def dump(self, stream: str) -> list[dict[str, Any]]:
+        with self.sandbox.lock:
+            return [copy.deepcopy(r) for r in self.objects[stream].values()]
+
+    def touch(self, stream: str, count: int) -> list[str]:
+        """Edit `count` records as a bookkeeper would; each edit moves its `UpdatedDateUTC` to now."""
+        touched = []
+        with self.sandbox.lock:
+            for record in list(self.objects[stream].values())[:count]:
+                stamp = time.time_ns()
+                if stream == "contacts":
+                    mobile = next(p for p in record["Phones"] if p["PhoneType"] == "MOBILE")
+                    mobile["PhoneNumber"] = f"07{stamp % 10**9:09d}"
+                elif stream == "invoices":
+                    record["Reference"] = f"Checked {stamp}"
+                elif stream == "payments":
+                    record["IsReconciled"] = True
+                    record["Reference"] = f"{record['Reference']} (reconciled {stamp})"
+                else:
+                    record["Description"] = f"{record['Name']} (revised {stamp})"
+                record["UpdatedDateUTC"] = dotnet(_now())
+                touched.append(record[RESOURCES[stream][2]])
+        return touched
+
+
+EMULATOR = XeroEmulator
