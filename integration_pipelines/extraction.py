@@ -13,6 +13,7 @@ from typing import Any
 from .connectors.http import LogSink, json_path
 from .connectors.reader import ReadWindow, parse_cursor, read_pages
 from .connectors.runtime import ResolvedSystem, build_client
+from .connectors.soap import build_soap_client, read_soap_pages
 from .connectors.spec import Stream
 from .settings import Settings
 from .warehouse.batches import records_to_table
@@ -56,7 +57,7 @@ def extract_stream(
     system = resolved.system
     state_key = partition_key or UNPARTITIONED
     stored = warehouse.read_state(system.name, stream.name, state_key)
-    since = parse_cursor(stored, "iso") if stored and stream.incremental_request and not full_refresh else None
+    since = parse_cursor(stored, "iso") if stored and stream.incremental and not full_refresh else None
     window = ReadWindow(start=window_start, end=window_end, cursor=since)
     spool = Spool(settings.spool_dir / run_id / system.name / stream.name / state_key)
     started = datetime.now(UTC)
@@ -80,8 +81,10 @@ def extract_stream(
             cursors.clear()
 
     try:
-        with build_client(resolved, log=log, **(client_kwargs or {})) as client:
-            for page in read_pages(client, resolved, stream, window):
+        # SOAP systems read through the SOAP engine; both yield the same pages of plain dict records.
+        open_client, pages_of = (build_soap_client, read_soap_pages) if system.soap else (build_client, read_pages)
+        with open_client(resolved, log=log, **(client_kwargs or {})) as client:
+            for page in pages_of(client, resolved, stream, window):  # type: ignore[arg-type]
                 pages += 1
                 for record in page.records:
                     records += 1

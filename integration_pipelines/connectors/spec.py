@@ -90,6 +90,109 @@ class RequestTemplate(_Spec):
     headers: dict[str, str] = Field(default_factory=dict)
 
 
+# -- SOAP (connectors/soap.py): a SOAP system is a System whose `soap` is set -------------------------
+class TokenPassportAuthSpec(_Spec):
+    """NetSuite Token-Based Auth: a `tokenPassport` SOAP header signed per request with HMAC-SHA256 over
+    `account&consumerKey&token&nonce&timestamp`, key `consumerSecret&tokenSecret`. Values name `values` keys."""
+
+    kind: Literal["token_passport"] = "token_passport"
+    account: str
+    consumer_key: str
+    consumer_secret: str
+    token: str
+    token_secret: str
+    header: str = Field(default="tokenPassport", description="the header part name in the WSDL binding")
+
+
+class UsernameTokenAuthSpec(_Spec):
+    """WS-Security UsernameToken (OASIS WSS 1.0), as plain text or as a password digest."""
+
+    kind: Literal["username_token"] = "username_token"
+    username: str
+    password: str
+    digest: bool = False
+
+
+SoapAuthSpec = Annotated[
+    TokenPassportAuthSpec | UsernameTokenAuthSpec | NoAuthSpec, Field(discriminator="kind")
+]
+
+
+class SoapPaginator(_Spec):
+    """How a SOAP search continues: `single`, or `page_index` (NetSuite `searchMoreWithId(searchId, pageIndex)`,
+    or the same operation again with `{page_index}` incremented) until `total_pages_path` says it is over.
+
+    `capture` maps a template variable to a path in the first answer (`search_id: searchResult.searchId`);
+    `next_operation`/`next_arguments` (templates) make the follow-up call; without them the first call is
+    repeated with `{page_index}` + 1.
+    """
+
+    type: Literal["single", "page_index"] = "single"
+    start: int = 1
+    total_pages_path: str | None = None
+    capture: dict[str, str] = Field(default_factory=dict)
+    next_operation: str | None = None
+    next_arguments: dict[str, Any] | None = None
+
+
+class SoapCall(_Spec):
+    """One SOAP stream read: an operation, its arguments (templates; a dict with `_type: "{ns}Name"` becomes
+    that XSD type, for `xsi:type` polymorphism), SOAP headers, and where the records are in the answer.
+
+    `success_path` / `messages_path` catch the vendor's in-band failure (NetSuite `status isSuccess="false"`
+    with `statusDetail` codes); a SOAP Fault is handled by the engine for every system.
+    """
+
+    operation: str
+    arguments: dict[str, Any] = Field(default_factory=dict)
+    incremental_arguments: dict[str, Any] | None = Field(
+        default=None, description="used once a cursor is stored (`{cursor_iso}` ...); `arguments` reads everything"
+    )
+    soap_headers: dict[str, Any] = Field(default_factory=dict)
+    records_path: str
+    success_path: str | None = None
+    messages_path: str | None = None
+    paginator: SoapPaginator = Field(default_factory=SoapPaginator)
+
+
+class SoapWriter(_Spec):
+    """A SOAP write (NetSuite `upsert`, an ERP's `CreatePurchaseOrder`). `arguments` is a template in which
+    the string `"{record}"` is replaced by the record (with `record_type` as its XSD type). `key_field` is the
+    business key the target deduplicates on (NetSuite `externalId`), so a retried write leaves one record."""
+
+    name: str
+    description: str = ""
+    operation: str
+    record_type: str | None = None
+    arguments: dict[str, Any] = Field(default_factory=lambda: {"record": "{record}"})
+    soap_headers: dict[str, Any] = Field(default_factory=dict)
+    key_field: str
+    success_path: str | None = None
+    messages_path: str | None = None
+    id_path: str | None = None
+
+
+class SoapSystem(_Spec):
+    """What makes a system SOAP: its WSDL (a file next to the package, a path, or a URL; remote imports are
+    refused), the endpoint path appended to the base URL, its SOAP-level auth, and the fault codes that mean
+    'slow down' (retried with backoff like a 429)."""
+
+    wsdl: str = Field(description="`package:<path inside integration_pipelines>`, a file path, or a URL")
+    endpoint_path: str
+    service: str | None = None
+    port: str | None = None
+    auth: SoapAuthSpec = Field(default_factory=NoAuthSpec)
+    transient_faults: tuple[str, ...] = ()
+    max_response_bytes: int = Field(default=20_000_000, ge=1024)
+    writers: tuple[SoapWriter, ...] = ()
+
+    def writer(self, name: str) -> SoapWriter:
+        for writer in self.writers:
+            if writer.name == name:
+                return writer
+        raise KeyError(f"no SOAP writer {name!r}; known: {[w.name for w in self.writers]}")
+
+
 class Stream(_Spec):
     name: str
     description: str = ""
@@ -111,6 +214,14 @@ class Stream(_Spec):
     paginator: Paginator = Field(default_factory=SinglePage)
     page_size: int = 100
     max_pages: int = 100_000
+    soap: SoapCall | None = Field(default=None, description="set for streams of a SOAP system (`System.soap`)")
+
+    @property
+    def incremental(self) -> bool:
+        """True when a stored cursor changes what is read (a REST incremental request or SOAP arguments)."""
+        return self.incremental_request is not None or (
+            self.soap is not None and self.soap.incremental_arguments is not None
+        )
 
     @field_validator("name")
     @classmethod
@@ -189,6 +300,10 @@ class System(_Spec):
     )
     writers: tuple[Writer, ...] = ()
     login: LoginStep | None = None
+    soap: SoapSystem | None = Field(default=None, description="set for SOAP systems; read by connectors/soap.py")
+    source_file: str | None = Field(
+        default=None, description="the YAML file a custom system was declared in (connectors/custom.py)"
+    )
 
     def writer(self, name: str) -> Writer:
         for writer in self.writers:
