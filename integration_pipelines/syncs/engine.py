@@ -22,6 +22,7 @@ import duckdb
 
 from ..connectors.errors import ApiError, AuthError, ConnectorError
 from ..connectors.http import LogSink
+from ..connectors.reader import login_variables
 from ..connectors.redaction import redact
 from ..connectors.registry import get_system
 from ..connectors.runtime import build_client, resolve_system
@@ -145,8 +146,12 @@ def _jsonable(value: Any) -> Any:
     return value
 
 
-def payload_for(spec: SyncSpec, record: Record, operation: str) -> dict[str, Any]:
-    variables = {**_jsonable(record.row), "external_id": record.external_id, "record_key": record.key}
+def payload_for(spec: SyncSpec, record: Record, operation: str, system_values: dict[str, Any] | None = None
+                ) -> dict[str, Any]:
+    """Fill the payload from the row, plus the target's values and login variables (JSON-RPC payloads carry
+    the database, uid and key); row columns win over system values of the same name."""
+    variables = {**(system_values or {}), **_jsonable(record.row), "external_id": record.external_id,
+                 "record_key": record.key}
     template = {"delete": spec.delete_payload, "update": spec.update_payload}.get(operation) or spec.payload
     return render_template(template, variables, where=f"sync {spec.name} payload")
 
@@ -181,21 +186,24 @@ def run_sync(
     result = SyncResult(plan=plan, dry_run=dry_run)
     operations = [("create", spec.create_writer, plan.creates), ("update", spec.update_writer, plan.updates),
                   ("delete", spec.delete_writer, plan.deletes)]
+    system = get_system(spec.target)
+    # Samples never log in and never show a credential: system values appear as <placeholders>.
+    placeholders = {k: f"<{k}>" for k in [*system.values, *(system.login.variables if system.login else {})]}
     for operation, _, records in operations:
         for record in records[:SAMPLE_SIZE]:
             result.samples.append({"operation": operation, "key": record.key,
-                                   "payload": payload_for(spec, record, operation)})
+                                   "payload": payload_for(spec, record, operation, placeholders)})
     if not dry_run and any(records for _, _, records in operations):
-        system = get_system(spec.target)
         resolved = resolve_system(system, settings)
         with build_client(resolved, log=log, **(client_kwargs or {})) as client:
+            system_values = {**resolved.values, **login_variables(client, resolved)}
             for operation, writer_name, records in operations:
                 if not records or writer_name is None:
                     continue
                 writer = system.writer(writer_name)
                 size = min(spec.batch_size or writer.batch_size, writer.batch_size)
                 for batch in _chunks(records, size):
-                    outcomes = _send(client, resolved, writer, spec, operation, batch)
+                    outcomes = _send(client, resolved, writer, spec, operation, batch, system_values)
                     _record(warehouse, spec, operation, outcomes, run_id, result)
     _log_run(warehouse, spec, run_id, started, result)
     attempted = len(plan.creates) + len(plan.updates) + len(plan.deletes)
@@ -216,8 +224,9 @@ class _Outcome:
     payload: dict[str, Any]
 
 
-def _send(client, resolved, writer, spec: SyncSpec, operation: str, batch: list[Record]) -> list[_Outcome]:  # type: ignore[no-untyped-def]
-    payloads = [payload_for(spec, r, operation) for r in batch]
+def _send(client, resolved, writer, spec: SyncSpec, operation: str, batch: list[Record],  # type: ignore[no-untyped-def]
+          system_values: dict[str, Any]) -> list[_Outcome]:
+    payloads = [payload_for(spec, r, operation, system_values) for r in batch]
     try:
         key = idempotency_key(spec, operation, batch)
         path = {"external_id": batch[0].external_id} if len(batch) == 1 else None
@@ -226,7 +235,7 @@ def _send(client, resolved, writer, spec: SyncSpec, operation: str, batch: list[
         raise  # a credential problem fails every record alike: stop and say which variable to fix
     except ApiError as exc:
         if len(batch) > 1:  # isolate the bad record(s): the rest of the batch still goes through
-            return [o for r in batch for o in _send(client, resolved, writer, spec, operation, [r])]
+            return [o for r in batch for o in _send(client, resolved, writer, spec, operation, [r], system_values)]
         return [_Outcome(batch[0], None, str(exc), payloads[0])]
     except ConnectorError as exc:  # retries exhausted, malformed answer: every record of the batch failed
         return [_Outcome(r, None, str(exc), p) for r, p in zip(batch, payloads, strict=True)]
