@@ -195,6 +195,14 @@ SHOPIFY_STREAMS = {"orders": "orders", "products": "products", "customers": "cus
                    "inventory_levels": "inventory_levels", "refunds": "refunds", "fulfillments": "fulfillments"}
 
 
+def _spec_key(system: str, stream: str, record: dict[str, Any]) -> str:
+    """The key the extract uses for this stream (its spec's primary key), so events and reads upsert alike."""
+    from ..connectors.http import json_path
+    from ..connectors.registry import get_system
+
+    return str(json_path(record, get_system(system).stream(stream).primary_key))
+
+
 def rows_for(provider: str, event_id: str, headers: Mapping[str, str], payload: Any) -> list[Row]:
     """The raw-table rows one landed event yields (besides its `raw_webhooks.events` row)."""
     if provider == "stripe":
@@ -211,16 +219,17 @@ def rows_for(provider: str, event_id: str, headers: Mapping[str, str], payload: 
             return [_snapshot("square", f"{kind}s", obj)]
         if kind == "inventory" or isinstance((data.get("object") or {}).get("inventory_counts"), list):
             counts = (data.get("object") or {}).get("inventory_counts") or []
-            return [Row("square", "inventory_counts",
-                        f"{c.get('catalog_object_id')}:{c.get('location_id')}:{c.get('state')}", c,
+            return [Row("square", "inventory_counts", _spec_key("square", "inventory_counts", c), c,
                         c.get("calculated_at")) for c in counts]
         return [_event_row("square", event_id, payload)]
     if provider == "shopify":
         topic = headers.get("x-shopify-topic", "")
         stream = SHOPIFY_STREAMS.get(topic.split("/")[0])
         if stream == "inventory_levels" and isinstance(payload, dict):
-            key = f"{payload.get('inventory_item_id')}:{payload.get('location_id')}"
-            return [Row("shopify", stream, key, payload, payload.get("updated_at"))]
+            # the extract keys levels by Shopify's own id for the (item, location) pair; build it when absent
+            payload.setdefault("admin_graphql_api_id", f"gid://shopify/InventoryLevel/{payload.get('location_id')}"
+                                                       f"?inventory_item_id={payload.get('inventory_item_id')}")
+            return [Row("shopify", stream, _spec_key("shopify", stream, payload), payload, payload.get("updated_at"))]
         if stream and isinstance(payload, dict) and payload.get("id") is not None:
             return [_snapshot("shopify", stream, payload, cursor_field="updated_at")]
         return [_event_row("shopify", event_id, {"topic": topic, "payload": payload})]
