@@ -69,3 +69,22 @@ def test_a_payment_that_never_reached_the_books_is_found_then_cleared_by_the_syn
     assert warehouse_rows(settings, "SELECT finding FROM reconciliation.payments_vs_accounting "
                                     "WHERE processor_payment_id = ?", [charge_id]) == [("matched",)]
     assert warehouse_rows(settings, "SELECT count(*) FROM reconciliation.invoices_vs_payments") == [(0,)]
+
+
+def test_erp_and_storefront_stock_agree_until_the_erp_moves(settings, sandbox):
+    systems = ("sap", "shopify", "square")
+    extract(settings, systems)
+    build(settings)
+    with Warehouse(settings.warehouse_database).connect() as con:
+        summary = build_all_reconciliations(con)
+    assert set(summary["inventory_erp_vs_storefront"]) == {"stock_matched"}
+
+    moved = sandbox.emulator("sap").touch("material_stock", 1)
+    assert moved
+    extract(settings, ("sap",))
+    build(settings)
+    with Warehouse(settings.warehouse_database).connect() as con:
+        build_all_reconciliations(con)
+    rows = warehouse_rows(settings, "SELECT erp_system, storefront_system, erp_quantity, storefront_quantity "
+                                    "FROM reconciliation.inventory_erp_vs_storefront WHERE finding = 'stock_mismatch'")
+    assert {r[1] for r in rows} == {"shopify", "square"} and all(r[0] == "sap" and r[2] != r[3] for r in rows)
