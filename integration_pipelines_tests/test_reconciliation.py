@@ -88,3 +88,16 @@ def test_erp_and_storefront_stock_agree_until_the_erp_moves(settings, sandbox):
     rows = warehouse_rows(settings, "SELECT erp_system, storefront_system, erp_quantity, storefront_quantity "
                                     "FROM reconciliation.inventory_erp_vs_storefront WHERE finding = 'stock_mismatch'")
     assert {r[1] for r in rows} == {"shopify", "square"} and all(r[0] == "sap" and r[2] != r[3] for r in rows)
+
+
+def test_won_deals_without_an_invoice_are_the_missed_invoices(settings, sandbox):
+    extract(settings, ("salesforce", "quickbooks"))
+    build(settings)
+    with Warehouse(settings.warehouse_database).connect() as con:
+        build_all_reconciliations(con)
+    missed = warehouse_rows(settings, "SELECT crm_system, deal_id, golden_customer_id FROM "
+                                      "reconciliation.deals_vs_invoices")
+    won = [o for o in sandbox.emulator("salesforce").dump("opportunities") if o["IsWon"]]
+    # the world bills no deal yet: every won opportunity is a missed invoice, each tied to its customer
+    assert sorted(r[1] for r in missed) == sorted(o["Id"] for o in won) and won
+    assert all(r[0] == "salesforce" and r[2] for r in missed)
