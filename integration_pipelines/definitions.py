@@ -8,6 +8,7 @@ from .alerts import build_alert_sensors
 from .assets.core import build_core_assets
 from .assets.extract import build_extract_assets
 from .assets.reconciliation import build_reconciliation_assets
+from .assets.reporting import build_reporting_asset
 from .assets.roi import build_roi_asset
 from .assets.syncs import build_sync_assets
 from .connectors.registry import discover_systems
@@ -40,6 +41,7 @@ def build_definitions(settings: Settings | None = None) -> dg.Definitions:
             build_reconciliation_assets(settings),
             *build_sync_assets(syncs, settings),
             build_roi_asset(syncs),
+            build_reporting_asset(),
         ],
         resources={"warehouse": warehouse},
         sensors=[

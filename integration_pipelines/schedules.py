@@ -30,7 +30,7 @@ def build_jobs_and_schedules(systems: list[System], settings: Settings) -> tuple
     system_groups = [s.name for s in systems]
     nightly = dg.define_asset_job(
         NIGHTLY_JOB,
-        selection=dg.AssetSelection.groups(*system_groups, "core", "syncs", "reconciliation"),
+        selection=dg.AssetSelection.groups(*system_groups, "core", "syncs", "reconciliation", "roi", "reporting"),
         description="Yesterday's partitions of every extract, the core models, the syncs and the reconciliation.",
         tags={"integration_pipelines/kind": "nightly"},
     )

@@ -36,7 +36,7 @@ def test_disabled_systems_are_left_out(settings, monkeypatch):
 
     keys = build_definitions(Settings()).resolve_asset_graph().get_all_asset_keys()
     # extracts of the enabled system only, and no sync whose target is disabled
-    assert {k.path[0] for k in keys} == {"stripe", "core", "webhooks", "reconciliation", "roi"}
+    assert {k.path[0] for k in keys} == {"stripe", "core", "webhooks", "reconciliation", "roi", "reporting"}
 
 
 @pytest.mark.parametrize("system", discover_systems(), ids=lambda s: s.name)

@@ -18,6 +18,10 @@ Facts the spec leans on:
 - Writes have no idempotency key: contacts are upserted by their unique `email` (matched case-insensitively,
   as HubSpot does), which makes a retried batch harmless; a retried deal *create* is not, so syncs must record
   created ids in their ledger before retrying.
+- A property defined with "unique values" (`hasUniqueValue`, up to 10 per object) is a second unique key:
+  `batch/upsert` takes it as `idProperty` for any object type, not only contacts' email. The deals the
+  quote → deal sync creates carry such a property (`quote_id`), so a re-sent upsert updates the deal it
+  created instead of creating a second one, even when HubSpot applied the first attempt but the answer was lost.
 """
 
 from __future__ import annotations
@@ -126,6 +130,26 @@ SYSTEM = System(
             description="Create deals. HubSpot has no idempotency key: the sync ledger must hold the created "
             "ids before a batch is retried.",
             path="/crm/v3/objects/deals/batch/create",
+            batch_envelope="inputs",
+            batch_size=100,
+            results_path="results",
+            idempotency=Idempotency(location="none"),
+        ),
+        Writer(
+            name="upsert_deals",
+            description="Create or update deals by a unique-value property (each input names it: "
+            "{'idProperty': 'quote_id', 'id': ..., 'properties': {...}}): a retried batch updates, never "
+            "duplicates.",
+            path="/crm/v3/objects/deals/batch/upsert",
+            batch_envelope="inputs",
+            batch_size=100,
+            results_path="results",
+            idempotency=Idempotency(location="none"),
+        ),
+        Writer(
+            name="update_contacts",
+            description="Update existing contacts by id ({'id': ..., 'properties': {...}}); never creates one.",
+            path="/crm/v3/objects/contacts/batch/update",
             batch_envelope="inputs",
             batch_size=100,
             results_path="results",

@@ -11,7 +11,9 @@ when it was asked for and has none). What this emulator holds to, because client
   body, `{total, results, paging}`, and HubSpot's 10,000-result ceiling (a page reaching past it is a 400);
 - writes: single create/update/archive, `batch/read|create|update|upsert` (≤ 100 inputs), contacts unique by
   email case-insensitively (a create of a known email is a 409 naming the existing id; an upsert by email
-  updates it), unknown properties refused with HubSpot's `PROPERTY_DOESNT_EXIST`;
+  updates it), unknown properties refused with HubSpot's `PROPERTY_DOESNT_EXIST`, enumeration values outside
+  their options with `INVALID_OPTION`; a unique-value custom property (deals' `quote_id`) is an `idProperty`
+  for upsert and read, and a second record with the same value is a 409;
 - errors `{"status": "error", "message", "correlationId", "category"}`, 401 `INVALID_AUTHENTICATION` for a
   missing or wrong bearer token, and 429s shaped like HubSpot's ten-secondly policy with its rate-limit headers.
 
@@ -49,10 +51,19 @@ OBJECT_TYPES = ("contacts", "companies", "deals")
 SCHEMA: dict[str, tuple[str, ...]] = {
     # `payment_status` and `last_payment_date` are custom properties the business defined in its portal (as a
     # real admin would in Settings → Properties) for the payments → CRM sync.
+    # `support_status` (an enumeration) and `open_tickets` (a number) serve the tickets → CRM sync; `quote_id` on
+    # deals is a custom property with "unique values" set (`hasUniqueValue`), the quote → deal sync's upsert key.
     "contacts": (*PROPERTIES["contacts"], "website", "hs_email_domain", "hs_lead_status", "payment_status",
-                 "last_payment_date"),
+                 "last_payment_date", "support_status", "open_tickets"),
     "companies": (*PROPERTIES["companies"], "website", "description"),
-    "deals": (*PROPERTIES["deals"], "description", "hs_priority"),
+    "deals": (*PROPERTIES["deals"], "description", "hs_priority", "quote_id"),
+}
+#: Properties defined with unique values: `batch/upsert` and `batch/read` accept them as `idProperty`.
+UNIQUE_PROPERTIES: dict[str, tuple[str, ...]] = {"contacts": ("email",), "companies": (), "deals": ("quote_id",)}
+#: Enumeration properties whose writes are checked against their options (HubSpot's `INVALID_OPTION`).
+ENUM_OPTIONS: dict[tuple[str, str], tuple[str, ...]] = {
+    ("contacts", "support_status"): ("open", "escalated", "resolved"),
+    ("deals", "deal_currency_code"): ("USD", "EUR", "GBP", "CAD", "AUD"),  # the portal's enabled currencies
 }
 #: Returned by a list or search that names no properties (HubSpot's documented defaults).
 DEFAULT_PROPERTIES: dict[str, tuple[str, ...]] = {
@@ -64,7 +75,7 @@ DEFAULT_PROPERTIES: dict[str, tuple[str, ...]] = {
 MODIFIED = {"contacts": "lastmodifieddate", "companies": "hs_lastmodifieddate", "deals": "hs_lastmodifieddate"}
 READ_ONLY = {"hs_object_id", "createdate", "lastmodifieddate", "hs_lastmodifieddate", "hs_email_domain"}
 DATE_PROPERTIES = {"createdate", "lastmodifieddate", "hs_lastmodifieddate", "closedate"}
-NUMBER_PROPERTIES = {"amount", "hs_object_id", "numberofemployees"}
+NUMBER_PROPERTIES = {"amount", "hs_object_id", "numberofemployees", "open_tickets"}
 SEARCH_TEXT_PROPERTIES = {
     "contacts": ("firstname", "lastname", "email", "phone", "company"),
     "companies": ("name", "domain", "phone", "website"),
@@ -428,6 +439,8 @@ class HubSpotEmulator(Emulator):
             record = self.objects[object_type].get(str(object_id))
         elif object_type == "contacts" and id_property == "email":
             record = self._by_email(str(object_id))
+        elif id_property in UNIQUE_PROPERTIES[object_type]:
+            record = self._by_unique(object_type, str(id_property), str(object_id))
         else:
             raise HubSpotError(400, f"Property {id_property} is not a unique identifier for {object_type}.")
         if record is None or record["archived"]:
@@ -442,6 +455,21 @@ class HubSpotEmulator(Emulator):
             if not record["archived"] and (record["properties"].get("email") or "").lower() == wanted:
                 return record
         return None
+
+    def _by_unique(self, object_type: str, prop: str, value: str) -> Record | None:
+        for record in self.objects[object_type].values():
+            if not record["archived"] and record["properties"].get(prop) == value:
+                return record
+        return None
+
+    def _check_unique(self, object_type: str, values: dict[str, str | None], own_id: str | None) -> None:
+        for prop in UNIQUE_PROPERTIES[object_type]:
+            if prop == "email" or not values.get(prop):
+                continue
+            other = self._by_unique(object_type, prop, str(values[prop]))
+            if other is not None and other["id"] != own_id:
+                raise HubSpotError(409, f"A {object_type[:-1]} with {prop} {values[prop]!r} already exists. "
+                                   f"Existing ID: {other['id']}", "CONFLICT")
 
     # -- search -------------------------------------------------------------------------------------
     async def _search(self, request: Request, object_type: str) -> Response:
@@ -580,6 +608,11 @@ class HubSpotEmulator(Emulator):
         if object_type == "contacts" and email is not None and "@" not in str(email):
             problems.append({"isValid": False, "message": f"Email address {email} is invalid",
                              "error": "INVALID_EMAIL", "name": "email"})
+        for name, value in properties.items():
+            options = ENUM_OPTIONS.get((object_type, name))
+            if options and value not in (None, "") and str(value) not in options:
+                problems.append({"isValid": False, "message": f"{value} was not one of the allowed options: "
+                                 f"[{', '.join(options)}]", "error": "INVALID_OPTION", "name": name})
         if problems:
             raise HubSpotError(400, "Property values were not valid: " + json.dumps(problems),
                                errors=[{"message": p["message"], "code": p["error"]} for p in problems])
@@ -595,6 +628,7 @@ class HubSpotEmulator(Emulator):
             other = self._by_email(values["email"] or "")
             if other is not None and other["id"] != record["id"]:
                 raise HubSpotError(409, f"Contact already exists. Existing ID: {other['id']}", "CONFLICT")
+        self._check_unique(object_type, values, record["id"])
         record["properties"].update(values)
         stamp = iso_ms(self._now())
         record["properties"][MODIFIED[object_type]] = stamp
@@ -607,6 +641,7 @@ class HubSpotEmulator(Emulator):
             existing = self._by_email(values["email"] or "")
             if existing is not None:
                 raise HubSpotError(409, f"Contact already exists. Existing ID: {existing['id']}", "CONFLICT")
+        self._check_unique(object_type, values, None)
         object_id = str(self._next_id)
         self._next_id += 1
         now = self._now()
@@ -693,6 +728,9 @@ class HubSpotEmulator(Emulator):
                 properties.setdefault("email", key)
             elif id_property == "hs_object_id":
                 existing = self.objects[object_type].get(key)
+            elif id_property in UNIQUE_PROPERTIES[object_type]:
+                existing = self._by_unique(object_type, id_property, key)
+                properties.setdefault(id_property, key)
             else:
                 raise HubSpotError(400, f"Property {id_property} is not a unique identifier for {object_type}.")
             if existing is not None:

@@ -1,0 +1,350 @@
+"""`python -m benchmarks.run [--quick] [--records 50000,500000] [--only extract,noop,plan,webhooks,sensor]`
+
+Every competitor runs in its own child process against loopback servers started here, in the same run, so the
+ratios compare like with like even on a noisy machine; absolute figures move with the machine's load. Prints one
+table per benchmark and writes benchmarks/RESULTS.md (machine description + the tables).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import time
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from .harness import ROOT, Measured, ServerProcess, machine, run_worker, stripe_server, temp_dir
+from .synthetic_stripe import PARTITIONS_START
+
+BENCHMARKS = ("extract", "noop", "plan", "webhooks", "sensor")
+UNLIMITED_RPS = "1000000"  # the client-side Stripe budget (25 req/s) would measure the rate limit, not the engine
+
+
+class Report:
+    def __init__(self) -> None:
+        self.sections: list[str] = []
+        self.verdicts: list[str] = []
+
+    def table(self, title: str, header: Sequence[str], rows: Sequence[Sequence[Any]], notes: Sequence[str] = ()
+              ) -> None:
+        lines = [f"### {title}", "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+        lines += ["| " + " | ".join(_fmt(c) for c in row) + " |" for row in rows]
+        lines += ["", *notes] if notes else []
+        text = "\n".join(lines)
+        print("\n" + text + "\n", flush=True)
+        self.sections.append(text)
+
+    def verdict(self, text: str) -> None:
+        print("TARGET " + text, flush=True)
+        self.verdicts.append(text)
+
+
+def _fmt(value: Any) -> str:
+    if isinstance(value, float):
+        if value != value:  # NaN
+            return "n/a"
+        return f"{value:,.2f}" if abs(value) < 100 else f"{value:,.0f}"
+    if isinstance(value, int):
+        return f"{value:,}"
+    return str(value).replace("|", "/").replace("\n", " ")
+
+
+def _rss(m: Measured) -> float:
+    return m.peak_rss_mb
+
+
+# -- 1 + 2a: extract and the no-op rerun ---------------------------------------------------------------------
+def bench_extract(report: Report, counts: list[int], logs: Path, with_dlt: bool) -> dict[int, dict[str, Measured]]:
+    competitors: list[tuple[str, str, dict[str, Any]]] = [
+        ("floor: httpx → NDJSON → read_json", "extract_floor", {}),
+        ("integration_pipelines (dagster.materialize)", "extract_project", {}),
+    ]
+    if with_dlt:
+        competitors += [("dlt rest_api, default", "extract_dlt", {"format": None}),
+                        ("dlt rest_api, parquet", "extract_dlt", {"format": "parquet"})]
+    results: dict[int, dict[str, Measured]] = {}
+    for n in counts:
+        results[n] = {}
+        with stripe_server(n) as server:
+            for label, worker, extra in competitors:
+                folder = temp_dir(worker)
+                env = {"IP_SANDBOX_URL": server.url, "IP_DATA_DIR": str(folder), "IP_PARTITIONS_START":
+                       PARTITIONS_START, "STRIPE_REQUESTS_PER_SECOND": UNLIMITED_RPS}
+                m = run_worker(worker, {**extra, "url": server.url, "dir": str(folder)}, env=env, log_dir=logs,
+                               label=f"extract-{n}-{label}", cwd=folder, timeout=max(600, n / 250))
+                m.name = label
+                m.result["_dir"] = str(folder)
+                results[n][label] = m
+                print(f"  extract {n:,} {label}: {m.wall:.1f} s, {m.peak_rss_mb:.0f} MB"
+                      + (f" ERROR {m.error}" if m.error else ""), flush=True)
+                if worker == "extract_project" and not m.error:
+                    rerun = run_worker(worker, {}, env=env, log_dir=logs, label=f"noop-{n}", cwd=folder)
+                    rerun.name = "no-op rerun"
+                    results[n]["no-op rerun"] = rerun
+                    print(f"  no-op rerun {n:,}: {rerun.wall:.1f} s" + (f" ERROR {rerun.error}" if rerun.error
+                                                                        else ""), flush=True)
+                else:
+                    shutil.rmtree(folder, ignore_errors=True)
+        _extract_tables(report, n, results[n], with_dlt)
+    for per in results.values():
+        for m in per.values():
+            if "_dir" in m.result:
+                shutil.rmtree(m.result["_dir"], ignore_errors=True)
+    _extract_verdicts(report, counts, results, with_dlt)
+    return results
+
+
+def _extract_tables(report: Report, n: int, per: dict[str, Measured], with_dlt: bool) -> None:
+    floor = per.get("floor: httpx → NDJSON → read_json")
+    project = per.get("integration_pipelines (dagster.materialize)")
+    rows = []
+    for label, m in per.items():
+        if label == "no-op rerun":
+            continue
+        if m.error:
+            rows.append([label, "failed", "", "", "", "", "", m.error[:200]])
+            continue
+        rows.append([
+            label, m.wall, m.result.get("work_seconds", float("nan")), n / m.wall, _rss(m),
+            m.wall / floor.wall if floor and not floor.error else float("nan"),
+            m.wall / project.wall if project and not project.error else float("nan"),
+            f"{m.result.get('rows', '?'):,} rows" + ("" if m.result.get("rows") == n else " (MISMATCH)"),
+        ])
+    report.table(
+        f"Extract + load, {n:,} Stripe charges (100 per page, {n // 100:,} requests)",
+        ["competitor", "wall s", "work s", "records/s", "peak RSS MB", "x floor", "x project", "loaded"], rows,
+        ["wall = child process start to exit (imports included); work = inside the process after imports; "
+         "records/s on wall."],
+    )
+    rerun = per.get("no-op rerun")
+    if rerun and project and not project.error:
+        r = rerun.result
+        rows = [["first run", project.wall, project.result.get("requests"), project.result.get("records_read"),
+                 project.result.get("rows_written"), _rss(project)]]
+        rows.append(["no-op rerun", rerun.wall, r.get("requests"), r.get("records_read"), r.get("rows_written"),
+                     _rss(rerun)] if not rerun.error else ["no-op rerun", "failed", "", "", rerun.error[:200], ""])
+        report.table(
+            f"Incremental no-op, stripe/charges with {n:,} records: the same partition materialized again",
+            ["run", "wall s", "requests", "records read", "rows written", "peak RSS MB"], rows,
+            ["Stripe's list API filters only by `created` (no change feed), so a partition re-read makes every "
+             "request again; nothing is written because `_raw` is unchanged (figures from ops.extract_log)."],
+        )
+
+
+def _extract_verdicts(report: Report, counts: list[int], results: dict[int, dict[str, Measured]],
+                      with_dlt: bool) -> None:
+    n = max(counts)
+    per = results[n]
+    floor = per.get("floor: httpx → NDJSON → read_json")
+    project = per.get("integration_pipelines (dagster.materialize)")
+    if not floor or not project or floor.error or project.error:
+        report.verdict(f"extract @ {n:,}: not evaluated (a competitor failed)")
+        return
+    ratio = project.wall / floor.wall
+    report.verdict(f"extract @ {n:,}: project wall {project.wall:.1f} s = {ratio:.2f}x the floor's "
+                   f"{floor.wall:.1f} s (target <= 1.5x): {'MET' if ratio <= 1.5 else 'MISSED'}")
+    if with_dlt:
+        dlts = [m for label, m in per.items() if label.startswith("dlt") and not m.error]
+        if dlts:
+            best = min(dlts, key=lambda m: m.wall)
+            speedup = best.wall / project.wall
+            report.verdict(f"extract @ {n:,}: dlt's best ({best.name}) {best.wall:.1f} s = {speedup:.2f}x the "
+                           f"project's wall (target >= 4x): {'MET' if speedup >= 4 else 'MISSED'}")
+    report.verdict(f"extract @ {n:,}: project peak RSS {project.peak_rss_mb:.0f} MB (target < 300 MB): "
+                   f"{'MET' if project.peak_rss_mb < 300 else 'MISSED'}")
+    if len(counts) > 1:
+        low = results[min(counts)].get("integration_pipelines (dagster.materialize)")
+        if low and not low.error:
+            growth = project.peak_rss_mb / low.peak_rss_mb
+            report.verdict(f"extract: project peak RSS {low.peak_rss_mb:.0f} MB @ {min(counts):,} → "
+                           f"{project.peak_rss_mb:.0f} MB @ {n:,} ({growth:.2f}x; target: not growing with "
+                           f"records): {'MET' if growth < 1.15 else 'MISSED'}")
+
+
+# -- 2b: no-op over every sandbox stream -------------------------------------------------------------------------
+def bench_noop(report: Report, logs: Path, systems: str) -> None:
+    folder = temp_dir("noop")
+    env = {"IP_DATA_DIR": str(folder), "IP_PARTITIONS_START": "2026-03-01", "IP_WAREHOUSE_LOCK_TIMEOUT_SECONDS": "30"}
+    m = run_worker("noop_sandbox", {"systems": systems}, env=env, log_dir=logs, label="noop-sandbox", cwd=folder,
+                   timeout=900)
+    shutil.rmtree(folder, ignore_errors=True)
+    if m.error:
+        report.table("Incremental no-op, every sandbox stream", ["error"], [[m.error[:400]]])
+        return
+    r = m.result
+    rows = [[s["stream"], s["first_requests"], s["first_rows_written"], s["requests"], s["records_read"],
+             s["rows_written"], s["seconds"]] for s in r["streams"]]
+    notes = [f"Whole pass over every stream (one dagster.materialize per stream): first "
+             f"{r['first_pass_seconds']:.1f} s, "
+             f"no-op rerun {r['second_pass_seconds']:.1f} s. Partitioned streams: partition 2026-03-09 of the "
+             "sandbox world (seed 7, 3 days); incremental streams read from their stored cursor (minus lookback)."]
+    if r["failures"]:
+        notes.append("Streams that failed (not benchmarked): " +
+                     "; ".join(f"{k}: {v}" for k, v in sorted(r["failures"].items())))
+    report.table("Incremental no-op, every sandbox stream: second materialization with nothing changed",
+                 ["stream", "1st requests", "1st rows written", "rerun requests", "rerun records read",
+                  "rerun rows written", "rerun s"], rows, notes)
+    written = sum(s["rows_written"] or 0 for s in r["streams"])
+    report.verdict(f"no-op: {written} rows written by the rerun over {len(rows)} streams (target 0): "
+                   f"{'MET' if written == 0 else 'MISSED'}")
+
+
+# -- 3: sync planning ------------------------------------------------------------------------------------------
+def bench_plan(report: Report, rows: int, logs: Path) -> None:
+    folder = temp_dir("plan")
+    db = str(folder / "plan.duckdb")
+    changed = rows // 100
+    setup = run_worker("plan_setup", {"db": db, "rows": rows, "changed": changed}, log_dir=logs,
+                       label="plan-setup")
+    if setup.error:
+        report.table("Sync planning", ["error"], [[setup.error[:400]]])
+        shutil.rmtree(folder, ignore_errors=True)
+        return
+    floor = run_worker("plan_floor", {"db": db}, log_dir=logs, label="plan-floor")
+    planned = run_worker("plan", {"db": db}, log_dir=logs, label="plan")
+    shutil.rmtree(folder, ignore_errors=True)
+    table = []
+    for label, m in (("floor: one SQL query returning counts", floor), ("syncs.engine.plan_sync", planned)):
+        if m.error:
+            table.append([label, "failed", "", "", "", "", m.error[:200]])
+            continue
+        r = m.result
+        table.append([label, r["work_seconds"], m.wall, rows / r["work_seconds"], _rss(m),
+                      r["work_seconds"] / floor.result["work_seconds"] if not floor.error else float("nan"),
+                      f"{r.get('updates', 0):,} to update, {r.get('unchanged', 0):,} unchanged"])
+    report.table(f"Sync planning: {rows:,}-row model, {setup.result['changed']:,} rows changed (1%), ledger "
+                 "pre-filled", ["competitor", "plan s", "process wall s", "rows/s", "peak RSS MB", "x floor",
+                                "result"], table,
+                 ["plan s = the call alone; peak RSS of the whole child (DuckDB's buffers included). plan_sync "
+                  "also materializes the hashed source and the diff as temp tables and hands the changed rows to "
+                  "Python as records."])
+
+
+# -- 4: webhooks --------------------------------------------------------------------------------------------------
+def bench_webhooks(report: Report, count: int, concurrency: int, max_seconds: float, logs: Path) -> None:
+    rows = []
+    results: dict[str, Measured] = {}
+    for kind, label in (("durable", "durable write only (same server, same landing store)"),
+                        ("receiver", "integration_pipelines receiver")):
+        root = temp_dir(f"hooks-{kind}")
+        server_args = json.dumps({"kind": kind, "root": str(root)})
+        server = ServerProcess(["-m", "benchmarks.workers", "webhook_server", server_args],
+                               log=logs / f"webhook-server-{kind}.err")
+        try:
+            m = run_worker("webhook_load", {"url": server.url, "count": count, "concurrency": concurrency,
+                                            "max_seconds": max_seconds, "tag": kind, "root": str(root)},
+                           log_dir=logs, label=f"webhook-load-{kind}", timeout=max_seconds + 120)
+        finally:
+            server_rss = server.stop()
+            shutil.rmtree(root, ignore_errors=True)
+        results[kind] = m
+        if m.error:
+            rows.append([label, "failed", "", "", "", "", "", m.error[:200]])
+            continue
+        r = m.result
+        base = results.get("durable")
+        rows.append([label, r["ok"], r["seconds"], r["per_second"], r["p50_ms"], r["p99_ms"], server_rss,
+                     r["per_second"] / base.result["per_second"] if base and not base.error else float("nan"),
+                     f"{r['landed_files']:,} files landed; statuses {r['statuses']}"])
+    report.table(f"Webhook receiver: {count:,} Stripe-signed events, {concurrency} concurrent keep-alive "
+                 f"connections on loopback (cap {max_seconds:.0f} s)",
+                 ["server", "events 2xx", "seconds", "events/s", "p50 ms", "p99 ms", "server peak RSS MB",
+                  "x durable-only", "check"], rows,
+                 ["Both servers: uvicorn in their own process, one landing store doing temp file + fsync + rename + "
+                  "directory fsync for the event and its dedupe marker. The receiver adds HMAC verification, "
+                  "parsing, the audit envelope and metrics. The client is a raw-asyncio HTTP/1.1 loop in a third "
+                  "process; on 2 cores client and server share the CPU."])
+
+
+# -- 5: sensor -----------------------------------------------------------------------------------------------------
+def bench_sensor(report: Report, files: int, logs: Path) -> None:
+    root = temp_dir("sensor")
+    m = run_worker("sensor", {"root": str(root), "files": files, "ticks": 3}, log_dir=logs, label="sensor")
+    shutil.rmtree(root, ignore_errors=True)
+    if m.error:
+        report.table("Sensor", ["error"], [[m.error[:400]]])
+        return
+    r = m.result
+    rows = [["list the landing folder (floor)", r["files"], r["list_seconds"], "", ""]]
+    rows += [[f"tick {i}", t["pending"], t["seconds"], t["run_requests"], t["claimed"]]
+             for i, t in enumerate(r["ticks"], 1)]
+    report.table(f"Webhook sensor: ticks with {files:,} pending landing files (dagster.build_sensor_context)",
+                 ["step", "pending files", "seconds", "run requests", "files claimed"], rows,
+                 [f"A tick claims at most max_runs_per_tick x batch_files = {r['max_runs_per_tick']} x "
+                  f"{r['batch_files']} files, each by a rename with two directory fsyncs, and requests one run "
+                  f"per batch; process peak RSS {m.peak_rss_mb:.0f} MB."])
+
+
+# -- main ------------------------------------------------------------------------------------------------------------
+def write_results(report: Report, path: Path, args: argparse.Namespace, started: datetime, seconds: float) -> None:
+    info = machine()
+    lines = ["# Benchmark results", "",
+             f"Generated by `{' '.join(['python -m benchmarks.run', *args.argv])}` on {started:%Y-%m-%d %H:%M} "
+             f"UTC in {seconds / 60:.1f} min. See [docs/benchmarks.md](../docs/benchmarks.md) for what each "
+             "benchmark measures and how.", "",
+             "**Noise warning:** the machine was shared with other jobs while this ran (load average below); "
+             "absolute figures move with that load. Compare the ratios: every ratio is between runs of the same "
+             "invocation, against the same loopback servers.", "", "## Machine", ""]
+    lines += [f"- {k}: {v}" for k, v in info.items()]
+    if report.verdicts:
+        lines += ["", "## Targets", ""] + [f"- {v}" for v in report.verdicts]
+    lines += ["", "## Figures", ""]
+    for section in report.sections:
+        lines += [section, ""]
+    path.write_text("\n".join(lines))
+    print(f"wrote {path}")
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.run", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="small sizes, finishes in a few minutes")
+    parser.add_argument("--records", help="comma-separated record counts for the extract benchmark")
+    parser.add_argument("--only", help=f"comma-separated subset of {','.join(BENCHMARKS)}")
+    parser.add_argument("--no-dlt", action="store_true", help="skip the dlt competitors")
+    parser.add_argument("--plan-rows", type=int, help="rows of the sync-planning model (default 1,000,000)")
+    parser.add_argument("--webhook-events", type=int, help="events sent per webhook server")
+    parser.add_argument("--sensor-files", type=int, help="pending landing files (default 10,000)")
+    parser.add_argument("--output", type=Path, default=ROOT / "benchmarks" / "RESULTS.md")
+    args = parser.parse_args(argv)
+    args.argv = list(argv) if argv is not None else __import__("sys").argv[1:]
+    chosen = [b.strip() for b in (args.only or ",".join(BENCHMARKS)).split(",") if b.strip()]
+    unknown = set(chosen) - set(BENCHMARKS)
+    if unknown:
+        parser.error(f"unknown benchmark(s): {', '.join(sorted(unknown))}")
+    counts = [int(x) for x in args.records.split(",")] if args.records else ([10_000] if args.quick
+                                                                              else [50_000, 500_000])
+    plan_rows = args.plan_rows or (200_000 if args.quick else 1_000_000)
+    events = args.webhook_events or (1_000 if args.quick else 5_000)
+    sensor_files = args.sensor_files or (2_000 if args.quick else 10_000)
+    with_dlt = not args.no_dlt
+    if with_dlt:
+        try:
+            import dlt  # noqa: F401
+        except ImportError:
+            print("dlt is not installed (pip install -e '.[bench]'); skipping the dlt competitors")
+            with_dlt = False
+
+    started_at = datetime.now(UTC)
+    started = time.perf_counter()
+    logs = temp_dir("logs")
+    print(f"benchmarks: {', '.join(chosen)}; extract sizes {counts}; child logs in {logs}", flush=True)
+    report = Report()
+    steps: dict[str, Callable[[], object]] = {
+        "extract": lambda: bench_extract(report, counts, logs, with_dlt),
+        "noop": lambda: bench_noop(report, logs, "stripe,hubspot,quickbooks" if args.quick else ""),
+        "plan": lambda: bench_plan(report, plan_rows, logs),
+        "webhooks": lambda: bench_webhooks(report, events, 32, 60 if args.quick else 120, logs),
+        "sensor": lambda: bench_sensor(report, sensor_files, logs),
+    }
+    for name in chosen:
+        print(f"== {name}", flush=True)
+        steps[name]()
+    write_results(report, args.output, args, started_at, time.perf_counter() - started)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,99 @@
+"""Scenario 2: accepted Odoo quotations (sale orders) → HubSpot deals, exactly once per quote, over real HTTP."""
+
+from __future__ import annotations
+
+from .conftest import materialize_all_partitions, warehouse_rows
+from .test_core_models import build
+from .test_syncs import posts_to, sync
+
+NAME = "accepted_quotes_to_hubspot"
+
+
+def prepare(settings, sandbox, *, draft: str | None = None, yen: str | None = None) -> dict[str, dict]:
+    """Extract Odoo and build core; returns the accepted quotes by reference, as Odoo holds them."""
+    odoo = sandbox.emulator("odoo")
+    with sandbox.state.lock:
+        for order in odoo.records["sale.order"].values():
+            if order["name"] == draft:
+                order["state"] = "draft"  # a quote not accepted yet: no deal
+            if order["name"] == yen:
+                order["currency_id"] = [25, "JPY"]  # a currency the HubSpot portal has not enabled
+        accepted = {o["name"]: dict(o) for o in odoo.records["sale.order"].values() if o["state"] in ("sale", "done")}
+    for stream in ("partners", "sale_orders"):
+        materialize_all_partitions(settings, "odoo", stream)
+    build(settings)
+    return accepted
+
+
+def synced_deals(sandbox) -> dict[str, list[dict]]:
+    deals: dict[str, list[dict]] = {}
+    for deal in sandbox.emulator("hubspot").dump("deals"):
+        if deal["properties"]["quote_id"]:
+            deals.setdefault(deal["properties"]["quote_id"], []).append(deal)
+    return deals
+
+
+def assert_deals(sandbox, accepted: dict[str, dict], seeded: int, skip: tuple[str, ...] = ()) -> None:
+    deals = synced_deals(sandbox)
+    expected = {name: order for name, order in accepted.items() if name not in skip}
+    assert set(deals) == set(expected)
+    for name, order in expected.items():
+        assert len(deals[name]) == 1, f"exactly one deal for quote {name}"
+        props = deals[name][0]["properties"]
+        assert float(props["amount"]) == order["amount_total"]
+        assert props["deal_currency_code"] == order["currency_id"][1]
+        assert (props["dealstage"], props["pipeline"]) == ("closedwon", "default")
+        assert props["dealname"].endswith(f" - {name}")
+        assert props["closedate"].startswith(order["date_order"][:10])
+    assert len(sandbox.emulator("hubspot").dump("deals")) == seeded + len(expected)
+
+
+def test_accepted_quotes_become_deals_once_and_a_rerun_sends_nothing(settings, sandbox):
+    seeded = len(sandbox.emulator("hubspot").dump("deals"))
+    draft = sorted(o["name"] for o in sandbox.emulator("odoo").records["sale.order"].values())[0]
+    accepted = prepare(settings, sandbox, draft=draft)
+    assert draft not in accepted and len(accepted) >= 10
+    sandbox.state.clear_requests()
+    plan = sync(settings, NAME, dry_run=True)
+    assert plan.plan.counts()["creates"] == len(accepted) and plan.created == 0
+    assert plan.samples[0]["payload"]["idProperty"] == "quote_id"
+    assert sandbox.state.request_log("hubspot") == []
+
+    result = sync(settings, NAME)
+    assert (result.created, result.failed) == (len(accepted), 0)
+    assert_deals(sandbox, accepted, seeded)
+    sandbox.state.clear_requests()
+    assert sync(settings, NAME).plan.counts()["creates"] == 0
+    assert posts_to(sandbox, "hubspot") == []
+
+
+def test_a_write_applied_but_unrecorded_and_twenty_percent_faults_never_duplicate(settings, sandbox, monkeypatch):
+    seeded = len(sandbox.emulator("hubspot").dump("deals"))
+    accepted = prepare(settings, sandbox)
+    # an earlier run created this deal, then lost the answer before its ledger was written
+    lost = sorted(accepted)[3]
+    hubspot = sandbox.emulator("hubspot")
+    with sandbox.state.lock:
+        hubspot._create("deals", {"quote_id": lost, "dealname": "half-written", "dealstage": "closedwon"})
+    monkeypatch.setenv("HUBSPOT_MAX_RETRIES", "12")
+    sandbox.state.clear_requests()
+    sandbox.set_faults("hubspot", error_rate=0.2, rate_limit_rate=0.1, drop_rate=0.1, retry_after=0,
+                       methods=["POST", "PUT", "PATCH"], seed=4)
+    result = sync(settings, NAME)
+    fired = [r for r in sandbox.state.request_log("hubspot") if r["fault"]]
+    sandbox.clear_faults()
+    assert fired, "the seed must fault at least one write"
+    assert (result.created, result.failed) == (len(accepted), 0)
+    assert_deals(sandbox, accepted, seeded)  # the half-written deal was completed, not created again
+
+
+def test_one_quote_in_a_currency_the_portal_lacks_fails_alone(settings, sandbox):
+    seeded = len(sandbox.emulator("hubspot").dump("deals"))
+    yen = sorted(o["name"] for o in sandbox.emulator("odoo").records["sale.order"].values())[1]
+    accepted = prepare(settings, sandbox, yen=yen)
+    result = sync(settings, NAME)
+    assert (result.created, result.failed) == (len(accepted) - 1, 1)
+    assert_deals(sandbox, accepted, seeded, skip=(yen,))
+    errors = warehouse_rows(settings, "SELECT sync_name, record_key, operation, message FROM sync.errors")
+    assert [e[:3] for e in errors] == [(NAME, yen, "create")]
+    assert "INVALID_OPTION" in errors[0][3] and "deal_currency_code" in errors[0][3]
