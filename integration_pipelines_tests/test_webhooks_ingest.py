@@ -187,3 +187,24 @@ def test_events_without_objects_go_to_the_provider_events_table(env):
         ("gid://shopify/InventoryLevel/6?inventory_item_id=5", 3)]
     assert env.rows("SELECT provider, event_id FROM raw_webhooks.events ORDER BY 1") == [
         ("hubspot", "b-1"), ("shopify", "wh-1")]
+
+
+def test_new_files_wait_while_an_ingest_run_is_in_flight_then_go_in_one_batch(tmp_path):
+    env = Env(tmp_path)
+    env.config = env.config.model_copy(update={"max_inflight_runs": 1})
+    env.defs = build_webhook_definitions(env.settings, config=env.config)
+    env.land_charge("evt_a", "ch_a")
+    first = env.tick()
+    assert len(first.run_requests) == 1
+    # the run is requested but not finished (queued behind the warehouse pool, say)
+    job = env.defs.resolve_job_def("webhook_ingest")
+    in_flight = env.instance.create_run_for_job(job_def=job, status=dg.DagsterRunStatus.NOT_STARTED,
+                                                run_config=first.run_requests[0].run_config)
+    for n in range(5):
+        env.land_charge(f"evt_b{n}", f"ch_b{n}")
+    waiting = env.tick()
+    assert waiting.run_requests == [] and "in flight" in waiting.skip_reason.skip_message
+    env.run(first.run_requests[0])
+    env.instance.report_run_canceled(in_flight)  # the stand-in run ends
+    batched = env.tick()
+    assert len(batched.run_requests) == 1 and batched.run_requests[0].tags["webhooks/files"] == "5"

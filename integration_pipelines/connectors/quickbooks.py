@@ -138,5 +138,8 @@ SYSTEM = System(
         _writer("Customer", "Create a customer, or update one (sparse) given its Id and SyncToken"),
         _writer("Invoice", "Create an invoice, or update one (sparse) given its Id and SyncToken"),
         _writer("Payment", "Record a payment against invoices (LinkedTxn), or update one"),
+        _writer("Purchase", "Record an expense paid from a bank or credit-card account (PaymentType, AccountRef, "
+                "expense lines with AccountBasedExpenseLineDetail), or update one"),
+        _writer("JournalEntry", "Post a balanced journal entry (debit and credit lines on accounts), or update one"),
     ),
 )

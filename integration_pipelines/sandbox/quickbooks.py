@@ -57,8 +57,9 @@ TOKEN_PATH = "/oauth2/v1/tokens/bearer"
 REVOKE_PATH = "/v2/oauth2/tokens/revoke"
 DISCOVERY_PATH = "/.well-known/openid_configuration"
 
-STREAM_ENTITY = {"customers": "Customer", "invoices": "Invoice", "payments": "Payment"}
-ENTITIES = ("Customer", "Invoice", "Payment", "Item")
+STREAM_ENTITY = {"customers": "Customer", "invoices": "Invoice", "payments": "Payment", "purchases": "Purchase",
+                 "journal_entries": "JournalEntry"}
+ENTITIES = ("Customer", "Invoice", "Payment", "Item", "Purchase", "JournalEntry")
 _NAME_LISTS = {"Customer", "Item"}  # entities QBO "deletes" by deactivating, hidden from queries by default
 _CURRENCY_NAMES = {"USD": "United States Dollar", "GBP": "British Pound Sterling", "EUR": "Euro"}
 
@@ -80,6 +81,14 @@ _FIELDS: dict[str, dict[str, tuple[str, str]]] = {
     },
     "Payment": {
         "id": ("Id", "id"), "txndate": ("TxnDate", "date"), "customerref": ("CustomerRef.value", "id"),
+        "totalamt": ("TotalAmt", "number"), **_META,
+    },
+    "Purchase": {
+        "id": ("Id", "id"), "txndate": ("TxnDate", "date"), "totalamt": ("TotalAmt", "number"),
+        "paymenttype": ("PaymentType", "str"), **_META,
+    },
+    "JournalEntry": {
+        "id": ("Id", "id"), "txndate": ("TxnDate", "date"), "docnumber": ("DocNumber", "str"),
         "totalamt": ("TotalAmt", "number"), **_META,
     },
     "Item": {
@@ -451,6 +460,8 @@ _READ_ONLY: dict[str, frozenset[str]] = {
     "Customer": _SYSTEM_FIELDS | {"Balance", "BalanceWithJobs", "FullyQualifiedName"},
     "Invoice": _SYSTEM_FIELDS | {"TotalAmt", "Balance", "LinkedTxn"},
     "Payment": _SYSTEM_FIELDS | {"UnappliedAmt"},
+    "Purchase": _SYSTEM_FIELDS | {"TotalAmt"},
+    "JournalEntry": _SYSTEM_FIELDS | {"TotalAmt"},
 }
 
 
@@ -891,7 +902,8 @@ class QuickBooksEmulator(Emulator):
             else:  # a full update: writable fields left out are cleared
                 record = {k: copy.deepcopy(v) for k, v in current.items() if k in read_only} | changes
         prepare = {"Customer": self._prepare_customer, "Invoice": self._prepare_invoice,
-                   "Payment": self._prepare_payment}[entity]
+                   "Payment": self._prepare_payment, "Purchase": self._prepare_purchase,
+                   "JournalEntry": self._prepare_journal_entry}[entity]
         commit = prepare(record, current, allow_duplicate=allow_duplicate)
         now = qbo_time(_now())
         if current is None:
@@ -908,7 +920,7 @@ class QuickBooksEmulator(Emulator):
         return copy.deepcopy(record)
 
     def _allocate(self, entity: str) -> str:
-        counter = "txn" if entity in ("Invoice", "Payment") else entity
+        counter = "txn" if entity in ("Invoice", "Payment", "Purchase", "JournalEntry") else entity
         value = self._next_id[counter]
         self._next_id[counter] = value + 1
         return str(value)
@@ -1059,6 +1071,67 @@ class QuickBooksEmulator(Emulator):
             if old_customer and old_customer != customer["Id"]:
                 self._recompute_balance(old_customer)
         return commit
+
+    def _prepare_purchase(self, record: dict[str, Any], current: dict[str, Any] | None, *,
+                          allow_duplicate: bool) -> Callable[[dict[str, Any]], None]:
+        """An expense paid from a bank or card account (`AccountRef`), spread over expense accounts
+        (`AccountBasedExpenseLineDetail.AccountRef`); the total is the sum of the lines, as QBO computes it."""
+        if record.get("PaymentType") not in ("Cash", "Check", "CreditCard"):
+            raise _required("PaymentType")
+        if not (record.get("AccountRef") or {}).get("value"):
+            raise _required("AccountRef")
+        lines_in = record.get("Line")
+        if not isinstance(lines_in, list) or not lines_in:
+            raise _required("Line")
+        lines = []
+        for number, line in enumerate(lines_in, start=1):
+            if not isinstance(line, dict) or line.get("DetailType") != "AccountBasedExpenseLineDetail":
+                raise _required("Line.DetailType")
+            if line.get("Amount") in (None, ""):
+                raise _required("Line.Amount")
+            detail = line.get("AccountBasedExpenseLineDetail") or {}
+            if not (detail.get("AccountRef") or {}).get("value"):
+                raise _required("Line.AccountBasedExpenseLineDetail.AccountRef")
+            lines.append({**line, "Id": str(number), "LineNum": number, "Amount": round(float(line["Amount"]), 2)})
+        record["Line"] = lines
+        record["TotalAmt"] = round(sum(line["Amount"] for line in lines), 2)
+        record.setdefault("TxnDate", _now().date().isoformat())
+        record.setdefault("CurrencyRef", _currency("USD"))
+        return lambda saved: None
+
+    def _prepare_journal_entry(self, record: dict[str, Any], current: dict[str, Any] | None, *,
+                               allow_duplicate: bool) -> Callable[[dict[str, Any]], None]:
+        """Debit and credit lines on accounts (`JournalEntryLineDetail.PostingType`, `.AccountRef`); the debits
+        must equal the credits, and `TotalAmt` is their sum."""
+        lines_in = record.get("Line")
+        if not isinstance(lines_in, list) or not lines_in:
+            raise _required("Line")
+        lines, totals = [], {"Debit": 0.0, "Credit": 0.0}
+        for number, line in enumerate(lines_in, start=1):
+            if not isinstance(line, dict) or line.get("DetailType") != "JournalEntryLineDetail":
+                raise _required("Line.DetailType")
+            if line.get("Amount") in (None, ""):
+                raise _required("Line.Amount")
+            amount = round(float(line["Amount"]), 2)
+            if amount < 0:
+                raise _Fault(400, "6000", "A business validation error has occurred while processing your "
+                             "request", f"Business Validation Error: line {number} has a negative amount ({amount}).")
+            detail = line.get("JournalEntryLineDetail") or {}
+            if detail.get("PostingType") not in totals:
+                raise _required("Line.JournalEntryLineDetail.PostingType")
+            if not (detail.get("AccountRef") or {}).get("value"):
+                raise _required("Line.JournalEntryLineDetail.AccountRef")
+            totals[detail["PostingType"]] += amount
+            lines.append({**line, "Id": str(number - 1), "Amount": amount})
+        if round(totals["Debit"], 2) != round(totals["Credit"], 2):
+            raise _Fault(400, "6000", "A business validation error has occurred while processing your request",
+                         f"Business Validation Error: the debits ({totals['Debit']:.2f}) and credits "
+                         f"({totals['Credit']:.2f}) of a journal entry must be equal.")
+        record["Line"] = lines
+        record["TotalAmt"] = round(totals["Debit"], 2)
+        record.setdefault("TxnDate", _now().date().isoformat())
+        record.setdefault("CurrencyRef", _currency("USD"))
+        return lambda saved: None
 
     # -- ground truth ----------------------------------------------------------------------------------
     def dump(self, stream: str) -> list[dict[str, Any]]:

@@ -872,6 +872,11 @@ class XeroEmulator(Emulator):
                 errors.append(f"Item code '{code}' is not valid")
             if not code and not line.get("Description"):
                 errors.append("Description must be specified for a line item")
+            if "UnitAmount" in line:
+                try:
+                    float(line["UnitAmount"])
+                except (TypeError, ValueError):
+                    errors.append("Unit Amount must be a valid number")
         status = element.get("Status", "DRAFT")
         if status not in ("DRAFT", "SUBMITTED", "AUTHORISED"):
             errors.append("Invoice not of valid status for creation")

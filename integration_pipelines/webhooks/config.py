@@ -86,6 +86,8 @@ class WebhookSettings(BaseSettings):
     store_dir: Path | None = Field(default=None, description="landing store root; default: IP_DATA_DIR")
     batch_files: int = Field(default=500, ge=1, description="most files one ingest run takes")
     max_runs_per_tick: int = Field(default=10, ge=1)
+    max_inflight_runs: int = Field(default=3, ge=1, description="new batches wait while this many ingest runs "
+                                   "are queued or running")
     sensor_interval_seconds: int = Field(default=5, ge=1)
     stripe_tolerance_seconds: int = 300
     standard_tolerance_seconds: int = 300

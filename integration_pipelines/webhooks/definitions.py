@@ -86,6 +86,10 @@ def build_events_asset(settings: Settings, hook_config: WebhookSettings) -> dg.A
     return webhook_events
 
 
+_IN_FLIGHT = [dg.DagsterRunStatus.QUEUED, dg.DagsterRunStatus.NOT_STARTED, dg.DagsterRunStatus.STARTING,
+              dg.DagsterRunStatus.STARTED]
+
+
 def build_sensor(job: Any, config: WebhookSettings) -> dg.SensorDefinition:
     @dg.sensor(name=SENSOR_NAME, job=job, minimum_interval_seconds=config.sensor_interval_seconds,
                default_status=dg.DefaultSensorStatus.RUNNING,
@@ -98,13 +102,20 @@ def build_sensor(job: Any, config: WebhookSettings) -> dg.SensorDefinition:
         # batches claimed by an earlier tick that crashed before its cursor was stored
         pending = [b for b in store.batches() if _seq(b) > emitted]
         next_seq = max([emitted, *(_seq(b) for b in store.batches())]) + 1
-        for _ in range(config.max_runs_per_tick - len(pending)):
+        # Backpressure: while ingest runs are still queued or running, new files stay in the landing folder and
+        # are batched into one later run, instead of a run per tick piling up behind the warehouse pool.
+        in_flight = context.instance.get_runs_count(filters=dg.RunsFilter(job_name=job.name, statuses=_IN_FLIGHT))
+        room = max(0, config.max_inflight_runs - in_flight)
+        for _ in range(min(room, config.max_runs_per_tick - len(pending))):
             batch = _batch_name(next_seq)
             if not store.claim(batch, limit=config.batch_files):
                 break
             pending.append(batch)
             next_seq += 1
         if not pending:
+            if in_flight and store.list("landing", limit=1):
+                return dg.SensorResult(skip_reason=f"{in_flight} ingest run(s) still in flight; new events wait "
+                                                   "in the landing folder and go into the next run together")
             return dg.SensorResult(skip_reason="no new webhook events")
         requests = []
         for batch in pending:
