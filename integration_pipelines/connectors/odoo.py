@@ -45,7 +45,8 @@ cannot template a body (a writer sends the record as the body), so `writer_recor
 envelope for a writer from `WRITE_CALLS` and the record is sent with `send_write` unchanged. Idempotency is
 by business key instead: `create_purchase_order_once` searches `purchase.order` by its unique `origin`
 before creating, and Odoo databases used this way enforce `origin` uniqueness with an SQL constraint, so a
-racing duplicate is refused with a ValidationError rather than stored twice. Stock is set with `stock.quant`
+racing duplicate is refused with a ValidationError rather than stored twice; `create_sale_order` (a
+quotation per paid card payment) does the same with a unique `client_order_ref`. Stock is set with `stock.quant`
 in inventory mode (`inventory_quantity_auto_apply`), an absolute quantity: replaying it is harmless.
 `send_write` does not look for `error` in a 200 answer either, so `raise_for_rpc_error` does.
 """
@@ -147,6 +148,7 @@ def _stream(name: str, description: str, *, incremental_domain: list[Any], parti
 WRITE_CALLS: dict[str, tuple[str, str, dict[str, Any]]] = {
     "create_purchase_order": ("purchase.order", "create", {}),
     "update_purchase_order": ("purchase.order", "write", {}),
+    "create_sale_order": ("sale.order", "create", {}),
     "set_stock_quantity": ("stock.quant", "create", {"context": {"inventory_mode": True}}),
 }
 
@@ -213,6 +215,8 @@ SYSTEM = System(
                 "create_purchase_order_once (search by the unique `origin` first)."),
         _writer("update_purchase_order", "purchase.order write([ids], vals) → true (no id in the answer: the "
                 "sync keeps the id it wrote to)", id_path="result.id"),
+        _writer("create_sale_order", "sale.order create(vals) → the new id (a quotation). No idempotency key: "
+                "`client_order_ref` carries the business key; search it (or read raw_odoo.sale_orders) first."),
         _writer("set_stock_quantity", "stock.quant create in inventory mode with inventory_quantity_auto_apply: "
                 "sets the absolute on-hand quantity of a product at a location; replays are harmless"),
     ),

@@ -12,10 +12,11 @@ invoices become confirmed `sale.order`s (client_order_ref = the invoice number),
 low get replenishment `purchase.order`s to three vendors. Everything Odoo-only is drawn from
 `world.rng("odoo")`, so it is the same on every run.
 
-Two deliberate choices: `purchase.order.origin` is unique (the SQL constraint a database synced this way
-carries; stock Odoo has none), so a duplicated create is refused with a ValidationError as Odoo words
-constraint violations; and stock changes go through `stock.quant` in inventory mode and, as in Odoo, do not
-move the product's own `write_date`.
+Deliberate choices: `purchase.order.origin` and `sale.order.client_order_ref` are unique (the SQL constraint
+a database synced this way carries; stock Odoo has none), so a duplicated create is refused with a
+ValidationError as Odoo words constraint violations; and stock changes go through `stock.quant` in inventory
+mode and, as in Odoo, do not move the product's own `write_date`. A `sale.order` create makes a quotation
+without lines (a fulfillment request from a payment).
 """
 
 from __future__ import annotations
@@ -534,6 +535,8 @@ class OdooEmulator(Emulator):
         if model == "purchase.order":
             ids = [self._create_purchase_order(v, now=_now()) for v in vals_list]
             self._recompute_forecast()
+        elif model == "sale.order":
+            ids = [self._create_sale_order(v, now=_now()) for v in vals_list]
         elif model == "stock.quant":
             ids = [self._create_quant(v, kwargs.get("context") or {}) for v in vals_list]
         else:
@@ -569,12 +572,12 @@ class OdooEmulator(Emulator):
                 raise self._constraint("purchase.order", "a purchase order with this Source Document (origin) "
                                        f"already exists: {order['name']} has origin '{origin}'.")
 
-    def _partner_ref(self, value: Any) -> list[Any]:
+    def _partner_ref(self, value: Any, model: str = "purchase.order", label: str = "Vendor") -> list[Any]:
         if not _is_int(value):
-            raise self._not_null("purchase.order", "partner_id", "Vendor")
+            raise self._not_null(model, "partner_id", label)
         partner = self.records["res.partner"].get(value)
         if partner is None:
-            raise self._not_null("purchase.order", "partner_id", "Vendor")
+            raise self._not_null(model, "partner_id", label)
         return [value, partner["display_name"]]
 
     def _apply_lines(self, order: dict[str, Any], commands: Any) -> None:
@@ -627,6 +630,33 @@ class OdooEmulator(Emulator):
         }
         self._apply_lines(order, vals.get("order_line", []))
         self.records[model][oid] = order
+        return oid
+
+    _SO_WRITABLE = {"partner_id", "client_order_ref", "date_order", "note"}
+
+    def _create_sale_order(self, vals: dict[str, Any], *, now: str) -> int:
+        """A quotation (state draft) without lines: what a fulfillment request from a payment creates.
+
+        `client_order_ref` (Customer Reference) is unique in the sandbox, the constraint a database synced
+        this way carries (stock Odoo has none), so a create sent twice is refused, never stored twice.
+        """
+        model = "sale.order"
+        self._check_vals(model, vals, self._SO_WRITABLE)
+        partner = self._partner_ref(vals.get("partner_id"), model, "Customer")
+        ref = vals.get("client_order_ref")
+        if ref not in (None, False, ""):
+            for order in self.records[model].values():
+                if order["client_order_ref"] == ref:
+                    raise self._constraint(model, "a sales order with this Customer Reference (client_order_ref) "
+                                           f"already exists: {order['name']} has reference '{ref}'.")
+        oid = self._new_id(model)
+        self.records[model][oid] = {
+            "id": oid, "name": f"S{oid:05d}", "partner_id": partner, "client_order_ref": ref or False,
+            "date_order": _to_datetime_text(vals.get("date_order", now), "="), "state": "draft",
+            "invoice_status": "no", "currency_id": CURRENCIES["USD"], "amount_untaxed": 0.0, "amount_tax": 0.0,
+            "amount_total": 0.0, "order_line": [], "user_id": [API_UID, "Integration"],
+            "note": vals.get("note", False), "create_date": now, "write_date": now,
+        }
         return oid
 
     def _write(self, model: str, args: list[Any], kwargs: dict[str, Any]) -> bool:
