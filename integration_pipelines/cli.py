@@ -77,9 +77,10 @@ def systems() -> None:
 @app.command("docs")
 def docs(check: Annotated[bool, typer.Option(help="fail if docs/ is out of date instead of writing")] = False) -> None:
     """Regenerate the reference docs in docs/ from the specs."""
-    from .docs import systems_markdown, warehouse_markdown
+    from .docs import sync_catalog_markdown, systems_markdown, warehouse_markdown
 
-    for name, text in (("systems.md", systems_markdown()), ("warehouse.md", warehouse_markdown())):
+    for name, text in (("systems.md", systems_markdown()), ("warehouse.md", warehouse_markdown()),
+                       ("sync-catalog.md", sync_catalog_markdown())):
         target = PROJECT_ROOT / "docs" / name
         if check:
             if not target.exists() or target.read_text() != text:

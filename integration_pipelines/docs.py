@@ -106,3 +106,20 @@ def warehouse_markdown() -> str:
             lines.append(f"| `{column}` | {kind} | {meaning} |")
         lines.append("")
     return "\n".join(lines)
+
+
+def sync_catalog_markdown() -> str:
+    """The catalog of outbound syncs, from the SyncSpecs."""
+    from .syncs.registry import discover_syncs
+
+    lines = ["# Sync catalog", "", "Generated from `integration_pipelines/syncs/catalog/` by `integration-pipelines "
+             "docs`; do not edit by hand. How syncs work: [syncs.md](syncs.md).", "",
+             "| sync (asset `sync/<name>`) | what | target | mode | waits for | minutes saved per record |",
+             "|---|---|---|---|---|---|"]
+    for spec in discover_syncs():
+        lines.append(f"| `{spec.name}` | {spec.title} | {spec.target} | {spec.mode} | "
+                     f"{', '.join(spec.depends_on) or '—'} | {spec.manual_minutes_per_record:g} |")
+    lines.append("")
+    for spec in discover_syncs():
+        lines += [f"## {spec.title}", "", spec.description, ""]
+    return "\n".join(lines)

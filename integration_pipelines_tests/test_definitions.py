@@ -10,7 +10,7 @@ from integration_pipelines.connectors.errors import ConfigurationError
 from integration_pipelines.connectors.registry import discover_systems
 from integration_pipelines.connectors.runtime import resolve_system
 from integration_pipelines.definitions import build_definitions
-from integration_pipelines.docs import systems_markdown, warehouse_markdown
+from integration_pipelines.docs import sync_catalog_markdown, systems_markdown, warehouse_markdown
 
 from .conftest import PROJECT_ROOT
 
@@ -54,7 +54,8 @@ def test_sandbox_by_default_live_with_all_secrets_error_with_some(settings, syst
 
 
 def test_generated_docs_are_current():
-    for name, text in (("systems.md", systems_markdown()), ("warehouse.md", warehouse_markdown())):
+    for name, text in (("systems.md", systems_markdown()), ("warehouse.md", warehouse_markdown()),
+                       ("sync-catalog.md", sync_catalog_markdown())):
         assert (PROJECT_ROOT / "docs" / name).read_text() == text, (
             f"docs/{name} is out of date: run `integration-pipelines docs`"
         )
