@@ -169,3 +169,43 @@ def test_sync_asset_in_dagster_with_dry_run_config(settings, sandbox):
     assert sandbox.state.request_log("quickbooks") == []
     real = dg.materialize([asset], resources={"warehouse": WarehouseResource(database=settings.warehouse_database)})
     assert real.asset_materializations_for_node(asset.op.name)[0].metadata["created"].value == 3
+
+
+def test_mirror_archives_what_left_the_model_and_only_then(settings, sandbox):
+    import duckdb
+
+    from integration_pipelines.syncs.spec import SyncSpec
+
+    spec = SyncSpec(
+        name="vip_list_to_hubspot", title="VIP list → HubSpot", description="A mirror of a curated list.",
+        source_sql="SELECT lower(email) AS email, name FROM main.vip_list", key="email", target="hubspot",
+        mode="mirror", create_writer="upsert_contacts", update_writer="upsert_contacts",
+        delete_writer="archive_contact",
+        payload={"idProperty": "email", "id": "{email}", "properties": {"email": "{email}", "firstname": "{name}"}},
+    )
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    with duckdb.connect(settings.warehouse_database) as con:
+        con.execute("CREATE TABLE main.vip_list AS SELECT * FROM (VALUES ('vip1@example.test', 'Ann'), "
+                    "('vip2@example.test', 'Bo'), ('vip3@example.test', 'Cy')) t(email, name)")
+    warehouse = Warehouse(settings.warehouse_database)
+    first = run_sync(spec, warehouse, settings, run_id="m1")
+    assert (first.created, first.deleted, first.failed) == (3, 0, 0)
+    hubspot = sandbox.emulator("hubspot")
+
+    def live_vips() -> set[str]:
+        return {c["properties"]["email"] for c in hubspot.dump("contacts")
+                if (c["properties"].get("email") or "").startswith("vip") and not c["archived"]}
+
+    assert live_vips() == {"vip1@example.test", "vip2@example.test", "vip3@example.test"}
+    # an unchanged model archives nothing
+    assert run_sync(spec, warehouse, settings, run_id="m2").plan.counts()["deletes"] == 0
+    with duckdb.connect(settings.warehouse_database) as con:
+        con.execute("DELETE FROM main.vip_list WHERE email = 'vip2@example.test'")
+    third = run_sync(spec, warehouse, settings, run_id="m3")
+    assert (third.deleted, third.created, third.updated) == (1, 0, 0)
+    assert live_vips() == {"vip1@example.test", "vip3@example.test"}
+    assert warehouse_rows(settings, "SELECT status FROM sync.ledger WHERE record_key = 'vip2@example.test'") == [
+        ("deleted",)]
+    sandbox.state.clear_requests()
+    assert run_sync(spec, warehouse, settings, run_id="m4").plan.counts()["deletes"] == 0
+    assert posts_to(sandbox, "hubspot") == []

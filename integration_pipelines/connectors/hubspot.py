@@ -156,6 +156,14 @@ SYSTEM = System(
             idempotency=Idempotency(location="none"),
         ),
         Writer(
+            name="archive_contact",
+            description="Archive (soft-delete) one contact by id: what a mirror sync does when a row leaves the model.",
+            method="DELETE",
+            path="/crm/v3/objects/contacts/{external_id}",
+            batch_size=1,
+            idempotency=Idempotency(location="none"),
+        ),
+        Writer(
             name="update_deals",
             description="Update deals by id ({'id': ..., 'properties': {...}}).",
             path="/crm/v3/objects/deals/batch/update",

@@ -152,7 +152,10 @@ def payload_for(spec: SyncSpec, record: Record, operation: str, system_values: d
     the database, uid and key); row columns win over system values of the same name."""
     variables = {**(system_values or {}), **_jsonable(record.row), "external_id": record.external_id,
                  "record_key": record.key}
-    template = {"delete": spec.delete_payload, "update": spec.update_payload}.get(operation) or spec.payload
+    if operation == "delete":  # the row has left the model: only the key and the target's id are known
+        template = spec.delete_payload or {}
+    else:
+        template = (spec.update_payload if operation == "update" else None) or spec.payload
     return render_template(template, variables, where=f"sync {spec.name} payload")
 
 
