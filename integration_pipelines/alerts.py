@@ -161,8 +161,9 @@ class Alerter:
 
 
 def _root_cause(error: object) -> str:
-    """Dagster wraps the user's exception ("Error occurred while executing op ..."): report the real one."""
-    while getattr(error, "cause", None) is not None:
+    """Dagster wraps the user's exception ("Error occurred while executing op ..."): unwrap Dagster's own errors
+    only, so the alert shows our readable message, not the low-level error it was raised from."""
+    while str(getattr(error, "cls_name", "")).startswith("Dagster") and getattr(error, "cause", None) is not None:
         error = error.cause  # type: ignore[attr-defined]
     return str(getattr(error, "message", error))
 

@@ -86,7 +86,8 @@ def test_a_failed_run_alerts_every_channel_once_without_secrets(settings, channe
 
     @dg.op
     def push_invoices() -> None:
-        raise RuntimeError(f"QuickBooks refused the token {SECRET}\nsecond line of the traceback")
+        low_level = ValueError("low-level decode error")
+        raise RuntimeError(f"QuickBooks refused the token {SECRET}\nsecond line of the traceback") from low_level
 
     @dg.job
     def nightly_sync() -> None:
@@ -107,6 +108,7 @@ def test_a_failed_run_alerts_every_channel_once_without_secrets(settings, channe
     slack_text = capture.posts[0][1]["text"]
     assert "nightly_sync" in slack_text and f"http://dagster.example.test/runs/{result.run_id}" in slack_text
     assert "QuickBooks refused the token" in slack_text and "second line" not in slack_text
+    assert "low-level" not in slack_text  # our readable error, not the one it was raised from
     everything = json.dumps(capture.posts) + mailbox.messages[0]
     assert SECRET not in everything and "***" in everything
 
