@@ -6,6 +6,8 @@ failed load never advances it; a failure anywhere before the commit leaves the w
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -21,6 +23,8 @@ from .warehouse.duckdb import LoadResult, StreamState, Warehouse
 from .warehouse.spool import Spool
 
 UNPARTITIONED = "all"
+# Requests are not logged one by one in the run log (see connectors.http); a long read says where it is instead.
+PROGRESS_EVERY_SECONDS = 30.0
 
 
 @dataclass
@@ -34,6 +38,15 @@ class ExtractResult:
     records: int
     cursor: str | None
     load: LoadResult
+
+
+def field_reader(path: str | None) -> Callable[[dict[str, Any]], Any]:
+    """A record's value at `path`; a plain key skips the dotted-path walk, which is on every record's path."""
+    if not path:
+        return lambda record: None
+    if "." not in path:
+        return lambda record: record.get(path)
+    return lambda record: json_path(record, path)
 
 
 def raw_schema(system_name: str) -> str:
@@ -68,6 +81,9 @@ def extract_stream(
     keys: list[str] = []
     cursors: list[str | None] = []
 
+    primary_key_of = field_reader(stream.primary_key)
+    cursor_of = field_reader(stream.cursor_field)
+
     def flush() -> None:
         if batch:
             spool.write(
@@ -84,13 +100,17 @@ def extract_stream(
         # SOAP systems read through the SOAP engine; both yield the same pages of plain dict records.
         open_client, pages_of = (build_soap_client, read_soap_pages) if system.soap else (build_client, read_pages)
         with open_client(resolved, log=log, **(client_kwargs or {})) as client:
+            next_progress = time.monotonic() + PROGRESS_EVERY_SECONDS
             for page in pages_of(client, resolved, stream, window):  # type: ignore[arg-type]
                 pages += 1
+                if log is not None and time.monotonic() >= next_progress:
+                    log.info(f"{system.name}/{stream.name}: {pages:,} pages, {records:,} records read so far")
+                    next_progress = time.monotonic() + PROGRESS_EVERY_SECONDS
                 for record in page.records:
                     records += 1
                     batch.append(record)
-                    keys.append(str(json_path(record, stream.primary_key)))
-                    raw_cursor = json_path(record, stream.cursor_field) if stream.cursor_field else None
+                    keys.append(str(primary_key_of(record)))
+                    raw_cursor = cursor_of(record)
                     cursors.append(None if raw_cursor is None else str(raw_cursor))
                     moment = parse_cursor(raw_cursor, stream.cursor_format)
                     if moment is not None and (max_cursor is None or moment > max_cursor):

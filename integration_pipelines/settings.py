@@ -26,7 +26,13 @@ class Settings(BaseSettings):
     partitions_start: date = Field(default=date(2026, 1, 1), description="first daily partition")
     enabled_systems: str = Field(default="", description="comma-separated system names; empty = all")
     warehouse_lock_timeout_seconds: float = Field(default=120.0, ge=0)
-    batch_rows: int = Field(default=5000, ge=1, description="records per Arrow batch while extracting")
+    batch_rows: int = Field(default=1000, ge=1, description="records per Arrow batch while extracting")
+    load_memory_limit: str = Field(
+        default="64MB", description="DuckDB memory limit while loading a stream (beyond it, DuckDB spills to disk)"
+    )
+    duckdb_memory_limit: str | None = Field(
+        default=None, description="DuckDB memory limit for models and queries (default: DuckDB's, 80% of RAM)"
+    )
     nightly_cron: str = Field(default="0 2 * * *", description="when the nightly sync runs (cron, local time)")
     weekly_full_refresh_cron: str = Field(default="0 3 * * 0", description="weekly full re-read (cron)")
     reconciliation_warn_at: int = Field(default=1, ge=1, description="mismatches that make a check WARN")
@@ -63,6 +69,9 @@ class SystemOverrides(BaseSettings):
     backoff_cap_seconds: float | None = Field(default=None, ge=0)
     timeout_seconds: float = Field(default=30.0, gt=0)
     page_size: int | None = Field(default=None, ge=1)
+    log_requests: bool = Field(
+        default=False, description="every request of this system in the run log, not only retries and errors"
+    )
 
 
 def load_settings() -> Settings:

@@ -103,6 +103,7 @@ class HttpClient:
     sleep: Callable[[float], None] = time.sleep
     rng: random.Random = field(default_factory=random.Random)
     log: LogSink | None = None
+    log_every_request: bool = False
 
     def __post_init__(self) -> None:
         self._client = httpx.Client(
@@ -197,7 +198,7 @@ class HttpClient:
             ) from exc
         ms = (time.monotonic() - started) * 1000
         status = response.status_code
-        self._log("info" if status < 400 else "warning", method, shown, status, attempt, ms)
+        self._log("debug" if status < 400 else "warning", method, shown, status, attempt, ms)
         if status in self.retry.retry_statuses or (self.is_rate_limited and self.is_rate_limited(response)):
             raise TransientError(
                 self.system,
@@ -234,8 +235,12 @@ class HttpClient:
         return redact(str(body)[:300])
 
     def _log(self, level: str, method: str, shown: str, status: object, attempt: int, ms: float) -> None:
+        """Every request goes to the `integration_pipelines.http` logger; only the ones worth a look (retries,
+        errors) also go to the run's log. A line per page in the run log costs an event-log write per page
+        (a 500k-record read is 5,000 of them) and buries the warnings; the run reports pages and requests in
+        its metadata instead, and `<SYSTEM>_LOG_REQUESTS=true` (or this logger at DEBUG) shows every request."""
         line = "%s %s %s -> %s attempt=%d %.0fms"
         args = (self.system, method, shown, status, attempt, ms)
         getattr(logger, level)(line, *args)
-        if self.log is not None:
-            getattr(self.log, level)(redact(line % args))
+        if self.log is not None and (level != "debug" or self.log_every_request):
+            getattr(self.log, "info" if level == "debug" else level)(redact(line % args))

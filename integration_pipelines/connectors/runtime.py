@@ -150,4 +150,5 @@ def build_client(
         sleep=sleep,
         rng=rng or random.Random(),
         log=log,
+        log_every_request=overrides.log_requests,
     )

@@ -97,9 +97,7 @@ def ingest_batch(store: LandingStore, warehouse: Warehouse, spool_dir: Path, bat
             _fail(store, ref, exc, result, log)
         store.drop_batch(batch)
         raise
-    for ref, _, _ in documents:
-        store.move(ref, "processed")
-        result.processed += 1
+    result.processed += len(store.move_many([ref for ref, _, _ in documents], "processed"))
     store.drop_batch(batch)
     return result
 

@@ -90,13 +90,17 @@ class LandingStore(ABC):
     def drop_batch(self, batch: str) -> None:
         """Forget an emptied batch."""
 
+    def move_many(self, refs: list[EventFile], area: str, batch: str = "") -> list[EventFile]:
+        """Move several files; one that another process moved meanwhile is skipped (not in the result)."""
+        moved: list[EventFile] = []
+        for ref in refs:
+            with contextlib.suppress(FileNotFoundError):
+                moved.append(self.move(ref, area, batch))
+        return moved
+
     def claim(self, batch: str, limit: int) -> list[EventFile]:
         """Move up to `limit` landed files into a new batch; a file claimed elsewhere meanwhile is skipped."""
-        claimed: list[EventFile] = []
-        for ref in self.list("landing", limit=limit):
-            with contextlib.suppress(FileNotFoundError):
-                claimed.append(self.move(ref, "claimed", batch))
-        return claimed
+        return self.move_many(self.list("landing", limit=limit), "claimed", batch)
 
 
 def _fsync_dir(path: Path) -> None:
@@ -197,17 +201,39 @@ class LocalLandingStore(LandingStore):
         return self.path(ref).read_bytes()
 
     def move(self, ref: EventFile, area: str, batch: str = "") -> EventFile:
+        target, directories = self._rename(ref, area, batch)
+        for directory in directories:
+            _fsync_dir(directory)
+        return target
+
+    def move_many(self, refs: list[EventFile], area: str, batch: str = "") -> list[EventFile]:
+        """Rename every file, then fsync each directory involved once. A claim of 500 files used to cost 1,000
+        directory fsyncs (a 10,000-file backlog took 46 s per sensor tick); a crash before the fsyncs can only
+        undo renames, which leaves a file in `landing/` (claimed again) or in an orphaned batch (replayed)."""
+        moved: list[EventFile] = []
+        touched: dict[Path, None] = {}
+        for ref in refs:
+            try:
+                target, directories = self._rename(ref, area, batch)
+            except FileNotFoundError:
+                continue
+            moved.append(target)
+            touched.update(dict.fromkeys(directories))
+        for directory in touched:
+            _fsync_dir(directory)
+        return moved
+
+    def _rename(self, ref: EventFile, area: str, batch: str) -> tuple[EventFile, tuple[Path, Path]]:
         target = ref.at(area, batch)
         destination = self.path(target)
-        _makedirs_durably(destination.parent)
+        if not destination.parent.is_dir():
+            _makedirs_durably(destination.parent)
         source = self.path(ref)
         os.replace(source, destination)
         note = source.with_name(f"{ref.event_id}.error.txt")
-        if note.exists() and area != "failed":
-            note.unlink()
-        _fsync_dir(destination.parent)
-        _fsync_dir(source.parent)
-        return target
+        if area != "failed":
+            note.unlink(missing_ok=True)
+        return target, (destination.parent, source.parent)
 
     def write_note(self, ref: EventFile, text: str) -> None:
         self._write_durably(self.path(ref).with_name(f"{ref.event_id}.error.txt"), text.encode())
