@@ -273,9 +273,11 @@ def bench_sensor(report: Report, files: int, logs: Path) -> None:
              for i, t in enumerate(r["ticks"], 1)]
     report.table(f"Webhook sensor: ticks with {files:,} pending landing files (dagster.build_sensor_context)",
                  ["step", "pending files", "seconds", "run requests", "files claimed"], rows,
-                 [f"A tick claims at most max_runs_per_tick x batch_files = {r['max_runs_per_tick']} x "
-                  f"{r['batch_files']} files, each by a rename with two directory fsyncs, and requests one run "
-                  f"per batch; process peak RSS {m.peak_rss_mb:.0f} MB."])
+                 [f"A tick claims at most min(max_runs_per_tick, max_inflight_runs - ingest runs in flight) x "
+                  f"batch_files = min({r['max_runs_per_tick']}, {r.get('max_inflight_runs', '?')}) x "
+                  f"{r['batch_files']} files (renames, then one fsync per directory touched) and requests one run "
+                  f"per batch; no run executes here, so every tick finds the full room. Process peak RSS "
+                  f"{m.peak_rss_mb:.0f} MB."])
 
 
 # -- main ------------------------------------------------------------------------------------------------------------

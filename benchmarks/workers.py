@@ -377,7 +377,8 @@ def webhook_load(args: dict[str, Any]) -> dict[str, Any]:
 # -- 5. sensor ---------------------------------------------------------------------------------------------------
 def sensor(args: dict[str, Any]) -> dict[str, Any]:
     """The webhook sensor evaluated with dagster.build_sensor_context over `files` pending landing files: each
-    tick claims up to max_runs_per_tick x batch_files files (durable renames) and requests one run per batch."""
+    tick claims up to a few batches of batch_files files (renames made durable per directory) and requests one run
+    per batch."""
     import dagster as dg
 
     from integration_pipelines.settings import Settings
@@ -423,7 +424,8 @@ def sensor(args: dict[str, Any]) -> dict[str, Any]:
         ticks.append({"pending": pending, "seconds": seconds, "run_requests": len(result.run_requests or []),
                       "claimed": claimed})
     return {"files": files, "listed": listed, "list_seconds": list_seconds, "ticks": ticks,
-            "batch_files": config.batch_files, "max_runs_per_tick": config.max_runs_per_tick}
+            "batch_files": config.batch_files, "max_runs_per_tick": config.max_runs_per_tick,
+            "max_inflight_runs": config.max_inflight_runs}
 
 
 WORKERS = {f.__name__: f for f in (extract_project, extract_floor, extract_dlt, noop_sandbox, plan_setup, plan,

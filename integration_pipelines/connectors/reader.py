@@ -3,12 +3,19 @@
 Pages are yielded one at a time and never accumulated. Every pagination loop has a hard page bound and stops
 with a clear error when the API sends us back to a request we already made (a repeated cursor would
 otherwise loop forever).
+
+A page whose records are exactly the previous page's is a stale answer (a cache or lagging replica serving the
+last response again), not data: yielding it would load nothing new and, for offset and page-number paging, step
+over the page we actually asked for. It is asked for again, a bounded number of times with the retry backoff;
+only a repeat that persists stops the read, with the same "already read" loop error. Page reads are reads (list
+GETs, search POSTs), so asking again is safe.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -16,6 +23,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
+import orjson
 
 from .errors import ApiError, AuthError, MalformedPageError, PaginationError
 from .http import HttpClient, json_path
@@ -24,8 +32,12 @@ from .redaction import redact, redact_url
 from .runtime import ResolvedSystem
 from .spec import RequestTemplate, Stream, render_template, time_variables
 
+logger = logging.getLogger("integration_pipelines.reader")
+
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _EXCERPT = 240
+REPEAT_REFETCHES = 2
+"""How many times a page that repeats the previous page's records is asked for again before the read stops."""
 
 
 @dataclass(frozen=True)
@@ -93,6 +105,7 @@ def read_pages(
     state = stream.paginator.initial()
     state = PageState(variables={**base_vars, **state.variables})
     seen: set[str] = set()
+    stale = StalePageGuard(client, resolved.system.title, where)
     for number in range(1, stream.max_pages + 1):
         method, url, params, body_kwargs = _render(template, state, where)
         fingerprint = _fingerprint(method, url, params, body_kwargs)
@@ -104,10 +117,16 @@ def read_pages(
                 "pagination or a changed cursor format; report it with this message.",
             )
         seen.add(fingerprint)
-        response = client.request(method, url, params=params, **body_kwargs)
-        body = _parse(response, resolved, where, number)
-        records = _records(body, resolved, stream, where, number, response)
+        asked_again = 0
+        while True:
+            response = client.request(method, url, params=params, **body_kwargs)
+            body = _parse(response, resolved, where, number)
+            records = _records(body, resolved, stream, where, number, response)
+            if stale.fresh(records, number, str(response.request.url), asked_again):
+                break
+            asked_again += 1
         yield Page(number, redact_url(str(response.request.url)), records)
+        stale.keep(records)
         next_state = stream.paginator.next_page(state, response, body, records)
         if next_state is None:
             return
@@ -174,14 +193,78 @@ def _fingerprint(method: str, url: str, params: dict | None, body: dict) -> str:
     return hashlib.sha256(payload.encode()).hexdigest()
 
 
+class StalePageGuard:
+    """Catches a page whose records are exactly the previous page's: a stale answer, asked for again.
+
+    A reader calls `fresh` on every page it fetched (False: fetch the same request again) and `keep` on every page
+    it yielded. Shared by the REST and SOAP readers so that both treat a lagging backend alike.
+    """
+
+    def __init__(self, client: HttpClient, title: str, where: str) -> None:
+        self.client = client
+        self.title = title
+        self.where = where
+        self.previous: list[dict[str, Any]] = []
+
+    def fresh(self, records: list[dict[str, Any]], number: int, url: str, asked_again: int) -> bool:
+        """Whether to keep this page. A repeat is logged and waited on (the retry backoff: a lagging replica needs
+        a moment) and asked for again up to REPEAT_REFETCHES times; a repeat that persists raises.
+
+        Plain equality with the previous page's records: two different pages differ in their first record's id,
+        so the usual case costs one dict comparison, not a hash of the page. Empty pages are never a repeat."""
+        if not records or records != self.previous:
+            return True
+        shown = redact_url(url)
+        if asked_again >= REPEAT_REFETCHES:
+            raise PaginationError(
+                self.title,
+                f"{self.where}: page {number} ({shown}) came back with exactly the records of page {number - 1}, "
+                f"{asked_again + 1} times in a row: the API keeps sending us back to a page we already read. "
+                "Stopping instead of loading that page twice and skipping the one we asked for; nothing from this "
+                "read was committed. A cache or replica that lags behind clears up on its own: rerun the asset "
+                "later. If it persists, the API ignores the paging parameter or changed its format; report it with "
+                "this message.",
+            )
+        line = (f"{self.where}: page {number} ({shown}) repeated the previous page's records; asking again "
+                f"({asked_again + 1}/{REPEAT_REFETCHES})")
+        logger.warning(line)
+        if self.client.log is not None:
+            self.client.log.warning(line)
+        self.client.sleep(self.client.retry.backoff(asked_again + 1, self.client.rng))
+        return False
+
+    def keep(self, records: list[dict[str, Any]]) -> None:
+        """Remember the page just yielded (one page: the reader still never accumulates)."""
+        self.previous = records
+
+
 def _excerpt(response: httpx.Response) -> str:
     text = response.text
     return redact(text[:_EXCERPT] + ("…" if len(text) > _EXCERPT else ""))
 
 
+# A JSON number of 19+ digits may not fit 64 bits, and orjson would turn it into a float and lose digits. Any run
+# of 19 digits (in a string too) sends the page to the standard library; mapping digits to "0" and searching
+# is ~10x faster than a regular expression over a 100 KB page.
+_DIGITS_TO_ZERO = bytes.maketrans(b"123456789", b"000000000")
+_LONG_DIGIT_RUN = b"0" * 19
+
+
+def _decode_json(response: httpx.Response) -> Any:
+    """orjson for speed (page parsing is on every record's path); the standard library where orjson would
+    change a value (integers beyond 64 bits) or refuses what `json` accepts (NaN, a non-UTF-8 charset)."""
+    content = response.content
+    if content.translate(_DIGITS_TO_ZERO).find(_LONG_DIGIT_RUN) < 0:
+        try:
+            return orjson.loads(content)
+        except orjson.JSONDecodeError:
+            pass  # the standard library decides, and its error is the one the user reads
+    return response.json()
+
+
 def _parse(response: httpx.Response, resolved: ResolvedSystem, where: str, number: int) -> Any:
     try:
-        return response.json()
+        return _decode_json(response)
     except ValueError as exc:
         raise MalformedPageError(
             resolved.system.title,

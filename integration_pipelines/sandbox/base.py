@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import threading
 import time
 from collections import deque
@@ -64,6 +65,12 @@ class Emulator:
     name: str = ""
     prefixes: tuple[str, ...] = ()
     streams: tuple[str, ...] = ()
+    #: How a list request says how many records to skip: query parameters or JSON body keys with these names
+    #: (`?offset=`, OData `$skip`, a JSON-RPC `"offset"`), or a number inside a query-language parameter
+    #: (QuickBooks' `STARTPOSITION n`). The `duplicate` fault moves these back by one, as a row inserted ahead
+    #: of an offset reader does; requests without one get the fault as an overlap between pages instead.
+    offset_params: tuple[str, ...] = ("offset", "$skip")
+    offset_patterns: tuple[re.Pattern[str], ...] = (re.compile(r"\bSTARTPOSITION\s+(\d+)", re.IGNORECASE),)
 
     def __init__(self, world: World, sandbox: SandboxState) -> None:
         self.world = world
