@@ -2,6 +2,15 @@
 
 It is what makes a sync idempotent across runs (unchanged rows are not sent again; a created record is updated,
 never created twice) and what later syncs read to resolve references.
+
+`sync.pending` is its write-ahead half: the batch about to be sent (records, the idempotency key it goes out
+with, and the model row each payload is rendered from), committed *before* the request. A run killed after the
+target accepted a batch and before the ledger recorded it leaves the batch here, and the next run re-sends exactly
+that batch with exactly that key, so the target replays its first answer. Re-planning instead would build the
+batch from the current model: another composition or row hash means another key, and a second invoice. A write
+whose answer was lost (retries exhausted) stays here the same way; a batch none of whose records the model would
+still send (an Odoo order since extracted back) is dropped instead of re-sent. Rows, not rendered payloads, are
+kept, because payloads can carry credentials (JSON-RPC login values) and rows cannot.
 """
 
 from __future__ import annotations
@@ -21,6 +30,11 @@ DDL = (
         run_id VARCHAR, sync_name VARCHAR, target VARCHAR, started_at TIMESTAMPTZ, finished_at TIMESTAMPTZ,
         dry_run BOOLEAN, planned_creates BIGINT, planned_updates BIGINT, planned_deletes BIGINT,
         unchanged BIGINT, waiting BIGINT, created BIGINT, updated BIGINT, deleted BIGINT, failed BIGINT)""",
+    """CREATE TABLE IF NOT EXISTS sync.pending (
+        sync_name VARCHAR NOT NULL, record_key VARCHAR NOT NULL, operation VARCHAR NOT NULL,
+        idempotency_key VARCHAR NOT NULL, position BIGINT NOT NULL, row_hash VARCHAR, external_id VARCHAR,
+        row_json VARCHAR NOT NULL, run_id VARCHAR, journaled_at TIMESTAMPTZ NOT NULL,
+        PRIMARY KEY (sync_name, record_key))""",
 )
 
 
