@@ -20,7 +20,7 @@ from .connectors.spec import Stream
 from .settings import Settings
 from .warehouse.batches import records_to_table
 from .warehouse.duckdb import LoadResult, StreamState, Warehouse
-from .warehouse.spool import Spool
+from .warehouse.spool import Spool, sweep_stale_spools
 
 UNPARTITIONED = "all"
 # Requests are not logged one by one in the run log (see connectors.http); a long read says where it is instead.
@@ -72,6 +72,7 @@ def extract_stream(
     stored = warehouse.read_state(system.name, stream.name, state_key)
     since = parse_cursor(stored, "iso") if stored and stream.incremental and not full_refresh else None
     window = ReadWindow(start=window_start, end=window_end, cursor=since)
+    sweep_stale_spools(settings.spool_dir, log)
     spool = Spool(settings.spool_dir / run_id / system.name / stream.name / state_key)
     started = datetime.now(UTC)
     extracted_at = started

@@ -275,8 +275,11 @@ def test_a_load_killed_mid_stream_commits_nothing_and_the_rerun_loads_every_reco
     changed = {k for k, raw in raw_snapshots(settings).items() if raw != before["rows"].get(k)}
     assert changed == set(before["touched"]), "the rerun re-reads from the old cursor: every edit arrives"
     assert extract_log_count(settings) == before["logged"] + 1
-    # the dead run's spool is never loaded by anyone else: its files are ignored (the rows above prove it)
-    assert not [p for p in spooled_parts(settings) if p not in stale], "the rerun cleans its own spool"
+    # the dead run's spool was never loaded by anyone (the rows above prove it): the rerun removes it, saying so,
+    # and cleans its own
+    assert not spooled_parts(settings), "the rerun removes the dead run's spool and cleans its own"
+    assert "Removed the stale spool" in rerun.output() and "never loaded" in rerun.output()
+    assert not settings.spool_dir.exists() or not list(settings.spool_dir.iterdir()), "no empty run folders left"
 
 
 def test_a_load_killed_inside_its_warehouse_transaction_is_all_or_nothing(settings, sandbox, spawn,

@@ -109,3 +109,53 @@ def test_a_lock_held_too_long_gives_a_clear_error(tmp_path):
     finally:
         holder.kill()
         holder.wait()
+
+
+def _dead_pid() -> int:
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    child.wait()
+    return child.pid
+
+
+def test_a_dead_runs_spool_is_swept_with_a_message_and_a_live_ones_is_kept(tmp_path):
+    import json
+    import os
+
+    from integration_pipelines.warehouse.spool import OWNER_FILE, sweep_stale_spools
+
+    root = tmp_path / "spool"
+    dead = spool_of(tmp_path, [{"id": 1}], name="run-dead/fake/things/all")
+    live = spool_of(tmp_path, [{"id": 2}], name="run-live/fake/things/all")
+    owner = json.loads((dead.directory / OWNER_FILE).read_text())
+    assert owner["pid"] == os.getpid()  # written by the process that spools
+    (dead.directory / OWNER_FILE).write_text(json.dumps({**owner, "pid": _dead_pid()}))
+
+    messages: list[str] = []
+
+    class Log:
+        def warning(self, message: str) -> None:
+            messages.append(message)
+
+    assert sweep_stale_spools(root, Log()) == 1
+    assert not (root / "run-dead").exists(), "the dead run's folders go with its spool"
+    assert live.files[0].exists(), "a live run's spool is never touched"
+    assert len(messages) == 1 and "run-dead" in messages[0] and "1 Parquet part(s), never loaded" in messages[0]
+    assert "is gone" in messages[0]
+
+    live.cleanup()
+    assert not (root / "run-live").exists(), "a finished spool leaves no empty run folders behind"
+
+
+def test_hashes_and_loads_survive_awkward_values(tmp_path):
+    """Integers beyond 64 bits stay exact (text column, `_raw`), a lone surrogate does not fail the batch, and an
+    unchanged record is recognised by its digest on the next load."""
+    records = [{"id": 1, "big": 2**70, "text": "x\udc80", "nested": {"b": 1, "a": [1.5, None]}}]
+    wh = Warehouse(str(tmp_path / "w.duckdb"))
+    first = load(wh, spool_of(tmp_path, records))
+    second = load(wh, spool_of(tmp_path, records, name="again"))
+    assert (first.inserted, second.unchanged, second.updated) == (1, 1, 0)
+    with duckdb.connect(str(tmp_path / "w.duckdb"), read_only=True) as con:
+        big, nested, raw, digest = con.execute(
+            "SELECT big, nested, _raw, _hash FROM raw_fake.things").fetchone()
+    assert big == str(2**70) and str(2**70) in raw
+    assert nested == '{"a":[1.5,null],"b":1}' and len(digest) == 32

@@ -208,3 +208,20 @@ def test_new_files_wait_while_an_ingest_run_is_in_flight_then_go_in_one_batch(tm
     env.instance.report_run_canceled(in_flight)  # the stand-in run ends
     batched = env.tick()
     assert len(batched.run_requests) == 1 and batched.run_requests[0].tags["webhooks/files"] == "5"
+
+
+def test_temp_files_of_a_killed_writer_are_swept_only_when_old(tmp_path):
+    import os
+    import time
+
+    store = LocalLandingStore(tmp_path)
+    assert store.land("stripe", "2026-03-09", "evt_1", b"{}")
+    day = tmp_path / "landing" / "stripe" / "2026-03-09"
+    old, fresh = day / ".evt_2.json.aaaa.tmp", day / ".evt_3.json.bbbb.tmp"
+    old.write_bytes(b"half")
+    fresh.write_bytes(b"half")
+    hour_ago = time.time() - 3600
+    os.utime(old, (hour_ago, hour_ago))
+    assert store.sweep_temp(older_than=600) == 1
+    assert not old.exists() and fresh.exists(), "a writer that may still be running keeps its temp file"
+    assert [ref.event_id for ref in store.list("landing")] == ["evt_1"]

@@ -29,6 +29,10 @@ def serve(
     from .receiver import build_receiver
 
     receiver = build_receiver()
+    swept = receiver.store.sweep_temp() if isinstance(receiver.store, LocalLandingStore) else 0
+    if swept:
+        typer.echo(f"Removed {swept} temp file(s) a killed receiver left in the landing store (never acknowledged; "
+                   "the providers re-send those events).")
     typer.echo(f"Webhook receiver on http://{host}:{port}; landing store {receiver.store.root}"  # type: ignore[attr-defined]
                f"; vendors sign {receiver.config.public_url}")
     uvicorn.run(receiver.app(), host=host, port=port, log_level="info", access_log=False, lifespan="off")
@@ -51,6 +55,10 @@ def replay(
 def status() -> None:
     """Count files per area and provider; show the first line of each failure."""
     store = _store()
+    temps = sum(1 for area in (*AREAS, "seen") if (store.root / area).is_dir()
+                for _ in (store.root / area).rglob(".*.tmp"))
+    if temps:
+        typer.echo(f"temp files (a writer died mid-write; `webhooks serve` removes those older than 10 min): {temps}")
     for area in AREAS:
         refs = ([r for b in store.batches() for r in store.list(area, batch=b)] if area == "claimed"
                 else store.list(area))

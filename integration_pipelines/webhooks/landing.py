@@ -22,6 +22,7 @@ import hashlib
 import os
 import re
 import threading
+import time
 import uuid
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
@@ -234,6 +235,26 @@ class LocalLandingStore(LandingStore):
         if area != "failed":
             note.unlink(missing_ok=True)
         return target, (destination.parent, source.parent)
+
+    def sweep_temp(self, older_than: float = 600.0) -> int:
+        """Delete temp files a killed writer left behind (`.<name>.<uuid>.tmp`); returns how many.
+
+        They were never renamed into place, so the event they carried was never acknowledged and the provider
+        re-sends it. Only files older than `older_than` seconds go, so a receiver sharing this store and
+        writing right now keeps its temp file.
+        """
+        cutoff = time.time() - older_than
+        removed = 0
+        for area in (*AREAS, "seen"):
+            base = self.root / area
+            if not base.is_dir():
+                continue
+            for temp in base.rglob(".*.tmp"):
+                with contextlib.suppress(FileNotFoundError):
+                    if temp.stat().st_mtime < cutoff:
+                        temp.unlink()
+                        removed += 1
+        return removed
 
     def write_note(self, ref: EventFile, text: str) -> None:
         self._write_durably(self.path(ref).with_name(f"{ref.event_id}.error.txt"), text.encode())
