@@ -20,6 +20,7 @@ from rich.console import Console
 from rich.table import Table
 
 from .connectors.errors import ConfigurationError
+from .connectors.redaction import redact
 from .connectors.registry import discover_systems
 from .connectors.runtime import resolve_system
 from .settings import load_settings
@@ -150,7 +151,10 @@ def tables(timeout: Annotated[float, typer.Option(help="seconds to wait for a wr
     except (WarehouseLockedError, WarehouseMissingError) as exc:
         err_console.print(f"[red]{exc}[/red]")
         raise typer.Exit(2) from None
-    _print_frame(frame, title=_warehouse_database())
+    except duckdb.Error as exc:
+        err_console.print(f"[red]Listing the warehouse failed: {exc}[/red]")
+        raise typer.Exit(1) from None
+    _print_frame(frame, title=redact(_warehouse_database()))  # an `md:` string may carry its token
 
 
 @app.command("roi")
@@ -207,7 +211,8 @@ def _sync_result(name: str, dry_run: bool) -> None:
     console.print(", ".join(f"{k}: {v}" for k, v in counts.items()))
     if not dry_run:
         console.print(f"created {result.created}, updated {result.updated}, deleted {result.deleted}, "
-                      f"failed {result.failed}")
+                      f"failed {result.failed}"
+                      + (f"; re-sent {result.resumed} from an interrupted run" if result.resumed else ""))
     for sample in result.samples:
         console.print(f"[dim]{sample['operation']} {sample['key']}[/dim] {_json.dumps(sample['payload'])}")
 

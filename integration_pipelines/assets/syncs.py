@@ -54,6 +54,8 @@ def build_sync_asset(spec: SyncSpec, settings: Settings) -> dg.AssetsDefinition:
             "created": result.created, "updated": result.updated, "deleted": result.deleted,
             "failed": result.failed, "errors": dg.MetadataValue.md(_md_errors(result)),
         }
+        if result.resumed:  # batches an interrupted run sent without recording the outcome, re-sent as they were
+            metadata["resumed"] = result.resumed
         if result.samples:
             metadata["sample_payloads"] = dg.MetadataValue.json(result.samples)
         return dg.MaterializeResult(metadata=metadata)
