@@ -12,6 +12,7 @@ from __future__ import annotations
 import fcntl
 import json
 import logging
+import os
 import smtplib
 import time
 from collections.abc import Iterator
@@ -51,6 +52,26 @@ class AlertSettings(BaseSettings):
         for secret in (self.slack_webhook_url, self.webhook_url, self.smtp_password):
             if secret is not None:
                 register_secret(secret.get_secret_value())
+
+
+def register_configured_secrets() -> None:
+    """Register every credential this deployment is configured with, not only the alert channels' own.
+
+    Why: alerts are sent from the daemon (run-failure and check sensors), a process that never resolved a system
+    nor read the webhook secrets, so its redaction registry would not know them; yet an alert carries error text
+    from other processes out of the machine (Slack, email). Values are the ones `connectors.runtime` and the
+    webhook receiver would use: the environment's, else the sandbox's fake ones.
+    """
+    from .connectors.registry import discover_systems
+    from .webhooks.config import load_webhook_secrets
+
+    for system in discover_systems():
+        for value in system.values.values():
+            if value.secret:
+                register_secret(os.environ.get(value.env) or value.sandbox)
+    webhook_secrets = load_webhook_secrets()
+    for name in type(webhook_secrets).model_fields:
+        webhook_secrets.values(name)  # registers each configured value (not the allow-listed org ids)
 
 
 @dataclass(frozen=True)
@@ -104,6 +125,7 @@ class Alerter:
         self.settings = settings or load_settings()
         self.config = alert_settings or AlertSettings()
         self.config.register()
+        register_configured_secrets()
         self.incidents = IncidentLog(self.settings.data_dir / "alerts" / "incidents.json")
 
     def raise_alert(self, alert: Alert) -> bool:

@@ -8,11 +8,16 @@ A system's credentials are named in its spec and read by `connectors.runtime` fr
 from __future__ import annotations
 
 import os
+import re
 from datetime import date
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from .connectors.redaction import register_secret
+
+_MOTHERDUCK_TOKEN = re.compile(r"[?&]motherduck_token=([^&]+)", re.IGNORECASE)
 
 
 class Settings(BaseSettings):
@@ -41,6 +46,23 @@ class Settings(BaseSettings):
         default_factory=lambda: os.environ.get("TZ") or "UTC",
         description="IANA timezone of the schedules (default: $TZ, else UTC)",
     )
+
+    @field_validator("warehouse")
+    @classmethod
+    def _register_warehouse_token(cls, value: str | None) -> str | None:
+        """A MotherDuck connection string may carry its token (`md:db?motherduck_token=…`), and the database
+        string is printed in places (the `tables` title, lock messages): register the token for redaction the
+        moment it is read, like every other credential."""
+        for match in _MOTHERDUCK_TOKEN.finditer(value or ""):
+            register_secret(match.group(1))
+        return value
+
+    @model_validator(mode="after")
+    def _register_motherduck_environment(self) -> Settings:
+        """DuckDB's MotherDuck extension reads its token from the environment on its own: redact that one too."""
+        for name in ("motherduck_token", "MOTHERDUCK_TOKEN"):
+            register_secret(os.environ.get(name))
+        return self
 
     @property
     def warehouse_database(self) -> str:

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import httpx
 
 from .errors import AuthError, TransientError
-from .redaction import register_secret
+from .redaction import redact, register_secret
 
 _REFRESH_MARGIN_SECONDS = 60.0
 
@@ -140,7 +140,7 @@ class OAuth2Auth(httpx.Auth):
             body = {}
         if response.status_code != 200 or "access_token" not in body:
             reason = " ".join(str(body[k]) for k in ("error", "error_description") if body.get(k))
-            reason = reason or response.text[:200]
+            reason = redact(reason or response.text)[:200]  # redact first: an excerpt could halve a secret
             raise AuthError(
                 self.system,
                 f"{self.system} refused to issue an access token ({response.status_code}: {reason}). "

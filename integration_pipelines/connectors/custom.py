@@ -72,34 +72,92 @@ class CustomSystemError(ConfigurationError):
 
 
 # -- YAML with positions --------------------------------------------------------------------------------
+# A spec file is a few hundred values; these bounds only stop hostile or broken files early, with a message,
+# instead of letting them exhaust memory or the stack: aliases that expand exponentially ("billion laughs" in
+# YAML), an alias that refers to its own ancestor (a cycle), thousands of nested brackets, a huge file.
+MAX_FILE_BYTES = 1_000_000
+MAX_VALUES = 20_000
+MAX_DEPTH = 40
+
+
+def _fatal(file: str, line: int, column: int, message: str) -> CustomSystemError:
+    return CustomSystemError(file, [Issue(file, line, column, "", message)])
+
+
+def _unreadable(file: str, text: str, exc: yaml.reader.ReaderError) -> CustomSystemError:
+    """A control character (NUL ...) that YAML does not allow anywhere in a file, at its line and column."""
+    line = text.count("\n", 0, exc.position) + 1
+    column = exc.position - (text.rfind("\n", 0, exc.position) + 1) + 1
+    code = exc.character if isinstance(exc.character, int) else ord(str(exc.character)[:1] or "\0")
+    return _fatal(file, line, column, f"not valid YAML: character U+{code:04X} is not allowed in a YAML file; "
+                  "remove it (or write it as an escape inside a double-quoted string).")
+
+
 def _compose(text: str, file: str) -> tuple[Any, dict[Location, tuple[int, int]]]:
     """Plain data plus the (line, column) of every key and list item, 1-based."""
-    loader = yaml.SafeLoader(text)
+    try:
+        loader = yaml.SafeLoader(text)  # refuses control characters (NUL ...) right here
+    except yaml.reader.ReaderError as exc:
+        raise _unreadable(file, text, exc) from None
     try:
         node = loader.get_single_node()
         marks: dict[Location, tuple[int, int]] = {}
         issues: list[Issue] = []
+        building: set[int] = set()  # ids of the collection nodes being built: an alias back to one is a cycle
+        count = 0
 
         def build(current: yaml.Node, path: Location) -> Any:
+            nonlocal count
+            count += 1
+            line, column = current.start_mark.line + 1, current.start_mark.column + 1
+            if count > MAX_VALUES:
+                raise _fatal(file, line, column, f"more than {MAX_VALUES} values once anchors and aliases are "
+                             "expanded; a system needs far fewer. Write the repeated parts out, or use fewer "
+                             "aliases (`*name`) of large anchors.")
+            if len(path) > MAX_DEPTH:
+                raise _fatal(file, line, column, f"nested more than {MAX_DEPTH} levels deep; a system description "
+                             "is never that deep. Check the brackets and indentation here.")
+            if isinstance(current, yaml.CollectionNode):
+                if id(current) in building:
+                    raise _fatal(file, line, column, "an alias (`*name`) refers to a mapping or list that contains "
+                                 "it, which would never end; replace the alias with the values it should hold.")
+                building.add(id(current))
+                try:
+                    return build_collection(current, path)
+                finally:
+                    building.discard(id(current))
+            return construct(current)
+
+        def construct(current: yaml.Node) -> Any:
+            try:
+                return loader.construct_object(current, deep=True)
+            except (ValueError, OverflowError) as exc:  # an int of 5,000 digits, a date like 2026-02-31 ...
+                line, column = current.start_mark.line + 1, current.start_mark.column + 1
+                raise _fatal(file, line, column, f"this value cannot be read ({str(exc)[:120]}); quote it if it "
+                             "is meant as text.") from None
+
+        def build_collection(current: yaml.CollectionNode, path: Location) -> Any:
             if isinstance(current, yaml.MappingNode):
                 out: dict[str, Any] = {}
                 for key_node, value_node in current.value:
-                    key = loader.construct_object(key_node, deep=True)
-                    where = (*path, key)
                     mark = (key_node.start_mark.line + 1, key_node.start_mark.column + 1)
+                    if not isinstance(key_node, yaml.ScalarNode):  # `? [a, b]` would not even be hashable
+                        issues.append(Issue(file, *mark, _dotted(path), "a key must be plain text, not a list or "
+                                            "a mapping; write `name: value`."))
+                        continue
+                    key = construct(key_node)
+                    where = (*path, key)
                     if key in out:
                         issues.append(Issue(file, *mark, _dotted(where), f"key {key!r} appears twice in this "
                                             f"mapping (first at line {marks[where][0]}); keep one"))
                     marks[where] = mark
                     out[key] = build(value_node, where)
                 return out
-            if isinstance(current, yaml.SequenceNode):
-                items = []
-                for index, item in enumerate(current.value):
-                    marks[(*path, index)] = (item.start_mark.line + 1, item.start_mark.column + 1)
-                    items.append(build(item, (*path, index)))
-                return items
-            return loader.construct_object(current, deep=True)
+            items = []
+            for index, item in enumerate(current.value):
+                marks[(*path, index)] = (item.start_mark.line + 1, item.start_mark.column + 1)
+                items.append(build(item, (*path, index)))
+            return items
 
         if node is None:
             raise CustomSystemError(file, [Issue(file, 1, 1, "", "the file is empty; describe one system in it")])
@@ -113,6 +171,11 @@ def _compose(text: str, file: str) -> tuple[Any, dict[Location, tuple[int, int]]
         line, column = (mark.line + 1, mark.column + 1) if mark else (1, 1)
         raise CustomSystemError(file, [Issue(file, line, column, "", f"not valid YAML: {exc.problem or exc}. "
                                              "Fix the indentation or quoting at this line.")]) from exc
+    except yaml.reader.ReaderError as exc:
+        raise _unreadable(file, text, exc) from None
+    except RecursionError:  # the composer itself recurses per nesting level
+        raise _fatal(file, 1, 1, f"nested too deeply to read (more than {MAX_DEPTH} levels are never needed); "
+                     "check the brackets and indentation.") from None
     finally:
         loader.dispose()
 
@@ -208,7 +271,8 @@ def _issue(error: Any, file: str, data: Any, marks: dict[Location, tuple[int, in
                        "(docs/custom-systems.md describes each).")
         return Issue(file, *tag_mark, _dotted([*present, discriminator]), message)
     shown = error.get("input")
-    got = f" (got {shown!r})" if not isinstance(shown, (dict, list)) else ""
+    text = repr(shown)
+    got = f" (got {text if len(text) <= 80 else text[:77] + '...'})" if not isinstance(shown, (dict, list)) else ""
     return Issue(file, line, column, _dotted(data_loc or present), f"{error['msg']}{got}.")
 
 
@@ -216,7 +280,18 @@ def _issue(error: Any, file: str, data: Any, marks: dict[Location, tuple[int, in
 def load_custom_file(path: Path) -> System:
     """One YAML file → one validated `System`, or a `CustomSystemError` naming file, line, key and fix."""
     file = str(path)
-    data, marks = _compose(path.read_text(encoding="utf-8"), file)
+    raw = path.read_bytes()
+    if len(raw) > MAX_FILE_BYTES:
+        raise _fatal(file, 1, 1, f"the file is {len(raw)} bytes; a system description is a few kilobytes (the "
+                     f"limit is {MAX_FILE_BYTES}). Is this the right file?")
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = raw.count(b"\n", 0, exc.start) + 1
+        column = exc.start - (raw.rfind(b"\n", 0, exc.start) + 1) + 1
+        raise _fatal(file, line, column, f"not UTF-8 text (byte {raw[exc.start]:#04x}); save the file as "
+                     "UTF-8.") from None
+    data, marks = _compose(text, file)
     if not isinstance(data, dict):
         raise CustomSystemError(file, [Issue(file, *marks[()], "", "the document must be a mapping of keys "
                                              "(name, title, base_url, values, auth, streams ...)")])

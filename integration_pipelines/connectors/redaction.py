@@ -27,14 +27,45 @@ def register_secret(value: str | None) -> None:
             _secrets.add(value)
 
 
+def _cut_piece(secret: str) -> int:
+    """The shortest piece of a secret, cut off at the edge of a text, that still counts as the secret."""
+    return max(_MIN_SECRET_LENGTH, min(8, len(secret) // 2))
+
+
 def redact(text: object) -> str:
-    """Return `text` with every registered secret replaced, longest first (a secret may contain another)."""
+    """Return `text` with every registered secret replaced, longest first (a secret may contain another).
+
+    A secret cut off at either end of the text also goes: callers excerpt long bodies (`text[:300]`) before
+    handing them over, and the excerpt may end with the first half of a key. The piece must be a fair part of
+    the secret (see `_cut_piece`), so ordinary text is left alone."""
     out = str(text)
     with _lock:
         known = sorted(_secrets, key=len, reverse=True)
     for secret in known:
         if secret in out:
             out = out.replace(secret, REDACTED)
+    for secret in known:
+        out = _redact_cut(out, secret)
+    return out
+
+
+def _redact_cut(out: str, secret: str) -> str:
+    shortest = _cut_piece(secret)
+    # the text ends with the secret's beginning: look for that beginning among its last len(secret) - 1 chars
+    tail_start = max(0, len(out) - len(secret) + 1)
+    at = out.find(secret[:shortest], tail_start)
+    while at != -1:
+        if secret.startswith(out[at:]):
+            out = out[:at] + REDACTED
+            break
+        at = out.find(secret[:shortest], at + 1)
+    # the text starts with the secret's end
+    head = out[:len(secret) - 1]
+    at = head.find(secret[-shortest:])
+    while at != -1:
+        if secret.endswith(head[:at + shortest]):
+            return REDACTED + out[at + shortest:]
+        at = head.find(secret[-shortest:], at + 1)
     return out
 
 

@@ -94,11 +94,33 @@ class SoapFaultError(ApiError):
 
 
 # -- hardened XML ----------------------------------------------------------------------------------------
+_BOMS = ((b"\x00\x00\xfe\xff", "utf-32-be"), (b"\xff\xfe\x00\x00", "utf-32-le"), (b"\xfe\xff", "utf-16-be"),
+         (b"\xff\xfe", "utf-16-le"))
+# XML 1.0 Appendix F: without a byte order mark, the zero bytes around the first `<` (or whitespace) give the width
+_ZERO_PATTERNS = {(True, True, True, False): "utf-32-be", (False, True, True, True): "utf-32-le",
+                  (True, False, True, False): "utf-16-be", (False, True, False, True): "utf-16-le"}
+
+
+def _as_utf8(content: bytes) -> bytes:
+    """The document as UTF-8 for the prolog check, whatever width it is encoded in (libxml2 reads UTF-16 and UTF-32
+    with or without a byte order mark). Undecodable bytes become U+FFFD: this only looks for `<!DOCTYPE`; the parser
+    rejects the broken text afterwards."""
+    for bom, codec in _BOMS:
+        if content.startswith(bom):
+            return content[len(bom):].decode(codec, "replace").encode("utf-8")
+    codec = _ZERO_PATTERNS.get(tuple(byte == 0 for byte in content[:4])) if len(content) >= 4 else None
+    return content.decode(codec, "replace").encode("utf-8") if codec else content
+
+
+def _starts_like_xml(content: bytes) -> bool:
+    """Whether an error answer is XML (a fault to read), in any encoding and after any byte order mark."""
+    return _as_utf8(content[:64]).removeprefix(b"\xef\xbb\xbf").lstrip()[:1] == b"<"
+
+
 def _declares_dtd(content: bytes) -> bool:
     """Whether the prolog (before the root element) holds a `<!DOCTYPE`. Checked on the bytes before any parser
     runs: libxml2 starts work on entity declarations while it parses, before zeep could look at the doctype."""
-    if content[:2] in (b"\xff\xfe", b"\xfe\xff"):
-        content = content.decode("utf-16").encode("utf-8")
+    content = _as_utf8(content)
     position, size = 0, len(content)
     while position < size:
         if content[position:position + 1].isspace() or content[position:position + 3] == b"\xef\xbb\xbf":
@@ -235,7 +257,7 @@ class GuardTransport(httpx.BaseTransport):
                                                  if k.lower() not in ("content-length", "transfer-encoding")]
         # 500 (SOAP 1.1, SOAP 1.2 Receiver) and 400 (SOAP 1.2 Sender) are how faults travel; a 502/503/504 is a
         # gateway's or server's transient answer whatever its body, and stays retryable as for REST.
-        if status in (400, 500) and body.lstrip()[:1] == b"<":
+        if status in (400, 500) and _starts_like_xml(body):
             fault = read_fault(parse_untrusted(body, system=self.system, where=where))
             if fault is not None:
                 names = {fault.code.lower(), *(c.lower() for c in fault.detail_codes)}
@@ -483,8 +505,12 @@ class SoapClient:
             raise
         except (zeep.exceptions.TransportError, zeep.exceptions.XMLSyntaxError, zeep.exceptions.ValidationError,
                 zeep.exceptions.XMLParseError) as exc:
+            # zeep puts the whole answer into some of these messages (`Content: b'…'`): keep only its reason, so a
+            # hostile multi-megabyte answer is never copied into logs, run metadata and alerts
+            reason = str(exc).split("\nContent:", 1)[0]
+            reason = reason if len(reason) <= 300 else reason[:297] + "..."
             raise MalformedPageError(
-                self.title, f"{where}: the answer is not a valid {operation} response ({exc}). Body starts: "
+                self.title, f"{where}: the answer is not a valid {operation} response ({reason}). Body starts: "
                 f"{response.text[:240]!r}. Nothing from this read was committed."
             ) from exc
         return to_plain(zeep.helpers.serialize_object(result, dict))

@@ -7,6 +7,7 @@ their change cursor, and how to paginate. The engine (`http.py`, `pagination.py`
 
 from __future__ import annotations
 
+import re
 import string
 from datetime import UTC, datetime
 from email.utils import format_datetime
@@ -20,6 +21,21 @@ from .pagination import Paginator, SinglePage
 
 class _Spec(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+# System and stream names become Dagster asset keys and groups, DuckDB schema and table names, and folder names
+# of the run spool (`<spool>/<run>/<system>/<stream>`, which is removed with rmtree before a rerun): only a plain
+# identifier is safe in all of them, so `../x` or `a/b` can never point a spool (or a schema) elsewhere.
+_IDENTIFIER = re.compile(r"[a-z][a-z0-9_]{0,62}")
+
+
+def _check_identifier(kind: str, value: str) -> str:
+    if not _IDENTIFIER.fullmatch(value):
+        raise ValueError(
+            f"{kind} name {value!r} must be lowercase ASCII letters, digits and underscores, starting with a "
+            "letter (at most 63 characters): it becomes an asset key, a warehouse table and a folder name"
+        )
+    return value
 
 
 class EnvValue(_Spec):
@@ -226,9 +242,7 @@ class Stream(_Spec):
     @field_validator("name")
     @classmethod
     def _identifier(cls, value: str) -> str:
-        if not value.replace("_", "").isalnum() or not value.islower():
-            raise ValueError(f"stream name {value!r} must be lowercase letters, digits and underscores")
-        return value
+        return _check_identifier("stream", value)
 
 
 class Idempotency(_Spec):
@@ -304,6 +318,11 @@ class System(_Spec):
     source_file: str | None = Field(
         default=None, description="the YAML file a custom system was declared in (connectors/custom.py)"
     )
+
+    @field_validator("name")
+    @classmethod
+    def _identifier(cls, value: str) -> str:
+        return _check_identifier("system", value)
 
     def writer(self, name: str) -> Writer:
         for writer in self.writers:

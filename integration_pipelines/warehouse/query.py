@@ -11,6 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+import duckdb
 import pandas as pd
 
 from .duckdb import Warehouse, quote_ident
@@ -60,7 +61,11 @@ def export_query(database: str, sql: str, output: Path, fmt: str, *, timeout: fl
 
 
 def list_tables(database: str, *, timeout: float = 60.0, say: Callable[[str], None] = print) -> pd.DataFrame:
-    """Schemas, tables, row counts, and when their data was last extracted (raw tables)."""
+    """Schemas, tables, row counts, and when their data was last extracted (raw tables).
+
+    A relation this connection cannot read (a view whose definition needs something the writer's session had,
+    such as a temporary macro) is listed with no row count and named on `say`, instead of hiding the whole list.
+    """
     with _open(database, timeout, say).connect(read_only=True) as con:
         tables = con.execute(
             "SELECT table_schema, table_name, table_type FROM information_schema.tables "
@@ -69,10 +74,14 @@ def list_tables(database: str, *, timeout: float = 60.0, say: Callable[[str], No
         rows = []
         for schema, table, kind in tables:
             target = f"{quote_ident(schema)}.{quote_ident(table)}"
-            columns = {c[0] for c in con.execute(f"DESCRIBE {target}").fetchall()}
-            count = con.execute(f"SELECT count(*) FROM {target}").fetchone()[0]
-            fresh = (con.execute(f"SELECT max(_extracted_at) FROM {target}").fetchone()[0]
-                     if "_extracted_at" in columns else None)
+            count = fresh = None
+            try:
+                columns = {c[0] for c in con.execute(f"DESCRIBE {target}").fetchall()}
+                count = con.execute(f"SELECT count(*) FROM {target}").fetchone()[0]
+                fresh = (con.execute(f"SELECT max(_extracted_at) FROM {target}").fetchone()[0]
+                         if "_extracted_at" in columns else None)
+            except duckdb.Error as exc:
+                say(f"{schema}.{table} cannot be read: {str(exc).splitlines()[0]}")
             rows.append({"schema": schema, "table": table, "kind": "view" if kind == "VIEW" else "table",
                          "rows": count, "last_extracted": fresh})
         return pd.DataFrame(rows, columns=["schema", "table", "kind", "rows", "last_extracted"])

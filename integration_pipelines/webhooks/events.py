@@ -27,7 +27,7 @@ PROVIDERS = ("stripe", "standard", "square", "hubspot", "shopify", "xero", "quic
 SOAP_NS = "http://schemas.xmlsoap.org/soap/envelope/"
 SF_NS = "http://soap.sforce.com/2005/09/outbound"
 XSI_TYPE = "{http://www.w3.org/2001/XMLSchema-instance}type"
-_DTD = re.compile(rb"<!\s*(DOCTYPE|ENTITY)", re.IGNORECASE)
+_DTD = re.compile(r"<!\s*(DOCTYPE|ENTITY)", re.IGNORECASE)
 
 
 class MalformedPayload(ValueError):
@@ -40,11 +40,22 @@ def _local(tag: str) -> str:
 
 
 def parse_salesforce(body: bytes) -> dict[str, Any]:
-    """A Salesforce outbound message (SOAP `notifications`) as a dict. No DTDs or entities: untrusted XML."""
-    if _DTD.search(body):
+    """A Salesforce outbound message (SOAP `notifications`) as a dict. No DTDs or entities: untrusted XML, read
+    before the org id is known. Salesforce sends UTF-8; the body is decoded first and the parser gets text, so an
+    encoding declaration (or UTF-16 without a byte order mark, which is valid UTF-8 full of NULs) cannot switch expat
+    to another encoding and slip a DTD past the check below."""
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError:
+        raise MalformedPayload("an outbound message must be UTF-8 XML") from None
+    if "\x00" in text:
+        raise MalformedPayload("an outbound message must be UTF-8 XML (it holds NUL bytes)")
+    if _DTD.search(text):
         raise MalformedPayload("XML with a DTD or entity declarations is refused")
     try:
-        root = ET.fromstring(body)
+        parser = ET.XMLParser(encoding="utf-8")  # overrides whatever encoding the document declares
+        parser.feed(text.encode("utf-8"))
+        root = parser.close()
     except ET.ParseError as exc:
         raise MalformedPayload(f"not XML: {exc}") from None
     notifications = next((el for el in root.iter() if _local(el.tag) == "notifications"), None)
@@ -82,6 +93,8 @@ def parse_body(provider: str, body: bytes, content_type: str = "") -> Any:
         payload = json.loads(body)
     except (UnicodeDecodeError, ValueError):
         raise MalformedPayload("body is not JSON") from None
+    except RecursionError:  # `[[[[…` a few thousand deep: the decoder recurses per level
+        raise MalformedPayload("JSON nested too deeply") from None
     if not isinstance(payload, dict | list):
         raise MalformedPayload("JSON body must be an object or an array")
     return payload
@@ -100,8 +113,51 @@ def _batch_id(ids: list[str], fallback: Any) -> str:
     return "b-" + _digest(sorted(ids) if ids else fallback)
 
 
+def _objects(value: Any, what: str) -> list[dict[str, Any]]:
+    """`value` as a list of JSON objects, or MalformedPayload naming what was expected."""
+    if not isinstance(value, list) or not all(isinstance(item, dict) for item in value):
+        raise MalformedPayload(f"{what} must be an array of objects")
+    return value
+
+
+def _object_or_absent(value: Any, what: str) -> dict[str, Any]:
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise MalformedPayload(f"{what} must be an object")
+    return value
+
+
+def _check_shapes(provider: str, payload: Any) -> None:
+    """What `rows_for` walks must have the shape it expects, so every acknowledged event can be applied: a
+    validly signed but oddly shaped body is refused here (400, nothing landed) instead of failing at ingest."""
+    if provider == "stripe":
+        data = _object_or_absent(payload.get("data"), "a Stripe event's data")
+        _object_or_absent(data.get("object"), "a Stripe event's data.object")
+    elif provider == "square":
+        data = _object_or_absent(payload.get("data"), "a Square event's data")
+        obj = _object_or_absent(data.get("object"), "a Square event's data.object")
+        if str(data.get("type", "")) == "inventory" or "inventory_counts" in obj:
+            counts = _objects(obj.get("inventory_counts") or [], "a Square event's data.object.inventory_counts")
+            key = _spec_keys().get(("square", "inventory_counts"), ("catalog_object_id", None))[0]
+            if any(c.get(key) in (None, "") for c in counts):  # else every such count would upsert the key "None"
+                raise MalformedPayload(f"a Square inventory count has no {key}")
+    elif provider == "xero":
+        _objects(payload.get("events"), "a Xero notification's events")
+    elif provider == "quickbooks" and isinstance(payload, dict) and "eventNotifications" in payload:
+        for note in _objects(payload["eventNotifications"], "QuickBooks eventNotifications"):
+            change = _object_or_absent(note.get("dataChangeEvent"), "a QuickBooks dataChangeEvent")
+            _objects(change.get("entities", []), "a QuickBooks dataChangeEvent's entities")
+
+
 def identify(provider: str, headers: Mapping[str, str], payload: Any, body: bytes) -> tuple[str, str]:
     """(the provider's event id, event type) used to dedupe and name the landed file."""
+    event_id, kind = _identify(provider, headers, payload, body)
+    _check_shapes(provider, payload)
+    return event_id, kind
+
+
+def _identify(provider: str, headers: Mapping[str, str], payload: Any, body: bytes) -> tuple[str, str]:
     if provider == "stripe":
         if not isinstance(payload, dict) or not payload.get("id") or not payload.get("type"):
             raise MalformedPayload("a Stripe event has id and type")
@@ -125,12 +181,14 @@ def identify(provider: str, headers: Mapping[str, str], payload: Any, body: byte
             raise MalformedPayload("missing X-Shopify-Webhook-Id")
         return webhook_id, headers.get("x-shopify-topic", "")
     if provider == "xero":
-        if not isinstance(payload, dict) or not isinstance(payload.get("events"), list):
+        if not isinstance(payload, dict):
             raise MalformedPayload("a Xero notification has an events array")
+        _objects(payload.get("events"), "a Xero notification's events")
         kinds = sorted({f"{e.get('eventCategory', '')}.{e.get('eventType', '')}" for e in payload["events"]})
         return "b-" + _digest(body), ",".join(kinds)
     if provider == "quickbooks":
         if isinstance(payload, dict) and isinstance(payload.get("eventNotifications"), list):
+            _check_shapes(provider, payload)
             kinds = sorted({f"{ent.get('name')}.{ent.get('operation')}" for n in payload["eventNotifications"]
                             for ent in (n.get("dataChangeEvent") or {}).get("entities", [])})
             return "b-" + _digest(body), ",".join(kinds)

@@ -213,6 +213,10 @@ class Receiver:
             except _TooLarge:
                 raise v.Rejection(413, "too_large", "body exceeds the size limit") from None
             headers = {k.lower(): val for k, val in request.headers.items()}
+            repeated = sorted({name for name, _ in request.headers.items()
+                               if name.lower() in v.SINGLE_HEADERS and len(request.headers.getlist(name)) > 1})
+            if repeated:
+                raise v.Rejection(400, "duplicate_header", f"header {', '.join(repeated)} sent more than once")
             signed = v.SignedRequest(request.method, self.config.endpoint_url(request.url.path, request.url.query),
                                      headers, body)
             provider.verify(request, signed)

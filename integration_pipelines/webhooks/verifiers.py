@@ -22,6 +22,13 @@ SIGNATURE_HEADERS = frozenset({
     "intuit-signature", "authorization", "cookie",
 })
 
+# Headers that decide whether a request is authentic and which event it is. Each must appear at most once: with
+# two copies, which one a verifier reads and which one names the landed file would be an accident of the code.
+SINGLE_HEADERS = (SIGNATURE_HEADERS - {"authorization", "cookie"}) | frozenset({
+    "webhook-id", "webhook-timestamp", "svix-id", "svix-timestamp", "x-hubspot-request-timestamp",
+    "x-shopify-webhook-id", "x-shopify-event-id", "idempotency-key",
+})
+
 
 class Rejection(Exception):
     """A request that must not be acknowledged: `status` is the HTTP answer, `reason` the metric label."""
@@ -66,6 +73,15 @@ def _header(request: SignedRequest, *names: str) -> str:
     raise Rejection(400, "missing_header", f"missing header {names[0]}")
 
 
+def _integer(value: str, what: str) -> int:
+    """A timestamp header as the vendors send it: ASCII digits only. `int()` alone also takes signs, underscores
+    and other scripts' digits, so two different header texts could verify as the same time."""
+    text = value.strip()
+    if not (text.isascii() and text.isdigit()) or len(text) > 20:
+        raise Rejection(400, "malformed_header", f"{what} is not a whole number")
+    return int(text)
+
+
 def _ascii(value: str) -> bytes:
     return value.strip().encode("utf-8", "replace")
 
@@ -89,10 +105,7 @@ def stripe_verifier(secrets: Sequence[str], tolerance: int = 300, clock: Clock =
         for item in header.split(","):
             key, _, value = item.strip().partition("=")
             if key == "t":
-                try:
-                    timestamp = int(value)
-                except ValueError:
-                    raise Rejection(400, "malformed_header", "Stripe-Signature has a bad timestamp") from None
+                timestamp = _integer(value, "the t= timestamp of Stripe-Signature")
             elif key == "v1":
                 candidates.append(_ascii(value))
         if timestamp is None or not candidates:
@@ -125,10 +138,7 @@ def standard_verifier(secrets: Sequence[str], tolerance: int = 300, clock: Clock
         msg_id = _header(request, "webhook-id", "svix-id")
         stamp = _header(request, "webhook-timestamp", "svix-timestamp")
         header = _header(request, "webhook-signature", "svix-signature")
-        try:
-            timestamp = int(stamp)
-        except ValueError:
-            raise Rejection(400, "malformed_header", "webhook-timestamp is not an integer") from None
+        timestamp = _integer(stamp, "webhook-timestamp")
         signed = f"{msg_id}.{timestamp}.".encode() + request.body
         expected = [_b64(_hmac(key, signed)) for key in keys]
         given = [_ascii(part.split(",", 1)[1]) for part in header.split() if part.startswith("v1,")]
@@ -162,10 +172,7 @@ def hubspot_verifier(secrets: Sequence[str], tolerance: int = 300, clock: Clock 
     def verify(request: SignedRequest) -> None:
         header = _header(request, "x-hubspot-signature-v3")
         stamp = _header(request, "x-hubspot-request-timestamp")
-        try:
-            millis = int(stamp)
-        except ValueError:
-            raise Rejection(400, "malformed_header", "X-HubSpot-Request-Timestamp is not an integer") from None
+        millis = _integer(stamp, "X-HubSpot-Request-Timestamp")
         message = request.method.upper().encode() + request.url.encode() + request.body + stamp.encode()
         _any_base64_match(header, secrets, message)
         if millis / 1000 < clock() - tolerance:
