@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from .connectors.errors import MalformedPageError
 from .connectors.http import LogSink, json_path
 from .connectors.reader import ReadWindow, parse_cursor, read_pages
 from .connectors.runtime import ResolvedSystem, build_client
@@ -47,6 +48,22 @@ def field_reader(path: str | None) -> Callable[[dict[str, Any]], Any]:
     if "." not in path:
         return lambda record: record.get(path)
     return lambda record: json_path(record, path)
+
+
+def _record_cursor(value: Any, stream: Stream, title: str, key: str, page: int) -> datetime | None:
+    """The record's change time; a value that is not one stops the read, naming the record and the field, since a
+    cursor that cannot be computed would make the next incremental run skip or repeat records."""
+    try:
+        return parse_cursor(value, stream.cursor_format)
+    except (ValueError, TypeError, OverflowError) as exc:
+        shown = repr(value)
+        raise MalformedPageError(
+            title,
+            f"{stream.name}: record {key!r} on page {page} has {stream.cursor_field!r} = "
+            f"{shown if len(shown) <= 80 else shown[:77] + '...'}, which is not a {stream.cursor_format} timestamp "
+            f"({exc}). Nothing from this read was committed. If the API changed the field's format, set the "
+            "stream's cursor_format (iso, unix, ms, dotnet) or cursor_field to match.",
+        ) from exc
 
 
 def raw_schema(system_name: str) -> str:
@@ -113,7 +130,7 @@ def extract_stream(
                     keys.append(str(primary_key_of(record)))
                     raw_cursor = cursor_of(record)
                     cursors.append(None if raw_cursor is None else str(raw_cursor))
-                    moment = parse_cursor(raw_cursor, stream.cursor_format)
+                    moment = _record_cursor(raw_cursor, stream, system.title, keys[-1], page.number)
                     if moment is not None and (max_cursor is None or moment > max_cursor):
                         max_cursor = moment
                     if len(batch) >= settings.batch_rows:

@@ -46,7 +46,7 @@ from integration_pipelines.connectors.pagination import (
     PageNumberPaginator,
 )
 from integration_pipelines.connectors.spec import RequestTemplate, Stream
-from integration_pipelines.syncs.engine import SyncPlan, SyncResult, _Outcome, _record, plan_sync
+from integration_pipelines.syncs.engine import SyncPlan, SyncResult, _Outcome, _record, idempotency_key, plan_sync
 from integration_pipelines.syncs.ledger import ensure_ledger
 from integration_pipelines.syncs.spec import SyncSpec
 from integration_pipelines.warehouse.duckdb import Warehouse
@@ -688,9 +688,6 @@ def test_plan_matches_the_ledger_and_applying_it_leaves_nothing_to_do(world: dic
         assert again.waiting == waiting
 
 
-@pytest.mark.xfail(strict=True, reason="bug in syncs/engine.py plan_sync (reported to the syncs owner): a ledger "
-                   "row with status 'deleted' whose hash matches is planned as unchanged, so a row that returns to "
-                   "the model after a mirror delete is never sent again")
 def test_a_row_that_returns_after_a_mirror_delete_is_sent_again(tmp_path: Path) -> None:
     """A mirror sync archives the target record when its row leaves the model (ledger status `deleted`, hash and
     external id kept). When the same row comes back, the target holds only an archived record, so the plan must
@@ -699,7 +696,10 @@ def test_a_row_that_returns_after_a_mirror_delete_is_sent_again(tmp_path: Path) 
     with duckdb.connect(str(tmp_path / "w.duckdb")) as con:
         _load_model(con, [("k1", ("Ada", 10, None))])
         [record] = plan_sync(con, spec).creates
-        con.execute("INSERT INTO sync.ledger VALUES (?, 'k1', ?, 'X-1', 'deleted', 0, NULL, NULL, NULL)",
-                    [SYNC, record.row_hash])
+        con.execute("INSERT INTO sync.ledger VALUES (?, 'k1', ?, 'X-1', 'deleted', 0, NULL, "
+                    "TIMESTAMPTZ '2026-03-09 10:00:00+00', NULL)", [SYNC, record.row_hash])
         plan = plan_sync(con, spec)
-    assert [r.key for r in [*plan.creates, *plan.updates]] == ["k1"]
+    [again] = plan.creates
+    assert (again.key, again.external_id, plan.updates) == ("k1", None, [])
+    # a target that remembers idempotency keys must not replay the first create's answer (the archived record)
+    assert idempotency_key(spec, "create", [again]) != idempotency_key(spec, "create", [record])

@@ -265,7 +265,7 @@ def _decode_json(response: httpx.Response) -> Any:
 def _parse(response: httpx.Response, resolved: ResolvedSystem, where: str, number: int) -> Any:
     try:
         return _decode_json(response)
-    except ValueError as exc:
+    except (ValueError, RecursionError) as exc:  # RecursionError: `[[[[…` nested deeper than the decoder goes
         raise MalformedPageError(
             resolved.system.title,
             f"{where}: page {number} from {redact_url(str(response.request.url))} is not valid JSON "
@@ -308,6 +308,11 @@ def _records(
     if not isinstance(records, list) or not all(isinstance(r, dict) for r in records):
         raise malformed(f"has {stream.records_path or 'a body'} that is not a list of objects")
     for record in records:
-        if json_path(record, stream.primary_key) in (None, ""):
+        key = json_path(record, stream.primary_key)
+        if key in (None, ""):
             raise malformed(f"has a record without its primary key {stream.primary_key!r}")
+        if isinstance(key, dict | list):  # its text would depend on key order: the same record, two rows
+            raise malformed(f"has a record whose primary key {stream.primary_key!r} is a JSON "
+                            f"{'object' if isinstance(key, dict) else 'array'}, not a single value; point the "
+                            "stream's primary_key at the field inside it that identifies the record")
     return records

@@ -56,6 +56,9 @@ class Record:
     row_hash: str
     external_id: str | None
     row: dict[str, Any]
+    # set when the row returns after a mirror sync archived it: the re-create needs an idempotency key of its own,
+    # or a target that remembers keys would replay the first create's answer (the archived record)
+    revived_after: str | None = None
 
 
 @dataclass
@@ -114,11 +117,15 @@ def plan_sync(con: duckdb.DuckDBPyConnection, spec: SyncSpec) -> SyncPlan:
         raise ValueError(f"sync {spec.name}: the source has {bad[0]} rows with a null {spec.key!r} and {bad[1]} "
                          "duplicate keys; the key must identify one record. Fix the sync's source_sql.")
     ready = " AND ".join(f"s.{quote_ident(c)} IS NOT NULL" for c in spec.required_columns) or "true"
-    ext = f"coalesce(l.external_id, CAST(s.{quote_ident(spec.external_id_column)} AS VARCHAR))" \
-        if spec.external_id_column else "l.external_id"
+    # a record a mirror sync archived is gone from the target's point of view: a row that comes back is created
+    ledger_ext = "CASE WHEN l.status = 'deleted' THEN NULL ELSE l.external_id END"
+    ext = f"coalesce({ledger_ext}, CAST(s.{quote_ident(spec.external_id_column)} AS VARCHAR))" \
+        if spec.external_id_column else ledger_ext
     con.execute(f"""CREATE OR REPLACE TEMP TABLE _sync_diff AS
         SELECT s._key, s._hash, {ext} AS _external_id, l.row_hash AS _ledger_hash, l.status AS _status,
-               ({ready}) AS _ready, p.record_key IS NOT NULL AS _pending
+               ({ready}) AS _ready, p.record_key IS NOT NULL AS _pending,
+               CASE WHEN l.status = 'deleted' THEN strftime(l.last_synced_at, '%Y%m%dT%H%M%S.%f') END
+                   AS _revived_after
         FROM _sync_source s
         LEFT JOIN sync.ledger l ON l.sync_name = '{spec.name}' AND l.record_key = s._key
         LEFT JOIN sync.pending p ON p.sync_name = '{spec.name}' AND p.record_key = s._key""")
@@ -138,9 +145,11 @@ def plan_sync(con: duckdb.DuckDBPyConnection, spec: SyncSpec) -> SyncPlan:
         plan.still_wanted = {k for (k,) in con.execute(
             f"SELECT _key FROM _sync_diff d WHERE d._pending AND (({wants_create}) OR ({wants_update}))").fetchall()}
     for target, condition in ((plan.creates, create_sql), (plan.updates, update_sql)):
-        for row in _rows(con, f"""SELECT d._external_id AS _external_id, s.* FROM _sync_diff d
-                                  JOIN _sync_source s USING (_key) WHERE {condition} ORDER BY d._key"""):
-            target.append(Record(row.pop("_key"), row.pop("_hash"), row.pop("_external_id"), row))
+        for row in _rows(con, f"""SELECT d._external_id AS _external_id, d._revived_after AS _revived_after, s.*
+                                  FROM _sync_diff d JOIN _sync_source s USING (_key) WHERE {condition}
+                                  ORDER BY d._key"""):
+            revived_after = row.pop("_revived_after")
+            target.append(Record(row.pop("_key"), row.pop("_hash"), row.pop("_external_id"), row, revived_after))
     if spec.mode == "mirror":
         for row in _rows(con, f"""SELECT record_key, external_id, EXISTS (
                                       SELECT 1 FROM sync.pending p WHERE p.sync_name = l.sync_name
@@ -190,8 +199,10 @@ def idempotency_key(spec: SyncSpec, operation: str, records: Sequence[Record]) -
     """Same sync, operation, keys and content → same key, so the target recognises a re-sent batch."""
     if len(records) == 1:
         r = records[0]
-        return f"{spec.name}:{operation}:{r.key}:{r.row_hash[:12]}"
-    digest = hashlib.sha256("|".join(f"{r.key}:{r.row_hash}" for r in records).encode()).hexdigest()
+        again = f":after:{r.revived_after}" if r.revived_after else ""
+        return f"{spec.name}:{operation}:{r.key}:{r.row_hash[:12]}{again}"
+    digest = hashlib.sha256("|".join(f"{r.key}:{r.row_hash}" + (f":{r.revived_after}" if r.revived_after else "")
+                                     for r in records).encode()).hexdigest()
     return f"{spec.name}:{operation}:batch:{digest[:32]}"
 
 

@@ -74,13 +74,21 @@ def _as_text(value: Any) -> str | None:
     return canonical_json(value)
 
 
+def column_name(key: str) -> str:
+    """The column a top-level field lands in: its own name, except for names a column cannot take as they are,
+    which get a `__field` suffix: our metadata columns (`_pk`, `_raw` ...) and the empty name (DuckDB would invent
+    `C1` for it, and clash with a real `C1`)."""
+    return f"{key}__field" if key in META_COLUMNS or key == "" else key
+
+
 def _field_names(records: Iterable[dict[str, Any]]) -> list[tuple[str, str]]:
-    """(json key, column name) pairs; a key that differs from another only by case keeps to `_raw`."""
-    seen: dict[str, str] = {}
+    """(json key, column name) pairs; a key whose column differs from another's only by case keeps to `_raw`
+    (DuckDB names are case-insensitive)."""
+    seen: dict[str, tuple[str, str]] = {}
     for key in dict.fromkeys(chain.from_iterable(records)):
-        column = f"{key}__field" if key in META_COLUMNS else key
-        seen.setdefault(column.lower(), key)
-    return [(key, f"{key}__field" if key in META_COLUMNS else key) for key in seen.values()]
+        column = column_name(key)
+        seen.setdefault(column.lower(), (key, column))
+    return list(seen.values())
 
 
 def records_to_table(

@@ -234,28 +234,32 @@ class Warehouse:
         result.staged = distinct
         if not self._exists(con, schema, table):
             con.execute(f"CREATE TABLE {target} AS SELECT * EXCLUDE (_seq) FROM _staged LIMIT 0")
-        existing = dict(self._describe(con, target))
+        # DuckDB names are case-insensitive: a field that comes back as `name` after `Name` is the same column
+        existing = {n.lower(): (n, t) for n, t in self._describe(con, target)}
         staged = [(n, t) for n, t in self._describe(con, "_staged") if n != "_seq"]
         select: list[str] = []
         for name, staged_type in staged:
             col = quote_ident(name)
-            if name not in existing:
+            if name.lower() not in existing:
                 con.execute(f"ALTER TABLE {target} ADD COLUMN {col} {staged_type}")
                 result.new_columns.append(name)
                 select.append(col)
-            elif existing[name] == staged_type or staged_type == '"NULL"':
-                select.append(col)
+                continue
+            column, column_type = existing[name.lower()]
+            as_column = quote_ident(column)
+            if column_type == staged_type or staged_type == '"NULL"':
+                select.append(f"{col} AS {as_column}")
             else:
                 lost = con.execute(
                     f"SELECT count(*) FROM _staged WHERE {col} IS NOT NULL "
-                    f"AND TRY_CAST({col} AS {existing[name]}) IS NULL"
+                    f"AND TRY_CAST({col} AS {column_type}) IS NULL"
                 ).fetchone()[0]
                 if lost:
                     result.type_warnings.append(
-                        f"{name}: {lost} value(s) of type {staged_type} do not fit the column's "
-                        f"{existing[name]}; stored as NULL there and kept in _raw"
+                        f"{column}: {lost} value(s) of type {staged_type} do not fit the column's "
+                        f"{column_type}; stored as NULL there and kept in _raw"
                     )
-                select.append(f"TRY_CAST({col} AS {existing[name]}) AS {col}")
+                select.append(f"TRY_CAST({col} AS {column_type}) AS {as_column}")
         # A table loaded before `_hash` existed has NULL there: every row compares as changed once and is
         # rewritten with its digest.
         con.execute(
