@@ -50,7 +50,7 @@ from zeep.wsse.username import UsernameToken
 
 from .errors import ApiError, ConfigurationError, ConnectorError, MalformedPageError, PaginationError
 from .http import HttpClient, json_path
-from .reader import Page, ReadWindow, template_variables
+from .reader import Page, ReadWindow, StalePageGuard, template_variables
 from .runtime import ResolvedSystem, build_client
 from .spec import (
     SoapSystem,
@@ -589,20 +589,29 @@ def read_soap_pages(client: SoapClient, resolved: ResolvedSystem, stream: Stream
     template = call.incremental_arguments if incremental else call.arguments
     operation = call.operation
     address = f"{client.http.base_url.rstrip('/')}{client.soap.endpoint_path}"
+    stale = StalePageGuard(client.http, client.title, where)  # a lagging backend answers the last page again
     for number in range(1, stream.max_pages + 1):
         page_where = f"{where} page {number} ({operation})"
         arguments = render_soap(template, variables, where=where)
         headers = render_soap(call.soap_headers, variables, where=where)
-        result = client.call(operation, arguments, headers, where=page_where)
-        _check_success(result, call.success_path, call.messages_path, client.title, page_where)
-        records = _as_records(json_path(result, call.records_path))
-        if records is None:
-            raise MalformedPageError(client.title, f"{page_where}: {call.records_path!r} is not a list of records")
-        for record in records:
-            if json_path(record, stream.primary_key) in (None, ""):
-                raise MalformedPageError(
-                    client.title, f"{page_where}: a record has no primary key {stream.primary_key!r}")
+        asked_again = 0
+        while True:
+            result = client.call(operation, arguments, headers, where=page_where)
+            _check_success(result, call.success_path, call.messages_path, client.title, page_where)
+            records = _as_records(json_path(result, call.records_path))
+            if records is None:
+                raise MalformedPageError(client.title, f"{page_where}: {call.records_path!r} is not a list of "
+                                         "records")
+            for record in records:
+                if json_path(record, stream.primary_key) in (None, ""):
+                    raise MalformedPageError(
+                        client.title, f"{page_where}: a record has no primary key {stream.primary_key!r}")
+            shown = f"{address}#{operation} page index {variables['page_index']}"
+            if stale.fresh(records, number, shown, asked_again):
+                break
+            asked_again += 1
         yield Page(number, f"{address}#{operation}", records)
+        stale.keep(records)
         if paginator.type == "single":
             return
         total = json_path(result, paginator.total_pages_path) if paginator.total_pages_path else None
