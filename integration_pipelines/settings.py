@@ -33,7 +33,8 @@ class Settings(BaseSettings):
     warehouse_lock_timeout_seconds: float = Field(default=120.0, ge=0)
     batch_rows: int = Field(default=1000, ge=1, description="records per Arrow batch while extracting")
     load_memory_limit: str = Field(
-        default="64MB", description="DuckDB memory limit while loading a stream (beyond it, DuckDB spills to disk)"
+        default="128MB", description="DuckDB memory limit while loading a stream (beyond it, DuckDB spills to "
+        "disk; a load that still runs out retries with twice the limit, up to 32 times it)"
     )
     duckdb_memory_limit: str | None = Field(
         default=None, description="DuckDB memory limit for models and queries (default: DuckDB's, 80% of RAM)"

@@ -14,7 +14,7 @@ import duckdb
 import pytest
 
 from integration_pipelines.warehouse.batches import records_to_table
-from integration_pipelines.warehouse.duckdb import StreamState, Warehouse, WarehouseLockedError
+from integration_pipelines.warehouse.duckdb import StreamState, Warehouse, WarehouseLockedError, WarehouseMemoryError
 from integration_pipelines.warehouse.spool import Spool
 
 
@@ -159,3 +159,36 @@ def test_hashes_and_loads_survive_awkward_values(tmp_path):
             "SELECT big, nested, _raw, _hash FROM raw_fake.things").fetchone()
     assert big == str(2**70) and str(2**70) in raw
     assert nested == '{"a":[1.5,null],"b":1}' and len(digest) == 32
+
+
+def _wide_batches(rows: int = 20_000, columns: int = 120, per_batch: int = 2_000) -> list[list[dict]]:
+    return [[{"id": i, **{f"field_{c:03d}": f"value {i} {c}" for c in range(columns)}}
+             for i in range(start, start + per_batch)] for start in range(0, rows, per_batch)]
+
+
+def test_a_load_that_outgrows_its_memory_limit_retries_with_twice_the_limit(tmp_path, caplog):
+    """What a load needs grows with the table's width and DuckDB's threads; a small IP_LOAD_MEMORY_LIMIT must not
+    fail a wide stream's run, only cost a retry (said in the log, with the setting that avoids it)."""
+    wh = Warehouse(str(tmp_path / "w.duckdb"), memory_limit="1GB", load_memory_limit="4MB")
+    with caplog.at_level("WARNING", logger="integration_pipelines.warehouse"):
+        result = load(wh, spool_of(tmp_path, *_wide_batches()), cursor="c1")
+    assert (result.inserted, result.total_rows) == (20_000, 20_000)
+    assert "needed more than 4MB of DuckDB memory; retrying the load with 8MB" in caplog.text
+    assert "IP_LOAD_MEMORY_LIMIT=" in caplog.text
+    with wh.connect(read_only=True) as con:  # exactly one copy of every row and one cursor: the retry was clean
+        assert con.execute("SELECT count(*), count(DISTINCT _pk) FROM raw_fake.things").fetchone() == (20_000, 20_000)
+        assert con.execute("SELECT cursor FROM ops.stream_state").fetchall() == [("c1",)]
+
+
+def test_a_load_beyond_the_largest_memory_limit_commits_nothing_and_says_what_to_set(tmp_path, monkeypatch):
+    monkeypatch.setattr("integration_pipelines.warehouse.duckdb.LOAD_MEMORY_DOUBLINGS", 0)
+    wh = Warehouse(str(tmp_path / "w.duckdb"), memory_limit="1GB", load_memory_limit="4MB")
+    with pytest.raises(WarehouseMemoryError) as info:
+        load(wh, spool_of(tmp_path, *_wide_batches()), cursor="c1")
+    message = str(info.value)
+    assert "raw_fake.things needed more than 4MB" in message and "IP_LOAD_MEMORY_LIMIT" in message
+    assert "nothing was committed" in message
+    with wh.connect(read_only=True) as con:
+        # not the raw table, nor the ops tables (cursor, log) created in the same transaction
+        assert con.execute("SELECT count(*) FROM information_schema.tables WHERE table_schema IN "
+                           "('raw_fake', 'ops')").fetchone()[0] == 0

@@ -7,6 +7,7 @@ close early, and a lock conflict is waited out (with a message) instead of faili
 from __future__ import annotations
 
 import logging
+import re
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -32,6 +33,27 @@ _EMPTY_COLUMNS = (
 
 class WarehouseLockedError(RuntimeError):
     """Another process held the DuckDB file for longer than we agreed to wait."""
+
+
+class WarehouseMemoryError(RuntimeError):
+    """A load needed more DuckDB memory than the largest limit it may grow to."""
+
+
+LOAD_MEMORY_DOUBLINGS = 5
+"""How often a load that ran out of DuckDB memory is retried with twice the limit (128MB grows to at most 4GB)."""
+_SIZE = re.compile(r"\s*(\d+(?:\.\d+)?)\s*([kmgt]?i?b)?\s*", re.IGNORECASE)
+_UNITS = {"": 1, "b": 1, "kb": 1000, "mb": 1000**2, "gb": 1000**3, "tb": 1000**4, "kib": 1024, "mib": 1024**2,
+          "gib": 1024**3, "tib": 1024**4}
+
+
+def _doubled(limit: str) -> str:
+    """Twice a DuckDB memory limit (`128MB`, `1.5GiB` ...), in whole megabytes."""
+    match = _SIZE.fullmatch(limit)
+    unit = (match.group(2) or "").lower() if match else ""
+    if match is None or unit not in _UNITS:
+        raise ValueError(f"IP_LOAD_MEMORY_LIMIT={limit!r} is not a size like 128MB or 1GB")
+    megabytes = float(match.group(1)) * _UNITS[unit] / 1000**2
+    return f"{max(1, round(megabytes * 2))}MB"
 
 
 def quote_ident(name: str) -> str:
@@ -176,40 +198,76 @@ class Warehouse:
         added is added; a value whose type no longer fits its column is cast where it can be and kept in
         `_raw` where it cannot, with a warning in the result.
         """
+        limit = self.load_memory_limit
+        with self.connect(memory_limit=limit) as con:
+            # row order in a raw table means nothing, and keeping it costs the insert memory per thread
+            con.execute("SET preserve_insertion_order = false")
+            for attempt in range(LOAD_MEMORY_DOUBLINGS + 1):
+                result = LoadResult(table=f"{schema}.{table}")
+                con.execute("BEGIN TRANSACTION")
+                try:
+                    self._load(con, schema, table, files, state, run_id, log_row, result)
+                    con.execute("COMMIT")
+                    return result
+                except duckdb.OutOfMemoryException as exc:
+                    con.execute("ROLLBACK")
+                    if limit is None or attempt == LOAD_MEMORY_DOUBLINGS:
+                        raise WarehouseMemoryError(
+                            f"Loading {schema}.{table} needed more than {limit or 'the default'} of DuckDB memory "
+                            f"({str(exc).splitlines()[0]}); nothing was committed. Set IP_LOAD_MEMORY_LIMIT higher "
+                            "(for example 4GB) and rerun the asset."
+                        ) from exc
+                    # What a load needs grows with the table's width and DuckDB's threads, not with the row
+                    # count; a wide table under a small limit gets a larger one instead of a failed run.
+                    bigger = _doubled(limit)
+                    self.log.warning(
+                        f"Loading {schema}.{table} needed more than {limit} of DuckDB memory; retrying the load "
+                        f"with {bigger} (nothing was committed). Set IP_LOAD_MEMORY_LIMIT={bigger} to start there."
+                    )
+                    limit = bigger
+                    con.execute(f"SET memory_limit = {quote_literal(limit)}")
+                except BaseException:
+                    con.execute("ROLLBACK")
+                    raise
+        raise AssertionError("unreachable: the last attempt returns or raises")  # pragma: no cover
+
+    def _load(
+        self,
+        con: duckdb.DuckDBPyConnection,
+        schema: str,
+        table: str,
+        files: Sequence[Path],
+        state: StreamState | None,
+        run_id: str,
+        log_row: dict[str, Any] | None,
+        result: LoadResult,
+    ) -> None:
+        """The statements of one load attempt, inside the caller's transaction."""
         target = table_name(schema, table)
-        result = LoadResult(table=f"{schema}.{table}")
-        with self.connect(memory_limit=self.load_memory_limit) as con:
-            con.execute("BEGIN TRANSACTION")
-            try:
-                self.ensure_ops(con)
-                con.execute(f"CREATE SCHEMA IF NOT EXISTS {quote_ident(schema)}")
-                if files:
-                    self._upsert(con, schema, table, files, result)
-                elif not self._exists(con, schema, table):
-                    # An empty read still leaves a queryable table; the API's columns arrive with data.
-                    con.execute(f"CREATE TABLE {target} ({_EMPTY_COLUMNS})")
-                if state is not None:
-                    con.execute(
-                        "INSERT OR REPLACE INTO ops.stream_state VALUES (?, ?, ?, ?, ?, ?)",
-                        [state.system, state.stream, state.state_key, state.cursor, datetime.now(UTC), run_id],
-                    )
-                if log_row is not None:
-                    row = {**log_row, "finished_at": datetime.now(UTC), "inserted": result.inserted,
-                           "updated": result.updated, "unchanged": result.unchanged}
-                    names = ", ".join(row)
-                    con.execute(
-                        f"INSERT INTO ops.extract_log ({names}) VALUES ({', '.join('?' * len(row))})",
-                        list(row.values()),
-                    )
-                if self._exists(con, schema, table):
-                    result.total_rows = con.execute(f"SELECT count(*) FROM {target}").fetchone()[0]
-                    result.columns = self._describe(con, target)
-                    result.preview_markdown = self._preview(con, target, result.columns)
-                con.execute("COMMIT")
-            except BaseException:
-                con.execute("ROLLBACK")
-                raise
-        return result
+        self.ensure_ops(con)
+        con.execute(f"CREATE SCHEMA IF NOT EXISTS {quote_ident(schema)}")
+        if files:
+            self._upsert(con, schema, table, files, result)
+        elif not self._exists(con, schema, table):
+            # An empty read still leaves a queryable table; the API's columns arrive with data.
+            con.execute(f"CREATE TABLE {target} ({_EMPTY_COLUMNS})")
+        if state is not None:
+            con.execute(
+                "INSERT OR REPLACE INTO ops.stream_state VALUES (?, ?, ?, ?, ?, ?)",
+                [state.system, state.stream, state.state_key, state.cursor, datetime.now(UTC), run_id],
+            )
+        if log_row is not None:
+            row = {**log_row, "finished_at": datetime.now(UTC), "inserted": result.inserted,
+                   "updated": result.updated, "unchanged": result.unchanged}
+            names = ", ".join(row)
+            con.execute(
+                f"INSERT INTO ops.extract_log ({names}) VALUES ({', '.join('?' * len(row))})",
+                list(row.values()),
+            )
+        if self._exists(con, schema, table):
+            result.total_rows = con.execute(f"SELECT count(*) FROM {target}").fetchone()[0]
+            result.columns = self._describe(con, target)
+            result.preview_markdown = self._preview(con, target, result.columns)
 
     def _upsert(
         self, con: duckdb.DuckDBPyConnection, schema: str, table: str, files: Sequence[Path], result: LoadResult
