@@ -14,6 +14,7 @@ from typing import Any
 
 from .connectors.errors import MalformedPageError
 from .connectors.http import LogSink, json_path
+from .connectors.readahead import HandOverLog, read_ahead
 from .connectors.reader import ReadWindow, parse_cursor, read_pages
 from .connectors.runtime import ResolvedSystem, build_client
 from .connectors.soap import build_soap_client, read_soap_pages
@@ -117,9 +118,11 @@ def extract_stream(
     try:
         # SOAP systems read through the SOAP engine; both yield the same pages of plain dict records.
         open_client, pages_of = (build_soap_client, read_soap_pages) if system.soap else (build_client, read_pages)
-        with open_client(resolved, log=log, **(client_kwargs or {})) as client:
+        # the next page is fetched while this one is converted; what the reader logs reaches `log` from here
+        handover = HandOverLog(log)
+        with open_client(resolved, log=handover if log is not None else None, **(client_kwargs or {})) as client:
             next_progress = time.monotonic() + PROGRESS_EVERY_SECONDS
-            for page in pages_of(client, resolved, stream, window):  # type: ignore[arg-type]
+            for page in read_ahead(pages_of(client, resolved, stream, window), handover):  # type: ignore[arg-type]
                 pages += 1
                 if log is not None and time.monotonic() >= next_progress:
                     log.info(f"{system.name}/{stream.name}: {pages:,} pages, {records:,} records read so far")
