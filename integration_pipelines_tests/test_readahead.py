@@ -94,3 +94,21 @@ def test_what_the_reader_logs_is_logged_from_the_consuming_thread_in_order():
     assert [(level, text) for level, text, _ in target.lines] == [
         ("warning", "stripe/charges: 429, retrying in 1 s"), ("info", "page 2 read")]
     assert {thread for _, _, thread in target.lines} == {consumer}
+
+
+def test_a_reader_that_backs_off_is_heard_before_its_page_arrives():
+    target = RecordingLog()
+    handover = HandOverLog(target)
+    heard_while_waiting = threading.Event()
+
+    def pages() -> Iterator[int]:
+        handover.warning("429 from the API; retrying in 30 s")
+        deadline = time.monotonic() + 10
+        while not target.lines and time.monotonic() < deadline:  # the "backoff": until the warning is out
+            time.sleep(0.05)
+        if target.lines:  # logged by the consumer while this page was still being fetched
+            heard_while_waiting.set()
+        yield 1
+
+    assert list(read_ahead(pages(), handover)) == [1]
+    assert heard_while_waiting.is_set() and target.lines[0][1] == "429 from the API; retrying in 30 s"

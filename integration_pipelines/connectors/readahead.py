@@ -21,6 +21,8 @@ from .http import LogSink
 
 T = TypeVar("T")
 _DONE = object()
+LOG_FLUSH_SECONDS = 1.0
+"""While waiting for a page, the consumer passes on what the reader logged at least this often."""
 
 
 class HandOverLog:
@@ -74,7 +76,11 @@ def read_ahead(pages: Iterator[T], log: HandOverLog, depth: int = 2) -> Iterator
     reader.start()
     try:
         while True:
-            item, error = handoff.get()
+            try:
+                item, error = handoff.get(timeout=LOG_FLUSH_SECONDS)
+            except queue.Empty:  # a slow page, or the reader backing off: its log lines should not wait for it
+                log.flush()
+                continue
             log.flush()
             if error is not None:
                 raise error
