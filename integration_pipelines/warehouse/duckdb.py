@@ -35,7 +35,7 @@ def _raw_compression(con: duckdb.DuckDBPyConnection) -> str:
 
     Why: `_raw` is most of a raw table's bytes (the whole record as JSON) and is read only by staging models.
     Left to DuckDB's automatic choice, the checkpoint that makes a load durable spends most of its time analysing
-    it: measured on 500k Stripe charges, zstd made the load 1.5x faster and the file 2.4x smaller. Asked once per
+    it: measured on 500k Stripe charges, zstd made the load 1.4x faster and the file 2.4x smaller. Asked once per
     process, outside any transaction (a failed statement would abort the load's)."""
     global _zstd_for_raw
     if _zstd_for_raw is None:
