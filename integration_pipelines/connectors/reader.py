@@ -307,12 +307,21 @@ def _records(
         records = body
     if not isinstance(records, list) or not all(isinstance(r, dict) for r in records):
         raise malformed(f"has {stream.records_path or 'a body'} that is not a list of objects")
-    for record in records:
-        key = json_path(record, stream.primary_key)
-        if key in (None, ""):
-            raise malformed(f"has a record without its primary key {stream.primary_key!r}")
-        if isinstance(key, dict | list):  # its text would depend on key order: the same record, two rows
-            raise malformed(f"has a record whose primary key {stream.primary_key!r} is a JSON "
-                            f"{'object' if isinstance(key, dict) else 'array'}, not a single value; point the "
-                            "stream's primary_key at the field inside it that identifies the record")
+    problem = primary_key_problem(records, stream.primary_key)
+    if problem:
+        raise malformed(problem)
     return records
+
+
+def primary_key_problem(records: list[dict[str, Any]], primary_key: str) -> str | None:
+    """What is wrong with a page's primary keys, if anything (the REST and SOAP readers both refuse such pages):
+    a record without one, or one whose key is an object or array, whose text would depend on key order."""
+    for record in records:
+        key = json_path(record, primary_key)
+        if key in (None, ""):
+            return f"has a record without its primary key {primary_key!r}"
+        if isinstance(key, dict | list):
+            return (f"has a record whose primary key {primary_key!r} is a JSON "
+                    f"{'object' if isinstance(key, dict) else 'array'}, not a single value; point the stream's "
+                    "primary_key at the field inside it that identifies the record")
+    return None

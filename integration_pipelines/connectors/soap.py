@@ -50,7 +50,7 @@ from zeep.wsse.username import UsernameToken
 
 from .errors import ApiError, ConfigurationError, ConnectorError, MalformedPageError, PaginationError
 from .http import HttpClient, json_path
-from .reader import Page, ReadWindow, StalePageGuard, template_variables
+from .reader import Page, ReadWindow, StalePageGuard, primary_key_problem, template_variables
 from .runtime import ResolvedSystem, build_client
 from .spec import (
     SoapSystem,
@@ -602,10 +602,9 @@ def read_soap_pages(client: SoapClient, resolved: ResolvedSystem, stream: Stream
             if records is None:
                 raise MalformedPageError(client.title, f"{page_where}: {call.records_path!r} is not a list of "
                                          "records")
-            for record in records:
-                if json_path(record, stream.primary_key) in (None, ""):
-                    raise MalformedPageError(
-                        client.title, f"{page_where}: a record has no primary key {stream.primary_key!r}")
+            problem = primary_key_problem(records, stream.primary_key)
+            if problem:
+                raise MalformedPageError(client.title, f"{page_where} {problem}")
             shown = f"{address}#{operation} page index {variables['page_index']}"
             if stale.fresh(records, number, shown, asked_again):
                 break
