@@ -47,6 +47,8 @@ def _metadata(result: ExtractResult, mode: str) -> dict[str, object]:
         "incremental_since": result.incremental_since.isoformat() if result.incremental_since else "full read",
         "cursor": result.cursor or "",
     }
+    if load.stale:  # an event applied while this read ran was newer than what the read saw
+        metadata["stale"] = load.stale
     if load.new_columns:
         metadata["new_columns"] = ", ".join(load.new_columns)
     if load.type_warnings:

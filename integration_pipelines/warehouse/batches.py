@@ -16,7 +16,7 @@ from typing import Any
 import orjson
 import pyarrow as pa
 
-META_COLUMNS = ("_pk", "_cursor", "_source_system", "_extracted_at", "_run_id", "_raw", "_hash", "_seq")
+META_COLUMNS = ("_pk", "_cursor", "_source_system", "_extracted_at", "_run_id", "_raw", "_hash", "_seq", "_version")
 
 # Datetimes go through `default=str` as with the standard library, so the text is the same on both paths.
 _ORJSON_OPTIONS = orjson.OPT_SORT_KEYS | orjson.OPT_PASSTHROUGH_DATETIME
@@ -120,7 +120,11 @@ def records_to_table(
     run_id: str,
     extracted_at: datetime,
     first_seq: int,
+    versions: Sequence[datetime | None] | None = None,
 ) -> pa.Table:
+    """One Arrow batch of `records`. `versions` is the moment each snapshot was true at the source (an event's
+    creation time); without it every row is as new as `extracted_at`, the moment the read started. The load
+    never lets an older version replace a newer one, so a late or replayed event cannot undo a later change."""
     columns: dict[str, pa.Array] = {}
     for key, column in _field_names(records):
         array = _typed_array([record.get(key) for record in records])
@@ -132,6 +136,9 @@ def records_to_table(
     columns["_source_system"] = pa.array([source_system] * n, type=pa.string())
     columns["_extracted_at"] = pa.array([extracted_at] * n, type=pa.timestamp("us", tz="UTC"))
     columns["_run_id"] = pa.array([run_id] * n, type=pa.string())
+    columns["_version"] = pa.array(
+        [extracted_at] * n if versions is None else [v or extracted_at for v in versions],
+        type=pa.timestamp("us", tz="UTC"))
     raws = _raw_bytes(records)
     # The load compares this digest, not `_raw` itself, so finding what changed needs ~50 bytes per row.
     columns["_hash"] = pa.array([md5(raw, usedforsecurity=False).hexdigest() for raw in raws], type=pa.string())

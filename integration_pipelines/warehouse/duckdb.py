@@ -26,7 +26,8 @@ _LOCK_MARKERS = ("could not set lock", "conflicting lock", "database is locked")
 
 
 _EMPTY_COLUMNS = (("_pk", "VARCHAR"), ("_cursor", "VARCHAR"), ("_source_system", "VARCHAR"),
-                  ("_extracted_at", "TIMESTAMPTZ"), ("_run_id", "VARCHAR"), ("_raw", "VARCHAR"), ("_hash", "VARCHAR"))
+                  ("_extracted_at", "TIMESTAMPTZ"), ("_run_id", "VARCHAR"), ("_raw", "VARCHAR"), ("_hash", "VARCHAR"),
+                  ("_version", "TIMESTAMPTZ"))
 _zstd_for_raw: bool | None = None
 
 
@@ -108,6 +109,7 @@ class LoadResult:
     inserted: int = 0
     updated: int = 0
     unchanged: int = 0
+    stale: int = 0  # snapshots older than the stored row (a late or replayed event): left alone
     total_rows: int = 0
     new_columns: list[str] = field(default_factory=list)
     type_warnings: list[str] = field(default_factory=list)
@@ -310,10 +312,11 @@ class Warehouse:
                     "union_by_name = true)")
         rows, distinct = con.execute("SELECT count(*), count(DISTINCT _pk) FROM _spooled").fetchone()
         if rows != distinct:
-            # The same record read twice in one run (offset paging drifting, a page served twice): the last
-            # read is the newest, so it wins.
+            # The same record twice in one load (offset paging drifting, a page served twice, two events about one
+            # object): the newest version wins, and between equal versions the last read.
             con.execute("""CREATE OR REPLACE TEMP VIEW _staged AS SELECT s.* FROM _spooled s
-                           SEMI JOIN (SELECT _pk, max(_seq) AS _seq FROM _spooled GROUP BY _pk) l
+                           SEMI JOIN (SELECT _pk, arg_max(_seq, (_version, _seq)) AS _seq FROM _spooled
+                                      GROUP BY _pk) l
                            USING (_pk, _seq)""")
         else:
             con.execute("CREATE OR REPLACE TEMP VIEW _staged AS SELECT * FROM _spooled")
@@ -349,14 +352,22 @@ class Warehouse:
                 select.append(f"TRY_CAST({col} AS {column_type}) AS {as_column}")
         # A table loaded before `_hash` existed has NULL there: every row compares as changed once and is
         # rewritten with its digest.
+        # Apply by version, never by arrival: a staged snapshot older than the stored one (an event delivered late,
+        # a captured delivery replayed, a read that started before a newer event was applied) is left out. Rows
+        # loaded before `_version` existed have NULL there and count as older than anything.
         con.execute(
             f"""CREATE OR REPLACE TEMP TABLE _changed AS
-                SELECT s._pk, t._pk IS NULL AS _is_new FROM _staged s LEFT JOIN {target} t USING (_pk)
+                SELECT s._pk, t._pk IS NULL AS _is_new,
+                       t._pk IS NOT NULL AND s._version < t._version AS _is_stale
+                FROM _staged s LEFT JOIN {target} t USING (_pk)
                 WHERE t._pk IS NULL OR t._hash IS DISTINCT FROM s._hash"""
         )
+        stale = con.execute("SELECT count(*) FROM _changed WHERE _is_stale").fetchone()[0]
+        if stale:
+            con.execute("DELETE FROM _changed WHERE _is_stale")
         changed, new = con.execute("SELECT count(*), count(*) FILTER (WHERE _is_new) FROM _changed").fetchone()
-        result.inserted, result.updated = new, changed - new
-        result.unchanged = result.staged - changed
+        result.inserted, result.updated, result.stale = new, changed - new, stale
+        result.unchanged = result.staged - changed - stale
         if changed:
             con.execute(f"DELETE FROM {target} WHERE _pk IN (SELECT _pk FROM _changed WHERE NOT _is_new)")
             con.execute(f"INSERT INTO {target} BY NAME SELECT {', '.join(select)} FROM _staged "

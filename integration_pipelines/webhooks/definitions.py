@@ -74,12 +74,13 @@ def build_events_asset(settings: Settings, hook_config: WebhookSettings) -> dg.A
                               context.run.run_id, log=context.log)
         context.log.info(
             f"batch {batch}: {result.processed} of {result.files} events applied ({result.inserted} new rows, "
-            f"{result.updated} changed, {result.unchanged} unchanged); {len(result.failed)} moved to failed/"
+            f"{result.updated} changed, {result.unchanged} unchanged, {result.stale} older than what the warehouse "
+            f"holds and left alone); {len(result.failed)} moved to failed/"
         )
         return dg.MaterializeResult(metadata={
             "batch": batch, "files": result.files, "processed": result.processed,
             "failed": len(result.failed), "inserted": result.inserted, "updated": result.updated,
-            "unchanged": result.unchanged,
+            "unchanged": result.unchanged, "stale": result.stale,
             "tables": dg.MetadataValue.json(result.rows_by_table),
         })
 

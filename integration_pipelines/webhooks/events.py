@@ -16,6 +16,7 @@ import re
 import xml.etree.ElementTree as ET
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import parse_qsl
 
@@ -223,6 +224,7 @@ class Row:
     pk: str
     record: dict[str, Any]
     cursor: str | None = None
+    version: datetime | None = None  # when the snapshot was true at the provider; None = when it was applied
 
 
 @dataclass
@@ -242,6 +244,25 @@ def _snapshot(system: str, stream: str, record: dict[str, Any], default_pk: str 
         raise MalformedPayload(f"{system}.{stream} snapshot has no {pk_field}")
     cursor = record.get(spec_cursor) if spec_cursor else None
     return Row(system, stream, str(pk), record, None if cursor is None else str(cursor))
+
+
+def _moment(value: Any, fmt: str) -> datetime | None:
+    """A provider's timestamp as an aware datetime, or None when absent or unreadable: an event without a usable
+    time is applied as of its arrival (the version guard then treats it as new), never refused for it."""
+    if value in (None, ""):
+        return None
+    try:
+        if fmt == "unix":
+            return datetime.fromtimestamp(float(value), UTC)
+        parsed = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+    except (TypeError, ValueError, OverflowError, OSError):
+        return None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+def _versioned(row: Row, version: datetime | None) -> Row:
+    row.version = version
+    return row
 
 
 def _event_row(provider: str, pk: str, record: dict[str, Any]) -> Row:
@@ -267,29 +288,33 @@ def rows_for(provider: str, event_id: str, headers: Mapping[str, str], payload: 
         obj = (payload.get("data") or {}).get("object")
         stream = STRIPE_STREAMS.get(str((obj or {}).get("object", "")))
         if stream and isinstance(obj, dict) and obj.get("id"):
-            return [_snapshot("stripe", stream, obj)]
+            return [_versioned(_snapshot("stripe", stream, obj), _moment(payload.get("created"), "unix"))]
         return [_event_row("stripe", event_id, payload)]
     if provider == "square":
         data = payload.get("data") or {}
         kind = str(data.get("type", ""))
         obj = (data.get("object") or {}).get(kind)
         if isinstance(obj, dict) and obj.get("id"):
-            return [_snapshot("square", f"{kind}s", obj)]
+            version = _moment(obj.get("updated_at"), "iso") or _moment(payload.get("created_at"), "iso")
+            return [_versioned(_snapshot("square", f"{kind}s", obj), version)]
         if kind == "inventory" or isinstance((data.get("object") or {}).get("inventory_counts"), list):
             counts = (data.get("object") or {}).get("inventory_counts") or []
             return [Row("square", "inventory_counts", _spec_key("square", "inventory_counts", c), c,
-                        c.get("calculated_at")) for c in counts]
+                        c.get("calculated_at"), _moment(c.get("calculated_at"), "iso")) for c in counts]
         return [_event_row("square", event_id, payload)]
     if provider == "shopify":
         topic = headers.get("x-shopify-topic", "")
+        triggered = _moment(headers.get("x-shopify-triggered-at"), "iso")
         stream = SHOPIFY_STREAMS.get(topic.split("/")[0])
         if stream == "inventory_levels" and isinstance(payload, dict):
             # the extract keys levels by Shopify's own id for the (item, location) pair; build it when absent
             payload.setdefault("admin_graphql_api_id", f"gid://shopify/InventoryLevel/{payload.get('location_id')}"
                                                        f"?inventory_item_id={payload.get('inventory_item_id')}")
-            return [Row("shopify", stream, _spec_key("shopify", stream, payload), payload, payload.get("updated_at"))]
+            return [Row("shopify", stream, _spec_key("shopify", stream, payload), payload, payload.get("updated_at"),
+                        _moment(payload.get("updated_at"), "iso") or triggered)]
         if stream and isinstance(payload, dict) and payload.get("id") is not None:
-            return [_snapshot("shopify", stream, payload, cursor_field="updated_at")]
+            return [_versioned(_snapshot("shopify", stream, payload, cursor_field="updated_at"),
+                               _moment(payload.get("updated_at"), "iso") or triggered)]
         return [_event_row("shopify", event_id, {"topic": topic, "payload": payload})]
     if provider == "hubspot":
         events = payload if isinstance(payload, list) else [payload]

@@ -38,6 +38,7 @@ class IngestResult:
     inserted: int = 0
     updated: int = 0
     unchanged: int = 0
+    stale: int = 0  # snapshots older than what the warehouse holds (late, out of order, replayed): not applied
 
 
 def read_envelope(store: LandingStore, ref: EventFile) -> dict[str, Any]:
@@ -83,7 +84,8 @@ def ingest_batch(store: LandingStore, warehouse: Warehouse, spool_dir: Path, bat
             try:
                 spool.write(records_to_table(
                     [r.record for r in rows], source_system=system, primary_keys=[r.pk for r in rows],
-                    cursors=[r.cursor for r in rows], run_id=run_id, extracted_at=extracted_at, first_seq=0))
+                    cursors=[r.cursor for r in rows], run_id=run_id, extracted_at=extracted_at, first_seq=0,
+                    versions=[r.version for r in rows]))
                 load = warehouse.load_spool(schema=f"raw_{system}", table=stream, files=spool.files, state=None,
                                             run_id=run_id)
             finally:
@@ -92,6 +94,7 @@ def ingest_batch(store: LandingStore, warehouse: Warehouse, spool_dir: Path, bat
             result.inserted += load.inserted
             result.updated += load.updated
             result.unchanged += load.unchanged
+            result.stale += load.stale
     except BaseException as exc:
         for ref, _, _ in documents:
             _fail(store, ref, exc, result, log)
