@@ -14,6 +14,7 @@ from pathlib import Path
 import dagster as dg
 import duckdb
 import pytest
+from hypothesis import settings as hypothesis_settings
 
 from integration_pipelines.assets.extract import build_extract_asset
 from integration_pipelines.connectors.registry import discover_systems, get_system
@@ -26,6 +27,17 @@ PROJECT_ROOT = Path(__file__).resolve().parent.parent
 ANCHOR = datetime(2026, 3, 10, tzinfo=UTC)
 WORLD_DAYS = 3
 PARTITIONS = ["2026-03-07", "2026-03-08", "2026-03-09"]
+
+# Property tests must give a fresh clone the same verdict every time: in CI (CI=true, as CI services set it)
+# hypothesis derives its examples from each test's name instead of a random seed, keeps no example database
+# (nothing a previous run found is replayed), and prints a reproduction blob with a failure. Locally ("dev")
+# it explores randomly and replays what it found before from `.hypothesis/`. This module is imported before any
+# test module, so the per-test `settings(max_examples=...)` objects, which copy every unset option from the
+# default when they are built, inherit derandomize/database from the profile loaded here (checked by
+# test_reliability_properties.test_property_tests_run_with_the_ci_profile_in_ci).
+hypothesis_settings.register_profile("ci", derandomize=True, database=None, print_blob=True)
+hypothesis_settings.register_profile("dev")
+hypothesis_settings.load_profile("ci" if os.environ.get("CI", "").lower() not in ("", "0", "false") else "dev")
 
 
 @pytest.fixture(scope="session")

@@ -111,11 +111,14 @@ def plan_sync(con: duckdb.DuckDBPyConnection, spec: SyncSpec) -> SyncPlan:
         raise SyncSourceMissingError(
             f"sync {spec.name} reads a table that does not exist yet ({str(exc).splitlines()[0]}). "
             f"Materialize {needs} first (the `core` group in the UI).") from exc
-    bad = con.execute("SELECT count(*) FILTER (WHERE _key IS NULL), count(*) - count(DISTINCT _key) "
-                      "FROM _sync_source").fetchone()
+    # A blank key ('' or spaces) is refused like a null one: it is nearly always a missing value that a load or a
+    # coalesce(x, '') turned into text, and the ledger would take it for one record across runs, so the next row
+    # that happens to have a blank key would update (or link to) the first one's target record.
+    bad = con.execute("SELECT count(*) FILTER (WHERE _key IS NULL OR trim(_key, ' \t\r\n') = ''), "
+                      "count(*) - count(DISTINCT _key) FROM _sync_source").fetchone()
     if bad[0] or bad[1]:
-        raise ValueError(f"sync {spec.name}: the source has {bad[0]} rows with a null {spec.key!r} and {bad[1]} "
-                         "duplicate keys; the key must identify one record. Fix the sync's source_sql.")
+        raise ValueError(f"sync {spec.name}: the source has {bad[0]} rows with a null or blank {spec.key!r} and "
+                         f"{bad[1]} duplicate keys; the key must identify one record. Fix the sync's source_sql.")
     ready = " AND ".join(f"s.{quote_ident(c)} IS NOT NULL" for c in spec.required_columns) or "true"
     # a record a mirror sync archived is gone from the target's point of view: a row that comes back is created
     ledger_ext = "CASE WHEN l.status = 'deleted' THEN NULL ELSE l.external_id END"
