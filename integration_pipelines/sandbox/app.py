@@ -1,14 +1,21 @@
 """Assemble every emulator into one Starlette app (vendor paths are disjoint, so one port serves all),
 plus the `/_sandbox` control API tests and the demo use to inject faults, read the request log, and
-inspect or change the world."""
+inspect or change the world.
+
+`Sandbox(world="messy")` is the messy world: once the app is served (`SandboxServer.start`, `serve_forever`),
+`plant_messy(url)` plants the "before" anomalies of `sandbox/messy.py` through the vendors' own APIs, and every
+planted situation is recorded under `"planted"` in `GET /_sandbox/world/anomalies` (docs/messy-world.md)."""
 
 from __future__ import annotations
 
 import importlib
+import logging
 import pkgutil
 from datetime import datetime
+from typing import Any
 
 from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
@@ -17,6 +24,9 @@ from . import __path__ as _package_path
 from .base import Emulator, SandboxState
 from .faults import FaultConfig, FaultInjector
 from .world import build_world
+
+WORLDS = ("tidy", "messy")
+log = logging.getLogger(__name__)
 
 
 def discover_emulators() -> list[type[Emulator]]:
@@ -32,8 +42,15 @@ def discover_emulators() -> list[type[Emulator]]:
 class Sandbox:
     """The sandbox as an object: its state, its fault injector, and the ASGI app serving both."""
 
-    def __init__(self, seed: int = 7, scale: float = 1.0, anchor: datetime | None = None, days: int = 30) -> None:
+    def __init__(self, seed: int = 7, scale: float = 1.0, anchor: datetime | None = None, days: int = 30,
+                 world: str = "tidy") -> None:
+        if world not in WORLDS:
+            raise ValueError(f"unknown world {world!r}; choose one of {', '.join(WORLDS)}")
         self.options = {"seed": seed, "scale": scale, "anchor": anchor, "days": days}
+        self.world_kind = world
+        #: Where the app is served, once it is (set by `plant_messy`): the messy world is planted over HTTP,
+        #: so a reset can only plant it again when the URL is known.
+        self.url: str | None = None
         self.state = SandboxState(world=build_world(seed, scale, anchor, days))
         self._build_emulators()
         routes = [
@@ -43,7 +60,7 @@ class Sandbox:
             Route("/_sandbox/faults", self._clear_faults, methods=["DELETE"]),
             Route("/_sandbox/requests", self._requests, methods=["GET", "DELETE"]),
             Route("/_sandbox/reset", self._reset, methods=["POST"]),
-            Route("/_sandbox/world/anomalies", self._anomalies),
+            Route("/_sandbox/world/anomalies", self._anomalies, methods=["GET", "POST"]),
             Route("/_sandbox/{system}/{stream}", self._dump),
             Route("/_sandbox/{system}/{stream}/touch", self._touch, methods=["POST"]),
             Route("/_sandbox/{system}/{stream}/simulate", self._simulate, methods=["POST"]),
@@ -72,8 +89,27 @@ class Sandbox:
     def clear_faults(self) -> None:
         self.faults.clear()
 
+    def plant_messy(self, url: str) -> list[dict[str, Any]]:
+        """Plant the messy world's "before" anomalies through the served APIs at `url` (a no-op for the tidy
+        world). Must run outside the server's event loop: it is an HTTP client of the server."""
+        self.url = url
+        if self.world_kind != "messy":
+            return []
+        from .messy import MessyWorld  # the planter is an HTTP client; import it only when it is needed
+
+        with MessyWorld(url, seed=int(self.options["seed"])) as messy:  # type: ignore[call-overload]
+            planted = messy.plant_before()
+        log.info("messy world: planted %d anomalies at %s", len(planted), url)
+        return planted
+
     def reset(self) -> None:
-        """A brand-new world from the same options: every write since start is forgotten."""
+        """A brand-new world from the same options: every write since start is forgotten. A messy world that is
+        being served is planted again, so a reset messy world is the same messy world."""
+        self._rebuild()
+        if self.world_kind == "messy" and self.url:
+            self.plant_messy(self.url)
+
+    def _rebuild(self) -> None:
         with self.state.lock:
             self.state.world = build_world(**self.options)  # type: ignore[arg-type]
             self.state.idempotency.clear()
@@ -114,11 +150,29 @@ class Sandbox:
         return JSONResponse(self.state.request_log(request.query_params.get("system")))
 
     async def _reset(self, request: Request) -> JSONResponse:
-        self.reset()
+        # planting is HTTP against this very server: run it off the event loop so the loop can answer it
+        await run_in_threadpool(self.reset)
         return JSONResponse({"reset": True})
 
     async def _anomalies(self, request: Request) -> JSONResponse:
-        return JSONResponse(self.state.world.anomalies)
+        """GET: the seeded world's anomalies (name → value) plus `"planted"`, every anomaly planted through the
+        APIs since start. POST: append one planted anomaly (a JSON object with a string `kind`), answered 201
+        with the stored record, which gains `seq` (its 1-based position in the list)."""
+        world = self.state.world
+        if request.method == "POST":
+            try:
+                record = await request.json()
+            except ValueError:
+                return JSONResponse({"error": "the body must be a JSON object"}, status_code=400)
+            if not isinstance(record, dict) or not isinstance(record.get("kind"), str) or not record["kind"]:
+                return JSONResponse({"error": "an anomaly is a JSON object with a non-empty string `kind`"},
+                                    status_code=400)
+            with self.state.lock:
+                stored = {**record, "seq": len(world.planted) + 1}
+                world.planted.append(stored)
+            return JSONResponse(stored, status_code=201)
+        with self.state.lock:
+            return JSONResponse({**world.anomalies, "planted": list(world.planted)})
 
     def _emulator_or_404(self, request: Request) -> Emulator | JSONResponse:
         emulator = self.state.emulators.get(request.path_params["system"])

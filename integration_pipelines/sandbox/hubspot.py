@@ -53,8 +53,10 @@ SCHEMA: dict[str, tuple[str, ...]] = {
     # real admin would in Settings → Properties) for the payments → CRM sync.
     # `support_status` (an enumeration) and `open_tickets` (a number) serve the tickets → CRM sync; `quote_id` on
     # deals is a custom property with "unique values" set (`hasUniqueValue`), the quote → deal sync's upsert key.
+    # `hs_merged_object_ids`, `hs_all_contact_vids` and `hs_additional_emails` are HubSpot's own merge trail.
     "contacts": (*PROPERTIES["contacts"], "website", "hs_email_domain", "hs_lead_status", "payment_status",
-                 "last_payment_date", "support_status", "open_tickets"),
+                 "last_payment_date", "support_status", "open_tickets", "hs_merged_object_ids",
+                 "hs_all_contact_vids", "hs_additional_emails"),
     "companies": (*PROPERTIES["companies"], "website", "description"),
     "deals": (*PROPERTIES["deals"], "description", "hs_priority", "quote_id"),
 }
@@ -73,7 +75,8 @@ DEFAULT_PROPERTIES: dict[str, tuple[str, ...]] = {
               "hs_object_id"),
 }
 MODIFIED = {"contacts": "lastmodifieddate", "companies": "hs_lastmodifieddate", "deals": "hs_lastmodifieddate"}
-READ_ONLY = {"hs_object_id", "createdate", "lastmodifieddate", "hs_lastmodifieddate", "hs_email_domain"}
+READ_ONLY = {"hs_object_id", "createdate", "lastmodifieddate", "hs_lastmodifieddate", "hs_email_domain",
+             "hs_merged_object_ids", "hs_all_contact_vids"}
 DATE_PROPERTIES = {"createdate", "lastmodifieddate", "hs_lastmodifieddate", "closedate"}
 NUMBER_PROPERTIES = {"amount", "hs_object_id", "numberofemployees", "open_tickets"}
 SEARCH_TEXT_PROPERTIES = {
@@ -325,6 +328,7 @@ class HubSpotEmulator(Emulator):
             Route(base, self._handler(self._collection), methods=["GET", "POST"]),
             Route(base + "/search", self._handler(self._search), methods=["POST"]),
             Route(base + "/batch/{action}", self._handler(self._batch), methods=["POST"]),
+            Route(base + "/merge", self._handler(self._merge), methods=["POST"]),
             Route(base + "/{object_id}", self._handler(self._single), methods=["GET", "PATCH", "DELETE"]),
         ]
 
@@ -443,6 +447,11 @@ class HubSpotEmulator(Emulator):
             record = self._by_unique(object_type, str(id_property), str(object_id))
         else:
             raise HubSpotError(400, f"Property {id_property} is not a unique identifier for {object_type}.")
+        seen: set[str] = set()
+        while record is not None and record.get("_merged_into") and record["id"] not in seen:
+            # HubSpot answers a merged-away id with the record it was merged into
+            seen.add(record["id"])
+            record = self.objects[object_type].get(record["_merged_into"])
         if record is None or record["archived"]:
             if missing_ok:
                 return {}
@@ -741,6 +750,51 @@ class HubSpotEmulator(Emulator):
                 record, new = self._create(object_type, properties), True
             results.append({**self._shape(object_type, record, self._written(object_type, item)), "new": new})
         return results
+
+    async def _merge(self, request: Request, object_type: str) -> Response:
+        """`POST /crm/v3/objects/{type}/merge` `{"primaryObjectId", "objectIdToMerge"}`, as HubSpot merges: the
+        primary keeps its id and its values, takes the other's values only where it has none, keeps the other's
+        email as an additional one and both ids (`hs_merged_object_ids`, contacts' `hs_all_contact_vids`), and
+        takes over its associations; the merged-away record is archived, and reading its id answers with the
+        primary. Answers the primary as a simple public object (200)."""
+        body = await self._body(request)
+        primary_id, other_id = body.get("primaryObjectId"), body.get("objectIdToMerge")
+        if primary_id in (None, "") or other_id in (None, ""):
+            raise HubSpotError(400, "Invalid input JSON: primaryObjectId and objectIdToMerge are required.")
+        if str(primary_id) == str(other_id):
+            raise HubSpotError(400, f"Cannot merge {object_type[:-1]} {primary_id} with itself.")
+        with self.sandbox.lock:
+            primary = self._find(object_type, str(primary_id))
+            other = self._find(object_type, str(other_id))
+            if primary["id"] == other["id"]:
+                raise HubSpotError(400, f"{other_id} was already merged into {primary['id']}.")
+            props, taken = primary["properties"], other["properties"]
+            for name, value in taken.items():
+                if name not in READ_ONLY and props.get(name) in (None, "") and value not in (None, ""):
+                    props[name] = value
+            merged = [i for i in (props.get("hs_merged_object_ids") or "").split(";") if i]
+            merged += [i for i in [other["id"], *(taken.get("hs_merged_object_ids") or "").split(";")]
+                       if i and i not in merged]
+            props["hs_merged_object_ids"] = ";".join(merged)
+            if object_type == "contacts":
+                props["hs_all_contact_vids"] = ";".join([primary["id"], *merged])
+                extra = [e for e in (props.get("hs_additional_emails") or "").split(";") if e]
+                for email in [taken.get("email"), *(taken.get("hs_additional_emails") or "").split(";")]:
+                    if email and email.lower() != (props.get("email") or "").lower() and email not in extra:
+                        extra.append(email)
+                props["hs_additional_emails"] = ";".join(extra) or None
+            for other_type, ids in self.associations.pop((object_type, other["id"]), {}).items():
+                for linked in ids:
+                    back = self.associations.get((other_type, linked), {}).get(object_type, [])
+                    if other["id"] in back:
+                        back.remove(other["id"])
+                    if linked not in self.associations.get((object_type, primary["id"]), {}).get(other_type, []):
+                        self._associate(object_type, primary["id"], other_type, linked)
+            stamp = iso_ms(self._now())
+            other["archived"], other["archivedAt"], other["_merged_into"] = True, stamp, primary["id"]
+            props[MODIFIED[object_type]] = stamp
+            primary["updatedAt"] = stamp
+        return self._json(self._shape(object_type, primary, list(DEFAULT_PROPERTIES[object_type])))
 
     # -- ground truth -------------------------------------------------------------------------------
     def dump(self, stream: str) -> list[dict[str, Any]]:

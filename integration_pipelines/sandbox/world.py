@@ -10,6 +10,7 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 FIRST = ["Ada", "Grace", "Linus", "Margaret", "Alan", "Barbara", "Ken", "Frances", "Dennis", "Radia",
          "Edsger", "Katherine", "John", "Hedy", "Donald", "Shafi", "Tim", "Sophie", "Niklaus", "Carol"]
@@ -134,6 +135,9 @@ class World:
     payments: list[Payment] = field(default_factory=list)
     deals: list[Deal] = field(default_factory=list)
     anomalies: dict[str, object] = field(default_factory=dict)
+    #: Anomalies planted through the vendors' APIs after start (the messy world, `sandbox/messy.py`): one record
+    #: per planted situation, as `POST /_sandbox/world/anomalies` received it (see docs/messy-world.md).
+    planted: list[dict[str, Any]] = field(default_factory=list)
 
     def rng(self, salt: str) -> random.Random:
         """A private random stream per emulator, so one system's choices never shift another's."""
