@@ -1,10 +1,20 @@
 """Stripe's API as the official stripe-python SDK sees it: `/v1` lists (`object: list`, `url`, `has_more`,
 newest first), `starting_after`/`ending_before`, `created[...]` filters, form-encoded POSTs, Bearer keys,
-`Idempotency-Key` replay, and `{"error": {"type", "message"}}` errors."""
+`Idempotency-Key` replay, `{"error": {"type", "message"}}` errors, and the change feed: every change to a
+customer, charge, invoice, refund or dispute appends an Event (`GET /v1/events`), as Stripe does, so a reader
+can learn that an OLD record changed (a refund ten days after the charge) without re-reading every record.
+
+The emulator keeps its own vendor facts (API version, limits, parameter lists) rather than importing the
+project's connector: an emulator that borrowed the reader's beliefs could never catch the reader being wrong.
+"""
 
 from __future__ import annotations
 
+import copy
+import itertools
+import re
 import time
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 from urllib.parse import parse_qsl
 
@@ -12,35 +22,188 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from ..connectors.stripe import SYSTEM
-from .base import Emulator, bearer_token
+from .base import Emulator, SandboxState, bearer_token
 from .ids import token
+from .world import World
 
-_LIST_OBJECT = {"customers": "customer", "charges": "charge", "invoices": "invoice"}
-_PREFIX = {"customers": "cus", "charges": "ch", "invoices": "in"}
+#: The fake secret key the sandbox accepts (the same string the project's Stripe connector uses in sandbox mode).
+SANDBOX_API_KEY = "sk_test_FAKE_sandbox_key_integration_pipelines"
+#: The API version the sandbox account is pinned to: events render `data.object` in it and say so.
+API_VERSION = "2025-09-30.clover"
+#: Stripe serves events for 30 days; older ones are gone from `/v1/events`.
+EVENT_RETENTION_SECONDS = 30 * 24 * 3600
+MAX_LIMIT = 100
+MAX_TYPES = 20
+
+_OBJECT = {"customers": "customer", "charges": "charge", "invoices": "invoice", "refunds": "refund",
+           "disputes": "dispute", "events": "event"}
+# What each endpoint takes (stripe-python 16's params/*.py); anything else is Stripe's "unknown parameter" 400.
+_LIST_PARAMS: dict[str, frozenset[str]] = {
+    "customers": frozenset({"created", "email", "ending_before", "expand", "limit", "starting_after", "test_clock"}),
+    "charges": frozenset({"created", "customer", "ending_before", "expand", "limit", "payment_intent",
+                          "starting_after", "transfer_group"}),
+    "invoices": frozenset({"collection_method", "created", "customer", "customer_account", "due_date",
+                           "ending_before", "expand", "limit", "starting_after", "status", "subscription"}),
+    "refunds": frozenset({"charge", "created", "ending_before", "expand", "limit", "payment_intent",
+                          "starting_after"}),
+    "disputes": frozenset({"charge", "created", "ending_before", "expand", "limit", "payment_intent",
+                           "starting_after"}),
+    "events": frozenset({"created", "delivery_success", "ending_before", "expand", "limit", "starting_after",
+                         "type", "types"}),
+}
+#: List parameters that filter by equality on the field of the same name.
+_EQUALITY_FILTERS = ("customer", "email", "status", "collection_method", "charge", "payment_intent")
+_CREATE_PARAMS: dict[str, frozenset[str]] = {
+    "customers": frozenset({"address", "balance", "business_name", "cash_balance", "description", "email", "expand",
+                            "individual_name", "invoice_prefix", "invoice_settings", "metadata", "name",
+                            "next_invoice_sequence", "payment_method", "phone", "preferred_locales", "shipping",
+                            "source", "tax", "tax_exempt", "tax_id_data", "test_clock", "validate"}),
+    "charges": frozenset({"amount", "application_fee", "application_fee_amount", "capture", "currency", "customer",
+                          "description", "destination", "expand", "metadata", "on_behalf_of", "radar_options",
+                          "receipt_email", "shipping", "source", "statement_descriptor",
+                          "statement_descriptor_suffix", "transfer_data", "transfer_group"}),
+    "refunds": frozenset({"amount", "charge", "currency", "customer", "expand", "instructions_email", "metadata",
+                          "origin", "payment_intent", "reason", "refund_application_fee", "reverse_transfer"}),
+}
+_UPDATE_PARAMS: dict[str, frozenset[str]] = {
+    "customers": frozenset({"address", "balance", "business_name", "cash_balance", "default_source", "description",
+                            "email", "expand", "individual_name", "invoice_prefix", "invoice_settings", "metadata",
+                            "name", "next_invoice_sequence", "phone", "preferred_locales", "shipping", "source",
+                            "tax", "tax_exempt", "validate"}),
+    "charges": frozenset({"customer", "description", "expand", "fraud_details", "metadata", "receipt_email",
+                          "shipping", "transfer_group"}),
+    "invoices": frozenset({"account_tax_ids", "application_fee_amount", "auto_advance", "automatic_tax",
+                           "automatically_finalizes_at", "collection_method", "custom_fields", "days_until_due",
+                           "default_payment_method", "default_source", "default_tax_rates", "description",
+                           "discounts", "due_date", "effective_at", "expand", "footer", "issuer", "metadata",
+                           "number", "on_behalf_of", "payment_settings", "rendering", "shipping_cost",
+                           "shipping_details", "statement_descriptor", "transfer_data"}),
+    "refunds": frozenset({"expand", "metadata"}),
+}
+_INT_FIELDS = frozenset({"amount", "balance", "due_date", "days_until_due", "next_invoice_sequence",
+                         "application_fee_amount", "automatically_finalizes_at"})
+_REFUND_REASONS = ("duplicate", "fraudulent", "requested_by_customer")
+_DISPUTE_REASONS = ("bank_cannot_process", "check_returned", "credit_not_processed", "customer_initiated",
+                    "debit_not_authorized", "duplicate", "fraudulent", "general", "incorrect_account_details",
+                    "insufficient_funds", "noncompliant", "product_not_received", "product_unacceptable",
+                    "subscription_canceled", "unrecognized")
+_SYMBOL = {"usd": "$", "gbp": "£", "eur": "€"}
+_KEY = re.compile(r"([^\[\]]+)((?:\[[^\[\]]*\])*)")
+
+#: An event's `request`: the API request that caused the change (`id`, `idempotency_key`), or nulls.
+Origin = dict[str, str | None]
 
 
 def _unix(moment: Any) -> int:
     return int(moment.timestamp())
 
 
+def _automatic() -> Origin:
+    return {"id": None, "idempotency_key": None}
+
+
+class StripeRefusal(Exception):
+    """A request Stripe would answer with an error body; raised deep inside a handler, answered at its top."""
+
+    def __init__(self, status: int, message: str, type_: str = "invalid_request_error", **extra: Any) -> None:
+        super().__init__(message)
+        self.status, self.message, self.type, self.extra = status, message, type_, extra
+
+    def body(self) -> dict[str, Any]:
+        return {"error": {"type": self.type, "message": self.message, **self.extra}}
+
+
+def nest(pairs: Iterable[tuple[str, str]]) -> dict[str, Any]:
+    """Stripe's bracket notation into nested values: `metadata[k]=v` → dict, `expand[0]=a`/`expand[]=a` → list,
+    `created[gte]=1` → dict. Keys that do not parse are kept whole, so they still reach the unknown-param check."""
+    root: dict[str, Any] = {}
+    for key, value in pairs:
+        match = _KEY.fullmatch(key)
+        parts = [match.group(1), *re.findall(r"\[([^\[\]]*)\]", match.group(2))] if match else [key]
+        node = root
+        for i, part in enumerate(parts):
+            slot: Any = len(node) if part == "" else int(part) if part.isdigit() and node is not root else part
+            if i == len(parts) - 1:
+                node[slot] = value
+            else:
+                child = node.get(slot)
+                if not isinstance(child, dict):
+                    child = node[slot] = {}
+                node = child
+    return _listify(root)
+
+
+def _listify(value: Any) -> Any:
+    if isinstance(value, dict):
+        if value and all(isinstance(k, int) for k in value):
+            return [_listify(value[k]) for k in sorted(value)]
+        return {k: _listify(v) for k, v in value.items()}
+    return value
+
+
+def _diff(before: dict[str, Any], after: dict[str, Any]) -> dict[str, Any]:
+    """Stripe's `previous_attributes`: the old value of every changed field; for a changed hash (metadata,
+    address) only its changed keys, with null for a key that did not exist before."""
+    previous: dict[str, Any] = {}
+    for key in [*before, *(k for k in after if k not in before)]:
+        old, new = before.get(key), after.get(key)
+        if old == new:
+            continue
+        if isinstance(old, dict) and isinstance(new, dict):
+            previous[key] = _diff(old, new)
+        else:
+            previous[key] = copy.deepcopy(old)
+    return previous
+
+
+def _money(amount: int, currency: str) -> str:
+    symbol = _SYMBOL.get(currency.lower())
+    return f"{symbol}{amount / 100:,.2f}" if symbol else f"{amount / 100:,.2f} {currency.upper()}"
+
+
+def _integer(value: Any, param: str, *, positive: bool = False) -> int:
+    try:
+        number = int(value)
+    except (TypeError, ValueError):
+        raise StripeRefusal(400, f"Invalid integer: {value}", param=param) from None
+    if positive and number <= 0:
+        raise StripeRefusal(400, "Invalid positive integer", param=param)
+    return number
+
+
+def _unknown(given: Iterable[str], allowed: frozenset[str]) -> None:
+    for name in given:
+        if name not in allowed:
+            raise StripeRefusal(400, f"Received unknown parameter: {name}", param=name)
+
+
 class StripeEmulator(Emulator):
     name = "stripe"
     prefixes = ("/v1/",)
-    streams = ("customers", "charges", "invoices")
+    streams = ("customers", "charges", "invoices", "refunds", "disputes", "events")
 
-    def __init__(self, world, sandbox) -> None:  # type: ignore[no-untyped-def]
+    def __init__(self, world: World, sandbox: SandboxState) -> None:
         super().__init__(world, sandbox)
-        self.api_key = SYSTEM.values["api_key"].sandbox
+        self.api_key = SANDBOX_API_KEY
+        #: Seconds added to the wall clock: every change is stamped at `now()`, so a test moves this forward to
+        #: make "a refund ten days after the charge" (and back to put the clock inside the world's history).
+        self.clock_offset_seconds: float = 0.0
+        self._serial = itertools.count()
+        self._event_order: dict[str, int] = {}
         seed = world.seed
         self.objects: dict[str, dict[str, dict[str, Any]]] = {s: {} for s in self.streams}
+        history: list[tuple[int, int, str, dict[str, Any], dict[str, Any] | None]] = []
+
+        def happened(at: int, type_: str, snapshot: dict[str, Any], previous: dict[str, Any] | None = None) -> None:
+            history.append((at, len(history), type_, copy.deepcopy(snapshot), previous))
+
         customer_ids: dict[int, str] = {}
         for person in world.people:
             if not person.in_stripe:
                 continue
             cid = f"cus_{token(seed, 'cus', person.key)}"
             customer_ids[person.key] = cid
-            self.objects["customers"][cid] = {
+            customer = self.objects["customers"][cid] = {
                 "id": cid, "object": "customer",
                 "address": {"city": person.city, "country": person.country, "line1": person.street,
                             "line2": None, "postal_code": person.postal_code, "state": None},
@@ -51,6 +214,9 @@ class StripeEmulator(Emulator):
                 "name": person.name, "phone": person.phone, "preferred_locales": ["en"], "shipping": None,
                 "tax_exempt": "none", "test_clock": None,
             }
+            happened(customer["created"], "customer.created", customer)
+        paid_at = {p.invoice.key: _unix(p.created_at) for p in world.payments
+                   if p.invoice is not None and p.processor == "stripe"}
         invoice_ids: dict[int, str] = {}
         for invoice in world.invoices:
             if not invoice.billed_via_stripe or invoice.person.key not in customer_ids:
@@ -58,7 +224,7 @@ class StripeEmulator(Emulator):
             iid = f"in_{token(seed, 'in', invoice.key)}"
             invoice_ids[invoice.key] = iid
             paid = invoice.amount if invoice.paid else 0
-            self.objects["invoices"][iid] = {
+            record = self.objects["invoices"][iid] = {
                 "id": iid, "object": "invoice", "customer": customer_ids[invoice.person.key],
                 "number": f"{invoice.number}-S", "status": "paid" if invoice.paid else "open",
                 "amount_due": invoice.amount, "amount_paid": paid, "amount_remaining": invoice.amount - paid,
@@ -72,14 +238,21 @@ class StripeEmulator(Emulator):
                      "description": line.product.name, "price": {"lookup_key": line.product.sku}}
                     for n, line in enumerate(invoice.lines)]},
             }
+            unpaid = {"amount_paid": 0, "amount_remaining": invoice.amount, "paid": False, "status": "open"}
+            happened(record["created"], "invoice.created", {**record, **unpaid})
+            if invoice.paid:
+                at = max(record["created"], paid_at.get(invoice.key, record["created"]))
+                happened(at, "invoice.updated", record, {k: v for k, v in unpaid.items() if record[k] != v})
+                happened(at, "invoice.paid", record)
+                happened(at, "invoice.payment_succeeded", record)
         for payment in world.payments:
             if payment.processor != "stripe" or payment.person.key not in customer_ids:
                 continue
             chid = f"ch_{token(seed, 'ch', payment.key)}"
             invoice_id = invoice_ids.get(payment.invoice.key) if payment.invoice else None
-            self.objects["charges"][chid] = {
+            charge = self.objects["charges"][chid] = {
                 "id": chid, "object": "charge", "amount": payment.amount, "amount_captured": payment.amount,
-                "amount_refunded": payment.refunded, "balance_transaction": f"txn_{token(seed, 'txn', payment.key)}",
+                "amount_refunded": 0, "balance_transaction": f"txn_{token(seed, 'txn', payment.key)}",
                 "billing_details": {"email": payment.person.email, "name": payment.person.name,
                                     "phone": payment.person.phone, "address": {"country": payment.person.country}},
                 "captured": True, "created": _unix(payment.created_at), "currency": payment.currency.lower(),
@@ -94,11 +267,42 @@ class StripeEmulator(Emulator):
                 "payment_method": f"pm_{token(seed, 'pm', payment.key)}", "receipt_email": payment.person.email,
                 "refunded": False, "status": "succeeded",
             }
+            happened(charge["created"], "charge.succeeded", charge)
+            if payment.refunded:
+                before = copy.deepcopy(charge)
+                refund = self._apply_refund(charge, min(payment.refunded, payment.amount), None, {},
+                                            charge["created"], f"re_{token(seed, 're', payment.key)}")
+                happened(charge["created"], "charge.refunded", charge, _diff(before, charge))
+                happened(charge["created"], "refund.created", refund)
+        for at, order, type_, snapshot, previous in sorted(history, key=lambda h: (h[0], h[1])):
+            self._record(type_, snapshot, previous, _automatic(), created=at,
+                         event_id=f"evt_{token(seed, 'evt', order, type_, snapshot['id'])}", copy_snapshot=False)
+
+    # -- clock -----------------------------------------------------------------------------------
+    def now(self) -> float:
+        """The wall clock moved by `clock_offset_seconds`: the moment every change is stamped with."""
+        return time.time() + self.clock_offset_seconds
+
+    def advance_clock(self, seconds: float) -> float:
+        """Move the emulator's clock forward (a test's "ten days later"); returns the new `now()`."""
+        self.clock_offset_seconds += seconds
+        return self.now()
+
+    def set_clock(self, unix_seconds: float) -> None:
+        """Put the emulator's clock at a moment (e.g. the world's anchor, so its history is inside the 30 days
+        of events Stripe keeps); it then runs on from there with the wall clock."""
+        self.clock_offset_seconds = unix_seconds - time.time()
+
+    def _stamp(self) -> int:
+        return int(self.now())
+
+    def _new_id(self, prefix: str) -> str:
+        return f"{prefix}_{token(self.world.seed, prefix, time.time_ns(), next(self._serial), length=24)}"
 
     # -- protocol ------------------------------------------------------------------------------
     def error_response(self, status: int, message: str, type_: str = "api_error", **extra: Any) -> Response:
         body = {"error": {"type": type_, "message": message, **extra}}
-        return JSONResponse(body, status_code=status, headers={"Request-Id": f"req_{token(time.time_ns())}"})
+        return JSONResponse(body, status_code=status, headers={"Request-Id": self._new_id("req")})
 
     def rate_limit_response(self, retry_after: float) -> Response:
         response = self.error_response(
@@ -119,166 +323,462 @@ class StripeEmulator(Emulator):
                                        "invalid_request_error")
         return None
 
+    def _handler(self, serve: Callable[[Request], Awaitable[Response]]):  # type: ignore[no-untyped-def]
+        """Authorization first, then the endpoint; a refusal raised anywhere becomes Stripe's error body."""
+        async def handler(request: Request) -> Response:
+            denied = self._authorize(request)
+            if denied:
+                return denied
+            try:
+                return await serve(request)
+            except StripeRefusal as refusal:
+                return self.error_response(refusal.status, refusal.message, refusal.type, **refusal.extra)
+        return handler
+
     def routes(self) -> list[Route]:
-        routes = []
-        for stream in self.streams:
-            routes.append(Route(f"/v1/{stream}", self._endpoint(stream), methods=["GET", "POST"]))
-            routes.append(Route(f"/v1/{stream}/{{id}}", self._retrieve(stream), methods=["GET", "POST"]))
+        routes = [
+            Route("/v1/events", self._handler(self._list_endpoint("events")), methods=["GET"]),
+            Route("/v1/events/{id}", self._handler(self._object_endpoint("events")), methods=["GET"]),
+            Route("/v1/charges/{id}/refunds", self._handler(self._charge_refunds), methods=["GET"]),
+        ]
+        for stream in ("customers", "charges", "invoices", "refunds", "disputes"):
+            methods = ["GET", "POST"] if stream in _CREATE_PARAMS or stream == "invoices" else ["GET"]
+            routes.append(Route(f"/v1/{stream}", self._handler(self._list_endpoint(stream)), methods=methods))
+            methods = ["GET", "POST"] if stream in _UPDATE_PARAMS else ["GET"]
+            routes.append(Route(f"/v1/{stream}/{{id}}", self._handler(self._object_endpoint(stream)),
+                                methods=methods))
         return routes
 
-    # -- lists -----------------------------------------------------------------------------------
-    def _endpoint(self, stream: str):  # type: ignore[no-untyped-def]
-        async def handler(request: Request) -> Response:
-            denied = self._authorize(request)
-            if denied:
-                return denied
+    # -- reads ------------------------------------------------------------------------------------
+    def _list_endpoint(self, stream: str) -> Callable[[Request], Awaitable[Response]]:
+        async def serve(request: Request) -> Response:
             if request.method == "POST":
                 return await self._create(stream, request)
-            return self._list(stream, request)
-        return handler
+            params = nest(request.query_params.multi_items())
+            return JSONResponse(self.list_page(stream, params))
+        return serve
 
-    def _list(self, stream: str, request: Request) -> Response:
-        params = request.query_params
-        try:
-            limit = int(params.get("limit", "10"))
-        except ValueError:
-            return self.error_response(400, f"Invalid integer: {params.get('limit')}", "invalid_request_error",
-                                       param="limit")
-        if not 1 <= limit <= 100:
-            return self.error_response(400, "This value must be greater than or equal to 1 and less than or "
-                                       "equal to 100.", "invalid_request_error", param="limit")
-        rows = sorted(self.objects[stream].values(), key=lambda o: (o["created"], o["id"]), reverse=True)
-        for op, test in (("gte", int.__ge__), ("gt", int.__gt__), ("lte", int.__le__), ("lt", int.__lt__)):
-            bound = params.get(f"created[{op}]")
-            if bound is not None:
-                rows = [r for r in rows if test(r["created"], int(bound))]
-        if params.get("customer"):
-            rows = [r for r in rows if r.get("customer") == params["customer"]]
-        after, before = params.get("starting_after"), params.get("ending_before")
-        for cursor in (after, before):
-            if cursor and cursor not in self.objects[stream]:
-                return self.error_response(400, f"No such {_LIST_OBJECT[stream]}: '{cursor}'",
-                                           "invalid_request_error", code="resource_missing", param="starting_after")
-        ids = [r["id"] for r in rows]
-        if after:
-            start = ids.index(after) + 1 if after in ids else len(ids)
-            page, has_more = rows[start:start + limit], start + limit < len(rows)
-        elif before:
-            end = ids.index(before) if before in ids else 0
-            page, has_more = rows[max(0, end - limit):end], end - limit > 0
-        else:
-            page, has_more = rows[:limit], limit < len(rows)
-        return JSONResponse({"object": "list", "url": f"/v1/{stream}", "has_more": has_more, "data": page})
+    def _order(self, stream: str, obj: dict[str, Any]) -> tuple[int, int, str]:
+        """Newest first by `created`; events made in the same second keep the order they happened in."""
+        return obj["created"], self._event_order.get(obj["id"], 0) if stream == "events" else 0, obj["id"]
 
-    def _retrieve(self, stream: str):  # type: ignore[no-untyped-def]
-        async def handler(request: Request) -> Response:
-            denied = self._authorize(request)
-            if denied:
-                return denied
-            obj = self.objects[stream].get(request.path_params["id"])
+    def list_page(self, stream: str, params: dict[str, Any], url: str | None = None,
+                  rows: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+        """One page of a Stripe list, given the request's nested parameters (see `nest`)."""
+        _unknown(params, _LIST_PARAMS[stream])
+        limit = _integer(params.get("limit", "10"), "limit")
+        if not 1 <= limit <= MAX_LIMIT:
+            raise StripeRefusal(400, "This value must be greater than or equal to 1 and less than or equal to "
+                                f"{MAX_LIMIT}.", param="limit")
+        with self.sandbox.lock:
+            candidates = list(self.objects[stream].values()) if rows is None else rows
+            if stream == "events":
+                candidates = self._visible_events(candidates, params)
+            candidates = self._created_filter(candidates, params.get("created"))
+            for field in _EQUALITY_FILTERS:
+                if field in params:
+                    candidates = [r for r in candidates if r.get(field) == params[field]]
+            candidates.sort(key=lambda o: self._order(stream, o), reverse=True)
+            after, before = params.get("starting_after"), params.get("ending_before")
+            for name, cursor in (("starting_after", after), ("ending_before", before)):
+                if cursor is not None and cursor not in self.objects[stream]:
+                    raise StripeRefusal(400, f"No such {_OBJECT[stream]}: '{cursor}'", code="resource_missing",
+                                        param=name)
+            if after:
+                mark = self._order(stream, self.objects[stream][after])
+                rest = [r for r in candidates if self._order(stream, r) < mark]
+                page, has_more = rest[:limit], len(rest) > limit
+            elif before:
+                mark = self._order(stream, self.objects[stream][before])
+                ahead = [r for r in candidates if self._order(stream, r) > mark]
+                page, has_more = ahead[-limit:], len(ahead) > limit
+            else:
+                page, has_more = candidates[:limit], len(candidates) > limit
+            expand = set(params.get("expand") or [])
+            data = [self._render(stream, r, {e.removeprefix("data.") for e in expand}) for r in page]
+        return {"object": "list", "url": url or f"/v1/{stream}", "has_more": has_more, "data": data}
+
+    def _created_filter(self, rows: list[dict[str, Any]], created: Any) -> list[dict[str, Any]]:
+        if created is None:
+            return rows
+        if not isinstance(created, dict):
+            moment = _integer(created, "created")
+            return [r for r in rows if r["created"] == moment]
+        tests = {"gte": int.__ge__, "gt": int.__gt__, "lte": int.__le__, "lt": int.__lt__}
+        for op, bound in created.items():
+            if op not in tests:
+                raise StripeRefusal(400, f"Received unknown parameter: created[{op}]", param=f"created[{op}]")
+            moment = _integer(bound, f"created[{op}]")
+            rows = [r for r in rows if tests[op](r["created"], moment)]
+        return rows
+
+    def _visible_events(self, rows: list[dict[str, Any]], params: dict[str, Any]) -> list[dict[str, Any]]:
+        """Events inside Stripe's 30-day retention, narrowed by `type` (with `*` wildcards) or `types`."""
+        oldest = self.now() - EVENT_RETENTION_SECONDS
+        rows = [r for r in rows if r["created"] >= oldest]
+        if "type" in params and "types" in params:
+            raise StripeRefusal(400, "You may only specify one of these parameters: type, types.", param="types")
+        if "type" in params:
+            pattern = re.compile(".*".join(map(re.escape, str(params["type"]).split("*"))))
+            rows = [r for r in rows if pattern.fullmatch(r["type"])]
+        if "types" in params:
+            types = params["types"] if isinstance(params["types"], list) else [params["types"]]
+            if len(types) > MAX_TYPES:
+                raise StripeRefusal(400, f"You may pass at most {MAX_TYPES} types.", param="types")
+            rows = [r for r in rows if r["type"] in set(types)]
+        if "delivery_success" in params and str(params["delivery_success"]).lower() == "false":
+            rows = [r for r in rows if r["pending_webhooks"]]
+        return rows
+
+    def _object_endpoint(self, stream: str) -> Callable[[Request], Awaitable[Response]]:
+        async def serve(request: Request) -> Response:
+            object_id = request.path_params["id"]
+            with self.sandbox.lock:
+                obj = self.objects[stream].get(object_id)
+                if obj is not None and stream == "events" and obj["created"] < self.now() - EVENT_RETENTION_SECONDS:
+                    obj = None
             if obj is None:
-                return self.error_response(404, f"No such {_LIST_OBJECT[stream]}: '{request.path_params['id']}'",
-                                           "invalid_request_error", code="resource_missing", param="id")
+                raise StripeRefusal(404, f"No such {_OBJECT[stream]}: '{object_id}'", code="resource_missing",
+                                    param="id")
             if request.method == "POST":
-                return await self._update(stream, obj, request)
-            return JSONResponse(obj)
-        return handler
+                form = await self._form(request)
+                _unknown(form, _UPDATE_PARAMS[stream])
+                origin = self._origin(request)
+
+                def produce() -> tuple[int, Any]:
+                    changes = {k: v for k, v in form.items() if k != "expand"}
+                    return 200, self.update(stream, object_id, changes, origin=origin, strict=True)
+                return self._idempotent(request, form, produce, origin)
+            params = nest(request.query_params.multi_items())
+            _unknown(params, frozenset({"expand"}))
+            with self.sandbox.lock:
+                return JSONResponse(self._render(stream, obj, set(params.get("expand") or [])))
+        return serve
+
+    async def _charge_refunds(self, request: Request) -> Response:
+        charge_id = request.path_params["id"]
+        if charge_id not in self.objects["charges"]:
+            raise StripeRefusal(404, f"No such charge: '{charge_id}'", code="resource_missing", param="id")
+        params = nest(request.query_params.multi_items())
+        _unknown(params, frozenset({"ending_before", "expand", "limit", "starting_after"}))
+        rows = [r for r in self.objects["refunds"].values() if r["charge"] == charge_id]
+        return JSONResponse(self.list_page("refunds", params, f"/v1/charges/{charge_id}/refunds", rows))
+
+    def _render(self, stream: str, obj: dict[str, Any], expand: set[str]) -> dict[str, Any]:
+        """The object as served; `refunds` on a charge is only there when expanded (API versions ≥ 2022-11-15)."""
+        if stream == "charges" and "refunds" in expand:
+            refunds = sorted((r for r in self.objects["refunds"].values() if r["charge"] == obj["id"]),
+                             key=lambda r: (r["created"], r["id"]), reverse=True)
+            return {**obj, "refunds": {"object": "list", "data": refunds, "has_more": False,
+                                       "total_count": len(refunds), "url": f"/v1/charges/{obj['id']}/refunds"}}
+        return obj
+
+    # -- the event log ---------------------------------------------------------------------------
+    def _record(self, type_: str, obj: dict[str, Any], previous: dict[str, Any] | None, origin: Origin | None,
+                *, created: int | None = None, event_id: str | None = None,
+                copy_snapshot: bool = True) -> dict[str, Any]:
+        """Append one Event: a deep copy of the object after the change, and for updates the old values."""
+        data: dict[str, Any] = {"object": copy.deepcopy(obj) if copy_snapshot else obj}
+        if previous is not None:
+            data["previous_attributes"] = copy.deepcopy(previous)
+        event = {
+            "id": event_id or self._new_id("evt"), "object": "event", "api_version": API_VERSION,
+            "created": self._stamp() if created is None else created, "data": data, "livemode": False,
+            "pending_webhooks": 0, "request": dict(origin or _automatic()), "type": type_,
+        }
+        with self.sandbox.lock:
+            self.objects["events"][event["id"]] = event
+            self._event_order[event["id"]] = len(self._event_order)
+        return event
+
+    def events(self) -> list[dict[str, Any]]:
+        """Every event the emulator ever recorded (including those past retention), newest first."""
+        return self.dump("events")
 
     # -- writes ---------------------------------------------------------------------------------
     @staticmethod
     async def _form(request: Request) -> dict[str, Any]:
-        """Stripe's bracket notation (`metadata[key]=v`, `address[city]=x`) into nested dicts."""
-        form: dict[str, Any] = {}
-        for key, value in parse_qsl((await request.body()).decode(), keep_blank_values=True):
-            if "[" in key and key.endswith("]"):
-                outer, inner = key[:-1].split("[", 1)
-                form.setdefault(outer, {})[inner] = value
-            else:
-                form[key] = value
-        return form
+        """A form-encoded body in Stripe's bracket notation (`metadata[key]=v`, `expand[0]=x`), nested."""
+        return nest(parse_qsl((await request.body()).decode(), keep_blank_values=True))
 
-    async def _create(self, stream: str, request: Request) -> Response:
-        if stream != "customers":
-            return self.error_response(400, f"Creating {stream} is not supported by the sandbox.",
-                                       "invalid_request_error")
-        form = await self._form(request)
+    def _origin(self, request: Request) -> Origin:
+        return {"id": self._new_id("req"), "idempotency_key": request.headers.get("idempotency-key")}
 
-        def produce() -> tuple[int, Any]:
-            cid = f"cus_{token(self.world.seed, 'new', time.time_ns())}"
-            obj = {
-                "id": cid, "object": "customer", "address": form.get("address"), "balance": 0,
-                "created": int(time.time()), "currency": None, "default_source": None, "delinquent": False,
-                "description": form.get("description"), "email": form.get("email"),
-                "invoice_prefix": token(cid, length=8).upper(), "livemode": False,
-                "metadata": form.get("metadata", {}), "name": form.get("name"), "phone": form.get("phone"),
-                "preferred_locales": [], "shipping": None, "tax_exempt": "none", "test_clock": None,
-            }
-            self.objects["customers"][cid] = obj
-            return 200, obj
+    def _idempotent(self, request: Request, form: dict[str, Any], produce: Callable[[], tuple[int, Any]],
+                    origin: Origin) -> Response:
+        """Run a write once per Idempotency-Key (errors included, as Stripe replays them too)."""
+        def guarded() -> tuple[int, Any]:
+            try:
+                return produce()
+            except StripeRefusal as refusal:
+                return refusal.status, refusal.body()
 
         key = request.headers.get("idempotency-key")
-        status, body, replayed = self.replay_or_store(key, {"path": request.url.path, "form": form}, produce)
+        with self.sandbox.lock:
+            status, body, replayed = self.replay_or_store(key, {"path": request.url.path, "form": form}, guarded)
         if status == -1:
-            return self.error_response(
+            raise StripeRefusal(
                 400, "Keys for idempotent requests can only be used with the same parameters they were first "
                 f"used with. Try using a key other than '{key}' if you meant to execute a different request.",
                 "idempotency_error")
-        headers = {"Idempotent-Replayed": "true"} if replayed else {}
+        headers = {"Request-Id": str(origin["id"])}
+        if replayed:
+            headers["Idempotent-Replayed"] = "true"
         if key:
             headers["Idempotency-Key"] = key
         return JSONResponse(body, status_code=status, headers=headers)
 
-    async def _update(self, stream: str, obj: dict[str, Any], request: Request) -> Response:
+    async def _create(self, stream: str, request: Request) -> Response:
+        if stream not in _CREATE_PARAMS:
+            raise StripeRefusal(400, f"Creating {stream} is not supported by the sandbox.")
         form = await self._form(request)
-        for field, value in form.items():
-            if field == "metadata":
-                obj["metadata"] = {**obj.get("metadata", {}), **value}
-            elif field in obj:
-                obj[field] = value
-        return JSONResponse(obj)
+        _unknown(form, _CREATE_PARAMS[stream])
+        origin = self._origin(request)
+        make = {"customers": self._create_customer, "charges": self._create_charge,
+                "refunds": self._create_refund}[stream]
+        return self._idempotent(request, form, lambda: (200, make(form, origin)), origin)
+
+    def _create_customer(self, form: dict[str, Any], origin: Origin | None = None) -> dict[str, Any]:
+        cid = self._new_id("cus")
+        obj = {
+            "id": cid, "object": "customer", "address": form.get("address"),
+            "balance": _integer(form.get("balance", 0), "balance"), "created": self._stamp(), "currency": None,
+            "default_source": None, "delinquent": False, "description": form.get("description"),
+            "email": form.get("email"), "invoice_prefix": token(cid, length=8).upper(), "livemode": False,
+            "metadata": form.get("metadata", {}), "name": form.get("name"), "phone": form.get("phone"),
+            "preferred_locales": form.get("preferred_locales", []), "shipping": None, "tax_exempt": "none",
+            "test_clock": None,
+        }
+        with self.sandbox.lock:
+            self.objects["customers"][cid] = obj
+            self._record("customer.created", obj, None, origin)
+        return obj
+
+    def _create_charge(self, form: dict[str, Any], origin: Origin | None = None) -> dict[str, Any]:
+        """`POST /v1/charges`: a card charge that succeeds at once (the sandbox's cards never decline)."""
+        for required in ("amount", "currency"):
+            if required not in form:
+                raise StripeRefusal(400, f"Missing required param: {required}.", param=required)
+        amount = _integer(form["amount"], "amount", positive=True)
+        currency = str(form["currency"]).lower()
+        customer_id, source = form.get("customer"), form.get("source")
+        with self.sandbox.lock:
+            customer = self.objects["customers"].get(customer_id) if customer_id else None
+            if customer_id and customer is None:
+                raise StripeRefusal(400, f"No such customer: '{customer_id}'", code="resource_missing",
+                                    param="customer")
+            if customer is None and not source:
+                raise StripeRefusal(400, "Must provide source or customer.")
+            return self.new_charge(amount, currency, customer, origin=origin, description=form.get("description"),
+                                   metadata=form.get("metadata") or {}, receipt_email=form.get("receipt_email"),
+                                   source=source, capture=str(form.get("capture", "true")).lower() != "false")
+
+    def new_charge(self, amount: int, currency: str, customer: dict[str, Any] | None, *,
+                   origin: Origin | None = None, description: str | None = None,
+                   metadata: dict[str, str] | None = None, receipt_email: str | None = None,
+                   source: str | None = None, capture: bool = True, invoice: str | None = None) -> dict[str, Any]:
+        """A succeeded charge stamped now, its `charge.succeeded` event, and, for a customer without a currency
+        yet, the `customer.updated` that Stripe records when the first charge fixes the customer's currency."""
+        charge_id = self._new_id("ch")
+        email = receipt_email or (customer or {}).get("email")
+        charge = {
+            "id": charge_id, "object": "charge", "amount": amount, "amount_captured": amount if capture else 0,
+            "amount_refunded": 0, "balance_transaction": f"txn_{token(charge_id)}" if capture else None,
+            "billing_details": {"email": email, "name": (customer or {}).get("name"), "phone": None,
+                                "address": {"country": None}},
+            "captured": capture, "created": self._stamp(), "currency": currency,
+            "customer": customer["id"] if customer else None, "description": description, "disputed": False,
+            "failure_code": None, "failure_message": None, "invoice": invoice, "livemode": False,
+            "metadata": dict(metadata or {}),
+            "outcome": {"network_status": "approved_by_network", "risk_level": "normal",
+                        "seller_message": "Payment complete.", "type": "authorized"},
+            "paid": True, "payment_intent": f"pi_{token(charge_id, 'pi')}",
+            "payment_method": source if source and not source.startswith("tok_") else f"card_{token(charge_id)}",
+            "receipt_email": email, "refunded": False, "status": "succeeded",
+        }
+        with self.sandbox.lock:
+            self.objects["charges"][charge_id] = charge
+            self._record("charge.succeeded", charge, None, origin)
+            if customer is not None and customer.get("currency") is None:
+                self.update("customers", customer["id"], {"currency": currency}, origin=origin)
+        return charge
+
+    def _create_refund(self, form: dict[str, Any], origin: Origin | None = None) -> dict[str, Any]:
+        with self.sandbox.lock:
+            charge = None
+            if form.get("charge"):
+                charge = self.objects["charges"].get(form["charge"])
+                if charge is None:
+                    raise StripeRefusal(400, f"No such charge: '{form['charge']}'", code="resource_missing",
+                                        param="charge")
+            elif form.get("payment_intent"):
+                charge = next((c for c in self.objects["charges"].values()
+                               if c.get("payment_intent") == form["payment_intent"]), None)
+                if charge is None:
+                    raise StripeRefusal(400, f"No such payment_intent: '{form['payment_intent']}'",
+                                        code="resource_missing", param="payment_intent")
+            else:
+                raise StripeRefusal(400, "One of the following params should be provided for this request: "
+                                    "payment_intent or charge.")
+            amount = _integer(form["amount"], "amount", positive=True) if "amount" in form else None
+            return self.refund(charge["id"], amount, reason=form.get("reason"), metadata=form.get("metadata"),
+                               origin=origin)
+
+    def refund(self, charge_id: str, amount: int | None = None, *, reason: str | None = None,
+               metadata: dict[str, str] | None = None, origin: Origin | None = None) -> dict[str, Any]:
+        """Refund (part of) a charge as `POST /v1/refunds` does, stamped now: the charge's `amount_refunded`
+        and `refunded` change, and `charge.refunded` (with previous_attributes) and `refund.created` are
+        recorded. Raises StripeRefusal with Stripe's error for a refund Stripe would refuse."""
+        with self.sandbox.lock:
+            charge = self.objects["charges"].get(charge_id)
+            if charge is None:
+                raise StripeRefusal(400, f"No such charge: '{charge_id}'", code="resource_missing", param="charge")
+            if reason is not None and reason not in _REFUND_REASONS:
+                raise StripeRefusal(400, "Invalid reason: must be one of duplicate, fraudulent, or "
+                                    "requested_by_customer", param="reason")
+            if charge["disputed"]:
+                raise StripeRefusal(400, f"Charge {charge_id} has been charged back; cannot issue a refund.",
+                                    code="charge_disputed", param="charge")
+            rest = charge["amount"] - charge["amount_refunded"]
+            if rest <= 0:
+                raise StripeRefusal(400, f"Charge {charge_id} has already been refunded.",
+                                    code="charge_already_refunded", param="charge")
+            amount = rest if amount is None else amount
+            if amount > rest:
+                raise StripeRefusal(
+                    400, f"Refund amount ({_money(amount, charge['currency'])}) is greater than unrefunded amount "
+                    f"on charge ({_money(rest, charge['currency'])})", param="amount")
+            before = copy.deepcopy(charge)
+            refund = self._apply_refund(charge, amount, reason, metadata or {}, self._stamp(), self._new_id("re"))
+            self._record("charge.refunded", charge, _diff(before, charge), origin)
+            self._record("refund.created", refund, None, origin)
+        return refund
+
+    def _apply_refund(self, charge: dict[str, Any], amount: int, reason: str | None, metadata: dict[str, str],
+                      created: int, refund_id: str) -> dict[str, Any]:
+        refund = {
+            "id": refund_id, "object": "refund", "amount": amount,
+            "balance_transaction": f"txn_{token(refund_id)}", "charge": charge["id"], "created": created,
+            "currency": charge["currency"], "destination_details": {"type": "card", "card": {"type": "refund"}},
+            "metadata": dict(metadata), "payment_intent": charge.get("payment_intent"), "reason": reason,
+            "receipt_number": None, "source_transfer_reversal": None, "status": "succeeded",
+            "transfer_reversal": None,
+        }
+        self.objects["refunds"][refund_id] = refund
+        charge["amount_refunded"] += amount
+        charge["refunded"] = charge["amount_refunded"] >= charge["amount"]
+        return refund
+
+    def open_dispute(self, charge_id: str, amount: int | None = None, reason: str = "fraudulent") -> dict[str, Any]:
+        """The cardholder's bank disputes a charge (Stripe has no API to do this; it happens to you): the
+        charge turns `disputed: true` and `charge.dispute.created` is recorded with the dispute, stamped now."""
+        if reason not in _DISPUTE_REASONS:
+            raise ValueError(f"unknown dispute reason {reason!r}; Stripe's are {', '.join(_DISPUTE_REASONS)}")
+        with self.sandbox.lock:
+            charge = self.objects["charges"].get(charge_id)
+            if charge is None:
+                raise ValueError(f"no Stripe charge {charge_id}")
+            if charge["disputed"]:
+                raise ValueError(f"charge {charge_id} is already disputed")
+            amount = charge["amount"] if amount is None else int(amount)
+            if not 0 < amount <= charge["amount"]:
+                raise ValueError(f"a dispute's amount must be 1..{charge['amount']}, not {amount}")
+            created = self._stamp()
+            dispute_id = self._new_id("dp")
+            dispute = {
+                "id": dispute_id, "object": "dispute", "amount": amount, "balance_transactions": [],
+                "charge": charge_id, "created": created, "currency": charge["currency"],
+                "evidence": {"customer_email_address": None, "customer_name": None, "product_description": None,
+                             "uncategorized_text": None},
+                "evidence_details": {"due_by": created + 7 * 24 * 3600, "has_evidence": False, "past_due": False,
+                                     "submission_count": 0},
+                "is_charge_refundable": False, "livemode": False, "metadata": {},
+                "payment_intent": charge.get("payment_intent"), "reason": reason, "status": "needs_response",
+            }
+            self.objects["disputes"][dispute_id] = dispute
+            charge["disputed"] = True
+            self._record("charge.dispute.created", dispute, None, _automatic())
+        return dispute
+
+    def update(self, stream: str, object_id: str, changes: dict[str, Any], *, origin: Origin | None = None,
+               strict: bool = False) -> dict[str, Any]:
+        """Change a customer, charge, invoice or refund as `POST /v1/<stream>/{id}` does (metadata merges, an
+        empty string unsets) and record `<object>.updated` with previous_attributes if anything changed.
+
+        With `strict` (the API path) only fields the object has are set; without it (the sandbox side, as a
+        change made in the Dashboard or by Stripe itself, e.g. a customer's `currency`) any field may be."""
+        with self.sandbox.lock:
+            obj = self.objects[stream].get(object_id)
+            if obj is None:
+                raise ValueError(f"no Stripe {_OBJECT[stream]} {object_id}")
+            before = copy.deepcopy(obj)
+            for field, value in changes.items():
+                if field == "metadata" and isinstance(value, dict):
+                    merged = {**(obj.get("metadata") or {}), **value}
+                    obj["metadata"] = {k: v for k, v in merged.items() if v not in ("", None)}
+                elif strict and field not in obj:
+                    continue
+                elif value == "":
+                    obj[field] = None
+                elif field in _INT_FIELDS and isinstance(value, str):
+                    obj[field] = _integer(value, field)
+                else:
+                    obj[field] = value
+            previous = _diff(before, obj)
+            if previous:
+                self._record(f"{_OBJECT[stream]}.updated", obj, previous, origin)
+        return obj
 
     # -- simulation -----------------------------------------------------------------------------
     def simulate(self, stream: str, request: dict[str, Any]) -> dict[str, Any]:
-        """A customer pays an accounting invoice by card: a new succeeded charge, created now."""
+        """Business events as they reach Stripe, stamped at `now()` with their events:
+
+        - `charges`: a customer pays an accounting invoice by card (`email`, `amount`, `currency`,
+          `invoice_number`) → the new charge (`charge.succeeded`);
+        - `refunds`: a refund made in the Dashboard (`charge`, optional `amount`, `reason`) → the refund;
+        - `disputes`: the cardholder disputes a charge (`charge`, optional `amount`, `reason`) → the dispute.
+        """
+        if stream == "disputes":
+            return self.open_dispute(str(request["charge"]), request.get("amount"),
+                                     str(request.get("reason", "fraudulent")))
+        if stream == "refunds":
+            amount = request.get("amount")
+            try:
+                return self.refund(str(request["charge"]), int(amount) if amount is not None else None,
+                                   reason=request.get("reason"))
+            except StripeRefusal as refusal:
+                raise ValueError(refusal.message) from None
         if stream != "charges":
             raise NotImplementedError(f"stripe cannot simulate {stream}")
         email = str(request["email"])
-        customer = next((c for c in self.objects["customers"].values() if (c.get("email") or "").lower()
-                         == email.lower()), None)
-        if customer is None:
-            raise ValueError(f"no Stripe customer with email {email}")
-        charge_id = f"ch_{token(self.world.seed, 'sim', time.time_ns())}"
-        amount, currency = int(request["amount"]), str(request["currency"]).lower()
-        charge = {
-            "id": charge_id, "object": "charge", "amount": amount, "amount_captured": amount,
-            "amount_refunded": 0, "balance_transaction": f"txn_{token(charge_id)}",
-            "billing_details": {"email": email, "name": customer.get("name")}, "captured": True,
-            "created": int(time.time()), "currency": currency, "customer": customer["id"],
-            "description": f"Payment for {request['invoice_number']}", "disputed": False, "failure_code": None,
-            "failure_message": None, "invoice": None, "livemode": False,
-            "metadata": {"accounting_invoice": str(request["invoice_number"])},
-            "outcome": {"network_status": "approved_by_network", "risk_level": "normal",
-                        "seller_message": "Payment complete.", "type": "authorized"},
-            "paid": True, "payment_intent": f"pi_{token(charge_id, 'pi')}", "payment_method": None,
-            "receipt_email": email, "refunded": False, "status": "succeeded",
-        }
-        self.objects["charges"][charge_id] = charge
-        return charge
+        with self.sandbox.lock:
+            customer = next((c for c in self.objects["customers"].values() if (c.get("email") or "").lower()
+                             == email.lower()), None)
+            if customer is None:
+                raise ValueError(f"no Stripe customer with email {email}")
+            return self.new_charge(
+                int(request["amount"]), str(request["currency"]).lower(), customer,
+                description=f"Payment for {request['invoice_number']}",
+                metadata={"accounting_invoice": str(request["invoice_number"])}, receipt_email=email)
 
     # -- ground truth ---------------------------------------------------------------------------
     def dump(self, stream: str) -> list[dict[str, Any]]:
-        return sorted(self.objects[stream].values(), key=lambda o: (o["created"], o["id"]), reverse=True)
+        with self.sandbox.lock:
+            return sorted(self.objects[stream].values(), key=lambda o: self._order(stream, o), reverse=True)
 
     def touch(self, stream: str, count: int) -> list[str]:
+        """Change the `count` newest records as a user would, each change with its event: a charge is refunded
+        by one unit of currency (100) from the Dashboard, a customer or invoice gets a `touched` metadata key."""
+        if stream not in ("customers", "charges", "invoices"):
+            raise NotImplementedError(f"stripe cannot touch {stream}")
         touched = []
         for obj in self.dump(stream)[:count]:
             if stream == "charges":
-                obj["amount_refunded"] = min(obj["amount"], obj["amount_refunded"] + 100)
-                obj["refunded"] = obj["amount_refunded"] == obj["amount"]
-            elif stream == "invoices":
-                obj["metadata"] = {**obj["metadata"], "touched": str(time.time_ns())}
+                rest = obj["amount"] - obj["amount_refunded"]
+                if rest > 0 and not obj["disputed"]:
+                    self.refund(obj["id"], min(100, rest))
             else:
-                obj["metadata"] = {**obj["metadata"], "touched": str(time.time_ns())}
+                self.update(stream, obj["id"], {"metadata": {"touched": str(time.time_ns())}})
             touched.append(obj["id"])
         return touched
 
