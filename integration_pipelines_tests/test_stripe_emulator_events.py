@@ -17,7 +17,7 @@ import pytest
 import stripe
 
 from integration_pipelines.sandbox.app import Sandbox
-from integration_pipelines.sandbox.stripe import API_VERSION, SANDBOX_API_KEY, StripeEmulator
+from integration_pipelines.sandbox.stripe import API_VERSION, SANDBOX_API_KEY, StripeEmulator, nest
 
 from .conftest import ANCHOR
 
@@ -148,12 +148,14 @@ def test_partial_refunds_add_up_and_stripe_refuses_more_than_the_rest(client: st
     assert client.v1.charges.retrieve(charge.id).amount_refunded == 3500
 
     with pytest.raises(stripe.InvalidRequestError) as too_much:
-        client.v1.refunds.create(params={"charge": charge.id, "amount": 2000})
+        client.v1.refunds.create(params={"charge": charge.id, "amount": 2000}, options={"idempotency_key": "rest"})
     assert too_much.value.http_status == 400 and too_much.value.param == "amount"
     assert too_much.value.user_message == ("Refund amount ($20.00) is greater than unrefunded amount on charge "
                                            "($15.00)")
 
-    rest = client.v1.refunds.create(params={"payment_intent": charge.payment_intent})  # no amount: the rest
+    # a refused request stores no idempotent result, so its key may be used again for the right request
+    rest = client.v1.refunds.create(params={"payment_intent": charge.payment_intent},  # no amount: the rest
+                                    options={"idempotency_key": "rest"})
     assert rest.amount == 1500
     final = client.v1.charges.retrieve(charge.id)
     assert (final.amount_refunded, final.refunded) == (5000, True)
@@ -299,3 +301,31 @@ def test_unknown_parameters_are_refused_as_stripe_does(client: stripe.StripeClie
                                          "colour": "red"})
     assert refused.value.param == "colour" and refused.value.http_status == 400
     assert not [e for e in emulator.events() if e["created"] >= T0]  # a refused request changes nothing
+
+
+def test_charge_create_refusals_and_invoice_update(client: stripe.StripeClient, emulator: StripeEmulator) -> None:
+    with pytest.raises(stripe.InvalidRequestError) as missing:
+        client.v1.charges.create(params={"customer": _customer(emulator)["id"], "currency": "usd"})
+    assert missing.value.param == "amount" and missing.value.user_message == "Missing required param: amount."
+    with pytest.raises(stripe.InvalidRequestError) as nobody:
+        client.v1.charges.create(params={"customer": "cus_nobody", "amount": 100, "currency": "usd"})
+    assert nobody.value.code == "resource_missing" and nobody.value.user_message == "No such customer: 'cus_nobody'"
+    by_card = client.v1.charges.create(params={"source": "tok_visa", "amount": 2500, "currency": "gbp",
+                                               "description": "Walk-in"})
+    assert (by_card.customer, by_card.currency, by_card.description, by_card.paid) == (None, "gbp", "Walk-in", True)
+
+    invoice = emulator.dump("invoices")[-1]
+    old_due = invoice["due_date"]
+    client.v1.invoices.update(invoice["id"], params={"due_date": old_due + DAY, "metadata": {"po": "PO-7"}})
+    [event] = _events(client, type="invoice.updated", created={"gte": T0})
+    assert event.data.object.due_date == old_due + DAY and event.data.object.metadata.po == "PO-7"
+    assert event.data.previous_attributes.to_dict() == {"due_date": old_due, "metadata": {"po": None}}
+
+
+def test_bracket_notation_nests_as_stripe_reads_it() -> None:
+    pairs = [("metadata[a]", "1"), ("expand[0]", "x"), ("expand[1]", "y"), ("types[]", "p"), ("types[]", "q"),
+             ("invoice_settings[custom_fields][0][name]", "n"), ("invoice_settings[custom_fields][0][value]", "v"),
+             ("created[gte]", "5"), ("limit", "3")]
+    assert nest(pairs) == {"metadata": {"a": "1"}, "expand": ["x", "y"], "types": ["p", "q"],
+                           "invoice_settings": {"custom_fields": [{"name": "n", "value": "v"}]},
+                           "created": {"gte": "5"}, "limit": "3"}

@@ -109,9 +109,6 @@ class StripeRefusal(Exception):
         super().__init__(message)
         self.status, self.message, self.type, self.extra = status, message, type_, extra
 
-    def body(self) -> dict[str, Any]:
-        return {"error": {"type": self.type, "message": self.message, **self.extra}}
-
 
 def nest(pairs: Iterable[tuple[str, str]]) -> dict[str, Any]:
     """Stripe's bracket notation into nested values: `metadata[k]=v` → dict, `expand[0]=a`/`expand[]=a` → list,
@@ -169,6 +166,12 @@ def _integer(value: Any, param: str, *, positive: bool = False) -> int:
     if positive and number <= 0:
         raise StripeRefusal(400, "Invalid positive integer", param=param)
     return number
+
+
+def _expand(params: dict[str, Any]) -> set[str]:
+    """`expand[]=a&expand[]=b` (a list) or a lone `expand=a` (a string): the paths to expand."""
+    expand = params.get("expand") or []
+    return {expand} if isinstance(expand, str) else {str(e) for e in expand}
 
 
 def _unknown(given: Iterable[str], allowed: frozenset[str]) -> None:
@@ -394,8 +397,7 @@ class StripeEmulator(Emulator):
                 page, has_more = ahead[-limit:], len(ahead) > limit
             else:
                 page, has_more = candidates[:limit], len(candidates) > limit
-            expand = set(params.get("expand") or [])
-            data = [self._render(stream, r, {e.removeprefix("data.") for e in expand}) for r in page]
+            data = [self._render(stream, r, {e.removeprefix("data.") for e in _expand(params)}) for r in page]
         return {"object": "list", "url": url or f"/v1/{stream}", "has_more": has_more, "data": data}
 
     def _created_filter(self, rows: list[dict[str, Any]], created: Any) -> list[dict[str, Any]]:
@@ -452,7 +454,7 @@ class StripeEmulator(Emulator):
             params = nest(request.query_params.multi_items())
             _unknown(params, frozenset({"expand"}))
             with self.sandbox.lock:
-                return JSONResponse(self._render(stream, obj, set(params.get("expand") or [])))
+                return JSONResponse(self._render(stream, obj, _expand(params)))
         return serve
 
     async def _charge_refunds(self, request: Request) -> Response:
@@ -506,16 +508,11 @@ class StripeEmulator(Emulator):
 
     def _idempotent(self, request: Request, form: dict[str, Any], produce: Callable[[], tuple[int, Any]],
                     origin: Origin) -> Response:
-        """Run a write once per Idempotency-Key (errors included, as Stripe replays them too)."""
-        def guarded() -> tuple[int, Any]:
-            try:
-                return produce()
-            except StripeRefusal as refusal:
-                return refusal.status, refusal.body()
-
+        """Run a write once per Idempotency-Key. A refused request (a StripeRefusal from `produce`) is not
+        stored, as Stripe saves no result for a request that failed validation: the same key may try again."""
         key = request.headers.get("idempotency-key")
         with self.sandbox.lock:
-            status, body, replayed = self.replay_or_store(key, {"path": request.url.path, "form": form}, guarded)
+            status, body, replayed = self.replay_or_store(key, {"path": request.url.path, "form": form}, produce)
         if status == -1:
             raise StripeRefusal(
                 400, "Keys for idempotent requests can only be used with the same parameters they were first "
