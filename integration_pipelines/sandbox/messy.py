@@ -713,11 +713,12 @@ class MessyWorld:
         return Signer(WebhookSecrets(**SANDBOX_SECRETS), WebhookSettings(public_url=receiver_url))
 
     def stripe_events(self, object_id: str, types: list[str] | None = None) -> list[dict[str, Any]]:
-        """Stripe's events about one object (`GET /v1/events`), oldest first."""
+        """Stripe's events about one object (`GET /v1/events`), oldest first (the list's own order reversed:
+        events of one second are ordered by Stripe, not by their ids)."""
         params = {"type": types[0]} if types and len(types) == 1 else {}
         events = [e for e in self.stripe_list("/v1/events", params)
                   if e["data"]["object"].get("id") == object_id and (not types or e["type"] in types)]
-        return sorted(events, key=lambda e: (e["created"], e["id"]))
+        return list(reversed(events))
 
     def _old_customers(self) -> list[dict[str, Any]]:
         """Stripe customers with an email that no planted anomaly involves, oldest first."""
@@ -755,19 +756,20 @@ class MessyWorld:
 
     def _webhook_record(self, kind: str, receiver_url: str, events: list[dict[str, Any]],
                         sent: list[dict[str, Any]], **facts: Any) -> dict[str, Any]:
-        newest = max(events, key=lambda e: (e["created"], e["id"]))
+        newest = events[-1]
         return self.record(kind, "stripe", receiver_url=receiver_url, deliveries=sent,
                            event_ids=[e["id"] for e in events],
                            newest_event_id=newest["id"], expected_final=newest["data"]["object"], **facts)
 
     def webhook_late(self, receiver_url: str, *, events: list[dict[str, Any]] | None = None) -> dict[str, Any]:
         """An event held back and delivered after a newer one about the same object (Stripe retries a failed
-        delivery for days). Default: two email changes of an old customer; `customer.updated` #2 is delivered,
-        then #1. The object's final state is the newer event's (`expected_final`)."""
+        delivery for days). `events` are oldest first; the oldest is held. Default: two email changes of an old
+        customer; `customer.updated` #2 is delivered, then #1. The object's final state is the newer event's
+        (`expected_final`)."""
         customer_id = None
         if events is None:
             customer_id, events = self._customer_trail(2)
-        ordered = sorted(events, key=lambda e: (e["created"], e["id"]))
+        ordered = list(events)
         held, rest = ordered[0], ordered[1:]
         with httpx.Client(timeout=10) as client:
             sent = self._deliver(receiver_url, [*rest, held], client)
@@ -776,12 +778,13 @@ class MessyWorld:
 
     def webhook_out_of_order(self, receiver_url: str, *, events: list[dict[str, Any]] | None = None
                              ) -> dict[str, Any]:
-        """Several events about one object delivered newest first (Stripe does not promise order). Default:
+        """Several events about one object (`events`, oldest first) delivered newest first (Stripe does not
+        promise order). Default:
         three email changes of an old customer, their `customer.updated` events delivered #3, #2, #1."""
         customer_id = None
         if events is None:
             customer_id, events = self._customer_trail(3)
-        ordered = sorted(events, key=lambda e: (e["created"], e["id"]))
+        ordered = list(events)
         with httpx.Client(timeout=10) as client:
             sent = self._deliver(receiver_url, list(reversed(ordered)), client)
         return self._webhook_record("webhook_out_of_order", receiver_url, ordered, sent,
