@@ -41,6 +41,33 @@ err_console = Console(stderr=True)
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 
+WORLDS = ("tidy", "messy")
+WORLD_HELP = ("tidy, or messy: hand bookings, installments, deposits, colliding invoice numbers, late refunds, "
+              "disputes, CRM deletes and merges planted through the vendors' APIs (docs/messy-world.md)")
+
+
+def _check_world(value: str) -> str:
+    if value not in WORLDS:
+        raise typer.BadParameter(f"choose one of: {', '.join(WORLDS)}")
+    return value
+
+
+def _wait_for_messy_world(sandbox_url: str, process: subprocess.Popen, timeout: float = 120) -> int:
+    """The messy sandbox plants its anomalies once it serves; wait until all of them are recorded."""
+    from .sandbox.messy import BEFORE_KINDS
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise typer.Exit(f"the sandbox exited with code {process.returncode} while planting the messy world")
+        with contextlib.suppress(httpx.HTTPError, ValueError):
+            planted = httpx.get(f"{sandbox_url}/_sandbox/world/anomalies", timeout=2).json().get("planted") or []
+            if len(planted) >= len(BEFORE_KINDS):
+                return len(planted)
+        time.sleep(0.3)
+    raise typer.Exit(f"the messy world was not planted after {timeout:.0f} s (see the sandbox's log)")
+
+
 @sandbox_app.command("serve")
 def sandbox_serve(
     host: Annotated[str, typer.Option(help="bind address; keep it on loopback")] = "127.0.0.1",
@@ -49,13 +76,15 @@ def sandbox_serve(
     scale: Annotated[float, typer.Option(help="1.0 ≈ 40 customers; 10 ≈ 400")] = 1.0,
     days: Annotated[int, typer.Option(help="days of history before today")] = 30,
     anchor: Annotated[str | None, typer.Option(help="end of history, YYYY-MM-DD (default: today)")] = None,
+    world: Annotated[str, typer.Option(callback=_check_world, help=WORLD_HELP)] = "tidy",
 ) -> None:
     """Serve every emulator on one port (vendor paths are disjoint)."""
     from .sandbox.server import serve_forever
 
     when = datetime.fromisoformat(anchor).replace(tzinfo=UTC) if anchor else None
-    console.print(f"Sandbox on http://{host}:{port} (seed {seed}, scale {scale}, {days} days). Ctrl-C stops it.")
-    serve_forever(host, port, seed, scale, when, days)
+    console.print(f"Sandbox on http://{host}:{port} (seed {seed}, scale {scale}, {days} days, {world} world). "
+                  "Ctrl-C stops it.")
+    serve_forever(host, port, seed, scale, when, days, world=world)
 
 
 @app.command("systems")
@@ -273,9 +302,11 @@ def demo(
     sandbox_port: Annotated[int, typer.Option(help="sandbox port")] = 8765,
     webhook_port: Annotated[int, typer.Option(help="webhook receiver port")] = 8766,
     data_dir: Annotated[Path, typer.Option(help="DAGSTER_HOME, warehouse and spools")] = Path(".data"),
+    world: Annotated[str, typer.Option(callback=_check_world, help=WORLD_HELP)] = "tidy",
 ) -> None:
     """Start the sandbox, the webhook receiver, the activity simulator and the Dagster UI
-    (http://127.0.0.1:3000) on a local .data folder."""
+    (http://127.0.0.1:3000) on a local .data folder. With `--world messy` the sandbox plants its anomalies
+    first, and late, duplicated, out-of-order and replayed Stripe webhooks reach the receiver once it is up."""
     data_dir = (PROJECT_ROOT / data_dir).resolve() if not data_dir.is_absolute() else data_dir
     dagster_home = data_dir / "dagster"
     dagster_home.mkdir(parents=True, exist_ok=True)
@@ -292,8 +323,12 @@ def demo(
     signal.signal(signal.SIGTERM, on_signal)
     try:
         processes.append(_spawn([sys.executable, "-m", "integration_pipelines.cli", "sandbox", "serve",
-                                 "--port", str(sandbox_port)], env))
+                                 "--port", str(sandbox_port), "--world", world], env))
         _wait_for(f"{sandbox_url}/_sandbox/health", "the sandbox", processes[-1], 30)
+        if world == "messy":
+            planted = _wait_for_messy_world(sandbox_url, processes[-1])
+            console.print(f"[yellow]Messy world[/yellow]: {planted} anomalies planted, listed at "
+                          f"{sandbox_url}/_sandbox/world/anomalies")
         console.print(f"[green]Sandbox ready[/green] on {sandbox_url}")
         receiver_url = f"http://127.0.0.1:{webhook_port}"
         env.setdefault("IP_WEBHOOK_PUBLIC_URL", receiver_url)
@@ -301,6 +336,15 @@ def demo(
                                  "--port", str(webhook_port)], env))
         _wait_for(f"{receiver_url}/healthz", "the webhook receiver", processes[-1], 30)
         console.print(f"[green]Webhook receiver ready[/green] on {receiver_url}")
+        if world == "messy":
+            from .sandbox.messy import MessyError, MessyWorld
+
+            try:
+                with MessyWorld(sandbox_url) as messy:
+                    sent = messy.plant_webhooks(receiver_url)
+                console.print(f"[yellow]Messy world[/yellow]: {len(sent)} webhook delivery anomalies sent")
+            except (MessyError, httpx.HTTPError) as exc:
+                err_console.print(f"[red]Messy webhooks not sent[/red]: {redact(str(exc))}")
         processes.append(_spawn([sys.executable, "-m", "integration_pipelines.cli", "sandbox", "simulate",
                                  "--receiver-url", receiver_url, "--interval", "5"], env))
         processes.append(_spawn([str(bin_dir / "dagster"), "dev", "-w", "workspace.yaml",

@@ -396,3 +396,19 @@ def test_messy_world_plants_the_before_set_at_start_and_again_after_a_reset():
 def test_unknown_world_is_refused():
     with pytest.raises(ValueError, match="unknown world"):
         Sandbox(world="chaotic")
+
+
+def test_the_projects_receiver_acknowledges_every_messy_delivery(messy, tmp_path, monkeypatch):
+    from integration_pipelines.webhooks.server import ReceiverServer
+    from integration_pipelines.webhooks.testing import make_receiver, scrubbed_environment_names
+
+    for name in scrubbed_environment_names():
+        monkeypatch.delenv(name)
+    monkeypatch.chdir(tmp_path)
+    receiver, _, _ = make_receiver(tmp_path / "store")
+    with ReceiverServer(receiver) as server:
+        records = messy.plant_webhooks(server.url)
+    assert [d["status"] for r in records for d in r["deliveries"]] == [200] * 9
+    landed = sorted((tmp_path / "store" / "landing").rglob("*.json"))
+    # 2 late + 3 out of order + 1 (the second copy of the same event id is a duplicate) + 2 replayed (new id)
+    assert len(landed) == 8
