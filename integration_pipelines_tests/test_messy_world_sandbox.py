@@ -412,3 +412,75 @@ def test_the_projects_receiver_acknowledges_every_messy_delivery(messy, tmp_path
     landed = sorted((tmp_path / "store" / "landing").rglob("*.json"))
     # 2 late + 3 out of order + 1 (the second copy of the same event id is a duplicate) + 2 replayed (new id)
     assert len(landed) == 8
+
+
+# -- the emulator endpoints the planter relies on, judged by the official SDKs ---------------------------------------
+def test_python_quickbooks_books_a_numbered_invoice_and_a_payment_over_two_invoices(sandbox, qbo):
+    from quickbooks.exceptions import QuickbooksException
+    from quickbooks.objects.base import Ref
+    from quickbooks.objects.detailline import SalesItemLine, SalesItemLineDetail
+    from quickbooks.objects.invoice import Invoice
+    from quickbooks.objects.payment import Payment, PaymentLine
+
+    invoice = Invoice()
+    invoice.DocNumber = "INV-0042"
+    invoice.CustomerRef = Ref()
+    invoice.CustomerRef.value = "10"
+    invoice.CurrencyRef = Ref()
+    invoice.CurrencyRef.value = "USD"
+    line = SalesItemLine()
+    line.Amount = 240.0
+    line.SalesItemLineDetail = SalesItemLineDetail()
+    line.SalesItemLineDetail.ItemRef = Ref()
+    line.SalesItemLineDetail.ItemRef.value = "4"
+    invoice.Line = [line]
+    saved = invoice.save(qb=qbo)
+    assert (saved.DocNumber, saved.TotalAmt, saved.CurrencyRef.value) == ("INV-0042", 240.0, "USD")
+
+    payment = Payment()
+    payment.CustomerRef = Ref()
+    payment.CustomerRef.value = "10"
+    payment.TotalAmt = 420.0
+    payment.PaymentRefNum = "DEPOSIT"
+    payment.Line = []
+    for txn_id, amount in ((saved.Id, 240.0), ("134", 180.0)):  # 134 is INV-1058, customer 10's open $180.00
+        applied = PaymentLine()
+        applied.Amount = amount
+        applied.LinkedTxn = [{"TxnId": txn_id, "TxnType": "Invoice"}]
+        payment.Line.append(applied)
+    booked = payment.save(qb=qbo)
+    assert (booked.TotalAmt, booked.UnappliedAmt, len(booked.Line)) == (420.0, 0, 2)
+    assert [Invoice.get(i, qb=qbo).Balance for i in (saved.Id, "134")] == [0, 0]
+
+    too_long = Payment()
+    too_long.CustomerRef = Ref()
+    too_long.CustomerRef.value = "10"
+    too_long.TotalAmt = 1.0
+    too_long.PaymentRefNum = "ch_3PqRsTuVwXyZ0123456789ab"  # a real Stripe charge id: 27 characters
+    with pytest.raises(QuickbooksException, match="Max:21"):
+        too_long.save(qb=qbo)
+
+
+def test_xero_python_puts_a_payment_and_a_numbered_invoice_in_another_currency(sandbox, xero):
+    from xero_python.accounting.models import (
+        Account,
+        Contact,
+        CurrencyCode,
+        Invoice,
+        Invoices,
+        LineItem,
+        Payment,
+        Payments,
+    )
+
+    contact_id = sandbox.emulator("xero").dump("contacts")[0]["ContactID"]
+    invoice = Invoice(type="ACCREC", contact=Contact(contact_id=contact_id), status="AUTHORISED",
+                      invoice_number="INV-0042", currency_code=CurrencyCode.GBP,
+                      line_items=[LineItem(description="Consulting", quantity=1.0, unit_amount=190.0)])
+    created = xero.create_invoices(TENANT, Invoices(invoices=[invoice])).invoices[0]
+    assert (created.invoice_number, _enum(created.currency_code), created.amount_due) == ("INV-0042", "GBP", 190.0)
+    payment = Payment(invoice=Invoice(invoice_id=created.invoice_id), account=Account(code="090"), amount=90.0,
+                      reference="ch_3PqRsTuVwXyZ0123456789ab")
+    paid = xero.create_payments(TENANT, Payments(payments=[payment])).payments[0]
+    assert (paid.amount, paid.reference) == (90.0, "ch_3PqRsTuVwXyZ0123456789ab")
+    assert xero.get_invoice(TENANT, created.invoice_id).invoices[0].amount_due == 100.0

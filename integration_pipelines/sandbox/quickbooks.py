@@ -56,6 +56,7 @@ DEFAULT_MAX_RESULTS = 100
 TOKEN_PATH = "/oauth2/v1/tokens/bearer"
 REVOKE_PATH = "/v2/oauth2/tokens/revoke"
 DISCOVERY_PATH = "/.well-known/openid_configuration"
+PAYMENT_REF_NUM_MAX = 21  # Payment.PaymentRefNum: "String, max 21 characters" (QBO API reference)
 
 STREAM_ENTITY = {"customers": "Customer", "invoices": "Invoice", "payments": "Payment", "purchases": "Purchase",
                  "journal_entries": "JournalEntry"}
@@ -1021,6 +1022,12 @@ class QuickBooksEmulator(Emulator):
         record["CustomerRef"] = {"value": customer["Id"], "name": customer["DisplayName"]}
         if record.get("TotalAmt") in (None, ""):
             raise _required("TotalAmt")
+        ref_num = record.get("PaymentRefNum")
+        if ref_num is not None and len(str(ref_num)) > PAYMENT_REF_NUM_MAX:
+            # QBO keeps at most 21 characters here, so a processor's 27-character charge id never fits whole
+            raise _Fault(400, "2050", "String length is either shorter or longer than supported by specification",
+                         f"String length specified does not match the supported length. Min:0 "
+                         f"Max:{PAYMENT_REF_NUM_MAX} supplied length:{len(str(ref_num))}", element="PaymentRefNum")
         total = round(float(record["TotalAmt"]), 2)
         # What this payment took off each invoice before, and what it will take off now.
         before: dict[str, float] = {}
