@@ -19,6 +19,7 @@ from .connectors.reader import ReadWindow, parse_cursor, read_pages
 from .connectors.runtime import ResolvedSystem, build_client
 from .connectors.soap import build_soap_client, read_soap_pages
 from .connectors.spec import Stream
+from .feeds import SnapshotRouter
 from .settings import Settings
 from .warehouse.batches import records_to_table
 from .warehouse.duckdb import LoadResult, StreamState, Warehouse
@@ -40,6 +41,7 @@ class ExtractResult:
     records: int
     cursor: str | None
     load: LoadResult
+    applied: dict[str, LoadResult] | None = None  # a change feed's snapshots, per stream they were applied to
 
 
 def field_reader(path: str | None) -> Callable[[dict[str, Any]], Any]:
@@ -100,6 +102,10 @@ def extract_stream(
     keys: list[str] = []
     cursors: list[str | None] = []
 
+    router = SnapshotRouter(system, stream.snapshots, settings.spool_dir / run_id / system.name /
+                            f"{stream.name}.snapshots" / state_key, run_id=run_id, extracted_at=extracted_at,
+                            batch_rows=settings.batch_rows) if stream.snapshots else None
+    applied: dict[str, LoadResult] | None = None
     primary_key_of = field_reader(stream.primary_key)
     cursor_of = field_reader(stream.cursor_field)
 
@@ -133,6 +139,8 @@ def extract_stream(
                     keys.append(str(primary_key_of(record)))
                     raw_cursor = cursor_of(record)
                     cursors.append(None if raw_cursor is None else str(raw_cursor))
+                    if router is not None:
+                        router.add(record)
                     moment = _record_cursor(raw_cursor, stream, system.title, keys[-1], page.number)
                     if moment is not None and (max_cursor is None or moment > max_cursor):
                         max_cursor = moment
@@ -141,6 +149,8 @@ def extract_stream(
             flush()
             requests = client.requests_sent
         cursor_text = max_cursor.isoformat() if max_cursor else None
+        if router is not None:  # before the feed's own load, which commits its cursor
+            applied = router.load(warehouse, raw_schema(system.name))
         load = warehouse.load_spool(
             schema=raw_schema(system.name),
             table=stream.name,
@@ -155,4 +165,7 @@ def extract_stream(
         )
     finally:
         spool.cleanup()
-    return ExtractResult(system.name, stream.name, state_key, since, pages, requests, records, cursor_text, load)
+        if router is not None:
+            router.cleanup()
+    return ExtractResult(system.name, stream.name, state_key, since, pages, requests, records, cursor_text, load,
+                         applied)

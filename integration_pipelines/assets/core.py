@@ -21,6 +21,7 @@ CORE_TABLES = {
     "customer_xref": ("source_system", "source_id"),
     "customer_duplicates": ("source_system", "source_id_a", "source_id_b"),
     **{name: ("source_system", "source_id") for name in contracts() if name != "customer_records"},
+    "payment_matches": ("processor_system", "processor_payment_id", "books_system", "books_payment_id"),
     "revenue_by_entity": ("legal_entity", "month"),
     "receivables_by_entity": ("legal_entity",),
 }
@@ -28,6 +29,9 @@ DESCRIPTIONS = {
     "customers": "One golden customer per real customer across every system (identity-resolved).",
     "customer_xref": "Every source customer record → its golden id, with the rule that matched it.",
     "customer_duplicates": "Customers recorded twice inside one system: fix these at the source.",
+    "payment_matches": "Which payment in the books records each card payment: by the processor's id in its "
+                       "memo/reference, else by amount on the same invoices; ambiguous candidates are listed, "
+                       "never chosen.",
     "revenue_by_entity": "Consolidated revenue per legal entity and month, in USD.",
     "receivables_by_entity": "Open receivables per legal entity, in USD.",
     **{name: c.description for name, c in contracts().items()},

@@ -47,6 +47,11 @@ def _metadata(result: ExtractResult, mode: str) -> dict[str, object]:
         "incremental_since": result.incremental_since.isoformat() if result.incremental_since else "full read",
         "cursor": result.cursor or "",
     }
+    if result.applied:  # a change feed: what its snapshots changed in the streams that hold those objects
+        metadata["applied_to"] = dg.MetadataValue.json({
+            f"{load_result.table}": {"inserted": load_result.inserted, "updated": load_result.updated,
+                                     "unchanged": load_result.unchanged, "stale": load_result.stale}
+            for load_result in result.applied.values()})
     if load.stale:  # an event applied while this read ran was newer than what the read saw
         metadata["stale"] = load.stale
     if load.new_columns:
@@ -96,6 +101,10 @@ def build_extract_asset(system: System, stream: Stream, settings: Settings) -> d
             f"{system.title} {stream.name}: read {result.records} records in {result.pages} pages; "
             f"{result.load.inserted} new, {result.load.updated} changed, {result.load.unchanged} unchanged."
         )
+        for name, applied in (result.applied or {}).items():
+            context.log.info(
+                f"{system.title} {stream.name} → {name}: {applied.inserted} new, {applied.updated} changed, "
+                f"{applied.unchanged} unchanged, {applied.stale} older than what the warehouse holds.")
         for warning in result.load.type_warnings:
             context.log.warning(warning)
         return dg.MaterializeResult(metadata=_metadata(result, resolved.mode))

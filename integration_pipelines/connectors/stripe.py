@@ -4,7 +4,11 @@
 from __future__ import annotations
 
 from .pagination import BodyCursorPaginator
-from .spec import BearerAuthSpec, EnvValue, RequestTemplate, Stream, System
+from .spec import BearerAuthSpec, EnvValue, RequestTemplate, SnapshotFeed, Stream, System
+
+# Stripe keeps events for 30 days; a nightly read of the feed sees every change to every object in that time,
+# whatever day the object was created on. A few minutes of overlap cover events stamped just before the last read.
+EVENTS_LOOKBACK_SECONDS = 600
 
 
 def _list(name: str, path: str, description: str) -> Stream:
@@ -49,5 +53,27 @@ SYSTEM = System(
         _list("customers", "/v1/customers", "Customers"),
         _list("charges", "/v1/charges", "Charges (card payments)"),
         _list("invoices", "/v1/invoices", "Invoices billed through Stripe"),
+        _list("refunds", "/v1/refunds", "Refunds (each partial or repeated refund of a charge)"),
+        _list("disputes", "/v1/disputes", "Disputes (chargebacks) opened by cardholders' banks"),
+        Stream(
+            name="events",
+            description="The Events API: every change to a charge, customer or invoice (refunds, disputes, edits "
+            "to old records), applied to those streams by version",
+            request=RequestTemplate(path="/v1/events", params={"limit": "{page_size}"}),
+            incremental_request=RequestTemplate(
+                path="/v1/events", params={"limit": "{page_size}", "created[gte]": "{cursor_unix}"}),
+            records_path="data",
+            envelope_path="data",
+            primary_key="id",
+            cursor_field="created",
+            cursor_format="unix",
+            lookback_seconds=EVENTS_LOOKBACK_SECONDS,
+            paginator=BodyCursorPaginator(cursor_param="starting_after", has_more_path="has_more"),
+            page_size=100,
+            snapshots=SnapshotFeed(object_path="data.object", type_path="data.object.object",
+                                   streams={"charge": "charges", "customer": "customers", "invoice": "invoices",
+                                            "refund": "refunds", "dispute": "disputes"},
+                                   version_field="created", version_format="unix", newest_first=True),
+        ),
     ),
 )

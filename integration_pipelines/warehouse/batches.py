@@ -121,6 +121,7 @@ def records_to_table(
     extracted_at: datetime,
     first_seq: int,
     versions: Sequence[datetime | None] | None = None,
+    seqs: Sequence[int] | None = None,
 ) -> pa.Table:
     """One Arrow batch of `records`. `versions` is the moment each snapshot was true at the source (an event's
     creation time); without it every row is as new as `extracted_at`, the moment the read started. The load
@@ -136,8 +137,11 @@ def records_to_table(
     columns["_source_system"] = pa.array([source_system] * n, type=pa.string())
     columns["_extracted_at"] = pa.array([extracted_at] * n, type=pa.timestamp("us", tz="UTC"))
     columns["_run_id"] = pa.array([run_id] * n, type=pa.string())
+    # A read's rows are as new as the second the read started: providers stamp changes in whole seconds, so a
+    # change made in that same second compares equal (and is applied) rather than older (and dropped).
+    read_version = extracted_at.replace(microsecond=0)
     columns["_version"] = pa.array(
-        [extracted_at] * n if versions is None else [v or extracted_at for v in versions],
+        [read_version] * n if versions is None else [v or read_version for v in versions],
         type=pa.timestamp("us", tz="UTC"))
     raws = _raw_bytes(records)
     # The load compares this digest, not `_raw` itself, so finding what changed needs ~50 bytes per row.
@@ -146,5 +150,6 @@ def records_to_table(
         columns["_raw"] = pa.array(raws, type=pa.string())  # UTF-8 bytes go straight into the column
     except (pa.ArrowInvalid, pa.ArrowTypeError):  # a lone surrogate: kept, replaced by U+FFFD
         columns["_raw"] = pa.array([raw.decode("utf-8", "replace") for raw in raws], type=pa.string())
-    columns["_seq"] = pa.array(range(first_seq, first_seq + n), type=pa.int64())
+    # _seq orders the records of one load: between two snapshots of one key with the same version, the higher wins
+    columns["_seq"] = pa.array(range(first_seq, first_seq + n) if seqs is None else seqs, type=pa.int64())
     return pa.table(columns)

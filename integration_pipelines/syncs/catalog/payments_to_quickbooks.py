@@ -1,9 +1,18 @@
-"""Scenario 6: card payments (Stripe, Square) → payments applied to the matching open QuickBooks invoice.
+"""Scenario 6 (US books): card payments (Stripe, Square) → payments in QuickBooks, on the invoices they pay.
 
-Today a bookkeeper matches each processor payout line to an invoice and records the payment by hand. The match
-comes from core.payments (the processor payment names the accounting invoice number); only invoices that are
-still open are paid, so a payment already recorded by hand is never recorded twice, and a charge is applied
-exactly once (insert mode, keyed by the processor's payment id, QuickBooks `requestid` on every write).
+Today a bookkeeper matches each processor payout line to an invoice and records the payment by hand, so the
+sync must never book a payment the books already hold, whoever recorded it first:
+- The invoices come from core.payment_allocations: matched by invoice number within the payment's currency in the
+  books of record (two entities may issue the same number), every invoice in QuickBooks, one customer. A charge for
+  several invoices becomes one QuickBooks payment with a line per invoice.
+- Match before create: a QuickBooks payment that already records the charge (its memo names the charge id, or it
+  is the only unlinked payment of that amount on those invoices, core.payment_matches) is LINKED in the ledger
+  through `external_id_column`, never created again. Several candidates are ambiguous: the row waits and the
+  reconciliation reports it for a person.
+- A payment is only sent while every invoice it pays still has that much open; otherwise QuickBooks would refuse
+  it as an overpayment, and the reconciliation reports the disagreement instead of a failing write every night.
+- Insert mode, keyed by the processor's payment id, QuickBooks `requestid` on every write, and the charge id in
+  the memo, so even a lost ledger relinks instead of re-booking.
 """
 
 from ..spec import SyncSpec
@@ -11,36 +20,64 @@ from ..spec import SyncSpec
 SYNC = SyncSpec(
     name="payments_to_quickbooks",
     title="Card payments → QuickBooks payments",
-    description="Records each processor payment against the open QuickBooks invoice it settles.",
+    description="Records each processor payment against the open QuickBooks invoices it settles; links the ones "
+                "the books already hold.",
     source_sql="""
-        SELECT p.source_system || ':' || p.source_id AS payment_key,
+        WITH allocations AS (
+            SELECT a.*, inv.customer_source_id, inv.balance_minor,
+                   CAST(a.allocated_minor AS DECIMAL(18, 2))
+                       / CASE WHEN c.minor_exponent = 0 THEN 1 ELSE 100 END AS amount
+            FROM core.payment_allocations AS a
+            JOIN core.invoices AS inv ON inv.source_system = a.invoice_system AND inv.source_id = a.invoice_id
+            LEFT JOIN ref.currencies AS c ON c.currency = a.currency
+            WHERE a.kind = 'processor' AND a.payment_status = 'succeeded'
+        ),
+        payments AS (
+            SELECT source_system, payment_source_id, any_value(currency) AS currency, any_value(paid_at) AS paid_at,
+                   count(*) AS allocations,
+                   count(*) FILTER (WHERE match_status = 'matched' AND on_books_of_record
+                                    AND invoice_system = 'quickbooks') AS in_quickbooks,
+                   count(DISTINCT customer_source_id) AS customers,
+                   any_value(customer_source_id) AS qbo_customer_id,
+                   bool_and(balance_minor >= allocated_minor) AS fits_open_balance,
+                   sum(amount) AS amount,
+                   list({'Amount': amount, 'LinkedTxn': [{'TxnId': invoice_id, 'TxnType': 'Invoice'}]}
+                        ORDER BY source_id) AS lines
+            FROM allocations GROUP BY ALL
+        ),
+        books AS (  -- the QuickBooks payment that already records the charge, when exactly one does
+            SELECT processor_system, processor_payment_id, min(books_payment_id) AS books_payment_id,
+                   bool_or(matched_by = 'ambiguous') AS ambiguous
+            FROM core.payment_matches WHERE books_system = 'quickbooks' GROUP BY ALL
+        )
+        SELECT p.source_system || ':' || p.payment_source_id AS payment_key,
                p.source_system AS processor,
-               p.source_id AS processor_payment_id,
-               inv.source_id AS qbo_invoice_id,
-               inv.customer_source_id AS qbo_customer_id,
+               p.payment_source_id AS processor_payment_id,
+               p.qbo_customer_id,
                p.currency,
-               CAST(p.amount_minor AS DECIMAL(18, 2)) / CASE WHEN c.minor_exponent = 0 THEN 1 ELSE 100 END
-                   AS amount,
-               strftime(p.paid_at, '%Y-%m-%d') AS paid_date
-        FROM core.payments AS p
-        JOIN core.invoices AS inv ON inv.source_system = p.invoice_system AND inv.source_id = p.invoice_id
-        LEFT JOIN ref.currencies AS c ON c.currency = p.currency
-        WHERE p.kind = 'processor' AND p.status = 'succeeded' AND p.invoice_system = 'quickbooks'
-          AND inv.balance_minor > 0 AND inv.customer_source_id IS NOT NULL
+               p.amount,
+               strftime(p.paid_at, '%Y-%m-%d') AS paid_date,
+               p.lines,
+               b.books_payment_id AS qbo_payment_id
+        FROM payments AS p
+        LEFT JOIN books AS b ON b.processor_system = p.source_system AND b.processor_payment_id = p.payment_source_id
+        WHERE p.allocations = p.in_quickbooks AND p.customers = 1 AND NOT coalesce(b.ambiguous, false)
+          AND (b.books_payment_id IS NOT NULL OR p.fits_open_balance)
     """,
-    source_assets=(("core", "payments"), ("core", "invoices")),
+    source_assets=(("core", "payment_allocations"), ("core", "payment_matches"), ("core", "invoices")),
     key="payment_key",
     target="quickbooks",
     mode="insert",
     create_writer="save_payment",
-    required_columns=("qbo_customer_id", "qbo_invoice_id"),
+    external_id_column="qbo_payment_id",
+    required_columns=("qbo_customer_id",),
     payload={
         "CustomerRef": {"value": "{qbo_customer_id}"},
         "TotalAmt": "{amount}",
         "TxnDate": "{paid_date}",
         "CurrencyRef": {"value": "{currency}"},
         "PrivateNote": "{processor} payment {processor_payment_id}",
-        "Line": [{"Amount": "{amount}", "LinkedTxn": [{"TxnId": "{qbo_invoice_id}", "TxnType": "Invoice"}]}],
+        "Line": "{lines}",
     },
     manual_minutes_per_record=4.0,
 )

@@ -1,0 +1,10 @@
+-- entity: payment_allocations
+-- requires: raw_xero.payments
+-- A Xero payment is applied to exactly one invoice.
+SELECT 'xero' AS source_system, _pk || ':1' AS source_id, _pk AS payment_source_id, 'accounting' AS kind,
+       _raw->>'$.Invoice.InvoiceID' AS invoice_source_id, _raw->>'$.Invoice.InvoiceNumber' AS invoice_number,
+       _raw->>'$.Invoice.CurrencyCode' AS currency,
+       to_minor(_raw->>'$.Amount', _raw->>'$.Invoice.CurrencyCode') AS amount_minor,
+       _raw->>'$.Reference' AS reference
+FROM raw_xero.payments
+WHERE _raw->>'$.Status' <> 'DELETED'
