@@ -484,3 +484,20 @@ def test_xero_python_puts_a_payment_and_a_numbered_invoice_in_another_currency(s
     paid = xero.create_payments(TENANT, Payments(payments=[payment])).payments[0]
     assert (paid.amount, paid.reference) == (90.0, "ch_3PqRsTuVwXyZ0123456789ab")
     assert xero.get_invoice(TENANT, created.invoice_id).invoices[0].amount_due == 100.0
+
+
+def test_a_lenient_plant_skips_what_a_vendor_refuses_and_records_only_what_was_planted(messy, sandbox):
+    sandbox.set_faults("hubspot", error_rate=1.0)  # the CRM is down: its two kinds cannot be planted
+    planted = messy.plant_before(strict=False)
+    kinds = [r["kind"] for r in planted]
+    assert kinds == [k for k in BEFORE_KINDS if k not in ("crm_delete", "crm_merge")]
+    assert messy.anomalies()["planted"] == planted
+
+
+def test_when_no_untouched_invoice_is_left_one_is_issued(messy, qbo):
+    for _ in range(10):  # the ten open US invoices of Stripe-paying customers, one each
+        messy.installments()
+    record = messy.installments()
+    # the eleventh has none left: a $300.00 invoice is issued to the first US customer paying through Stripe
+    assert record["created_invoices"] == [record["invoice_number"]] and record["invoice_total"] == 30000
+    assert _qbo_invoice(qbo, record["invoice_id"]).TotalAmt == 300.0

@@ -51,6 +51,7 @@ class Sandbox:
         #: Where the app is served, once it is (set by `plant_messy`): the messy world is planted over HTTP,
         #: so a reset can only plant it again when the URL is known.
         self.url: str | None = None
+        self.strict = True
         self.state = SandboxState(world=build_world(seed, scale, anchor, days))
         self._build_emulators()
         routes = [
@@ -89,16 +90,19 @@ class Sandbox:
     def clear_faults(self) -> None:
         self.faults.clear()
 
-    def plant_messy(self, url: str) -> list[dict[str, Any]]:
+    def plant_messy(self, url: str, *, strict: bool | None = None) -> list[dict[str, Any]]:
         """Plant the messy world's "before" anomalies through the served APIs at `url` (a no-op for the tidy
-        world). Must run outside the server's event loop: it is an HTTP client of the server."""
+        world). Must run outside the server's event loop: it is an HTTP client of the server. `strict` (default:
+        as given the first time, else True) makes a kind with nothing to plant on an error instead of a skip."""
         self.url = url
+        if strict is not None:
+            self.strict = strict
         if self.world_kind != "messy":
             return []
         from .messy import MessyWorld  # the planter is an HTTP client; import it only when it is needed
 
         with MessyWorld(url, seed=int(self.options["seed"])) as messy:  # type: ignore[call-overload]
-            planted = messy.plant_before()
+            planted = messy.plant_before(strict=self.strict)
         log.info("messy world: planted %d anomalies at %s", len(planted), url)
         return planted
 

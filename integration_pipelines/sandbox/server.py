@@ -50,7 +50,7 @@ def _plant_when_up(sandbox: Sandbox, url: str, timeout: float = 60.0) -> None:
             pass
         time.sleep(0.1)
     try:
-        planted = sandbox.plant_messy(url)
+        planted = sandbox.plant_messy(url, strict=False)  # today's world differs by the day: skip, don't die
         print(f"Messy world: planted {len(planted)} anomalies; see {url}/_sandbox/world/anomalies", flush=True)
     except Exception:  # the sandbox still serves; the log says why the world is not messy
         log.exception("planting the messy world failed")
