@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from datetime import datetime
 
 import pytest
 import stripe
@@ -24,8 +25,17 @@ def served_truth(sandbox, stream: str) -> list[str]:  # type: ignore[no-untyped-
 
 def world_clock(sandbox) -> None:  # type: ignore[no-untyped-def]
     """Put the emulator's clock at the world's anchor (March 2026), so the world's history is still inside the
-    30 days of events Stripe serves; the lists of customers, charges and invoices do not depend on the clock."""
-    sandbox.emulator("stripe").set_clock(ANCHOR.timestamp())
+    30 days of events Stripe serves; the lists of customers, charges and invoices do not depend on the clock.
+
+    The seeded world has no refunds or disputes, so some are made first, on the middle partition's day: a
+    partial refund, a full one and a dispute (each also an event)."""
+    emulator = sandbox.emulator("stripe")
+    emulator.set_clock(datetime.fromisoformat(f"{PARTITIONS[1]}T12:00:00+00:00").timestamp())
+    charges = emulator.dump("charges")
+    emulator.refund(charges[0]["id"], 100, reason="requested_by_customer")
+    emulator.refund(charges[1]["id"])
+    emulator.open_dispute(charges[2]["id"], reason="product_not_received")
+    emulator.set_clock(ANCHOR.timestamp())
 
 
 @pytest.mark.parametrize("stream", STREAMS)
@@ -39,7 +49,7 @@ def test_every_partition_lands_exactly_the_sandbox_records(settings, sandbox, st
     # the raw row keeps the original JSON, the cursor and the lineage columns
     raw, cursor, source, run_id = warehouse_rows(
         settings, f"SELECT _raw, _cursor, _source_system, _run_id FROM raw_stripe.{stream} LIMIT 1")[0]
-    assert json.loads(raw)["object"] in {"customer", "charge", "invoice", "event"}
+    assert json.loads(raw)["object"] in {"customer", "charge", "invoice", "refund", "dispute", "event"}
     assert cursor.isdigit() and source == "stripe" and run_id
 
 
