@@ -27,7 +27,7 @@ from integration_pipelines.connectors.stripe import SYSTEM as STRIPE
 from integration_pipelines.connectors.xero import API_ROOT
 from integration_pipelines.connectors.xero import SYSTEM as XERO
 from integration_pipelines.sandbox.app import Sandbox
-from integration_pipelines.sandbox.messy import BEFORE_KINDS, MessyWorld
+from integration_pipelines.sandbox.messy import BEFORE_KINDS, MessyError, MessyWorld
 from integration_pipelines.sandbox.server import SandboxServer
 from integration_pipelines.sandbox.xero import TOKEN_PATH
 from integration_pipelines.webhooks.config import SANDBOX_SECRETS
@@ -501,3 +501,20 @@ def test_when_no_untouched_invoice_is_left_one_is_issued(messy, qbo):
     # the eleventh has none left: a $300.00 invoice is issued to the first US customer paying through Stripe
     assert record["created_invoices"] == [record["invoice_number"]] and record["invoice_total"] == 30000
     assert _qbo_invoice(qbo, record["invoice_id"]).TotalAmt == 300.0
+
+
+def test_a_hand_booking_after_the_invoice_is_settled_stays_an_unapplied_credit(messy, qbo):
+    paid = messy.hand_booking("quickbooks", paid_before=0)  # INV-1058 settled by one $180.00 card payment
+    assert (paid["invoice_number"], paid["amount"], paid["applied"], paid["balance_after"]) == (
+        "INV-1058", 18000, 18000, 0)
+    again = messy.hand_booking("quickbooks", invoice_number="INV-1058", charge_id=paid["charge_id"],
+                               with_charge_id=False)
+    assert (again["paid_before"], again["amount"], again["applied"], again["unapplied"], again["balance_after"]) == (
+        0, 18000, 0, 18000, 0)
+    payment = _qbo_payment(qbo, again["payment_id"])
+    assert (payment.TotalAmt, payment.UnappliedAmt, payment.Line) == (180.0, 180.0, [])
+    assert "ch_" not in (payment.PrivateNote or "") and not payment.PaymentRefNum
+
+    settled = messy.hand_booking("xero", paid_before=0)
+    with pytest.raises(MessyError, match="Xero refuses"):
+        messy.hand_booking("xero", invoice_number=settled["invoice_number"], charge_id=settled["charge_id"])

@@ -305,13 +305,15 @@ class MessyWorld:
         return self._check(response, f"HubSpot {method} {path}")
 
     # -- finding things in the books -----------------------------------------------------------------------
-    def books_invoices(self, books: str) -> list[BooksInvoice]:
-        """Every receivable invoice with money still open in `books`, lowest id first."""
+    def books_invoices(self, books: str, *, include_paid: bool = False) -> list[BooksInvoice]:
+        """Every receivable invoice with money still open in `books` (with `include_paid`, settled ones too),
+        lowest id first."""
         stripe = self._stripe_customers_by_email()
         found: list[BooksInvoice] = []
         if books == "quickbooks":
             customers = {c["Id"]: c for c in self.qbo_query("SELECT * FROM Customer MAXRESULTS 1000")}
-            for row in self.qbo_query("SELECT * FROM Invoice WHERE Balance > '0' ORDERBY Id MAXRESULTS 1000"):
+            where = "" if include_paid else "WHERE Balance > '0' "
+            for row in self.qbo_query(f"SELECT * FROM Invoice {where}ORDERBY Id MAXRESULTS 1000"):
                 customer = customers.get(row["CustomerRef"]["value"], {})
                 email = ((row.get("BillEmail") or {}).get("Address")
                          or (customer.get("PrimaryEmailAddr") or {}).get("Address") or "")
@@ -323,7 +325,8 @@ class MessyWorld:
             found.sort(key=lambda i: int(i.invoice_id))
         elif books == "xero":
             contacts = {c["ContactID"]: c for c in self._xero_all("Contacts")}
-            rows = self._xero_all("Invoices", {"Statuses": "AUTHORISED", "where": 'Type=="ACCREC"'})
+            statuses = "AUTHORISED,PAID" if include_paid else "AUTHORISED"
+            rows = self._xero_all("Invoices", {"Statuses": statuses, "where": 'Type=="ACCREC"'})
             for row in rows:
                 contact = contacts.get(row["Contact"]["ContactID"], {})
                 email = contact.get("EmailAddress") or ""
@@ -335,13 +338,14 @@ class MessyWorld:
             found.sort(key=lambda i: (i.number, i.invoice_id))
         else:
             raise ValueError(f"unknown books {books!r}: quickbooks or xero")
-        return [i for i in found if i.balance > 0]
+        return [i for i in found if include_paid or i.balance > 0]
 
-    def find_invoice(self, books: str, number: str) -> BooksInvoice:
-        """The open invoice numbered `number` in `books` (numbers are unique within one books system)."""
-        match = [i for i in self.books_invoices(books) if i.number == number]
+    def find_invoice(self, books: str, number: str, *, open_only: bool = True) -> BooksInvoice:
+        """The invoice numbered `number` in `books` (numbers are unique within one books system); with
+        `open_only` (the default) it must still have money open."""
+        match = [i for i in self.books_invoices(books, include_paid=not open_only) if i.number == number]
         if not match:
-            raise MessyError(f"{books} has no open invoice numbered {number}")
+            raise MessyError(f"{books} has no {'open ' if open_only else ''}invoice numbered {number}")
         return match[0]
 
     def _untouched(self, books: str, country: str | None, *, stripe: bool) -> list[BooksInvoice]:
@@ -453,21 +457,26 @@ class MessyWorld:
         return next(i for i in self.books_invoices(books) if i.invoice_id == invoice_id)
 
     # -- books writes --------------------------------------------------------------------------------------
-    def _book_payment(self, invoice: BooksInvoice, amount: int, *, ref_num: str | None, note: str
-                      ) -> tuple[str, dict[str, str]]:
-        """A payment keyed in by hand against one invoice; returns its id and the reference fields written."""
+    def _book_payment(self, invoice: BooksInvoice, amount: int, *, ref_num: str | None, note: str,
+                      applied: int | None = None) -> tuple[str, dict[str, str]]:
+        """A payment keyed in by hand against one invoice; returns its id and the reference fields written.
+        In QuickBooks only `applied` (default: all) of it is applied to the invoice and the rest stays an
+        unapplied credit of the customer, as QBO's "Receive payment" does with more than is open."""
         today = datetime.now(UTC).date().isoformat()
+        applied = amount if applied is None else applied
         if invoice.system == "quickbooks":
             fields = {"PrivateNote": note}
             if ref_num:
                 fields["PaymentRefNum"] = ref_num[:QBO_REF_NUM_MAX]
+            lines = [{"Amount": _major(applied), "LinkedTxn": [{"TxnId": invoice.invoice_id, "TxnType": "Invoice"}]}]
             saved = self._qbo_create("Payment", {
                 "CustomerRef": {"value": invoice.customer_id}, "TotalAmt": _major(amount), "TxnDate": today,
-                "CurrencyRef": {"value": invoice.currency}, **fields,
-                "Line": [{"Amount": _major(amount),
-                          "LinkedTxn": [{"TxnId": invoice.invoice_id, "TxnType": "Invoice"}]}],
+                "CurrencyRef": {"value": invoice.currency}, **fields, "Line": lines if applied > 0 else [],
             })
             return saved["Id"], fields
+        if applied != amount:
+            raise MessyError(f"Xero refuses a payment of {amount} on {invoice.number} with {invoice.balance} due "
+                             "(its API has no unapplied payment against an invoice)")
         fields = {"Reference": ref_num or note}
         saved = self._xero("PUT", "Payments", json={"Payments": [{
             "Invoice": {"InvoiceID": invoice.invoice_id}, "Account": {"Code": XERO_BANK_ACCOUNT}, "Date": today,
@@ -495,9 +504,11 @@ class MessyWorld:
         The invoice is first made partly paid (a bank transfer of `paid_before`, default 40 % of the total,
         booked by hand) unless it already is or `paid_before=0`. The card payment is a new Stripe charge of
         `amount` (default: what is still open) with `metadata[accounting_invoice]`, or the existing `charge_id`.
-        Usable at any time; with `invoice_number` it books against that (still open) invoice.
+        Usable at any time, before or after the project's sync: with `invoice_number` it books against that
+        invoice even when the sync has settled it already; QuickBooks then keeps what exceeds the open amount as
+        the customer's unapplied credit (`applied`, `unapplied` in the record), Xero refuses (MessyError).
         """
-        invoice, created = ((self.find_invoice(books, invoice_number), []) if invoice_number
+        invoice, created = ((self.find_invoice(books, invoice_number, open_only=False), []) if invoice_number
                             else self._pick(books, country, stripe=charge_id is None))
         prior_payment_id = None
         if paid_before is None:
@@ -511,19 +522,23 @@ class MessyWorld:
         else:
             if not invoice.stripe_customer_id:
                 raise MessyError(f"the customer of {invoice.number} has no Stripe customer to pay by card")
+            if not (amount or open_amount):
+                raise MessyError(f"{invoice.number} is settled: name the card payment (`charge_id`) or an `amount`")
             charge = self._charge([invoice.number], invoice.stripe_customer_id, amount or open_amount,
                                   invoice.currency, f"Payment for {invoice.number}")
         paid = int(charge["amount"]) if amount is None else amount
+        applied = min(paid, open_amount)
         if with_charge_id:
             ref_num, note = charge["id"], f"Card payment {charge['id']} (Stripe), booked by hand"
         else:
             ref_num, note = None, "Card payment (Stripe), booked by hand"
-        payment_id, fields = self._book_payment(invoice, paid, ref_num=ref_num, note=note)
+        payment_id, fields = self._book_payment(invoice, paid, ref_num=ref_num, note=note, applied=applied)
         return self.record(
             "hand_booking", books, legal_entity=invoice.legal_entity, invoice_id=invoice.invoice_id,
             invoice_number=invoice.number, currency=invoice.currency, invoice_total=invoice.total,
-            paid_before=paid_before, prior_payment_id=prior_payment_id, amount=paid,
-            balance_after=open_amount - paid, payment_id=payment_id, charge_id=charge["id"],
+            paid_before=paid_before, prior_payment_id=prior_payment_id, amount=paid, applied=applied,
+            unapplied=paid - applied, balance_after=open_amount - applied, payment_id=payment_id,
+            charge_id=charge["id"],
             charge_created=int(charge["created"]), with_charge_id=with_charge_id, reference_fields=fields,
             customer_id=invoice.customer_id, stripe_customer_id=charge.get("customer"), created_invoices=created)
 
