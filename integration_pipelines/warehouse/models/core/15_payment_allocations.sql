@@ -21,12 +21,14 @@ by_number AS (
            min(b.source_system) AS invoice_system, min(b.source_id) AS invoice_id, min(b.total_minor) AS total_minor
     FROM staging.payment_allocations a
     JOIN books b ON b.invoice_number = a.invoice_number AND b.currency = a.currency
+    WHERE a.kind <> 'accounting'  -- a payment in the books is applied to an invoice of those books, by its id
     GROUP BY ALL
 ),
 other_currency AS (
     SELECT DISTINCT a.source_system, a.source_id
     FROM staging.payment_allocations a
     JOIN books b ON b.invoice_number = a.invoice_number AND b.currency <> a.currency
+    WHERE a.kind <> 'accounting'
 ),
 resolved AS (  -- the invoice in the books of record first; an invoice of the payment's own system otherwise
     SELECT a.*,
