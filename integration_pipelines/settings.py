@@ -40,6 +40,11 @@ class Settings(BaseSettings):
         default=None, description="DuckDB memory limit for models and queries (default: DuckDB's, 80% of RAM)"
     )
     nightly_cron: str = Field(default="0 2 * * *", description="when the nightly sync runs (cron, local time)")
+    nightly_reread_days: int = Field(
+        default=14, ge=0, le=90,
+        description="the nightly run re-reads this many days before its partition for streams that list by "
+        "creation time and have no change feed (Square payments, Shopify orders ...), so a refund or an edit days "
+        "after a record was created still arrives; 0 = only the partition")
     weekly_full_refresh_cron: str = Field(default="0 3 * * 0", description="weekly full re-read (cron)")
     reconciliation_warn_at: int = Field(default=1, ge=1, description="mismatches that make a check WARN")
     reconciliation_error_at: int = Field(default=10, ge=1, description="mismatches that make a check ERROR")
