@@ -617,7 +617,8 @@ def _plan_signature(plan: SyncPlan) -> tuple[Any, ...]:
     def records(items: list[Any]) -> list[tuple[Any, ...]]:
         return [(r.key, r.row_hash, r.external_id, sorted(r.row.items())) for r in items]
 
-    return records(plan.creates), records(plan.updates), records(plan.deletes), plan.unchanged, plan.waiting
+    return (records(plan.creates), records(plan.updates), records(plan.deletes), records(plan.linked),
+            plan.unchanged, plan.waiting)
 
 
 def _returning_world(key: str) -> dict[str, Any]:
@@ -666,7 +667,7 @@ def test_plan_matches_the_ledger_and_applying_it_leaves_nothing_to_do(world: dic
 
             # the expected plan, from the rules in plain words
             can_create, can_update = mode in ("insert", "upsert", "mirror"), mode in ("update", "upsert", "mirror")
-            creates, updates, waiting, unchanged = set(), {}, 0, 0
+            creates, updates, linked, waiting, unchanged = set(), {}, {}, 0, 0
             for key, (_name, amount, ext) in new.items():
                 entry = ledger.get(key)
                 # an archived record (`deleted`) is no record: its id is neither skipped nor updated
@@ -674,6 +675,8 @@ def test_plan_matches_the_ledger_and_applying_it_leaves_nothing_to_do(world: dic
                 external_id = ledger_id or (ext if world["ext_column"] else None)
                 if world["required"] and amount is None:
                     waiting += 1
+                elif ledger_id is None and external_id is not None and not can_update:
+                    linked[key] = external_id  # exists in the target, unknown to the ledger: recorded, not sent
                 elif external_id is None and can_create:
                     creates.add(key)
                 elif external_id is not None and can_update and (
@@ -687,6 +690,7 @@ def test_plan_matches_the_ledger_and_applying_it_leaves_nothing_to_do(world: dic
             assert {r.key for r in plan.creates} == creates
             assert {r.key: r.external_id for r in plan.updates} == updates
             assert {r.key: r.external_id for r in plan.deletes} == deletes
+            assert {r.key: r.external_id for r in plan.linked} == linked
             assert (plan.waiting, plan.unchanged) == (waiting, unchanged)
             for record in [*plan.creates, *plan.updates]:
                 assert record.row_hash == new_hashes[record.key]
@@ -710,11 +714,15 @@ def test_plan_matches_the_ledger_and_applying_it_leaves_nothing_to_do(world: dic
             outcomes = [_Outcome(r, r.external_id or f"new-{i}", None, {}) for i, r in enumerate(records)]
             if outcomes:
                 _record(warehouse, spec, operation, outcomes, "run-1", result)
-        assert (result.created, result.updated, result.deleted) == (len(creates), len(updates), len(deletes))
+        if plan.linked:
+            _record(warehouse, spec, "create", [_Outcome(r, r.external_id, None, {}, status="linked")
+                                                for r in plan.linked], "run-1", result)
+        assert (result.created, result.updated, result.deleted, result.linked) == (
+            len(creates), len(updates), len(deletes), len(linked))
 
         with duckdb.connect(database) as con:
             again = plan_sync(con, spec)
-        assert (again.creates, again.updates, again.deletes) == ([], [], [])
+        assert (again.creates, again.updates, again.deletes, again.linked) == ([], [], [], [])
         assert again.waiting == waiting
 
 

@@ -56,6 +56,10 @@ def build_sync_asset(spec: SyncSpec, settings: Settings) -> dg.AssetsDefinition:
         }
         if result.resumed:  # batches an interrupted run sent without recording the outcome, re-sent as they were
             metadata["resumed"] = result.resumed
+        if result.linked:  # found in the target (source id, or a lookup after a lost answer): recorded, not sent
+            metadata["linked"] = result.linked
+        if result.in_doubt:  # creates without a key that may or may not have been applied: an operator decides
+            metadata["in_doubt"] = result.in_doubt
         if result.samples:
             metadata["sample_payloads"] = dg.MetadataValue.json(result.samples)
         return dg.MaterializeResult(metadata=metadata)

@@ -3,6 +3,13 @@
 Retries follow the AWS "full jitter" backoff (sleep uniform(0, min(cap, base * 2**n))), never shorter than a
 `Retry-After` the server sent; only 429, 5xx, 408, timeouts and dropped connections are retried, because a
 400/401/403/404/422 will fail the same way every time. Every attempt is logged with secrets redacted.
+
+A request that is not safe to repeat (`replay_safe=False`: a create without an idempotency key, such as an Odoo
+JSON-RPC `create` or an email) is retried only when the service provably did not process it: the connection was
+never made (connect error or connect timeout), or the service answered 429 (or a rate-limit marker), which refuses
+the request before doing anything. After a 5xx, a dropped connection or a read timeout the request may have been
+applied; repeating it could create a second record, so the client raises `OutcomeUnknownError` instead and the
+caller decides (the sync engine looks the record up, or holds it for an operator).
 """
 
 from __future__ import annotations
@@ -18,7 +25,7 @@ from typing import Any, Protocol
 import httpx
 import tenacity
 
-from .errors import ApiError, AuthError, RetriesExhaustedError, TransientError
+from .errors import ApiError, AuthError, ConnectorError, RetriesExhaustedError, TransientError
 from .ratelimit import TokenBucket
 from .redaction import redact, redact_url
 
@@ -26,6 +33,16 @@ logger = logging.getLogger("integration_pipelines.http")
 
 DEFAULT_RETRY_STATUSES: frozenset[int] = frozenset({408, 429, 500, 502, 503, 504})
 _MAX_HONORED_RETRY_AFTER = 300.0
+
+
+class NotProcessedError(TransientError):
+    """A transient failure after which the service provably did not apply the request: no connection was made, or
+    it answered 429 / a rate-limit marker. Always safe to retry, even for a request that is not idempotent."""
+
+
+class OutcomeUnknownError(ConnectorError):
+    """A request that is not safe to repeat failed after it may have reached the service (5xx, a dropped
+    connection, a read timeout, an unreadable success answer): it may or may not have been applied."""
 
 
 class LogSink(Protocol):
@@ -137,8 +154,12 @@ class HttpClient:
         data: Mapping[str, Any] | None = None,
         content: bytes | str | None = None,
         headers: Mapping[str, str] | None = None,
+        replay_safe: bool = True,
     ) -> httpx.Response:
-        """Send one logical request, retrying transient failures within the system's budget."""
+        """Send one logical request, retrying transient failures within the system's budget.
+
+        `replay_safe=False` (a write that creates without an idempotency key) retries only failures the service
+        provably did not process, and raises `OutcomeUnknownError` when it may have been applied."""
         attempt_number = 0
 
         def wait(retry_state: tenacity.RetryCallState) -> float:
@@ -155,16 +176,25 @@ class HttpClient:
                 self.rate_limiter.acquire()
             return self._send_once(method, url, attempt_number, params, json, data, content, headers)
 
+        def retryable(error: BaseException) -> bool:
+            return isinstance(error, NotProcessedError) or (replay_safe and isinstance(error, TransientError))
+
         retrying = tenacity.Retrying(
             stop=tenacity.stop_after_attempt(self.retry.max_attempts),
             wait=wait,
-            retry=tenacity.retry_if_exception_type(TransientError),
+            retry=tenacity.retry_if_exception(retryable),
             sleep=self.sleep,
             reraise=True,
         )
         try:
             return retrying(one_attempt)
         except TransientError as last:
+            if not retryable(last):
+                raise OutcomeUnknownError(
+                    self.system,
+                    f"{self.system} {method} {redact_url(url)} may or may not have been applied: {last}. It is "
+                    "not repeated automatically, because it is not safe to repeat (no idempotency key).",
+                ) from last
             raise RetriesExhaustedError(
                 self.system,
                 f"{self.system} {method} {redact_url(url)} still failing after {attempt_number} attempts: "
@@ -193,14 +223,17 @@ class HttpClient:
         except (httpx.TimeoutException, httpx.TransportError) as exc:
             ms = (time.monotonic() - started) * 1000
             self._log("warning", method, shown, type(exc).__name__, attempt, ms)
-            raise TransientError(
+            # no connection, no request: only these prove the service never saw it
+            never_sent = isinstance(exc, (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout))
+            raise (NotProcessedError if never_sent else TransientError)(
                 self.system, f"{type(exc).__name__} talking to {self.system} ({method} {shown}): {exc}"
             ) from exc
         ms = (time.monotonic() - started) * 1000
         status = response.status_code
         self._log("debug" if status < 400 else "warning", method, shown, status, attempt, ms)
-        if status in self.retry.retry_statuses or (self.is_rate_limited and self.is_rate_limited(response)):
-            raise TransientError(
+        rate_limited = status == 429 or bool(self.is_rate_limited and self.is_rate_limited(response))
+        if status in self.retry.retry_statuses or rate_limited:
+            raise (NotProcessedError if rate_limited else TransientError)(
                 self.system,
                 f"{self.system} answered {status} to {method} {shown}: {self._message(response)}",
                 retry_after=parse_retry_after(response.headers.get("Retry-After")),

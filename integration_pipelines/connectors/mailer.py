@@ -61,6 +61,10 @@ SYSTEM = System(
             path="/email",
             id_path="MessageID",
             idempotency=Idempotency(location="none"),
+            # a second POST is a second email. No lookup: Postmark's outbound search can filter on
+            # metadata_idempotency_key, but a just-sent message may not be searchable yet, and an empty answer
+            # would then send a second receipt; an operator checks instead (docs/syncs.md)
+            creates=True,
         ),
     ),
 )

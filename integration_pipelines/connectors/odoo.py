@@ -62,7 +62,7 @@ from .pagination import OffsetPaginator
 from .reader import login_variables
 from .redaction import redact
 from .runtime import ResolvedSystem
-from .spec import EnvValue, Idempotency, LoginStep, NoAuthSpec, RequestTemplate, Stream, System, Writer
+from .spec import EnvValue, Idempotency, LoginStep, NoAuthSpec, RequestTemplate, Stream, System, Writer, WriterLookup
 from .writer import WriteResult, send_write
 
 RPC_PATH = "/jsonrpc"
@@ -153,9 +153,18 @@ WRITE_CALLS: dict[str, tuple[str, str, dict[str, Any]]] = {
 }
 
 
-def _writer(name: str, description: str, id_path: str = "result") -> Writer:
+def _writer(name: str, description: str, id_path: str = "result", *, unique_ref: str | None = None) -> Writer:
+    """A JSON-RPC writer. `unique_ref` makes it a create (never repeated blindly: Odoo has no idempotency key) that
+    the sync engine can check after a lost answer, by searching that unique field for the value the create sent."""
+    lookup = None
+    if unique_ref is not None:
+        model = WRITE_CALLS[name][0]
+        lookup = WriterLookup(
+            request=RequestTemplate(method="POST", path=RPC_PATH, body=execute_kw(
+                model, "search_read", [[[unique_ref, "=", "{ref}"]]], {"fields": ["id"], "limit": 2})),
+            variables={"ref": f"params.args.5.0.{unique_ref}"}, results_path="result", id_path="id")
     return Writer(name=name, description=description, method="POST", path=RPC_PATH, id_path=id_path,
-                  idempotency=Idempotency(location="none"))
+                  idempotency=Idempotency(location="none"), creates=unique_ref is not None, lookup=lookup)
 
 
 SYSTEM = System(
@@ -212,11 +221,12 @@ SYSTEM = System(
     ),
     writers=(
         _writer("create_purchase_order", "purchase.order create(vals) → the new id. No idempotency key: use "
-                "create_purchase_order_once (search by the unique `origin` first)."),
+                "create_purchase_order_once (search by the unique `origin` first).", unique_ref="origin"),
         _writer("update_purchase_order", "purchase.order write([ids], vals) → true (no id in the answer: the "
                 "sync keeps the id it wrote to)", id_path="result.id"),
         _writer("create_sale_order", "sale.order create(vals) → the new id (a quotation). No idempotency key: "
-                "`client_order_ref` carries the business key; search it (or read raw_odoo.sale_orders) first."),
+                "`client_order_ref` carries the business key; search it (or read raw_odoo.sale_orders) first.",
+                unique_ref="client_order_ref"),
         _writer("set_stock_quantity", "stock.quant create in inventory mode with inventory_quantity_auto_apply: "
                 "sets the absolute on-hand quantity of a product at a location; replays are harmless"),
     ),

@@ -262,6 +262,19 @@ class LoginStep(_Spec):
     variables: dict[str, str]
 
 
+class WriterLookup(_Spec):
+    """How to find the record an unkeyed create may have made when its answer was lost (a 5xx, a cut connection).
+
+    A read request (templated like a writer's: system and login values, plus `variables`, each taken from the
+    payload that was sent by a dotted path) that searches a field the create fills with a unique business reference
+    (Odoo `client_order_ref`): one match is the record, none means it was not created, more is for a person."""
+
+    request: RequestTemplate
+    variables: dict[str, str] = Field(description="template variable → dotted path in the payload that was sent")
+    results_path: str = Field(default="", description="where the list of matches is in the answer")
+    id_path: str = Field(default="id", description="the id within one match")
+
+
 class Writer(_Spec):
     """One kind of write an outbound sync can make: create, update, upsert, archive ...
 
@@ -281,11 +294,24 @@ class Writer(_Spec):
     results_path: str | None = None
     id_path: str = "id"
     idempotency: Idempotency = Field(default_factory=Idempotency)
+    creates: bool = Field(
+        default=False,
+        description="each accepted request makes a new record (a JSON-RPC create, an email): without an idempotency "
+        "key such a request is never repeated once it may have reached the target (see `replay_safe`)",
+    )
+    lookup: WriterLookup | None = Field(
+        default=None, description="finds the record a create in doubt may have made (the engine links it)")
     headers: dict[str, str] = Field(default_factory=dict)
     csrf_fetch_path: str | None = Field(
         default=None,
         description="GET this path with `X-CSRF-Token: Fetch` first and send the token back (SAP OData)",
     )
+
+    @property
+    def replay_safe(self) -> bool:
+        """Whether repeating a request whose outcome is unknown leaves one record: true with an idempotency key,
+        and for writes that do not create (upserts by a unique key, absolute sets, updates by id)."""
+        return self.idempotency.location != "none" or not self.creates
 
 
 class System(_Spec):

@@ -2,6 +2,10 @@
 
 Vendor-free: the spec says where the key goes (header, query param, body field) and how long it may be;
 keys longer than the target allows are shortened to a stable hash, so a retried batch reuses the same key.
+
+A writer that creates without a key (`Writer.replay_safe` false) is sent without automatic retries once the request
+may have reached the target (http.py); `look_up` then asks the target, through the writer's `lookup`, whether the
+record was made anyway.
 """
 
 from __future__ import annotations
@@ -12,7 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .errors import ApiError
-from .http import HttpClient, json_path
+from .http import HttpClient, OutcomeUnknownError, json_path
 from .reader import login_variables
 from .runtime import ResolvedSystem
 from .spec import Writer, render_template
@@ -69,8 +73,12 @@ def send_write(
     kwargs: dict[str, Any] = {"params": params or None, "headers": headers or None}
     if writer.method != "DELETE":
         kwargs["data" if writer.body_format == "form" else "json"] = body
-    response = client.request(writer.method, path, **kwargs)
-    parsed: Any = response.json() if response.content else None
+    response = client.request(writer.method, path, replay_safe=writer.replay_safe, **kwargs)
+    try:
+        parsed: Any = response.json() if response.content else None
+    except ValueError as exc:  # a success status whose answer is unreadable: applied, but with which id?
+        raise OutcomeUnknownError(resolved.system.title, f"{where} answered {response.status_code} with a body that "
+                                  f"is not JSON ({response.text[:200]!r}); the write may have been applied") from exc
     error_path = resolved.system.body_error_path
     if error_path and parsed is not None and json_path(parsed, error_path) is not None:
         # JSON-RPC style: the write failed inside a 200 answer, and must count as failed, not as "no id"
@@ -83,6 +91,33 @@ def send_write(
         ids = [_as_id(json_path(parsed, writer.id_path))]
     replayed = response.headers.get("Idempotent-Replayed", "").lower() == "true"
     return WriteResult(response.status_code, parsed, ids, replayed)
+
+
+def look_up(client: HttpClient, resolved: ResolvedSystem, writer: Writer, payload: Mapping[str, Any]
+            ) -> list[str | None] | None:
+    """The ids of the target records matching the unique reference `payload` carries (the writer's `lookup`), or
+    None when the writer has no lookup or the payload carries no reference to search for."""
+    lookup = writer.lookup
+    if lookup is None:
+        return None
+    found = {name: json_path(payload, path) for name, path in lookup.variables.items()}
+    if any(value in (None, "") for value in found.values()):
+        return None
+    variables = {**resolved.values, **login_variables(client, resolved), **found}
+    where = f"{resolved.system.name} writer {writer.name} lookup"
+    request = lookup.request
+    response = client.request(
+        request.method, render_template(request.path, variables, where=where),
+        params=render_template(request.params, variables, where=where) or None,
+        json=render_template(request.body, variables, where=where) if request.body is not None else None,
+        headers={k: str(v) for k, v in render_template(request.headers, variables, where=where).items()} or None)
+    parsed = response.json()
+    error_path = resolved.system.body_error_path
+    if error_path and json_path(parsed, error_path) is not None:
+        raise ApiError(resolved.system.title, f"{where} was refused: {str(json_path(parsed, error_path))[:500]}",
+                       status=response.status_code, body=response.text[:2000])
+    matches = json_path(parsed, lookup.results_path) if lookup.results_path else parsed
+    return [_as_id(json_path(item, lookup.id_path)) for item in matches or []]
 
 
 def _csrf_token(client: HttpClient, writer: Writer, variables: Mapping[str, Any], where: str) -> str:

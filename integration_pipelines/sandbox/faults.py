@@ -1,9 +1,15 @@
 """Fault injection: the sandbox misbehaves the way real APIs do, on demand, per system.
 
 Faults are rolled per request from one seeded RNG draw, in order: dropped connection, 429 with Retry-After,
-5xx, malformed page, duplicated record, repeated page (so their rates add up to at most 1); then, when
+5xx, applied-then-failed write, malformed page, duplicated record, repeated page (so their rates add up to at most
+1); then, when
 `latency_rate` is below 1, a second draw says whether the request is held for `latency_ms` (`methods`, when
 set, limits both). Control endpoints (`/_sandbox/...`) are never faulted.
+
+`apply_then_fail` is the fault that makes exactly-once hard: the emulator serves the request for real (the write is
+stored, and an idempotency key remembers its answer) and the client is then told it failed, with a 5xx or by a
+connection cut before the answer's body. The client cannot tell it from a request that never arrived; limit it to
+writes with `methods` (e.g. ["POST", "PUT"]).
 
 The two page faults act on answers, so a system configured with either has its answers buffered here and its
 last page remembered (a 2xx answer carrying a list of records: JSON, or SOAP/XML). A page fault only fires on a
@@ -21,7 +27,7 @@ import random
 import re
 import time
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, NoReturn
 from urllib.parse import quote_plus, unquote_plus
 
 from lxml import etree
@@ -62,6 +68,13 @@ class FaultConfig(BaseModel):
         "request (status, headers, body: the same records and the same next pointer), as a stale cache or a lagging "
         "replica would; the request right after a repeated one is always answered afresh",
     )
+    apply_then_fail_rate: float = Field(
+        0.0, ge=0, le=1,
+        description="share of requests the emulator serves for real (a write is stored) and then answers as failed: "
+        "see apply_then_fail_kind; logged with fault 'apply_then_fail'",
+    )
+    apply_then_fail_kind: Literal["5xx", "drop"] = Field(
+        "5xx", description="5xx: the stored write is answered 500/502/503; drop: the connection is cut mid-answer")
     methods: list[str] | None = Field(None, description="only fault (and hold) these methods (default: all)")
     seed: int = 0
 
@@ -352,11 +365,16 @@ class FaultInjector:
             await send(message)
 
         emulator = self.state.emulators.get(system)
+        if fault == "apply_then_fail" and active is not None:
+            await self._capture(self.app, scope, receive)  # served for real: the write is stored, its answer lost
+            if active.config.apply_then_fail_kind == "drop" or emulator is None:
+                await self._drop(logged_send, send)
+            status = active.rng.choice([500, 502, 503])
+            await emulator.error_response(status, "sandbox fault injection: internal error after the write was "
+                                          "applied")(scope, receive, logged_send)
+            return
         if fault == "drop":
-            await logged_send({"type": "http.response.start", "status": 200,
-                               "headers": [(b"content-type", b"application/json"), (b"content-length", b"4096")]})
-            await send({"type": "http.response.body", "body": b'{"data": [', "more_body": True})
-            raise DroppedConnection("sandbox fault injection: connection dropped mid-response")
+            await self._drop(logged_send, send)
         if fault == "rate_limit" and emulator is not None and active is not None:
             await emulator.rate_limit_response(active.config.retry_after)(scope, receive, logged_send)
             return
@@ -375,6 +393,14 @@ class FaultInjector:
         await self.app(scope, receive, logged_send)
 
     @staticmethod
+    async def _drop(logged_send: Send, send: Send) -> NoReturn:
+        """Start an answer and cut the connection before its body is complete."""
+        await logged_send({"type": "http.response.start", "status": 200,
+                           "headers": [(b"content-type", b"application/json"), (b"content-length", b"4096")]})
+        await send({"type": "http.response.body", "body": b'{"data": [', "more_body": True})
+        raise DroppedConnection("sandbox fault injection: connection dropped mid-response")
+
+    @staticmethod
     def _roll(active: _Active, method: str) -> str | None:
         config = active.config
         after_repeat, active.after_repeat = active.after_repeat, False
@@ -382,7 +408,8 @@ class FaultInjector:
             return None
         roll = active.rng.random()
         for name, rate in (("drop", config.drop_rate), ("rate_limit", config.rate_limit_rate),
-                           ("error", config.error_rate), ("malformed", config.malformed_rate),
+                           ("error", config.error_rate), ("apply_then_fail", config.apply_then_fail_rate),
+                           ("malformed", config.malformed_rate),
                            ("duplicate", config.duplicate_rate), ("repeat", config.repeat_rate)):
             if roll < rate:
                 # a stale answer is followed by a fresh one: asked again, the server behaves

@@ -13,6 +13,12 @@
   would have another composition or row hash, hence another key). A write whose answer was lost (retries
   exhausted, malformed answer) stays journaled the same way. Records with a journaled batch are left out of
   the plan until it is resolved.
+- Creates without an idempotency key (`Writer.replay_safe` false: Odoo JSON-RPC `create`, an email) are never
+  repeated once they may have reached the target, neither by the HTTP client nor from the journal: the writer's
+  lookup finds the record (linked) or proves it absent (sent again), and without a lookup the record is held
+  in doubt (ledger `in_doubt`, sync.errors) for an operator. See docs/syncs.md.
+- Match before create: in insert mode a row whose target id comes from the source (`external_id_column`) and
+  that the ledger does not know is linked (ledger `linked`), never created.
 """
 
 from __future__ import annotations
@@ -27,13 +33,13 @@ from typing import Any
 import duckdb
 
 from ..connectors.errors import ApiError, AuthError, ConnectorError
-from ..connectors.http import LogSink
+from ..connectors.http import LogSink, OutcomeUnknownError
 from ..connectors.reader import login_variables
 from ..connectors.redaction import redact
 from ..connectors.registry import get_system
 from ..connectors.runtime import build_client, resolve_system
-from ..connectors.spec import Writer, render_template
-from ..connectors.writer import send_write
+from ..connectors.spec import System, Writer, render_template
+from ..connectors.writer import look_up, send_write
 from ..settings import Settings
 from ..warehouse.duckdb import Warehouse, quote_ident
 from .ledger import ensure_ledger
@@ -66,6 +72,12 @@ class SyncPlan:
     creates: list[Record] = field(default_factory=list)
     updates: list[Record] = field(default_factory=list)
     deletes: list[Record] = field(default_factory=list)
+    # records that already exist in the target (the source's external_id_column) and that the ledger does not know:
+    # recorded with that id (status `linked`) instead of being created
+    linked: list[Record] = field(default_factory=list)
+    # creates an unkeyed target may or may not have applied (ledger status `in_doubt`): never re-sent; looked up
+    # again each run when the writer has a lookup, otherwise held for an operator (docs/syncs.md)
+    in_doubt: list[Record] = field(default_factory=list)
     unchanged: int = 0
     waiting: int = 0
     pending: int = 0  # records of batches an earlier run sent (or was about to send) without learning the outcome
@@ -74,6 +86,10 @@ class SyncPlan:
     def counts(self) -> dict[str, int]:
         counts = {"creates": len(self.creates), "updates": len(self.updates), "deletes": len(self.deletes),
                   "unchanged": self.unchanged, "waiting": self.waiting}
+        if self.linked:
+            counts["linked"] = len(self.linked)
+        if self.in_doubt:  # someone has to look: reported whenever there are any
+            counts["in_doubt"] = len(self.in_doubt)
         if self.pending:  # only after a crash or a lost answer: the next run re-sends them first
             counts["pending"] = self.pending
         return counts
@@ -86,6 +102,8 @@ class SyncResult:
     created: int = 0
     updated: int = 0
     deleted: int = 0
+    linked: int = 0  # records found in the target (source id, or a lookup after a lost answer) and recorded
+    in_doubt: int = 0  # creates recorded in doubt by this run (records held in doubt after it: sync.runs.in_doubt)
     failed: int = 0
     resumed: int = 0  # records of interrupted batches re-sent as they were, before the plan
     errors: list[tuple[str, str, str]] = field(default_factory=list)  # (key, operation, message)
@@ -119,35 +137,32 @@ def plan_sync(con: duckdb.DuckDBPyConnection, spec: SyncSpec) -> SyncPlan:
     if bad[0] or bad[1]:
         raise ValueError(f"sync {spec.name}: the source has {bad[0]} rows with a null or blank {spec.key!r} and "
                          f"{bad[1]} duplicate keys; the key must identify one record. Fix the sync's source_sql.")
-    ready = " AND ".join(f"s.{quote_ident(c)} IS NOT NULL" for c in spec.required_columns) or "true"
-    # a record a mirror sync archived is gone from the target's point of view: a row that comes back is created
-    ledger_ext = "CASE WHEN l.status = 'deleted' THEN NULL ELSE l.external_id END"
-    ext = f"coalesce({ledger_ext}, CAST(s.{quote_ident(spec.external_id_column)} AS VARCHAR))" \
-        if spec.external_id_column else ledger_ext
-    con.execute(f"""CREATE OR REPLACE TEMP TABLE _sync_diff AS
-        SELECT s._key, s._hash, {ext} AS _external_id, l.row_hash AS _ledger_hash, l.status AS _status,
-               ({ready}) AS _ready, p.record_key IS NOT NULL AS _pending,
-               CASE WHEN l.status = 'deleted' THEN strftime(l.last_synced_at, '%Y%m%dT%H%M%S.%f') END
-                   AS _revived_after
-        FROM _sync_source s
-        LEFT JOIN sync.ledger l ON l.sync_name = '{spec.name}' AND l.record_key = s._key
-        LEFT JOIN sync.pending p ON p.sync_name = '{spec.name}' AND p.record_key = s._key""")
+    _diff_table(con, spec)
     can_create = spec.mode in ("insert", "upsert", "mirror")
     can_update = spec.mode in ("update", "upsert", "mirror")
-    wants_create = f"d._external_id IS NULL AND d._ready AND {can_create}"
+    # a record the source says exists in the target (its id from external_id_column) while the ledger knows none,
+    # in a mode that cannot update it: linked (recorded, never sent), so it is never created later. Like every
+    # other row it waits while a required column is null.
+    linked_sql = (f"d._ready AND NOT d._pending AND d._ledger_ext IS NULL AND d._column_ext IS NOT NULL "
+                  f"AND NOT {can_update}")
+    # a create that may or may not have reached an unkeyed target: held for a lookup or an operator, never re-sent
+    held_sql = "NOT d._pending AND d._status IS NOT DISTINCT FROM 'in_doubt' AND d._external_id IS NULL"
+    wants_create = f"d._external_id IS NULL AND d._ready AND {can_create} AND d._status IS DISTINCT FROM 'in_doubt'"
     wants_update = (f"d._external_id IS NOT NULL AND d._ready AND {can_update} "
-                    "AND (d._ledger_hash IS DISTINCT FROM d._hash OR d._status = 'failed')")
+                    "AND (d._ledger_hash IS DISTINCT FROM d._hash OR d._status IN ('failed', 'in_doubt'))")
     # a journaled record is re-sent from its journal (same batch, same key), never re-planned beside it
     create_sql = f"{wants_create} AND NOT d._pending"
     update_sql = f"{wants_update} AND NOT d._pending"
     plan = SyncPlan()
-    plan.waiting = con.execute("SELECT count(*) FROM _sync_diff WHERE NOT _ready AND NOT _pending").fetchone()[0]
+    plan.waiting = con.execute(f"SELECT count(*) FROM _sync_diff d WHERE NOT d._ready AND NOT d._pending "
+                               f"AND NOT ({held_sql})").fetchone()[0]
     plan.pending = con.execute("SELECT count(*) FROM sync.pending WHERE sync_name = ?", [spec.name]).fetchone()[0]
     pending_in_source = con.execute("SELECT count(*) FROM _sync_diff WHERE _pending").fetchone()[0]
     if plan.pending:
         plan.still_wanted = {k for (k,) in con.execute(
             f"SELECT _key FROM _sync_diff d WHERE d._pending AND (({wants_create}) OR ({wants_update}))").fetchall()}
-    for target, condition in ((plan.creates, create_sql), (plan.updates, update_sql)):
+    for target, condition in ((plan.creates, create_sql), (plan.updates, update_sql), (plan.linked, linked_sql),
+                              (plan.in_doubt, held_sql)):
         for row in _rows(con, f"""SELECT d._external_id AS _external_id, d._revived_after AS _revived_after, s.*
                                   FROM _sync_diff d JOIN _sync_source s USING (_key) WHERE {condition}
                                   ORDER BY d._key"""):
@@ -167,8 +182,30 @@ def plan_sync(con: duckdb.DuckDBPyConnection, spec: SyncSpec) -> SyncPlan:
             else:
                 plan.deletes.append(Record(row["record_key"], "", row["external_id"], {}))
     total = con.execute("SELECT count(*) FROM _sync_diff").fetchone()[0]
-    plan.unchanged = total - plan.waiting - pending_in_source - len(plan.creates) - len(plan.updates)
+    plan.unchanged = (total - plan.waiting - pending_in_source - len(plan.creates) - len(plan.updates)
+                      - len(plan.linked) - len(plan.in_doubt))
     return plan
+
+
+def _diff_table(con: duckdb.DuckDBPyConnection, spec: SyncSpec) -> None:
+    """`_sync_diff`: each source row beside its ledger entry and journal state, with the target id it has and
+    where that id comes from (the ledger, or the source's external_id_column)."""
+    ready = " AND ".join(f"s.{quote_ident(c)} IS NOT NULL" for c in spec.required_columns) or "true"
+    # a record a mirror sync archived is gone from the target's point of view: a row that comes back is created
+    ledger_ext = "CASE WHEN l.status = 'deleted' THEN NULL ELSE l.external_id END"
+    # a blank id in the source is no id
+    column_ext = (f"nullif(trim(CAST(s.{quote_ident(spec.external_id_column)} AS VARCHAR)), '')"
+                  if spec.external_id_column else "CAST(NULL AS VARCHAR)")
+    con.execute(f"""CREATE OR REPLACE TEMP TABLE _sync_diff AS
+        SELECT *, coalesce(_ledger_ext, _column_ext) AS _external_id FROM (
+            SELECT s._key, s._hash, {ledger_ext} AS _ledger_ext, {column_ext} AS _column_ext,
+                   l.row_hash AS _ledger_hash, l.status AS _status, ({ready}) AS _ready,
+                   p.record_key IS NOT NULL AS _pending,
+                   CASE WHEN l.status = 'deleted' THEN strftime(l.last_synced_at, '%Y%m%dT%H%M%S.%f') END
+                       AS _revived_after
+            FROM _sync_source s
+            LEFT JOIN sync.ledger l ON l.sync_name = '{spec.name}' AND l.record_key = s._key
+            LEFT JOIN sync.pending p ON p.sync_name = '{spec.name}' AND p.record_key = s._key)""")
 
 
 def _jsonable(value: Any) -> Any:
@@ -274,6 +311,9 @@ def run_sync(
         for record in records[:SAMPLE_SIZE]:
             result.samples.append({"operation": operation, "key": record.key,
                                    "payload": payload_for(spec, record, operation, placeholders)})
+    if not dry_run and plan.linked:  # nothing to send: the target already holds them
+        _record(warehouse, spec, "create", [_Outcome(Record(r.key, "", r.external_id, r.row), r.external_id, None,
+                                                     {}, status="linked") for r in plan.linked], run_id, result)
     batches: list[tuple[Writer, _Batch]] = []
     for operation, writer_name, records in [] if dry_run else operations:
         if records and writer_name is not None:
@@ -281,33 +321,28 @@ def run_sync(
             size = min(spec.batch_size or writer.batch_size, writer.batch_size)
             batches += [(writer, _Batch(operation, chunk, idempotency_key(spec, operation, chunk)))
                         for chunk in _chunks(records, size)]
-    resend: list[_Batch] = []
-    for batch in interrupted:
-        if any(r.key in plan.still_wanted for r in batch.records):
-            resend.append(batch)
-        else:  # the model no longer sends any of it (e.g. an Odoo order since extracted back): not sending cannot
-            # duplicate anything, while sending could fail on the target's own uniqueness check
-            _record(warehouse, spec, batch.operation, [], run_id, result, forget=batch)
-            if log is not None:
-                log.warning(f"sync {spec.name}: dropped an interrupted {batch.operation} batch of "
-                            f"{len(batch.records)} record(s) that the model no longer sends")
-    if not dry_run and (resend or batches):
+    resend, check = _sort_interrupted(warehouse, spec, system, interrupted, run_id, result, log)
+    recheck = _recheck_writer(spec, system, plan) if not dry_run else None
+    if not dry_run and (resend or check or batches or recheck):
         resolved = resolve_system(system, settings)
         with build_client(resolved, log=log, **(client_kwargs or {})) as client:
             system_values = {**resolved.values, **login_variables(client, resolved)}
             if resend and log is not None:
                 log.warning(f"sync {spec.name}: re-sending {len(resend)} batch(es) that an earlier run sent without "
                             "recording the outcome, under their original idempotency keys")
-            for batch in resend:  # first, exactly as they were sent: the target replays what it saved
-                writer_name = _writer_name(spec, batch.operation)
-                if writer_name is None:
-                    raise ValueError(
-                        f"sync {spec.name}: {len(batch.records)} record(s) of an interrupted {batch.operation} "
-                        f"batch are journaled in sync.pending, but the sync has no {batch.operation}_writer any "
-                        "more. Restore the writer, or delete those rows from sync.pending after checking the target.")
-                outcomes = _send(client, resolved, system.writer(writer_name), spec, batch, system_values)
+            for writer, batch in resend:  # first, exactly as they were sent: the target replays what it saved
+                outcomes = _send(client, resolved, writer, spec, batch, system_values)
                 _record(warehouse, spec, batch.operation, outcomes, run_id, result)
                 result.resumed += len(batch.records)
+            for writer, batch in check:  # unkeyed creates: never re-sent blindly; found, absent, or held in doubt
+                why = "an earlier run sent it (or was about to) without recording the outcome"
+                outcomes = _look_up_records(client, resolved, writer, spec, batch.records, system_values, why)
+                _record(warehouse, spec, batch.operation, outcomes, run_id, result)
+            if recheck is not None:  # creates held in doubt by earlier runs: the lookup may know by now
+                why = "an earlier run could not tell whether the target applied it"
+                outcomes = _look_up_records(client, resolved, recheck, spec, plan.in_doubt, system_values, why)
+                _record(warehouse, spec, "create", [o for o in outcomes if o.status in ("linked", "absent")],
+                        run_id, result)
             if batches:  # journal the first batch; each outcome's transaction journals the next one
                 _record(warehouse, spec, batches[0][1].operation, [], run_id, result, journal_next=batches[0][1])
             for index, (writer, batch) in enumerate(batches):
@@ -315,6 +350,9 @@ def run_sync(
                 following = batches[index + 1][1] if index + 1 < len(batches) else None
                 _record(warehouse, spec, batch.operation, outcomes, run_id, result, journal_next=following)
     _log_run(warehouse, spec, run_id, started, result)
+    if result.in_doubt and log is not None:
+        log.warning(f"sync {spec.name}: {result.in_doubt} record(s) are in doubt and will not be sent again "
+                    f"automatically; see sync.errors and docs/syncs.md. First: {result.errors[-1][2]}")
     attempted = len(plan.creates) + len(plan.updates) + len(plan.deletes) + result.resumed
     if not dry_run and attempted and result.failed / attempted > spec.error_threshold:
         first = result.errors[0][2] if result.errors else ""
@@ -325,6 +363,42 @@ def run_sync(
     return result
 
 
+def _sort_interrupted(warehouse: Warehouse, spec: SyncSpec, system: System, interrupted: list[_Batch], run_id: str,
+                      result: SyncResult, log: LogSink | None
+                      ) -> tuple[list[tuple[Writer, _Batch]], list[tuple[Writer, _Batch]]]:
+    """Decide what becomes of each journaled batch: re-sent as it was (a keyed or naturally idempotent write: the
+    target replays or repeats harmlessly), checked (an unkeyed create: re-sending could make a second record, so the
+    engine looks it up or holds it in doubt), or forgotten (the model no longer sends any of it)."""
+    resend: list[tuple[Writer, _Batch]] = []
+    check: list[tuple[Writer, _Batch]] = []
+    for batch in interrupted:
+        if not any(r.key in result.plan.still_wanted for r in batch.records):
+            # e.g. an Odoo order since extracted back: not sending cannot duplicate anything, while sending could
+            # fail on the target's own uniqueness check
+            _record(warehouse, spec, batch.operation, [], run_id, result, forget=batch)
+            if log is not None:
+                log.warning(f"sync {spec.name}: dropped an interrupted {batch.operation} batch of "
+                            f"{len(batch.records)} record(s) that the model no longer sends")
+            continue
+        writer_name = _writer_name(spec, batch.operation)
+        if writer_name is None:
+            raise ValueError(
+                f"sync {spec.name}: {len(batch.records)} record(s) of an interrupted {batch.operation} "
+                f"batch are journaled in sync.pending, but the sync has no {batch.operation}_writer any "
+                "more. Restore the writer, or delete those rows from sync.pending after checking the target.")
+        writer = system.writer(writer_name)
+        (resend if writer.replay_safe else check).append((writer, batch))
+    return resend, check
+
+
+def _recheck_writer(spec: SyncSpec, system: System, plan: SyncPlan) -> Writer | None:
+    """The create writer to look up the records held in doubt with, when there are any and it has a lookup."""
+    if not plan.in_doubt or spec.create_writer is None:
+        return None
+    writer = system.writer(spec.create_writer)
+    return writer if writer.lookup is not None else None
+
+
 @dataclass
 class _Outcome:
     record: Record
@@ -332,10 +406,16 @@ class _Outcome:
     error: str | None
     payload: dict[str, Any]
     in_doubt_key: str | None = None  # the key of a request that may have been applied: re-send with this key
+    # None: decided by the operation (synced/deleted) or the error (failed). `linked`: found in the target, recorded
+    # with its id; `in_doubt`: an unkeyed create that may have been applied, held; `absent`: looked up and not
+    # found, so the next run creates it (no error of this run)
+    status: str | None = None
 
 
 def _send(client, resolved, writer, spec: SyncSpec, batch: _Batch,  # type: ignore[no-untyped-def]
-          system_values: dict[str, Any]) -> list[_Outcome]:
+          system_values: dict[str, Any], sends_left: int | None = None) -> list[_Outcome]:
+    """Send one batch and say what became of each record. `sends_left` bounds how often an unkeyed create that the
+    target provably did not apply (its lookup found nothing) is sent again in this run."""
     records, operation = batch.records, batch.operation
     payloads = [payload_for(spec, r, operation, system_values) for r in records]
     try:
@@ -349,7 +429,15 @@ def _send(client, resolved, writer, spec: SyncSpec, batch: _Batch,  # type: igno
                 client, resolved, writer, spec, _Batch(operation, [r], idempotency_key(spec, operation, [r])),
                 system_values)]
         return [_Outcome(records[0], None, str(exc), payloads[0])]
-    except ConnectorError as exc:  # retries exhausted, malformed answer: every record of the batch failed, and
+    except OutcomeUnknownError as exc:
+        if not writer.replay_safe:  # an unkeyed create may have been applied: ask the target, never repeat it blindly
+            left = client.retry.max_attempts - 1 if sends_left is None else sends_left - 1
+            return [o for o in _look_up_records(client, resolved, writer, spec, records, system_values, str(exc))
+                    for o in _again_if_absent(client, resolved, writer, spec, operation, o, system_values, left)]
+        return [_Outcome(r, None, str(exc), p, in_doubt_key=batch.key) for r, p in zip(records, payloads, strict=True)]
+    except ConnectorError as exc:  # retries exhausted, malformed answer
+        if not writer.replay_safe:  # the client retried only what provably never reached the target
+            return [_Outcome(r, None, str(exc), p) for r, p in zip(records, payloads, strict=True)]
         # the target may still have applied the request, so it stays journaled under the key it went out with
         return [_Outcome(r, None, str(exc), p, in_doubt_key=batch.key)
                 for r, p in zip(records, payloads, strict=True)]
@@ -361,6 +449,56 @@ def _send(client, resolved, writer, spec: SyncSpec, batch: _Batch,  # type: igno
         return [_Outcome(r, None, message, p) for r, p in zip(records, payloads, strict=True)]
     return [_Outcome(r, i or r.external_id, None if (i or r.external_id) else "no id in the answer", p)
             for r, i, p in zip(records, ids, payloads, strict=True)]
+
+
+def _again_if_absent(client, resolved, writer: Writer, spec: SyncSpec,  # type: ignore[no-untyped-def]
+                     operation: str, outcome: _Outcome, system_values: dict[str, Any], sends_left: int
+                     ) -> list[_Outcome]:
+    """A create the lookup proved was not applied is as safe to send again as one that never left: sent again
+    (within the client's attempt budget), or else a failure of this run that the next run retries."""
+    if outcome.status != "absent":
+        return [outcome]
+    if sends_left <= 0:
+        return [_Outcome(outcome.record, None, outcome.error, outcome.payload)]
+    batch = _Batch(operation, [outcome.record], idempotency_key(spec, operation, [outcome.record]))
+    return _send(client, resolved, writer, spec, batch, system_values, sends_left)
+
+
+def _look_up_records(client, resolved, writer: Writer, spec: SyncSpec,  # type: ignore[no-untyped-def]
+                     records: Sequence[Record], system_values: dict[str, Any], why: str) -> list[_Outcome]:
+    """Find out, through the writer's lookup, whether unkeyed creates reached the target: one match is linked, none
+    means not created (`absent`: safe to create), and no lookup, a failed lookup or several matches hold the record
+    in doubt for an operator."""
+    outcomes = []
+    for record in records:
+        payload = payload_for(spec, record, "create", system_values)
+        try:
+            ids = look_up(client, resolved, writer, payload)
+            detail = "" if ids is not None else "no lookup can tell"
+        except ConnectorError as exc:
+            ids, detail = None, f"the lookup failed: {exc}"
+        if ids is not None and len(ids) == 1 and ids[0]:
+            outcomes.append(_Outcome(record, ids[0], None, payload, status="linked"))
+        elif ids == []:
+            message = f"{why.rstrip('. ')}; {resolved.system.title} holds no such record, so it was not created"
+            outcomes.append(_Outcome(record, None, message, payload, status="absent"))
+        else:
+            detail = detail or f"the lookup found {len(ids or [])} matching records"
+            outcomes.append(_Outcome(record, None, _in_doubt_message(spec, resolved.system, record, why, detail),
+                                     payload, status="in_doubt"))
+    return outcomes
+
+
+def _in_doubt_message(spec: SyncSpec, system: System, record: Record, why: str, detail: str) -> str:
+    """What an operator reads in sync.errors: which sync and record, why it is held, and what to check."""
+    where = (f"UPDATE sync.ledger SET external_id = '<id>', status = 'linked' WHERE sync_name = '{spec.name}' "
+             f"AND record_key = '{record.key}'")
+    return (f"sync {spec.name}: record {record.key!r} is in doubt ({why.rstrip('. ')}; {detail}). {system.title} "
+            "may or may not have created it, and it is not sent again automatically, because a second send could "
+            f"create a second one. Check in {system.title} whether a record for {record.key!r} exists (the payload "
+            f"excerpt in sync.errors shows what was sent). If it does, record its id: {where} (or let the sync's "
+            "source give it in its external id column). If it does not, delete that ledger row and the next run "
+            "creates it.")
 
 
 _COUNTER = {"create": "created", "update": "updated", "delete": "deleted"}
@@ -377,30 +515,7 @@ def _record(warehouse: Warehouse, spec: SyncSpec, operation: str, outcomes: list
         try:
             ensure_ledger(con)
             for o in outcomes:
-                if o.error is None:
-                    status = "deleted" if operation == "delete" else "synced"
-                    row_hash = o.record.row_hash or None
-                    con.execute("""INSERT INTO sync.ledger VALUES (?, ?, ?, ?, ?, 0, NULL, ?, ?)
-                        ON CONFLICT (sync_name, record_key) DO UPDATE SET
-                          row_hash = coalesce(excluded.row_hash, sync.ledger.row_hash),
-                          external_id = excluded.external_id, status = excluded.status, attempts = 0,
-                          last_error = NULL, last_synced_at = excluded.last_synced_at,
-                          last_run_id = excluded.last_run_id""",
-                                [spec.name, o.record.key, row_hash, o.external_id, status, now, run_id])
-                    counter = _COUNTER[operation]
-                    setattr(result, counter, getattr(result, counter) + 1)
-                else:
-                    message = redact(o.error)[:2000]
-                    con.execute("""INSERT INTO sync.ledger VALUES (?, ?, NULL, ?, 'failed', 1, ?, NULL, ?)
-                        ON CONFLICT (sync_name, record_key) DO UPDATE SET status = 'failed',
-                          attempts = sync.ledger.attempts + 1, last_error = excluded.last_error,
-                          last_run_id = excluded.last_run_id""",
-                                [spec.name, o.record.key, o.record.external_id, message, run_id])
-                    con.execute("INSERT INTO sync.errors VALUES (?, ?, ?, ?, ?, ?, ?)",
-                                [spec.name, o.record.key, run_id, now, operation, message,
-                                 redact(json.dumps(o.payload, default=str))[:500]])
-                    result.failed += 1
-                    result.errors.append((o.record.key, operation, message))
+                _record_outcome(con, spec, operation, o, run_id, now, result)
             settled = [o.record.key for o in outcomes if o.in_doubt_key is None]
             settled += [r.key for r in forget.records] if forget is not None else []
             if settled:
@@ -418,11 +533,53 @@ def _record(warehouse: Warehouse, spec: SyncSpec, operation: str, outcomes: list
             raise
 
 
+def _record_outcome(con: duckdb.DuckDBPyConnection, spec: SyncSpec, operation: str, o: _Outcome, run_id: str,
+                    now: datetime, result: SyncResult) -> None:
+    """One record's outcome into the ledger (and sync.errors when someone should read it), and the run's counters."""
+    status = o.status or ("failed" if o.error is not None else "deleted" if operation == "delete" else "synced")
+    if status in ("synced", "deleted", "linked"):
+        # a link from the source carries no hash (nothing was pushed); any other outcome keeps the last one known
+        con.execute("""INSERT INTO sync.ledger VALUES (?, ?, ?, ?, ?, 0, NULL, ?, ?)
+            ON CONFLICT (sync_name, record_key) DO UPDATE SET
+              row_hash = CASE WHEN excluded.status = 'linked' THEN excluded.row_hash
+                              ELSE coalesce(excluded.row_hash, sync.ledger.row_hash) END,
+              external_id = excluded.external_id, status = excluded.status, attempts = 0,
+              last_error = NULL, last_synced_at = excluded.last_synced_at,
+              last_run_id = excluded.last_run_id""",
+                    [spec.name, o.record.key, o.record.row_hash or None, o.external_id, status, now, run_id])
+        counter = "linked" if status == "linked" else _COUNTER[operation]
+        setattr(result, counter, getattr(result, counter) + 1)
+        return
+    message = redact(o.error or "")[:2000]
+    ledger_status = "in_doubt" if status == "in_doubt" else "failed"  # `absent`: failed, so the next run creates it
+    con.execute("""INSERT INTO sync.ledger VALUES (?, ?, NULL, ?, ?, 1, ?, NULL, ?)
+        ON CONFLICT (sync_name, record_key) DO UPDATE SET status = excluded.status,
+          attempts = sync.ledger.attempts + 1, last_error = excluded.last_error,
+          last_run_id = excluded.last_run_id""",
+                [spec.name, o.record.key, o.record.external_id, ledger_status, message, run_id])
+    if status == "absent":
+        return
+    con.execute("INSERT INTO sync.errors VALUES (?, ?, ?, ?, ?, ?, ?)",
+                [spec.name, o.record.key, run_id, now, operation, message,
+                 redact(json.dumps(o.payload, default=str))[:500]])
+    result.errors.append((o.record.key, operation, message))
+    if status == "in_doubt":
+        result.in_doubt += 1
+    else:
+        result.failed += 1
+
+
 def _log_run(warehouse: Warehouse, spec: SyncSpec, run_id: str, started: datetime, result: SyncResult) -> None:
     plan = result.plan
     with warehouse.connect() as con:
         ensure_ledger(con)
-        con.execute("INSERT INTO sync.runs VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        held = con.execute("SELECT count(*) FROM sync.ledger WHERE sync_name = ? AND status = 'in_doubt'",
+                           [spec.name]).fetchone()[0]
+        con.execute("""INSERT INTO sync.runs (run_id, sync_name, target, started_at, finished_at, dry_run,
+                           planned_creates, planned_updates, planned_deletes, unchanged, waiting, created, updated,
+                           deleted, failed, planned_linked, linked, in_doubt)
+                       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
                     [run_id, spec.name, spec.target, started, datetime.now(UTC), result.dry_run,
                      len(plan.creates), len(plan.updates), len(plan.deletes), plan.unchanged, plan.waiting,
-                     result.created, result.updated, result.deleted, result.failed])
+                     result.created, result.updated, result.deleted, result.failed, len(plan.linked), result.linked,
+                     held])

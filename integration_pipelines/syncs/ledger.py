@@ -11,6 +11,12 @@ batch from the current model: another composition or row hash means another key,
 whose answer was lost (retries exhausted) stays here the same way; a batch none of whose records the model would
 still send (an Odoo order since extracted back) is dropped instead of re-sent. Rows, not rendered payloads, are
 kept, because payloads can carry credentials (JSON-RPC login values) and rows cannot.
+
+Ledger statuses: `synced` (written, the target's id known), `failed` (retried by the next run), `deleted` (archived
+by a mirror sync), `linked` (found in the target, not created by this sync: the source's external id column, or a
+lookup after a lost answer; it counts as synced from then on) and `in_doubt` (a create without an idempotency key
+that the target may or may not have applied: never re-sent automatically; looked up again by each run when the
+writer can search, else it waits for an operator, docs/syncs.md).
 """
 
 from __future__ import annotations
@@ -29,7 +35,12 @@ DDL = (
     """CREATE TABLE IF NOT EXISTS sync.runs (
         run_id VARCHAR, sync_name VARCHAR, target VARCHAR, started_at TIMESTAMPTZ, finished_at TIMESTAMPTZ,
         dry_run BOOLEAN, planned_creates BIGINT, planned_updates BIGINT, planned_deletes BIGINT,
-        unchanged BIGINT, waiting BIGINT, created BIGINT, updated BIGINT, deleted BIGINT, failed BIGINT)""",
+        unchanged BIGINT, waiting BIGINT, created BIGINT, updated BIGINT, deleted BIGINT, failed BIGINT,
+        planned_linked BIGINT DEFAULT 0, linked BIGINT DEFAULT 0, in_doubt BIGINT DEFAULT 0)""",
+    # a sync.runs table made before links and in-doubt records existed gains their columns (old runs count 0)
+    "ALTER TABLE sync.runs ADD COLUMN IF NOT EXISTS planned_linked BIGINT DEFAULT 0",
+    "ALTER TABLE sync.runs ADD COLUMN IF NOT EXISTS linked BIGINT DEFAULT 0",
+    "ALTER TABLE sync.runs ADD COLUMN IF NOT EXISTS in_doubt BIGINT DEFAULT 0",
     """CREATE TABLE IF NOT EXISTS sync.pending (
         sync_name VARCHAR NOT NULL, record_key VARCHAR NOT NULL, operation VARCHAR NOT NULL,
         idempotency_key VARCHAR NOT NULL, position BIGINT NOT NULL, row_hash VARCHAR, external_id VARCHAR,
