@@ -141,6 +141,24 @@ def test_an_odoo_create_applied_then_failed_is_found_and_linked_not_sent_again(s
     assert warehouse_rows(settings, "SELECT count(*) FROM sync.errors WHERE message LIKE '%already exists%'") == [(0,)]
 
 
+def test_an_odoo_create_that_failed_before_applying_is_found_absent_and_sent_again(settings, sandbox, monkeypatch):
+    """A 5xx or a cut connection before Odoo stored anything looks the same to the client: the lookup finds no
+    order, which proves the create safe to send again, so the run still ends with one order per payment."""
+    partner = next(p["id"] for p in sandbox.emulator("odoo").dump("partners") if p.get("active", True))
+    keys = ["pay:lost-1", "pay:lost-2", "pay:lost-3"]
+    warehouse = _load(settings, [(k, partner, f"Fulfil {k}") for k in keys],
+                      "order_key VARCHAR, partner_id BIGINT, note VARCHAR")
+    monkeypatch.setenv("ODOO_MAX_RETRIES", "12")
+    sandbox.set_faults("odoo", error_rate=0.2, drop_rate=0.1, methods=["POST"], seed=1)
+    result = run_sync(_odoo_spec(), warehouse, settings, run_id="run-1")
+    sandbox.clear_faults()
+
+    assert {r["fault"] for r in sandbox.state.request_log("odoo")} >= {"error", "drop"}
+    assert (result.created, result.linked, result.failed, result.in_doubt) == (3, 0, 0, 0)
+    orders = _odoo_orders(sandbox)
+    assert {k: len(orders.get(k, [])) for k in keys} == {"pay:lost-1": 1, "pay:lost-2": 1, "pay:lost-3": 1}
+
+
 # == unkeyed creates without a lookup: the mailer ===================================================================
 MAILER_PAYLOAD = {"From": "receipts@example.com", "To": "{email}", "Subject": "Your receipt",
                   "TextBody": "Thank you, {name}.", "MessageStream": "outbound",
