@@ -209,6 +209,25 @@ class SoapSystem(_Spec):
         raise KeyError(f"no SOAP writer {name!r}; known: {[w.name for w in self.writers]}")
 
 
+class SnapshotFeed(_Spec):
+    """A change feed whose records are events that each carry the whole changed object (Stripe's Events API).
+
+    Why: an API that lists objects only by creation time (Stripe's `created[gte]`) never shows a change to an old
+    object (a refund ten days after the charge); its event feed does. Extraction applies each event's snapshot to
+    the stream that holds that object type, by version (the event's time), so the feed, the webhooks and the
+    list reads agree and a late event never undoes a newer read.
+    """
+
+    object_path: str = Field(description="dotted path to the snapshot inside an event, e.g. data.object")
+    type_path: str = Field(description="dotted path to the snapshot's object type, e.g. data.object.object")
+    streams: dict[str, str] = Field(description="object type → name of the stream (same system) that holds it")
+    version_field: str = Field(description="the event's field saying when the change happened")
+    version_format: Literal["iso", "unix", "ms", "dotnet"] = "unix"
+    newest_first: bool = Field(
+        default=False, description="the feed lists newest first, so of two events stamped alike the one read "
+        "first is the later (Stripe's times are whole seconds)")
+
+
 class Stream(_Spec):
     name: str
     description: str = ""
@@ -231,6 +250,8 @@ class Stream(_Spec):
     page_size: int = 100
     max_pages: int = 100_000
     soap: SoapCall | None = Field(default=None, description="set for streams of a SOAP system (`System.soap`)")
+    snapshots: SnapshotFeed | None = Field(
+        default=None, description="the records are events carrying snapshots of other streams' objects")
 
     @property
     def incremental(self) -> bool:
