@@ -492,8 +492,8 @@ def test_no_secret_leaks_anywhere_in_the_demo_flow(demo: Demo, inbox: AlertInbox
     wrong_env = env | live_sandbox_environment(demo.sandbox_url, wrong)
     first_streams = [f"{s.name}/{next(st.name for st in s.streams if st.partitioned is None)}"
                      for s in discover_systems() if any(st.partitioned is None for st in s.streams)]
-    partitioned = [f"{s.name}/{s.streams[0].name}" for s in discover_systems()
-                   if all(st.partitioned is not None for st in s.streams)]
+    partitioned = [f"{s.name}/{next(st.name for st in s.streams if st.partitioned is not None)}"
+                   for s in discover_systems() if any(st.partitioned is not None for st in s.streams)]
     in_process = json.dumps({"execution": {"config": {"in_process": {}}}})
     materialize = [str(BIN / "dagster"), "asset", "materialize", "-m", "integration_pipelines.definitions",
                    "--config-json", in_process, "--select"]
