@@ -269,7 +269,19 @@ def _event_row(provider: str, pk: str, record: dict[str, Any]) -> Row:
     return Row(provider, "events", pk, record)
 
 
-STRIPE_STREAMS = {"charge": "charges", "customer": "customers", "invoice": "invoices"}
+def _stripe_streams() -> dict[str, str]:
+    """Stripe's object type → stream, from the Stripe spec's change feed: a webhook and the Events API carry the
+    same events, so both apply them to the same tables."""
+    from ..connectors.registry import get_system
+
+    try:
+        feeds = [s.snapshots for s in get_system("stripe").streams if s.snapshots is not None]
+    except KeyError:  # no Stripe spec in this deployment: its events are kept as notices
+        feeds = []
+    return dict(feeds[0].streams) if feeds else {}
+
+
+STRIPE_STREAMS = _stripe_streams()
 SHOPIFY_STREAMS = {"orders": "orders", "products": "products", "customers": "customers",
                    "inventory_levels": "inventory_levels", "refunds": "refunds", "fulfillments": "fulfillments"}
 
