@@ -27,7 +27,9 @@ def seed_runs(path: str) -> None:
             ("r5", "payments_to_quickbooks", datetime(2026, 4, 2, tzinfo=UTC), False, 60, 0, 0),
         ]
         for run_id, name, finished, dry, created, updated, deleted in rows:
-            con.execute("INSERT INTO sync.runs VALUES (?, ?, 'x', ?, ?, ?, 0, 0, 0, 0, 0, ?, ?, ?, 0)",
+            con.execute("INSERT INTO sync.runs (run_id, sync_name, target, started_at, finished_at, dry_run, "
+                        "planned_creates, planned_updates, planned_deletes, unchanged, waiting, created, updated, "
+                        "deleted, failed) VALUES (?, ?, 'x', ?, ?, ?, 0, 0, 0, 0, 0, ?, ?, ?, 0)",
                         [run_id, name, finished, finished, dry, created, updated, deleted])
 
 
