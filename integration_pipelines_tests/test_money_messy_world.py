@@ -195,3 +195,20 @@ def test_a_refund_long_after_the_charge_reaches_the_warehouse_with_no_webhook(se
     build(settings)
     assert warehouse_rows(settings, "SELECT refunded_minor, status FROM core.payments WHERE source_id = ?",
                           [planted["charge_id"]]) == [(planted["amount"], "refunded")]
+
+
+def test_a_customer_who_pays_an_invoice_twice_is_booked_once_and_reported(settings, sandbox, messy, sandbox_server):
+    invoice = next(i for i in messy.books_invoices("quickbooks") if i.balance == i.total and i.currency == "USD"
+                   and i.country == "US" and i.stripe_customer_id)
+    client = stripe.StripeClient(SANDBOX_API_KEY, base_addresses={"api": sandbox_server.url}, max_network_retries=0)
+    first, second = (client.charges.create(params={
+        "customer": invoice.stripe_customer_id, "amount": invoice.total, "currency": "usd", "source": "tok_visa",
+        "metadata": {"accounting_invoice": invoice.number}}) for _ in range(2))
+    results = run_pipeline(settings)
+    assert (results["payments_to_quickbooks"].created, results["payments_to_quickbooks"].failed) == (1, 0)
+    # one of the two (the first money in; in the same second, the lower id) settles the invoice
+    [booked] = [p["PrivateNote"].removeprefix("stripe payment ") for p in qbo_payments_on(sandbox, invoice.invoice_id)]
+    assert booked in (first.id, second.id)
+    other = second.id if booked == first.id else first.id
+    assert findings(settings) == [("invoice_already_paid", other, None)]
+    assert run_pipeline(settings)["payments_to_quickbooks"].failed == 0  # and no failing write the next night

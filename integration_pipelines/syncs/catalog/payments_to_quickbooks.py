@@ -9,8 +9,9 @@ sync must never book a payment the books already hold, whoever recorded it first
   is the only unlinked payment of that amount on those invoices, core.payment_matches) is LINKED in the ledger
   through `external_id_column`, never created again. Several candidates are ambiguous: the row waits and the
   reconciliation reports it for a person.
-- A payment is only sent while every invoice it pays still has that much open; otherwise QuickBooks would refuse
-  it as an overpayment, and the reconciliation reports the disagreement instead of a failing write every night.
+- A payment is only sent while every invoice it pays still has that much open, counting the card payments not yet
+  in the books in the order they came in; otherwise QuickBooks would refuse it as an overpayment (a customer who
+  paid twice), and the reconciliation reports the disagreement instead of a failing write every night.
 - Insert mode, keyed by the processor's payment id, QuickBooks `requestid` on every write, and the charge id in
   the memo, so even a lost ledger relinks instead of re-booking.
 """
@@ -32,23 +33,35 @@ SYNC = SyncSpec(
             LEFT JOIN ref.currencies AS c ON c.currency = a.currency
             WHERE a.kind = 'processor' AND a.payment_status = 'succeeded'
         ),
-        payments AS (
-            SELECT source_system, payment_source_id, any_value(currency) AS currency, any_value(paid_at) AS paid_at,
-                   count(*) AS allocations,
-                   count(*) FILTER (WHERE match_status = 'matched' AND on_books_of_record
-                                    AND invoice_system = 'quickbooks') AS in_quickbooks,
-                   count(DISTINCT customer_source_id) AS customers,
-                   any_value(customer_source_id) AS qbo_customer_id,
-                   bool_and(balance_minor >= allocated_minor) AS fits_open_balance,
-                   sum(amount) AS amount,
-                   list({'Amount': amount, 'LinkedTxn': [{'TxnId': invoice_id, 'TxnType': 'Invoice'}]}
-                        ORDER BY source_id) AS lines
-            FROM allocations GROUP BY ALL
-        ),
         books AS (  -- the QuickBooks payment that already records the charge, when exactly one does
             SELECT processor_system, processor_payment_id, min(books_payment_id) AS books_payment_id,
                    bool_or(matched_by = 'ambiguous') AS ambiguous
             FROM core.payment_matches WHERE books_system = 'quickbooks' GROUP BY ALL
+        ),
+        unbooked AS (  -- what the books do not hold yet, in the order the money came in: a second card payment of
+                       -- an invoice already settled (a customer paying twice) does not fit, and is left to a person
+            SELECT a.source_id, sum(a.allocated_minor) OVER (
+                       PARTITION BY a.invoice_system, a.invoice_id
+                       ORDER BY a.paid_at, a.payment_source_id, a.source_id) <= a.balance_minor AS fits
+            FROM allocations AS a
+            LEFT JOIN books AS b
+                 ON b.processor_system = a.source_system AND b.processor_payment_id = a.payment_source_id
+            LEFT JOIN sync.ledger AS l ON l.sync_name = 'payments_to_quickbooks' AND l.external_id IS NOT NULL
+                 AND l.record_key = a.source_system || ':' || a.payment_source_id
+            WHERE b.books_payment_id IS NULL AND l.record_key IS NULL
+        ),
+        payments AS (
+            SELECT a.source_system, a.payment_source_id, any_value(a.currency) AS currency,
+                   any_value(a.paid_at) AS paid_at, count(*) AS allocations,
+                   count(*) FILTER (WHERE a.match_status = 'matched' AND a.on_books_of_record
+                                    AND a.invoice_system = 'quickbooks') AS in_quickbooks,
+                   count(DISTINCT a.customer_source_id) AS customers,
+                   any_value(a.customer_source_id) AS qbo_customer_id,
+                   bool_and(coalesce(u.fits, true)) AS fits_open_balance,
+                   sum(a.amount) AS amount,
+                   list({'Amount': a.amount, 'LinkedTxn': [{'TxnId': a.invoice_id, 'TxnType': 'Invoice'}]}
+                        ORDER BY a.source_id) AS lines
+            FROM allocations AS a LEFT JOIN unbooked AS u USING (source_id) GROUP BY ALL
         )
         SELECT p.source_system || ':' || p.payment_source_id AS payment_key,
                p.source_system AS processor,

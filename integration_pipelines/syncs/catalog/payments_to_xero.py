@@ -47,6 +47,17 @@ SYNC = SyncSpec(
             SELECT DISTINCT processor_system, processor_payment_id FROM core.payment_matches
             WHERE books_system = 'xero' AND matched_by = 'ambiguous'
         ),
+        unbooked AS (  -- not in the books yet, in the order the money came in (see payments_to_quickbooks)
+            SELECT a.source_id, sum(a.allocated_minor) OVER (
+                       PARTITION BY a.invoice_system, a.invoice_id
+                       ORDER BY a.paid_at, a.payment_source_id, a.source_id) <= a.balance_minor AS fits
+            FROM allocations AS a
+            LEFT JOIN sync.ledger AS l ON l.sync_name = 'payments_to_xero' AND l.external_id IS NOT NULL
+                 AND l.record_key = a.source_system || ':' || a.source_id
+            WHERE NOT EXISTS (SELECT 1 FROM booked b WHERE b.source_system = a.source_system
+                              AND b.source_id = a.source_id)
+              AND l.record_key IS NULL
+        ),
         account AS (
             SELECT account_code FROM ref.books_accounts WHERE books_system = 'xero' AND purpose = 'card_payments'
         )
@@ -61,11 +72,12 @@ SYNC = SyncSpec(
                min(b.xero_payment_id) AS xero_payment_id
         FROM allocations AS a
         LEFT JOIN booked AS b ON b.source_system = a.source_system AND b.source_id = a.source_id
+        LEFT JOIN unbooked AS u ON u.source_id = a.source_id
         WHERE NOT EXISTS (SELECT 1 FROM ambiguous m WHERE m.processor_system = a.source_system
                           AND m.processor_payment_id = a.payment_source_id)
         GROUP BY ALL
         HAVING min(b.xero_payment_id) IS NOT NULL
-            OR (any_value(a.invoice_status) = 'open' AND any_value(a.balance_minor) >= any_value(a.allocated_minor))
+            OR (any_value(a.invoice_status) = 'open' AND bool_and(coalesce(u.fits, true)))
     """,
     source_assets=(("core", "payment_allocations"), ("core", "payment_matches"), ("core", "invoices")),
     key="allocation_key",

@@ -5,7 +5,8 @@
 --          currency_mismatch | invoice_mismatch (booked on other invoices) | duplicate_in_books (booked twice) |
 --          possible_duplicate_in_books (an unlinked books payment equal to an already booked card payment) |
 --          ambiguous_match (several books payments could record it) | ambiguous_invoice (its invoice number exists
---          in the books of several entities in that currency) | missing_in_source (the processor's id is named in
+--          in the books of several entities in that currency) | invoice_already_paid (the books settled its
+--          invoices with other money: the customer paid twice, a refund or credit is due) | missing_in_source (the processor's id is named in
 --          the books, but the processor has no such payment)
 WITH processor AS (
     SELECT * FROM core.payments WHERE kind = 'processor' AND status IN ('succeeded', 'refunded')
@@ -25,12 +26,15 @@ books AS (
     WHERE p.kind = 'accounting' AND p.status = 'succeeded'
 ),
 invoice_problem AS (  -- the worst matching problem among a processor payment's invoices
-    SELECT source_system, payment_source_id,
-           CASE WHEN bool_or(match_status = 'ambiguous') THEN 'ambiguous_invoice'
-                WHEN bool_or(match_status = 'currency_mismatch') THEN 'currency_mismatch' END AS problem,
-           list_sort(list(DISTINCT invoice_system || '/' || invoice_id) FILTER (WHERE invoice_id IS NOT NULL))
+    SELECT a.source_system, a.payment_source_id,
+           CASE WHEN bool_or(a.match_status = 'ambiguous') THEN 'ambiguous_invoice'
+                WHEN bool_or(a.match_status = 'currency_mismatch') THEN 'currency_mismatch'
+                WHEN bool_and(a.on_books_of_record AND i.balance_minor = 0) THEN 'invoice_already_paid' END AS problem,
+           list_sort(list(DISTINCT a.invoice_system || '/' || a.invoice_id) FILTER (WHERE a.invoice_id IS NOT NULL))
                AS invoices
-    FROM core.payment_allocations WHERE kind = 'processor' GROUP BY ALL
+    FROM core.payment_allocations a
+    LEFT JOIN core.invoices i ON i.source_system = a.invoice_system AND i.source_id = a.invoice_id
+    WHERE a.kind = 'processor' GROUP BY ALL
 ),
 linked AS (  -- a decided match: one row per processor payment, with the books side summed
     SELECT processor_system, processor_payment_id, any_value(matched_by) AS matched_by,
@@ -65,7 +69,7 @@ short_or_over AS (  -- the only unlinked card payment and the only unlinked book
            count(*) OVER (PARTITION BY p.source_system, p.source_id) AS per_processor,
            count(*) OVER (PARTITION BY b.source_system, b.source_id) AS per_books
     FROM unlinked_processor p JOIN unlinked_books b ON b.invoices = p.invoices AND len(p.invoices) > 0
-    WHERE p.problem IS NULL
+    WHERE p.problem IS NULL OR p.problem = 'invoice_already_paid'  -- settled by a books payment of another amount
 ),
 pairs AS (SELECT * FROM short_or_over WHERE per_processor = 1 AND per_books = 1)
 SELECT CASE WHEN l.books_count > 1 AND l.books_amount_minor > p.amount_minor THEN 'duplicate_in_books'
