@@ -25,7 +25,7 @@ from integration_pipelines.connectors.writer import send_write
 
 from .conftest import loaded_keys, materialize_stream, warehouse_rows
 
-STREAMS = [s.name for s in SYSTEM.streams]
+STREAMS = [s.name for s in SYSTEM.streams if s.incremental_request is not None]  # the object lists
 TOKEN = SYSTEM.values["token"].sandbox
 
 
@@ -244,3 +244,13 @@ def test_wrong_token_names_the_variable_and_hides_the_token(settings, sandbox, m
     text = result.get_step_failure_events()[0].event_specific_data.error.to_string()
     assert "HUBSPOT_TOKEN" in text and "401" in text and "Authentication credentials not found" in text
     assert "pat-FAKE-wrong-token-0123456789" not in text
+
+
+def test_archived_contacts_lists_exactly_the_deleted_ones(settings, sandbox):
+    """A contact deleted through HubSpot's API is listed by the archived stream (and only it)."""
+    contact = min(sandbox.emulator("hubspot").dump("contacts"), key=lambda c: int(c["id"]))["id"]
+    deleted = httpx.delete(f"{settings.sandbox_url}/crm/v3/objects/contacts/{contact}",
+                           headers={"Authorization": f"Bearer {TOKEN}"})
+    assert deleted.status_code == 204
+    materialize_stream(settings, "hubspot", "archived_contacts")
+    assert loaded_keys(settings, "hubspot", "archived_contacts") == [contact]

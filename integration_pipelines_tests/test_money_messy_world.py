@@ -212,3 +212,36 @@ def test_a_customer_who_pays_an_invoice_twice_is_booked_once_and_reported(settin
     other = second.id if booked == first.id else first.id
     assert findings(settings) == [("invoice_already_paid", other, None)]
     assert run_pipeline(settings)["payments_to_quickbooks"].failed == 0  # and no failing write the next night
+
+
+def _paying_contact(sandbox: Sandbox) -> str:
+    """The lowest-id HubSpot contact of a customer who pays by card (so the payment-status sync writes to it)."""
+    stripe_emails = {c["email"].lower() for c in sandbox.emulator("stripe").dump("customers") if c.get("email")}
+    paying = {c["customer"] for c in sandbox.emulator("stripe").dump("charges") if c["status"] == "succeeded"}
+    paying_emails = {c["email"].lower() for c in sandbox.emulator("stripe").dump("customers") if c["id"] in paying}
+    contacts = [c for c in sandbox.emulator("hubspot").dump("contacts") if not c.get("archived")
+                and (c["properties"].get("email") or "").lower() in paying_emails & stripe_emails]
+    return min(contacts, key=lambda c: int(c["id"]))["id"]
+
+
+@pytest.mark.parametrize("kind", ["crm_delete", "crm_merge"])
+def test_a_contact_deleted_or_merged_away_in_the_crm_is_not_synced_back(settings, sandbox, messy, kind):
+    hubspot = sandbox.emulator("hubspot")
+    extract(settings, ("stripe", "hubspot", "quickbooks"))  # the contact is in the warehouse
+    contact = _paying_contact(sandbox)
+    if kind == "crm_delete":
+        planted = messy.crm_delete(contact_id=contact)
+        gone, gone_email = planted["contact_id"], planted["email"].lower()
+    else:  # the paying contact is merged away into a duplicate the sales rep keeps
+        keep = next(c["id"] for c in hubspot.dump("contacts") if not c.get("archived") and c["id"] != contact)
+        planted = messy.crm_merge(primary_id=keep, merged_id=contact)
+        gone, gone_email = planted["merged_id"], planted["merged_email"].lower()
+    before = {c["id"] for c in hubspot.dump("contacts")}
+    extract(settings, ("hubspot",))
+    build(settings)
+    assert warehouse_rows(settings, "SELECT count(*) FROM staging.customer_records WHERE source_system = 'hubspot' "
+                                    "AND source_id = ?", [gone]) == [(0,)]
+    run_sync(get_sync("payment_status_to_hubspot"), Warehouse(settings.warehouse_database), settings, run_id="status")
+    created = [c for c in hubspot.dump("contacts") if c["id"] not in before]
+    # nothing was created for the gone contact's email: the CRM's own decision stands
+    assert [c["id"] for c in created if (c["properties"].get("email") or "").lower() == gone_email] == []

@@ -89,6 +89,22 @@ def _object_stream(object_type: str, description: str) -> Stream:
     )
 
 
+def _archived_stream(object_type: str, description: str) -> Stream:
+    """The archived records of a type (deleted, or merged away into another): the live list and the search never
+    show them again, so without this list a deleted contact would live on in the warehouse and be synced back."""
+    return Stream(
+        name=f"archived_{object_type}",
+        description=description,
+        request=RequestTemplate(path=f"/crm/v3/objects/{object_type}",
+                                params={"limit": "{page_size}", "properties": "email", "archived": "true"}),
+        records_path="results",
+        envelope_path="results",
+        primary_key="id",
+        paginator=NextTokenPaginator(token_path="paging.next.after", token_param="after", location="auto"),
+        page_size=PAGE_SIZE,
+    )
+
+
 SYSTEM = System(
     name="hubspot",
     title="HubSpot",
@@ -113,6 +129,7 @@ SYSTEM = System(
         _object_stream("contacts", "CRM contacts (people), with their lifecycle stage"),
         _object_stream("companies", "CRM companies (accounts)"),
         _object_stream("deals", "Deals in the sales pipeline"),
+        _archived_stream("contacts", "Contacts deleted or merged away in HubSpot (archived), read in full each run"),
     ),
     writers=(
         Writer(

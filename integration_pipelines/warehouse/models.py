@@ -24,7 +24,7 @@ import yaml
 from .duckdb import quote_ident
 
 MODELS_DIR = Path(__file__).parent / "models"
-_HEADER = re.compile(r"^--\s*(entity|requires|key|depends):\s*(.+)$", re.MULTILINE)
+_HEADER = re.compile(r"^--\s*(entity|requires|optional|key|depends):\s*(.+)$", re.MULTILINE)
 
 
 @dataclass(frozen=True)
@@ -41,6 +41,7 @@ class StagingModel:
     entity: str
     requires: tuple[str, ...]
     sql: str
+    optional: tuple[str, ...] = ()  # raw tables read when present; an empty one stands in until the first read
 
 
 @dataclass
@@ -80,7 +81,8 @@ def staging_models() -> tuple[StagingModel, ...]:
         if header.get("entity") not in contracts():
             raise ValueError(f"{path}: '-- entity:' must name one of {sorted(contracts())}")
         requires = tuple(t.strip() for t in header.get("requires", "").split(",") if t.strip())
-        models.append(StagingModel(path.stem, header["entity"], requires, text))
+        optional = tuple(t.strip() for t in header.get("optional", "").split(",") if t.strip())
+        models.append(StagingModel(path.stem, header["entity"], requires, text, optional))
     return tuple(models)
 
 
@@ -116,6 +118,11 @@ def build_staging(con: duckdb.DuckDBPyConnection, report: BuildReport) -> None:
         if missing:
             report.staging_skipped[model.name] = missing
             continue
+        for table in model.optional:  # e.g. a stream of deletions not read yet: nothing is deleted so far
+            if not _exists(con, table):
+                schema, name = table.split(".", 1)
+                con.execute(f"CREATE SCHEMA IF NOT EXISTS {quote_ident(schema)}")
+                con.execute(f"CREATE TABLE {quote_ident(schema)}.{quote_ident(name)} (_pk VARCHAR, _raw VARCHAR)")
         con.execute(f"CREATE OR REPLACE VIEW staging.{quote_ident(model.name)} AS {model.sql}")
         built[model.entity].append(model.name)
         report.staging_built.append(model.name)

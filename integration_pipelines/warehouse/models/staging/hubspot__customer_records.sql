@@ -1,5 +1,9 @@
 -- entity: customer_records
 -- requires: raw_hubspot.contacts
+-- optional: raw_hubspot.archived_contacts
+-- A contact deleted in HubSpot (or merged away into another) is archived: the list of live contacts stops
+-- showing it, but its row stays in raw_hubspot.contacts. The archived list says which ones are gone, so a deleted
+-- customer is not synced back into the CRM.
 SELECT
     'hubspot' AS source_system,
     _pk AS source_id,
@@ -17,3 +21,4 @@ SELECT
     (_raw->>'$.updatedAt')::TIMESTAMPTZ AS updated_at
 FROM raw_hubspot.contacts
 WHERE NOT coalesce((_raw->>'$.archived')::BOOLEAN, false)
+  AND _pk NOT IN (SELECT _pk FROM raw_hubspot.archived_contacts)
