@@ -245,3 +245,21 @@ def test_a_contact_deleted_or_merged_away_in_the_crm_is_not_synced_back(settings
     created = [c for c in hubspot.dump("contacts") if c["id"] not in before]
     # nothing was created for the gone contact's email: the CRM's own decision stands
     assert [c["id"] for c in created if (c["properties"].get("email") or "").lower() == gone_email] == []
+
+
+def test_a_card_payment_of_a_draft_invoice_waits_for_its_approval(settings, sandbox, messy, sandbox_server):
+    stripe_by_email = {c["email"].lower(): c["id"] for c in sandbox.emulator("stripe").dump("customers")
+                       if c.get("email")}
+    contacts = {c["ContactID"]: c for c in sandbox.emulator("xero").dump("contacts")}
+    draft = next(i for i in sandbox.emulator("xero").dump("invoices") if i["Status"] == "DRAFT"
+                 and i["CurrencyCode"] == "GBP"
+                 and (contacts[i["Contact"]["ContactID"]].get("EmailAddress") or "").lower() in stripe_by_email)
+    customer = stripe_by_email[contacts[draft["Contact"]["ContactID"]]["EmailAddress"].lower()]
+    client = stripe.StripeClient(SANDBOX_API_KEY, base_addresses={"api": sandbox_server.url}, max_network_retries=0)
+    charge = client.charges.create(params={
+        "customer": customer, "amount": round(draft["Total"] * 100), "currency": "gbp", "source": "tok_visa",
+        "metadata": {"accounting_invoice": draft["InvoiceNumber"]}})
+    results = run_pipeline(settings)
+    assert (results["payments_to_xero"].created, results["payments_to_xero"].failed) == (0, 0)
+    assert xero_payments_on(sandbox, draft["InvoiceID"]) == []
+    assert findings(settings) == [("invoice_is_draft", charge.id, None)]

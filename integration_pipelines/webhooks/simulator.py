@@ -138,8 +138,13 @@ class Simulator:
 
         Falls back to re-announcing an existing charge when no open invoice has a Stripe customer."""
         stripe_emails = {(c.get("email") or "").lower() for c in self._get(client, "stripe", "customers")}
+        # a customer pays an invoice once: one already named by a charge is not paid again (the books may not show
+        # it yet, or keep it in another entity's books), which would make every later charge a double payment
+        paid = {number.strip() for c in self._get(client, "stripe", "charges")
+                for key in ("accounting_invoice", "accounting_invoices")
+                for number in str((c.get("metadata") or {}).get(key) or "").split(",") if number.strip()}
         open_invoices = [i for i in self._get(client, "quickbooks", "invoices")
-                         if float(i.get("Balance") or 0) > 0
+                         if float(i.get("Balance") or 0) > 0 and i.get("DocNumber") not in paid
                          and (i.get("BillEmail") or {}).get("Address", "").lower() in stripe_emails]
         if open_invoices:
             invoice = self.rng.choice(open_invoices)

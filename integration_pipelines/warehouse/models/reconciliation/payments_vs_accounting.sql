@@ -6,7 +6,8 @@
 --          possible_duplicate_in_books (an unlinked books payment equal to an already booked card payment) |
 --          ambiguous_match (several books payments could record it) | ambiguous_invoice (its invoice number exists
 --          in the books of several entities in that currency) | invoice_already_paid (the books settled its
---          invoices with other money: the customer paid twice, a refund or credit is due) | missing_in_source (the processor's id is named in
+--          invoices with other money: the customer paid twice, a refund or credit is due) | invoice_is_draft (paid
+--          by card, but its invoice is still a draft in the books, which take no payment on drafts) | missing_in_source (the processor's id is named in
 --          the books, but the processor has no such payment)
 WITH processor AS (
     SELECT * FROM core.payments WHERE kind = 'processor' AND status IN ('succeeded', 'refunded')
@@ -29,7 +30,8 @@ invoice_problem AS (  -- the worst matching problem among a processor payment's 
     SELECT a.source_system, a.payment_source_id,
            CASE WHEN bool_or(a.match_status = 'ambiguous') THEN 'ambiguous_invoice'
                 WHEN bool_or(a.match_status = 'currency_mismatch') THEN 'currency_mismatch'
-                WHEN bool_and(a.on_books_of_record AND i.balance_minor = 0) THEN 'invoice_already_paid' END AS problem,
+                WHEN bool_and(a.on_books_of_record AND i.balance_minor = 0) THEN 'invoice_already_paid'
+                WHEN bool_or(a.on_books_of_record AND i.status = 'draft') THEN 'invoice_is_draft' END AS problem,
            list_sort(list(DISTINCT a.invoice_system || '/' || a.invoice_id) FILTER (WHERE a.invoice_id IS NOT NULL))
                AS invoices
     FROM core.payment_allocations a
