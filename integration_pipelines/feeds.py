@@ -10,7 +10,6 @@ next read applies them again, and an older snapshot never replaces a newer one.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -45,14 +44,13 @@ class SnapshotRouter:
         self.run_id, self.extracted_at, self.batch_rows = run_id, extracted_at, batch_rows
         self._pending = {kind: _Pending(system.stream(name), Spool(spool_root / name))
                          for kind, name in feed.streams.items()}
-        self._field: Callable[[dict[str, Any], str], Any] = json_path
         self._read = 0  # events seen, in read order: what orders two snapshots stamped in the same instant
 
     def add(self, event: dict[str, Any]) -> None:
         """Route one event's snapshot, if it carries an object of a type the feed maps."""
         self._read += 1
-        target = self._pending.get(str(self._field(event, self.feed.type_path)))
-        snapshot = self._field(event, self.feed.object_path)
+        target = self._pending.get(str(json_path(event, self.feed.type_path)))
+        snapshot = json_path(event, self.feed.object_path)
         if target is None or not isinstance(snapshot, dict):
             return
         key = json_path(snapshot, target.stream.primary_key)
@@ -62,7 +60,7 @@ class SnapshotRouter:
         target.records.append(snapshot)
         target.keys.append(str(key))
         target.cursors.append(None if cursor is None else str(cursor))
-        target.versions.append(parse_cursor(self._field(event, self.feed.version_field), self.feed.version_format))
+        target.versions.append(parse_cursor(json_path(event, self.feed.version_field), self.feed.version_format))
         target.seqs.append(-self._read if self.feed.newest_first else self._read)
         if len(target.records) >= self.batch_rows:
             self._flush(target)
