@@ -190,13 +190,21 @@ def tables(timeout: Annotated[float, typer.Option(help="seconds to wait for a wr
 def roi(timeout: Annotated[float, typer.Option(help="seconds to wait for a writing run")] = 60.0) -> None:
     """What the automation saved: operations per month, hours, labour cost and iPaaS cost avoided."""
     from .roi import RoiSettings, bar_chart, compute
-    from .warehouse.duckdb import Warehouse, WarehouseLockedError
+    from .warehouse.duckdb import WarehouseLockedError
+    from .warehouse.query import WarehouseMissingError, open_warehouse
 
     config = RoiSettings()
     try:
-        with Warehouse(_warehouse_database(), lock_timeout=timeout, log=_Say()).connect(read_only=True) as con:
+        with open_warehouse(_warehouse_database(), timeout, _Say().info).connect(read_only=True) as con:
             _, summary = compute(con, config)
-    except (WarehouseLockedError, duckdb.Error) as exc:
+    except (WarehouseLockedError, WarehouseMissingError) as exc:
+        err_console.print(f"[red]{exc}[/red]")
+        raise typer.Exit(2) from None
+    except duckdb.CatalogException as exc:
+        err_console.print(f"[red]No ROI yet: the warehouse has no sync history ({str(exc).splitlines()[0]}). Run "
+                          "the syncs first (the nightly_sync job, or `integration-pipelines sync run NAME`).[/red]")
+        raise typer.Exit(2) from None
+    except duckdb.Error as exc:
         err_console.print(f"[red]{exc}[/red]")
         raise typer.Exit(2) from None
     table = Table("month", "operations", "hours saved", f"labour saved ({config.currency})",
@@ -213,8 +221,15 @@ def sync_list() -> None:
     """Every sync: target, mode, and what it reads."""
     from .syncs.registry import discover_syncs
 
-    table = Table("sync", "target", "mode", "title", "depends on")
-    for spec in discover_syncs():
+    specs = discover_syncs()
+    table = Table(title=None)
+    # names are copied into `sync plan` / `sync run`: never cut them, let the title wrap instead
+    table.add_column("sync", no_wrap=True, min_width=max((len(s.name) for s in specs), default=4))
+    table.add_column("target", no_wrap=True, min_width=max((len(s.target) for s in specs), default=6))
+    table.add_column("mode", no_wrap=True, min_width=6)
+    table.add_column("title")
+    table.add_column("depends on")
+    for spec in specs:
         table.add_row(spec.name, spec.target, spec.mode, spec.title, ", ".join(spec.depends_on))
     console.print(table)
 

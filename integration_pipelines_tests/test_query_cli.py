@@ -81,3 +81,41 @@ def test_formats_tables_and_errors(tmp_path):
     assert readonly.returncode == 1 and "read-only" in readonly.stderr.lower()
     missing = run_cli(["query", "SELECT 1"], tmp_path / "absent.duckdb")
     assert missing.returncode == 2 and "no warehouse" in missing.stderr.lower()
+
+
+def test_tables_counts_are_whole_numbers_and_staging_views_read_from_another_session(tmp_path):
+    from integration_pipelines.warehouse.models import build_all
+
+    warehouse = tmp_path / "warehouse.duckdb"
+    make_warehouse(warehouse)
+    with duckdb.connect(str(warehouse)) as con:  # a core build, as the `core` asset runs it
+        con.execute("CREATE SCHEMA raw_stripe")
+        con.execute("CREATE TABLE raw_stripe.charges (_pk VARCHAR, _raw VARCHAR, _extracted_at TIMESTAMPTZ)")
+        con.execute("""INSERT INTO raw_stripe.charges VALUES ('ch_1', '{"id": "ch_1", "amount": 1250,
+                       "currency": "usd", "created": 1773100000, "amount_refunded": 0, "status": "succeeded"}',
+                       now())""")
+        build_all(con, [("stripe", "payments")])
+    result = run_cli(["tables", "--timeout", "5"], warehouse)
+    assert result.returncode == 0, result.stderr
+    assert "cannot be read" not in result.stderr
+    row = next(line for line in result.stdout.splitlines() if "things" in line)
+    assert "│ 1 " in row and "1.0" not in row
+    query = run_cli(["query", "SELECT source_id, amount_minor FROM staging.payments", "--format", "csv"], warehouse)
+    assert query.returncode == 0, query.stderr
+    assert query.stdout.splitlines() == ["source_id,amount_minor", "ch_1,1250"]
+
+
+def test_sync_list_shows_every_name_whole_on_a_narrow_terminal(tmp_path):
+    from integration_pipelines.syncs.registry import discover_syncs
+
+    env = {**os.environ, "COLUMNS": "80"}
+    result = subprocess.run([*CLI, "sync", "list"], env=env, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    for spec in discover_syncs():
+        assert spec.name in result.stdout
+
+
+def test_roi_on_a_folder_without_a_warehouse_says_what_to_do(tmp_path):
+    result = run_cli(["roi", "--timeout", "5"], tmp_path / "missing" / "warehouse.duckdb")
+    assert result.returncode == 2
+    assert "There is no warehouse at" in result.stderr and "Traceback" not in result.stderr

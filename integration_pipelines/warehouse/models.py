@@ -103,8 +103,10 @@ def load_seeds(con: duckdb.DuckDBPyConnection) -> None:
         zero_decimal = [row["currency"] for row in csv.DictReader(handle) if row["minor_exponent"] == "0"]
     zero_list = ", ".join(f"'{c}'" for c in zero_decimal) or "''"
     # Decimal strings → integer minor units, exact (DECIMAL, not float) and aware of zero-decimal currencies.
+    # Stored in the warehouse (not a session's TEMP macro): the staging views call it, and a user's `query`, a BI
+    # tool or `tables` must be able to read those views from their own sessions.
     con.execute(
-        f"""CREATE OR REPLACE TEMP MACRO to_minor(amount, currency) AS
+        f"""CREATE OR REPLACE MACRO main.to_minor(amount, currency) AS
             CAST(round(CAST(amount AS DECIMAL(38, 6))
                  * CASE WHEN upper(currency) IN ({zero_list}) THEN 1 ELSE 100 END) AS BIGINT)"""
     )

@@ -31,7 +31,7 @@ class _Notice:
     warning = info
 
 
-def _open(database: str, timeout: float, say: Callable[[str], None]) -> Warehouse:
+def open_warehouse(database: str, timeout: float, say: Callable[[str], None]) -> Warehouse:
     warehouse = Warehouse(database, lock_timeout=timeout, log=_Notice(say))
     if warehouse.is_file and not Path(database).exists():
         raise WarehouseMissingError(
@@ -42,14 +42,14 @@ def _open(database: str, timeout: float, say: Callable[[str], None]) -> Warehous
 
 def run_query(database: str, sql: str, *, timeout: float = 60.0,
               say: Callable[[str], None] = print) -> pd.DataFrame:
-    with _open(database, timeout, say).connect(read_only=True) as con:
+    with open_warehouse(database, timeout, say).connect(read_only=True) as con:
         return con.execute(sql).df()
 
 
 def export_query(database: str, sql: str, output: Path, fmt: str, *, timeout: float = 60.0,
                  say: Callable[[str], None] = print) -> int:
     """Write the result with DuckDB's own writers (streamed, typed), returning the row count."""
-    with _open(database, timeout, say).connect(read_only=True) as con:
+    with open_warehouse(database, timeout, say).connect(read_only=True) as con:
         relation = con.sql(sql)
         if fmt == "parquet":
             relation.write_parquet(str(output))
@@ -66,7 +66,7 @@ def list_tables(database: str, *, timeout: float = 60.0, say: Callable[[str], No
     A relation this connection cannot read (a view whose definition needs something the writer's session had,
     such as a temporary macro) is listed with no row count and named on `say`, instead of hiding the whole list.
     """
-    with _open(database, timeout, say).connect(read_only=True) as con:
+    with open_warehouse(database, timeout, say).connect(read_only=True) as con:
         tables = con.execute(
             "SELECT table_schema, table_name, table_type FROM information_schema.tables "
             "WHERE table_schema NOT IN ('information_schema', 'pg_catalog') AND table_catalog = current_database() "
@@ -84,4 +84,6 @@ def list_tables(database: str, *, timeout: float = 60.0, say: Callable[[str], No
                 say(f"{schema}.{table} cannot be read: {str(exc).splitlines()[0]}")
             rows.append({"schema": schema, "table": table, "kind": "view" if kind == "VIEW" else "table",
                          "rows": count, "last_extracted": fresh})
-        return pd.DataFrame(rows, columns=["schema", "table", "kind", "rows", "last_extracted"])
+        frame = pd.DataFrame(rows, columns=["schema", "table", "kind", "rows", "last_extracted"])
+        # counts are whole numbers; an unreadable relation's missing count must not turn them all into floats
+        return frame.astype({"rows": "Int64"})
