@@ -16,8 +16,9 @@ from typing import Any
 
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException
 from starlette.requests import Request
-from starlette.responses import JSONResponse
+from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
 from . import __path__ as _package_path
@@ -68,11 +69,31 @@ class Sandbox:
         ]
         for emulator in self.state.emulators.values():
             routes.extend(emulator.routes())
-        self.starlette = Starlette(routes=routes)
+        self.starlette = Starlette(routes=routes, exception_handlers={HTTPException: self._route_error})
         self.faults = FaultInjector(self._dispatch, self.state)
 
     def _build_emulators(self) -> None:
         self.state.emulators = {cls.name: cls(self.state.world, self.state) for cls in discover_emulators()}
+
+    def system_for(self, path: str) -> Emulator | None:
+        """The emulator whose prefix is the longest one `path` starts with (QuickBooks' `/v2/oauth2/tokens/`
+        inside Square's `/v2/`, NetSuite's `/services/NetSuitePort` inside Salesforce's `/services/`)."""
+        best, length = None, -1
+        for emulator in self.state.emulators.values():
+            for prefix in emulator.prefixes:
+                if path.startswith(prefix) and len(prefix) > length:
+                    best, length = emulator, len(prefix)
+        return best
+
+    async def _route_error(self, request: Request, exc: Exception) -> Response:
+        """No route serves the request (404) or not with this method (405): the vendor's own error body, rendered
+        by the emulator that owns the path, instead of Starlette's plain text (which no vendor SDK can parse)."""
+        assert isinstance(exc, HTTPException)
+        emulator = self.system_for(request.url.path)
+        if emulator is None or exc.status_code not in (404, 405):
+            return PlainTextResponse(str(exc.detail), status_code=exc.status_code, headers=exc.headers)
+        allowed = frozenset(m.strip() for m in (exc.headers or {}).get("Allow", "").split(",") if m.strip())
+        return emulator.route_error(request, exc.status_code, allowed)
 
     async def _dispatch(self, scope, receive, send) -> None:  # type: ignore[no-untyped-def]
         await self.starlette(scope, receive, send)

@@ -96,6 +96,17 @@ class Emulator:
     def error_response(self, status: int, message: str) -> Response:
         return JSONResponse({"error": {"message": message}}, status_code=status)
 
+    def route_error(self, request: Request, status: int, allowed: frozenset[str] = frozenset()) -> Response:
+        """The vendor's answer to a request no route serves: an unknown path (404), or a known path asked with a
+        method it does not take (405, `allowed` naming the methods it does take). The app calls this for every
+        404/405 under the emulator's prefixes, so a client never meets Starlette's plain-text answers; each
+        emulator overrides it with its vendor's wording and status (Stripe answers both with a 404)."""
+        message = "Method Not Allowed" if status == 405 else "Not Found"
+        response = self.error_response(status, message)
+        if status == 405 and allowed:
+            response.headers["Allow"] = ", ".join(sorted(allowed))
+        return response
+
     def rate_limit_response(self, retry_after: float) -> Response:
         response = self.error_response(429, "Too many requests")
         response.headers["Retry-After"] = f"{retry_after:g}"

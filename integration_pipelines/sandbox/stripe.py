@@ -10,8 +10,11 @@ project's connector: an emulator that borrowed the reader's beliefs could never 
 
 from __future__ import annotations
 
+import base64
+import binascii
 import copy
 import itertools
+import json
 import re
 import time
 from collections.abc import Awaitable, Callable, Iterable
@@ -22,7 +25,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from .base import Emulator, SandboxState, bearer_token
+from .base import Emulator, SandboxState, bearer_token, fingerprint
 from .ids import token
 from .world import World
 
@@ -89,6 +92,35 @@ _DISPUTE_REASONS = ("bank_cannot_process", "check_returned", "credit_not_process
                     "subscription_canceled", "unrecognized")
 _SYMBOL = {"usd": "$", "gbp": "£", "eur": "€"}
 _KEY = re.compile(r"([^\[\]]+)((?:\[[^\[\]]*\])*)")
+#: Fields holding another object's id that `expand[]` may replace with the object (field → its stream). A charge's
+#: `refunds` list is expandable too (handled on its own); `balance_transaction`, `payment_intent` and the like are
+#: expandable at Stripe but the sandbox keeps no such objects: asking for them is refused (docs/sandbox-fidelity.md).
+_EXPANDABLE: dict[str, dict[str, str]] = {
+    "customers": {},
+    "charges": {"customer": "customers", "invoice": "invoices"},
+    "invoices": {"customer": "customers"},
+    "refunds": {"charge": "charges"},
+    "disputes": {"charge": "charges"},
+    "events": {},
+}
+#: Search (`GET /v1/<stream>/search`): the resources that have it, their query fields (Stripe's "query fields for
+#: customers/charges", the subset this sandbox holds) with each field's type, and the page size bounds.
+_SEARCH_FIELDS: dict[str, dict[str, str]] = {
+    "customers": {"created": "number", "email": "string", "metadata": "metadata", "name": "string",
+                  "phone": "string"},
+    "charges": {"amount": "number", "billing_details.address.postal_code": "string", "created": "number",
+                "currency": "string", "customer": "string", "disputed": "boolean", "metadata": "metadata",
+                "payment_method_details.card.last4": "string", "refunded": "boolean", "status": "string"},
+}
+_SEARCH_PARAMS = frozenset({"expand", "limit", "page", "query"})
+_SEARCH_CLAUSE = re.compile(
+    r"""\s*(?P<neg>-)?(?P<field>metadata\[(?P<q>['"])(?P<key>[^'"]+)(?P=q)\]|[a-z_][a-z0-9_.]*)
+    (?P<op>:|~|>=|<=|>|<)
+    (?P<value>'(?:[^'\\]|\\.)*'|"(?:[^"\\]|\\.)*"|-?\d+(?:\.\d+)?|null|true|false)\s*""",
+    re.X,
+)
+_UNRECOGNIZED = "Unrecognized request URL ({method}: {path}). Please see https://stripe.com/docs or we can help at " \
+    "https://support.stripe.com/."
 
 #: An event's `request`: the API request that caused the change (`id`, `idempotency_key`), or nulls.
 Origin = dict[str, str | None]
@@ -195,6 +227,8 @@ class StripeEmulator(Emulator):
         self._event_order: dict[str, int] = {}
         seed = world.seed
         self.objects: dict[str, dict[str, dict[str, Any]]] = {s: {} for s in self.streams}
+        #: Deleted customers' stubs (`{"id", "object": "customer", "deleted": true}`), what a retrieve answers.
+        self.deleted: dict[str, dict[str, Any]] = {}
         history: list[tuple[int, int, str, dict[str, Any], dict[str, Any] | None]] = []
 
         def happened(at: int, type_: str, snapshot: dict[str, Any], previous: dict[str, Any] | None = None) -> None:
@@ -307,6 +341,11 @@ class StripeEmulator(Emulator):
         body = {"error": {"type": type_, "message": message, **extra}}
         return JSONResponse(body, status_code=status, headers={"Request-Id": self._new_id("req")})
 
+    def route_error(self, request: Request, status: int, allowed: frozenset[str] = frozenset()) -> Response:
+        """Stripe answers an unknown URL and a known URL asked with the wrong method alike: 404, naming both."""
+        return self.error_response(404, _UNRECOGNIZED.format(method=request.method, path=request.url.path),
+                                   "invalid_request_error")
+
     def rate_limit_response(self, retry_after: float) -> Response:
         response = self.error_response(
             429, "Request rate limit exceeded. Learn more about rate limits here "
@@ -344,10 +383,15 @@ class StripeEmulator(Emulator):
             Route("/v1/events/{id}", self._handler(self._object_endpoint("events")), methods=["GET"]),
             Route("/v1/charges/{id}/refunds", self._handler(self._charge_refunds), methods=["GET"]),
         ]
+        for stream in _SEARCH_FIELDS:  # before `/v1/<stream>/{id}`, which would take "search" for an id
+            routes.append(Route(f"/v1/{stream}/search", self._handler(self._search_endpoint(stream)),
+                                methods=["GET"]))
         for stream in ("customers", "charges", "invoices", "refunds", "disputes"):
             methods = ["GET", "POST"] if stream in _CREATE_PARAMS or stream == "invoices" else ["GET"]
             routes.append(Route(f"/v1/{stream}", self._handler(self._list_endpoint(stream)), methods=methods))
             methods = ["GET", "POST"] if stream in _UPDATE_PARAMS else ["GET"]
+            if stream == "customers":
+                methods.append("DELETE")
             routes.append(Route(f"/v1/{stream}/{{id}}", self._handler(self._object_endpoint(stream)),
                                 methods=methods))
         return routes
@@ -397,8 +441,21 @@ class StripeEmulator(Emulator):
                 page, has_more = ahead[-limit:], len(ahead) > limit
             else:
                 page, has_more = candidates[:limit], len(candidates) > limit
-            data = [self._render(stream, r, {e.removeprefix("data.") for e in _expand(params)}) for r in page]
+            data = [self._render(stream, r, self._list_expand(params)) for r in page]
         return {"object": "list", "url": url or f"/v1/{stream}", "has_more": has_more, "data": data}
+
+    @staticmethod
+    def _list_expand(params: dict[str, Any], extra: frozenset[str] = frozenset()) -> set[str]:
+        """A list's or search result's `expand[]`: paths into its items start with `data.` (`data.customer`);
+        `extra` names what the list object itself can expand (a search's `total_count`)."""
+        paths: set[str] = set()
+        for path in _expand(params):
+            if path.startswith("data."):
+                paths.add(path.removeprefix("data."))
+            elif path not in extra:
+                raise StripeRefusal(400, f"This property cannot be expanded ({path}). You may want to try "
+                                    f"expanding 'data.{path}' instead.", param="expand")
+        return paths
 
     def _created_filter(self, rows: list[dict[str, Any]], created: Any) -> list[dict[str, Any]]:
         if created is None:
@@ -439,17 +496,30 @@ class StripeEmulator(Emulator):
                 obj = self.objects[stream].get(object_id)
                 if obj is not None and stream == "events" and obj["created"] < self.now() - EVENT_RETENTION_SECONDS:
                     obj = None
+                gone = self.deleted.get(object_id) if stream == "customers" else None
+            if obj is None and gone is not None and request.method == "GET":
+                # Stripe: "When requesting the ID of a customer that has been deleted, a subset of the customer's
+                # information is returned, including a `deleted` property, which will be true."
+                _unknown(nest(request.query_params.multi_items()), frozenset({"expand"}))
+                return JSONResponse(gone)
             if obj is None:
                 raise StripeRefusal(404, f"No such {_OBJECT[stream]}: '{object_id}'", code="resource_missing",
                                     param="id")
+            if request.method == "DELETE":
+                _unknown(nest(request.query_params.multi_items()), frozenset())
+                return JSONResponse(self.delete_customer(object_id, self._origin(request)),
+                                    headers={"Request-Id": self._new_id("req")})
             if request.method == "POST":
                 form = await self._form(request)
                 _unknown(form, _UPDATE_PARAMS[stream])
                 origin = self._origin(request)
+                expand = _expand(form)
+                self._check_expand(stream, expand)
 
                 def produce() -> tuple[int, Any]:
                     changes = {k: v for k, v in form.items() if k != "expand"}
-                    return 200, self.update(stream, object_id, changes, origin=origin, strict=True)
+                    updated = self.update(stream, object_id, changes, origin=origin, strict=True)
+                    return 200, copy.deepcopy(self._render(stream, updated, expand))
                 return self._idempotent(request, form, produce, origin)
             params = nest(request.query_params.multi_items())
             _unknown(params, frozenset({"expand"}))
@@ -466,14 +536,173 @@ class StripeEmulator(Emulator):
         rows = [r for r in self.objects["refunds"].values() if r["charge"] == charge_id]
         return JSONResponse(self.list_page("refunds", params, f"/v1/charges/{charge_id}/refunds", rows))
 
+    def _check_expand(self, stream: str, expand: Iterable[str]) -> None:
+        """Stripe's 400 for a path that is not an expandable property (`expand[]=email`), checked before a write."""
+        for path in expand:
+            head, _, rest = path.partition(".")
+            if stream == "charges" and head == "refunds" and not rest:
+                continue
+            target = _EXPANDABLE.get(stream, {}).get(head)
+            if target is None:
+                raise StripeRefusal(400, f"This property cannot be expanded ({path}).", param="expand")
+            if rest:
+                self._check_expand(target, [rest])
+
     def _render(self, stream: str, obj: dict[str, Any], expand: set[str]) -> dict[str, Any]:
-        """The object as served; `refunds` on a charge is only there when expanded (API versions ≥ 2022-11-15)."""
-        if stream == "charges" and "refunds" in expand:
-            refunds = sorted((r for r in self.objects["refunds"].values() if r["charge"] == obj["id"]),
-                             key=lambda r: (r["created"], r["id"]), reverse=True)
-            return {**obj, "refunds": {"object": "list", "data": refunds, "has_more": False,
-                                       "total_count": len(refunds), "url": f"/v1/charges/{obj['id']}/refunds"}}
-        return obj
+        """The object as served, with `expand` applied: each path (`customer`, `customer.…`, `invoice`) replaces
+        an id with the object it names (a null stays null; a deleted customer is its `deleted` stub); `refunds` on
+        a charge is only there when expanded (API versions ≥ 2022-11-15). Unknown paths are Stripe's 400."""
+        if not expand:
+            return obj
+        self._check_expand(stream, expand)
+        rendered = dict(obj)
+        nested: dict[str, set[str]] = {}
+        for path in expand:
+            head, _, rest = path.partition(".")
+            nested.setdefault(head, set())
+            if rest:
+                nested[head].add(rest)
+        for head, rest in nested.items():
+            if stream == "charges" and head == "refunds":
+                refunds = sorted((r for r in self.objects["refunds"].values() if r["charge"] == obj["id"]),
+                                 key=lambda r: (r["created"], r["id"]), reverse=True)
+                rendered["refunds"] = {"object": "list", "data": refunds, "has_more": False,
+                                       "total_count": len(refunds), "url": f"/v1/charges/{obj['id']}/refunds"}
+                continue
+            target, value = _EXPANDABLE[stream][head], obj.get(head)
+            if not isinstance(value, str):
+                continue
+            found = self.objects[target].get(value)
+            if found is not None:
+                rendered[head] = self._render(target, found, rest)
+            elif target == "customers" and value in self.deleted:
+                rendered[head] = dict(self.deleted[value])
+        return rendered
+
+    # -- search -----------------------------------------------------------------------------------------
+    def _search_endpoint(self, stream: str) -> Callable[[Request], Awaitable[Response]]:
+        async def serve(request: Request) -> Response:
+            params = nest(request.query_params.multi_items())
+            return JSONResponse(self.search(stream, params))
+        return serve
+
+    def search(self, stream: str, params: dict[str, Any]) -> dict[str, Any]:
+        """One page of `GET /v1/<stream>/search`: `{"object": "search_result", "url", "has_more", "data",
+        "next_page"}` (+ `total_count` when `expand[]=total_count`), newest first, `page` an opaque token."""
+        _unknown(params, _SEARCH_PARAMS)
+        if not params.get("query"):
+            raise StripeRefusal(400, "Missing required param: query.", param="query")
+        query = str(params["query"])
+        limit = _integer(params.get("limit", "10"), "limit")
+        if not 1 <= limit <= MAX_LIMIT:
+            raise StripeRefusal(400, "This value must be greater than or equal to 1 and less than or equal to "
+                                f"{MAX_LIMIT}.", param="limit")
+        expand = self._list_expand(params, frozenset({"total_count"}))
+        test = self._compile_search(stream, query)
+        digest = fingerprint([stream, query])[:16]
+        offset = 0
+        if params.get("page"):
+            try:
+                state = json.loads(base64.urlsafe_b64decode(str(params["page"]).encode()))
+                offset, seen = int(state["o"]), state["q"]
+            except (ValueError, KeyError, TypeError, binascii.Error):
+                raise StripeRefusal(400, f"Invalid page: {params['page']}", param="page") from None
+            if seen != digest:
+                raise StripeRefusal(400, "The page token was created for a different query.", param="page")
+        with self.sandbox.lock:
+            rows = sorted((r for r in self.objects[stream].values() if test(r)),
+                          key=lambda o: self._order(stream, o), reverse=True)
+            page = rows[offset:offset + limit]
+            data = [self._render(stream, r, expand) for r in page]
+        has_more = offset + limit < len(rows)
+        body: dict[str, Any] = {
+            "object": "search_result", "data": data, "has_more": has_more,
+            "next_page": base64.urlsafe_b64encode(json.dumps({"o": offset + limit, "q": digest}).encode()).decode()
+            if has_more else None,
+            "url": f"/v1/{stream}/search",
+        }
+        if "total_count" in _expand(params):
+            body["total_count"] = len(rows)
+        return body
+
+    def _compile_search(self, stream: str, query: str) -> Callable[[dict[str, Any]], bool]:
+        """Stripe's search query language, the part integrations use: clauses `field:value` (exact, case
+        insensitive), `field~"sub"` (substring, ≥ 3 characters), `field>n` / `<` / `>=` / `<=` (numbers),
+        `metadata["key"]:"value"`, `-` negating a clause, `null`, joined by all-AND or all-OR."""
+        fields = _SEARCH_FIELDS[stream]
+        position, clauses, joins = 0, [], set()
+        while True:
+            match = _SEARCH_CLAUSE.match(query, position)
+            if match is None:
+                raise StripeRefusal(400, f"Invalid query: could not parse the query at position {position}: "
+                                    f"'{query[position:]}'.", param="query")
+            clauses.append(match)
+            position = match.end()
+            if position >= len(query):
+                break
+            join = re.match(r"(AND|OR)\s+", query[position:])
+            if join is None:
+                raise StripeRefusal(400, f"Invalid query: expected AND or OR at position {position}.", param="query")
+            joins.add(join.group(1))
+            position += join.end()
+        if len(joins) > 1:
+            raise StripeRefusal(400, "Invalid query: a query cannot combine AND and OR clauses.", param="query")
+        if len(clauses) > 10:
+            raise StripeRefusal(400, "Invalid query: a query can have at most 10 clauses.", param="query")
+        tests = [self._search_clause(stream, fields, m) for m in clauses]
+        if joins == {"OR"}:
+            return lambda record: any(t(record) for t in tests)
+        return lambda record: all(t(record) for t in tests)
+
+    @staticmethod
+    def _search_clause(stream: str, fields: dict[str, str], match: re.Match[str]) -> Callable[[dict[str, Any]], bool]:
+        name, op, raw = match.group("field"), match.group("op"), match.group("value")
+        base = "metadata" if match.group("key") else name
+        kind = fields.get(base)
+        if kind is None or (base == "metadata" and not match.group("key")):
+            raise StripeRefusal(400, f"Field `{name}` is an unsupported search field for resource `{stream}`. See "
+                                f"http://stripe.com/docs/search#query-fields-for-{stream} for a list of supported "
+                                "fields.", param="query")
+        value: Any = None if raw == "null" else raw[1:-1] if raw[0] in "'\"" else raw
+        if op in (">", "<", ">=", "<=") and kind != "number":
+            raise StripeRefusal(400, f"Invalid query: `{op}` can only be used with numeric fields; `{name}` is not "
+                                "numeric.", param="query")
+        if op == "~" and (kind not in ("string", "metadata") or value is None or len(str(value)) < 3):
+            raise StripeRefusal(400, f"Invalid query: substring matching (`~`) on `{name}` needs a string of at "
+                                "least 3 characters.", param="query")
+        if kind == "number" and value is not None:
+            try:
+                value = float(value)
+            except ValueError:
+                raise StripeRefusal(400, f"Invalid query: `{name}` takes a number, not {raw}.", param="query") \
+                    from None
+
+        def read(record: dict[str, Any]) -> Any:
+            if match.group("key"):
+                return (record.get("metadata") or {}).get(match.group("key"))
+            current: Any = record
+            for part in name.split("."):
+                current = current.get(part) if isinstance(current, dict) else None
+            return current
+
+        def test(record: dict[str, Any]) -> bool:
+            actual = read(record)
+            if value is None:
+                result = actual in (None, "")
+            elif actual is None:
+                result = False
+            elif kind == "number":
+                number = float(actual)
+                result = {":": number == value, ">": number > value, "<": number < value,
+                          ">=": number >= value, "<=": number <= value}[op]
+            elif kind == "boolean":
+                result = str(actual).lower() == str(value).lower()
+            elif op == "~":
+                result = str(value).lower() in str(actual).lower()
+            else:
+                result = str(actual).lower() == str(value).lower()
+            return not result if match.group("neg") else result
+        return test
 
     # -- the event log ---------------------------------------------------------------------------
     def _record(self, type_: str, obj: dict[str, Any], previous: dict[str, Any] | None, origin: Origin | None,
@@ -533,7 +762,10 @@ class StripeEmulator(Emulator):
         origin = self._origin(request)
         make = {"customers": self._create_customer, "charges": self._create_charge,
                 "refunds": self._create_refund}[stream]
-        return self._idempotent(request, form, lambda: (200, make(form, origin)), origin)
+        expand = _expand(form)
+        self._check_expand(stream, expand)
+        return self._idempotent(
+            request, form, lambda: (200, copy.deepcopy(self._render(stream, make(form, origin), expand))), origin)
 
     def _create_customer(self, form: dict[str, Any], origin: Origin | None = None) -> dict[str, Any]:
         cid = self._new_id("cus")
@@ -696,6 +928,19 @@ class StripeEmulator(Emulator):
             charge["disputed"] = True
             self._record("charge.dispute.created", dispute, None, _automatic())
         return dispute
+
+    def delete_customer(self, customer_id: str, origin: Origin | None = None) -> dict[str, Any]:
+        """`DELETE /v1/customers/{id}`: the customer leaves every list and search, `customer.deleted` is recorded
+        (with the customer as it was), and retrieving the id afterwards answers the `deleted` stub, as Stripe
+        does; a second delete is a 404. Charges and invoices keep the customer's id."""
+        with self.sandbox.lock:
+            customer = self.objects["customers"].pop(customer_id, None)
+            if customer is None:
+                raise StripeRefusal(404, f"No such customer: '{customer_id}'", code="resource_missing", param="id")
+            stub = {"id": customer_id, "object": "customer", "deleted": True}
+            self.deleted[customer_id] = stub
+            self._record("customer.deleted", customer, None, origin)
+        return dict(stub)
 
     def update(self, stream: str, object_id: str, changes: dict[str, Any], *, origin: Origin | None = None,
                strict: bool = False) -> dict[str, Any]:

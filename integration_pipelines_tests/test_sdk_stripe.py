@@ -1,0 +1,171 @@
+"""stripe-python against the Stripe emulator, over real HTTP, for every call an integration makes in ordinary use:
+list, retrieve, create, idempotent replay, update, delete, search, expand, auth error, not found, unknown URL.
+
+Every expected value here is written by hand from Stripe's API reference (the shapes and messages it documents),
+never computed by the emulator's code: the SDK and these literals are the judges.
+"""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+import stripe
+
+KEY = "sk_test_FAKE_sandbox_key_integration_pipelines"  # the sandbox account's (fake) secret key
+
+
+@pytest.fixture
+def client(sandbox_server, sandbox) -> stripe.StripeClient:  # type: ignore[no-untyped-def]
+    return stripe.StripeClient(KEY, base_addresses={"api": sandbox_server.url}, max_network_retries=0)
+
+
+def _customers(client: stripe.StripeClient, tag: str, names: list[str]) -> list[stripe.Customer]:
+    return [client.v1.customers.create(params={"email": f"{name.lower()}@{tag}.example.com", "name": name,
+                                               "metadata": {"batch": tag}}) for name in names]
+
+
+def test_list_retrieve_and_create(client):
+    page = client.v1.customers.list(params={"limit": 3})
+    assert page.object == "list" and page.url == "/v1/customers" and len(page.data) == 3 and page.has_more is True
+    created_order = [c.created for c in page.data]
+    assert created_order == sorted(created_order, reverse=True), "Stripe lists newest first"
+
+    made = client.v1.customers.create(params={"email": "ada@lovelace.example.com", "name": "Ada Lovelace",
+                                              "metadata": {"tier": "gold"}})
+    assert made.id.startswith("cus_") and made.object == "customer" and made.livemode is False
+    got = client.v1.customers.retrieve(made.id)
+    assert (got.email, got.name, got.metadata.to_dict()) == ("ada@lovelace.example.com", "Ada Lovelace",
+                                                             {"tier": "gold"})
+    assert client.v1.customers.list(params={"limit": 1}).data[0].id == made.id, "the newest customer comes first"
+
+
+def test_idempotent_create_replays_and_a_changed_body_is_refused(client, sandbox):
+    params = {"email": "once@example.com", "name": "Only Once"}
+    first = client.v1.customers.create(params=params, options={"idempotency_key": "sdk-stripe-1"})
+    second = client.v1.customers.create(params=params, options={"idempotency_key": "sdk-stripe-1"})
+    assert second.id == first.id
+    assert second.last_response.headers.get("Idempotent-Replayed") == "true"
+    assert [c["id"] for c in sandbox.emulator("stripe").dump("customers") if c["email"] == "once@example.com"] \
+        == [first.id]
+    with pytest.raises(stripe.IdempotencyError) as refused:
+        client.v1.customers.create(params={**params, "name": "Someone Else"},
+                                   options={"idempotency_key": "sdk-stripe-1"})
+    assert refused.value.http_status == 400 and refused.value.error.type == "idempotency_error"
+
+
+def test_update_merges_metadata_and_unsets_with_an_empty_string(client):
+    made = client.v1.customers.create(params={"email": "upd@example.com", "metadata": {"a": "1", "b": "2"}})
+    updated = client.v1.customers.update(made.id, params={"name": "Renamed", "metadata": {"b": "", "c": "3"}})
+    assert updated.name == "Renamed" and updated.metadata.to_dict() == {"a": "1", "c": "3"}
+    assert client.v1.customers.retrieve(made.id).name == "Renamed"
+    with pytest.raises(stripe.InvalidRequestError) as unknown:
+        client.v1.customers.update(made.id, params={"favourite_colour": "blue"})  # type: ignore[typeddict-unknown-key]
+    assert unknown.value.http_status == 400 and unknown.value.param == "favourite_colour"
+    assert unknown.value.user_message == "Received unknown parameter: favourite_colour"
+
+
+def test_delete_answers_the_deleted_stub_and_the_customer_leaves_lists(client):
+    made = client.v1.customers.create(params={"email": "gone@example.com", "metadata": {"batch": "deleted"}})
+    deleted = client.v1.customers.delete(made.id)
+    assert deleted.to_dict() == {"id": made.id, "object": "customer", "deleted": True}
+    # Stripe: retrieving a deleted customer returns a subset of it with `deleted: true`, not an error
+    again = client.v1.customers.retrieve(made.id)
+    assert again.to_dict() == {"id": made.id, "object": "customer", "deleted": True}
+    assert made.id not in [c.id for c in client.v1.customers.list(params={"limit": 100}).auto_paging_iter()]
+    assert client.v1.customers.search(params={"query": "metadata['batch']:'deleted'"}).data == []
+    with pytest.raises(stripe.InvalidRequestError) as twice:
+        client.v1.customers.delete(made.id)
+    assert twice.value.http_status == 404 and twice.value.code == "resource_missing"
+    with pytest.raises(stripe.InvalidRequestError) as update_gone:
+        client.v1.customers.update(made.id, params={"name": "Back"})
+    assert update_gone.value.http_status == 404 and update_gone.value.code == "resource_missing"
+
+
+def test_search_query_language_and_paging(client):
+    ann, bob, cat = _customers(client, "srch", ["Ann", "Bob", "Cat"])
+    client.v1.customers.update(bob.id, params={"metadata": {"tier": "gold"}})
+
+    first = client.v1.customers.search(params={"query": "metadata['batch']:'srch'", "limit": 2})
+    assert first.object == "search_result" and first.url == "/v1/customers/search"
+    assert len(first.data) == 2 and first.has_more is True and isinstance(first.next_page, str)
+    everything = [c.id for c in client.v1.customers.search(
+        params={"query": "metadata['batch']:'srch'", "limit": 2}).auto_paging_iter()]
+    assert sorted(everything) == sorted([ann.id, bob.id, cat.id])
+
+    by_email = client.v1.customers.search(params={"query": "email:'ANN@srch.example.com'"})
+    assert [c.id for c in by_email.data] == [ann.id], "exact matches ignore case"
+    assert [c.id for c in client.v1.customers.search(
+        params={"query": "metadata['batch']:'srch' AND metadata['tier']:'gold'"}).data] == [bob.id]
+    either = client.v1.customers.search(params={"query": "name:'Ann' OR name:'Cat'"})
+    assert sorted(c.id for c in either.data) == sorted([ann.id, cat.id])
+    assert [c.id for c in client.v1.customers.search(
+        params={"query": "email~'cat@srch' AND metadata['batch']:'srch'"}).data] == [cat.id]
+    negated = client.v1.customers.search(params={"query": "metadata['batch']:'srch' AND -name:'Bob'"})
+    assert sorted(c.id for c in negated.data) == sorted([ann.id, cat.id])
+    created_after = client.v1.customers.search(
+        params={"query": f"metadata['batch']:'srch' AND created>{ann.created - 1}"})
+    assert len(created_after.data) == 3
+    counted = client.v1.customers.search(params={"query": "metadata['batch']:'srch'", "expand": ["total_count"]})
+    assert counted.total_count == 3
+
+    with pytest.raises(stripe.InvalidRequestError) as bad_field:
+        client.v1.customers.search(params={"query": "colour:'blue'"})
+    assert bad_field.value.http_status == 400 and "unsupported search field" in str(bad_field.value)
+    with pytest.raises(stripe.InvalidRequestError):
+        client.v1.customers.search(params={"query": "name:'Ann' AND email:'x@y.z' OR name:'Bob'"})
+
+
+def test_charges_search_and_expand(client, sandbox):
+    customer = client.v1.customers.create(params={"email": "payer@example.com", "name": "Payer"})
+    charge = client.v1.charges.create(params={"amount": 4200, "currency": "usd", "customer": customer.id,
+                                              "metadata": {"order": "sdk-42"}})
+    found = client.v1.charges.search(params={"query": "metadata['order']:'sdk-42' AND amount>4000"})
+    assert [c.id for c in found.data] == [charge.id]
+    assert client.v1.charges.search(params={"query": "metadata['order']:'sdk-42' AND amount<4000"}).data == []
+    assert [c.id for c in client.v1.charges.search(
+        params={"query": f"customer:'{customer.id}' AND status:'succeeded'"}).data] == [charge.id]
+
+    plain = client.v1.charges.retrieve(charge.id)
+    assert plain.customer == customer.id, "without expand the field is the id"
+    expanded = client.v1.charges.retrieve(charge.id, params={"expand": ["customer"]})
+    assert expanded.customer.id == customer.id and expanded.customer.email == "payer@example.com"
+    listed = client.v1.charges.list(params={"customer": customer.id, "expand": ["data.customer"]})
+    assert listed.data[0].customer.name == "Payer"
+    with pytest.raises(stripe.InvalidRequestError) as not_expandable:
+        client.v1.charges.retrieve(charge.id, params={"expand": ["currency"]})
+    assert not_expandable.value.http_status == 400 and "cannot be expanded" in str(not_expandable.value)
+    with pytest.raises(stripe.InvalidRequestError):
+        client.v1.charges.list(params={"expand": ["customer"]})  # a list expands `data.customer`
+
+    client.v1.customers.delete(customer.id)
+    after = client.v1.charges.retrieve(charge.id, params={"expand": ["customer"]})
+    assert after.customer.to_dict() == {"id": customer.id, "object": "customer", "deleted": True}
+
+
+def test_bad_key_not_found_and_unknown_url_answer_stripes_errors(client, sandbox_server):
+    wrong = stripe.StripeClient("sk_test_FAKE_wrong_key_000000000000", base_addresses={"api": sandbox_server.url},
+                                max_network_retries=0)
+    with pytest.raises(stripe.AuthenticationError) as denied:
+        wrong.v1.customers.list()
+    assert denied.value.http_status == 401 and denied.value.error.type == "invalid_request_error"
+    assert denied.value.user_message == "Invalid API Key provided: sk_test************0000", \
+        "Stripe shows the key's first seven and last four characters only"
+
+    with pytest.raises(stripe.InvalidRequestError) as missing:
+        client.v1.customers.retrieve("cus_doesnotexist")
+    assert missing.value.http_status == 404 and missing.value.code == "resource_missing"
+    assert missing.value.user_message == "No such customer: 'cus_doesnotexist'"
+
+    headers = {"Authorization": f"Bearer {KEY}"}
+    unknown = httpx.get(f"{sandbox_server.url}/v1/nonexistent", headers=headers)
+    assert unknown.status_code == 404
+    assert unknown.json() == {"error": {
+        "type": "invalid_request_error",
+        "message": "Unrecognized request URL (GET: /v1/nonexistent). Please see https://stripe.com/docs or we can "
+                   "help at https://support.stripe.com/."}}
+    wrong_method = httpx.delete(f"{sandbox_server.url}/v1/charges/ch_123", headers=headers)
+    assert wrong_method.status_code == 404
+    assert wrong_method.json()["error"]["message"].startswith("Unrecognized request URL (DELETE: /v1/charges/ch_123)")
+    with pytest.raises(stripe.InvalidRequestError) as raw:
+        client.raw_request("get", "/v1/nonexistent")
+    assert raw.value.http_status == 404
