@@ -26,12 +26,17 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from ..connectors.square import SYSTEM
 from .base import Emulator, SandboxState, bearer_token, fingerprint
 from .ids import token
 from .world import Payment, World
 
+#: The seller's (fake) access token the sandbox accepts; the connector's sandbox mode sends the same string.
+SANDBOX_ACCESS_TOKEN = "FAKE-sandbox-square-access-token-integration-pipelines"
 LOCATION_ID = "L1SANDBOX"
+#: What CreateCustomer and UpdateCustomer take besides `idempotency_key` / `version` (Square's Customer fields a
+#: seller may set).
+CUSTOMER_FIELDS = frozenset({"given_name", "family_name", "company_name", "nickname", "email_address", "address",
+                             "phone_number", "reference_id", "note", "birthday", "tax_ids"})
 MERCHANT_ID = "MLSANDBOX0000"
 CATALOG_PAGE_SIZE = 100  # ListCatalog's page size is fixed by Square ("currently set to be 100")
 _VERSION_FORMAT = re.compile(r"\d{4}-\d{2}-\d{2}")
@@ -129,7 +134,7 @@ class SquareEmulator(Emulator):
 
     def __init__(self, world: World, sandbox: SandboxState) -> None:
         super().__init__(world, sandbox)
-        self.access_token = SYSTEM.values["access_token"].sandbox
+        self.access_token = SANDBOX_ACCESS_TOKEN
         self.catalog_page_size = CATALOG_PAGE_SIZE  # a sandbox knob, so tests can see the list paginate
         self.rng = world.rng("square")
         self.location = self._build_location()
@@ -298,6 +303,11 @@ class SquareEmulator(Emulator):
             error["field"] = field
         return JSONResponse({"errors": [error]}, status_code=status)
 
+    def route_error(self, request: Request, status: int, allowed: frozenset[str] = frozenset()) -> Response:
+        """Square answers a path it does not serve, or a method a path does not take, with one 404."""
+        return self.error_response(404, f"API endpoint for URL path `{request.url.path}` and HTTP method "
+                                   f"`{request.method}` is not found.", "NOT_FOUND")
+
     def rate_limit_response(self, retry_after: float) -> Response:
         """Square's 429 carries its error body and no documented Retry-After: clients back off on their own."""
         return self.error_response(429, "Rate limit exceeded. Please retry later.", "RATE_LIMITED",
@@ -339,7 +349,7 @@ class SquareEmulator(Emulator):
             Route("/v2/locations/{location_id}", e(self._retrieve_location), methods=["GET"]),
             Route("/v2/customers", e(self._customers), methods=["GET", "POST"]),
             Route("/v2/customers/search", e(self._search_customers), methods=["POST"]),
-            Route("/v2/customers/{customer_id}", e(self._retrieve_customer), methods=["GET"]),
+            Route("/v2/customers/{customer_id}", e(self._customer), methods=["GET", "PUT", "DELETE"]),
             Route("/v2/payments", e(self._list_payments), methods=["GET"]),
             Route("/v2/payments/{payment_id}", e(self._retrieve_payment), methods=["GET"]),
             Route("/v2/orders/search", e(self._search_orders), methods=["POST"]),
@@ -468,31 +478,74 @@ class SquareEmulator(Emulator):
         else:
             key, reverse = self._customer_order(sort.get("field"), sort.get("order"), "query.sort")
         rows.sort(key=key, reverse=reverse)
-        return self._page(rows, body.get("cursor"), limit, {"query": query}, "customers")
+        extra = {"count": len(rows)} if body.get("count") is True else None  # `count: true` adds the total
+        return self._page(rows, body.get("cursor"), limit, {"query": query}, "customers", extra)
 
-    def _retrieve_customer(self, request: Request) -> tuple[int, Any]:
-        customer = self.customers.get(request.path_params["customer_id"])
-        if customer is None:
-            raise SquareError(404, "NOT_FOUND", f"Customer with ID `{request.path_params['customer_id']}` not found.")
-        return 200, {"customer": customer}
+    async def _customer(self, request: Request) -> tuple[int, Any]:
+        """RetrieveCustomer (GET), UpdateCustomer (PUT, a sparse update: fields left out keep their values) and
+        DeleteCustomer (DELETE → `{}`). A `version` (body for PUT, query for DELETE) is Square's optimistic
+        concurrency: it must be the customer's current version, else the write is refused and nothing changes;
+        without one the latest version is assumed. Each successful update adds one to the version."""
+        customer_id = request.path_params["customer_id"]
+        if request.method == "PUT":
+            body = await self._json(request)
+        with self.sandbox.lock:
+            customer = self.customers.get(customer_id)
+            if customer is None:
+                raise SquareError(404, "NOT_FOUND", f"Customer with ID `{customer_id}` not found.")
+            if request.method == "GET":
+                return 200, {"customer": customer}
+            if request.method == "DELETE":
+                self._check_version(customer, request.query_params.get("version"), "version")
+                del self.customers[customer_id]
+                return 200, {}
+            version = body.get("version")
+            fields = {k: v for k, v in body.items() if k != "version"}
+            self._check_customer_fields(fields, creating=False)
+            self._check_version(customer, version, "version")
+            clear_null = request.headers.get("x-clear-null", "").lower() == "true"
+            for name, value in fields.items():
+                if value is None and not clear_null:
+                    continue  # Square ignores nulls unless the request says `X-Clear-Null: true`
+                if value is None:
+                    customer.pop(name, None)
+                else:
+                    customer[name] = value
+            customer["version"] += 1
+            customer["updated_at"] = iso(max(_now(), _at(customer["updated_at"]) + timedelta(milliseconds=1)))
+            return 200, {"customer": customer}
 
-    async def _create_customer(self, request: Request) -> tuple[int, Any]:
-        body = await self._json(request)
-        key = body.get("idempotency_key")
-        fields = {k: v for k, v in body.items() if k != "idempotency_key"}
-        allowed = {"given_name", "family_name", "company_name", "nickname", "email_address", "address",
-                   "phone_number", "reference_id", "note", "birthday", "tax_ids"}
-        unknown = sorted(set(fields) - allowed)
+    @staticmethod
+    def _check_version(customer: dict[str, Any], given: Any, field: str) -> None:
+        if given is None:
+            return
+        try:
+            version = int(given)
+        except (TypeError, ValueError):
+            raise SquareError(400, "EXPECTED_INTEGER", f"Expected an integer value for `{field}`.", field) from None
+        if version != customer["version"]:
+            raise SquareError(409, "CONFLICT", f"Version mismatch: customer `{customer['id']}` is at version "
+                              f"{customer['version']}, the request named version {version}.", field)
+
+    @staticmethod
+    def _check_customer_fields(fields: dict[str, Any], *, creating: bool) -> None:
+        unknown = sorted(set(fields) - CUSTOMER_FIELDS)
         if unknown:
             raise SquareError(400, "UNKNOWN_BODY_PARAMETER", f"Unknown body parameter `{unknown[0]}`.", unknown[0])
-        if not any(fields.get(k) for k in ("given_name", "family_name", "company_name", "email_address",
-                                           "phone_number")):
+        if creating and not any(fields.get(k) for k in ("given_name", "family_name", "company_name",
+                                                         "email_address", "phone_number")):
             raise SquareError(400, "BAD_REQUEST", "At least one of the following fields must be set: given_name, "
                               "family_name, company_name, email_address, phone_number.")
         email = fields.get("email_address")
         if email is not None and not re.fullmatch(r"[^@\s]+@[^@\s]+\.[^@\s]+", str(email)):
             raise SquareError(400, "INVALID_EMAIL_ADDRESS", "Expected `email_address` to be a valid email address.",
                               "email_address")
+
+    async def _create_customer(self, request: Request) -> tuple[int, Any]:
+        body = await self._json(request)
+        key = body.get("idempotency_key")
+        fields = {k: v for k, v in body.items() if k != "idempotency_key"}
+        self._check_customer_fields(fields, creating=True)
 
         def produce() -> tuple[int, Any]:
             now = iso(_now())
