@@ -9,9 +9,14 @@ the people with `world.rng("salesforce")`). A small SOQL engine answers what the
 lists, `WHERE` with AND/OR/NOT, comparisons, IN, LIKE, typed literals (unquoted datetimes), ORDER BY, LIMIT,
 OFFSET, COUNT(); malformed SOQL, unknown objects and fields fail with Salesforce's codes and caret messages.
 
+Child-to-parent relationship paths (`SELECT Id, Account.Name FROM Contact`, also in WHERE and ORDER BY) answer
+nested parent records (`"Account": {"attributes": {...}, "Name": ...}`, or `"Account": null`); parent-to-child
+subqueries are not supported. Records are deleted (`DELETE …/sobjects/<Object>/<id>` → 204) into the recycle bin:
+`IsDeleted` true, gone from `query`, still in `queryAll`, and a retrieve or second delete is 404
+`ENTITY_IS_DELETED`. `GET …/sobjects`, `…/sobjects/<Object>` and `…/sobjects/<Object>/describe` describe the schema.
+
 Where the sandbox is kinder than Salesforce, on purpose: `Sforce-Query-Options: batchSize=N` is honoured for any
-N from 1 (Salesforce uses at least 200), so tests can page through a small org. Relationship paths
-(`Account.Name`) are not supported.
+N from 1 (Salesforce uses at least 200), so tests can page through a small org.
 """
 
 from __future__ import annotations
@@ -34,11 +39,16 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
-from ..connectors.salesforce import API_VERSION, SYSTEM
 from .base import Emulator, SandboxState
 from .ids import token
 from .world import Person, World
 
+#: The connected app and integration user's (fake) credentials; the connector's sandbox mode sends the same strings.
+SANDBOX_CLIENT_ID = "FAKE-sandbox-salesforce-consumer-key-3MVG9integrationpipelines"
+SANDBOX_CLIENT_SECRET = "FAKE-sandbox-salesforce-consumer-secret-0000"
+SANDBOX_REFRESH_TOKEN = "FAKE-sandbox-salesforce-refresh-token-5Aep861integrationpipelines"
+#: The API version `dump` renders records in (their `attributes.url`).
+API_VERSION = "62.0"
 OAUTH_PREFIX = "/services/oauth2/"
 API_USAGE_LIMIT = 100_000  # an Enterprise org's base daily allocation, shown in Sforce-Limit-Info
 MAX_BATCH = 2000
@@ -175,6 +185,29 @@ _OBJECT_BY_LOWER = {name.lower(): name for name in SCHEMA}
 def _field(sobject: str, name: str) -> FieldDef | None:
     fields = SCHEMA[sobject]
     return fields.get(name) or next((f for n, f in fields.items() if n.lower() == name.lower()), None)
+
+
+def _relationship_name(reference: FieldDef) -> str:
+    """A lookup's relationship name: `AccountId` → `Account`, custom `Partner__c` → `Partner__r`."""
+    if reference.name.endswith("__c"):
+        return reference.name[:-3] + "__r"
+    return reference.name[:-2] if reference.name.endswith("Id") else reference.name
+
+
+def _relationship(sobject: str, name: str) -> FieldDef | None:
+    """The lookup field behind a relationship name on `sobject` (case-insensitive), if there is one."""
+    return next((f for f in SCHEMA[sobject].values()
+                 if f.type == "reference" and _relationship_name(f).lower() == name.lower()), None)
+
+
+def _path_field(sobject: str, path: str) -> FieldDef:
+    """The definition of the last field of a resolved path (`Account.Name` on Contact → Account's Name)."""
+    *relationships, last = path.split(".")
+    for rel in relationships:
+        reference = _relationship(sobject, rel)
+        assert reference is not None and reference.reference_to is not None
+        sobject = reference.reference_to
+    return SCHEMA[sobject][last]
 
 
 # -- errors ------------------------------------------------------------------------------------------------
@@ -476,9 +509,9 @@ class SalesforceEmulator(Emulator):
 
     def __init__(self, world: World, sandbox: SandboxState) -> None:
         super().__init__(world, sandbox)
-        self.client_id = SYSTEM.values["client_id"].sandbox
-        self.client_secret = SYSTEM.values["client_secret"].sandbox
-        self.refresh_tokens = {SYSTEM.values["refresh_token"].sandbox}
+        self.client_id = SANDBOX_CLIENT_ID
+        self.client_secret = SANDBOX_CLIENT_SECRET
+        self.refresh_tokens = {SANDBOX_REFRESH_TOKEN}
         self.org_id = sf_id("00D", world.seed, "org")
         self.user_id = sf_id("005", world.seed, "integration-user")
         self.sessions: set[str] = set()
@@ -659,6 +692,15 @@ class SalesforceEmulator(Emulator):
         oauth = JSONResponse({"error": "server_error", "error_description": message}, status_code=status)
         return _ByPath(api, oauth)
 
+    def route_error(self, request: Request, status: int, allowed: frozenset[str] = frozenset()) -> Response:
+        """Salesforce's list body for a resource it does not have (404 NOT_FOUND) and for a method a resource does
+        not take (405 METHOD_NOT_ALLOWED, naming the methods it does)."""
+        if status == 405:
+            methods = ",".join(m for m in ("HEAD", "GET", "POST", "PATCH", "PUT", "DELETE") if m in allowed)
+            return self._error(SalesforceError(405, "METHOD_NOT_ALLOWED", f"HTTP Method '{request.method}' not "
+                                               f"allowed. Allowed are {methods}"), {"Allow": methods})
+        return self._error(SalesforceError(404, "NOT_FOUND", _NOT_FOUND))
+
     def rate_limit_response(self, retry_after: float) -> Response:
         """The spent API allocation: 403 REQUEST_LIMIT_EXCEEDED, no Retry-After (Salesforce sends none).
 
@@ -710,11 +752,16 @@ class SalesforceEmulator(Emulator):
             Route(f"{data}/queryAll/", self._api(self._query), methods=["GET"]),
             Route(f"{data}/query/{{locator}}", self._api(self._query_more), methods=["GET"]),
             Route(f"{data}/queryAll/{{locator}}", self._api(self._query_more), methods=["GET"]),
-            Route(f"{data}/sobjects/{{sobject}}", self._api(self._create), methods=["POST"]),
-            Route(f"{data}/sobjects/{{sobject}}/", self._api(self._create), methods=["POST"]),
-            Route(f"{data}/sobjects/{{sobject}}/{{record_id}}", self._api(self._by_id), methods=["GET", "PATCH"]),
+            Route(f"{data}/sobjects", self._api(self._describe_global), methods=["GET"]),
+            Route(f"{data}/sobjects/", self._api(self._describe_global), methods=["GET"]),
+            Route(f"{data}/sobjects/{{sobject}}", self._api(self._create), methods=["GET", "POST"]),
+            Route(f"{data}/sobjects/{{sobject}}/", self._api(self._create), methods=["GET", "POST"]),
+            Route(f"{data}/sobjects/{{sobject}}/describe", self._api(self._describe), methods=["GET"]),
+            Route(f"{data}/sobjects/{{sobject}}/describe/", self._api(self._describe), methods=["GET"]),
+            Route(f"{data}/sobjects/{{sobject}}/{{record_id}}", self._api(self._by_id),
+                  methods=["GET", "PATCH", "DELETE"]),
             Route(f"{data}/sobjects/{{sobject}}/{{ext_field}}/{{ext_value}}", self._api(self._by_external_id),
-                  methods=["GET", "PATCH"]),
+                  methods=["GET", "PATCH", "DELETE"]),
             Route(f"{data}/composite/sobjects", self._api(self._collection_create), methods=["POST"]),
             Route(f"{data}/composite/sobjects/{{sobject}}/{{ext_field}}", self._api(self._collection_upsert),
                   methods=["PATCH"]),
@@ -803,7 +850,7 @@ class SalesforceEmulator(Emulator):
         if text is None:
             raise SalesforceError(400, "MALFORMED_QUERY", "A query string has to be specified")
         query = self._compile(text)
-        rows = self._run(query)
+        rows = self._run(query, include_deleted="/queryAll" in request.url.path)
         if query.count_only:
             return JSONResponse({"totalSize": len(rows), "done": True, "records": []})
         projected = [self._shape(query.sobject, record, version, query.fields) for record in rows]
@@ -854,16 +901,25 @@ class SalesforceEmulator(Emulator):
                 "call for the appropriate names."))
 
         def resolve(name: str) -> str:
-            definition = _field(sobject, name)
-            if definition is None or (sobject, definition.name) in self.hidden_fields:
-                if "." in name:
-                    reason = f"Didn't understand relationship '{name.split('.')[0]}' in field path."
-                else:
-                    reason = (f"No such column '{name}' on entity '{sobject}'. If you are attempting to use a "
-                              "custom field, be sure to append the '__c' after the custom field name. Please "
-                              "reference your WSDL or the describe call for the appropriate names.")
+            """The field path in the schema's spelling (`account.name` → `Account.Name`), through parents."""
+            *relationships, last = name.split(".")
+            current, canonical = sobject, []
+            for rel in relationships:
+                reference = _relationship(current, rel)
+                if reference is None or reference.reference_to not in SCHEMA:
+                    reason = (f"Didn't understand relationship '{rel}' in field path. If you are attempting to use "
+                              "a custom relationship, be sure to append the '__r' after the custom relationship "
+                              "name. Please reference your WSDL or the describe call for the appropriate names.")
+                    raise SalesforceError(400, "INVALID_FIELD", _caret(text, positions[name].pos, reason))
+                canonical.append(_relationship_name(reference))
+                current = str(reference.reference_to)
+            definition = _field(current, last)
+            if definition is None or (current, definition.name) in self.hidden_fields:
+                reason = (f"No such column '{last}' on entity '{current}'. If you are attempting to use a "
+                          "custom field, be sure to append the '__c' after the custom field name. Please "
+                          "reference your WSDL or the describe call for the appropriate names.")
                 raise SalesforceError(400, "INVALID_FIELD", _caret(text, positions[name].pos, reason))
-            return definition.name
+            return ".".join([*canonical, definition.name])
 
         query.sobject = sobject
         query.fields = [resolve(name) for name in query.fields]
@@ -882,32 +938,53 @@ class SalesforceEmulator(Emulator):
             return (kind, [self._resolve_condition(sobject, n, resolve) for n in node[1]])
         if kind == "not":
             return ("not", self._resolve_condition(sobject, node[1], resolve))
-        definition = SCHEMA[sobject][resolve(node[1])]
+        path = resolve(node[1])
+        definition = _path_field(sobject, path)
         if kind == "like":
             if definition.soql_type != "string" or node[2].kind != "string":
                 raise SalesforceError(400, "INVALID_FIELD", f"invalid operator on {definition.type} field: LIKE")
-            return ("like", definition, _like(_unescape(node[2].text)))
+            return ("like", definition, _like(_unescape(node[2].text)), path)
         if kind == "in":
             for tok in node[2]:
                 _check_literal(definition, tok)
-            return ("in", definition, [_comparable(definition, _literal_value(t)) for t in node[2]], node[3])
+            return ("in", definition, [_comparable(definition, _literal_value(t)) for t in node[2]], node[3], path)
         _check_literal(definition, node[3])
-        return ("cmp", definition, node[2], _comparable(definition, _literal_value(node[3])))
+        return ("cmp", definition, node[2], _comparable(definition, _literal_value(node[3])), path)
 
-    def _matches(self, record: dict[str, Any], node: Any) -> bool:
+    def _value(self, sobject: str, record: dict[str, Any], path: str) -> Any:
+        """A field's value, following parent relationships (`Account.Name`); null when a parent is missing."""
+        *relationships, last = path.split(".")
+        current, row = sobject, record
+        for rel in relationships:
+            reference = _relationship(current, rel)
+            parent = self._live(str(reference.reference_to), row.get(reference.name)) if reference else None
+            if parent is None:
+                return None
+            current, row = str(reference.reference_to), parent  # type: ignore[union-attr]
+        return row.get(last)
+
+    def _live(self, sobject: str, record_id: Any) -> dict[str, Any] | None:
+        """The record with this id unless it is missing or in the recycle bin."""
+        if not isinstance(record_id, str) or sobject not in self.records:
+            return None
+        record = self._find(sobject, record_id)
+        return None if record is None or record["IsDeleted"] else record
+
+    def _matches(self, sobject: str, record: dict[str, Any], node: Any) -> bool:
         if node is None:
             return True
         kind = node[0]
         if kind == "and":
-            return all(self._matches(record, n) for n in node[1])
+            return all(self._matches(sobject, record, n) for n in node[1])
         if kind == "or":
-            return any(self._matches(record, n) for n in node[1])
+            return any(self._matches(sobject, record, n) for n in node[1])
         if kind == "not":
-            return not self._matches(record, node[1])
+            return not self._matches(sobject, record, node[1])
         definition: FieldDef = node[1]
-        value = _comparable(definition, record.get(definition.name))
+        raw = self._value(sobject, record, node[-1])
+        value = _comparable(definition, raw)
         if kind == "like":
-            return value is not None and node[2].fullmatch(str(record[definition.name])) is not None
+            return value is not None and node[2].fullmatch(str(raw)) is not None
         if kind == "in":
             return (value in node[2]) != node[3]
         op, bound = node[2], node[3]
@@ -919,27 +996,43 @@ class SalesforceEmulator(Emulator):
             return False
         return {"<": value < bound, "<=": value <= bound, ">": value > bound, ">=": value >= bound}[op]
 
-    def _run(self, query: Query) -> list[dict[str, Any]]:
+    def _run(self, query: Query, include_deleted: bool = False) -> list[dict[str, Any]]:
+        sobject = query.sobject
         with self._lock:
-            rows = [r for r in self.records[query.sobject].values()
-                    if not r["IsDeleted"] and self._matches(r, query.where)]
+            rows = [r for r in self.records[sobject].values()
+                    if (include_deleted or not r["IsDeleted"]) and self._matches(sobject, r, query.where)]
         rows.sort(key=lambda r: r["Id"])  # SOQL promises no order without ORDER BY; ids make it stable
         for name, descending, nulls_first in reversed(query.order):
-            definition = SCHEMA[query.sobject][name]
-            present = [r for r in rows if r.get(name) is not None]
-            missing = [r for r in rows if r.get(name) is None]
-            present.sort(key=lambda r, d=definition, n=name: _comparable(d, r[n]), reverse=descending)
+            definition = _path_field(sobject, name)
+            present = [r for r in rows if self._value(sobject, r, name) is not None]
+            missing = [r for r in rows if self._value(sobject, r, name) is None]
+            present.sort(key=lambda r, d=definition, n=name: _comparable(d, self._value(sobject, r, n)),
+                         reverse=descending)
             rows = missing + present if nulls_first else present + missing
         rows = rows[query.offset:]
         return rows[: query.limit] if query.limit is not None else rows
 
     def _shape(self, sobject: str, record: dict[str, Any], version: str, fields: list[str] | None = None) -> dict:
-        """A record as the API returns it: `attributes` first, then the selected fields in query order."""
+        """A record as the API returns it: `attributes` first, then the selected fields in query order; a parent
+        path (`Account.Name`) becomes the nested parent record (its own `attributes`), or null without one."""
         shaped: dict[str, Any] = {
             "attributes": {"type": sobject, "url": f"/services/data/v{version}/sobjects/{sobject}/{record['Id']}"}
         }
+        groups: dict[str, list[str] | None] = {}
         for name in fields or list(SCHEMA[sobject]):
-            shaped[name] = record.get(name)
+            head, dot, rest = name.partition(".")
+            if not dot:
+                groups[head] = None
+            else:
+                groups.setdefault(head, []).append(rest)  # type: ignore[union-attr]
+        for head, inner in groups.items():
+            if inner is None:
+                shaped[head] = record.get(head)
+                continue
+            reference = _relationship(sobject, head)
+            assert reference is not None and reference.reference_to is not None
+            parent = self._live(reference.reference_to, record.get(reference.name))
+            shaped[head] = None if parent is None else self._shape(reference.reference_to, parent, version, inner)
         return shaped
 
     # -- sObject rows --------------------------------------------------------------------------------------------
@@ -971,12 +1064,76 @@ class SalesforceEmulator(Emulator):
         record = self._find(sobject, request.path_params["record_id"])
         if record is None:
             raise SalesforceError(404, "NOT_FOUND", _NOT_FOUND)
+        if record["IsDeleted"]:
+            raise SalesforceError(404, "ENTITY_IS_DELETED", "entity is deleted", [])
         if request.method == "GET":
-            return JSONResponse(self._shape(sobject, record, version))
+            return JSONResponse(self._shape(sobject, record, version, self._fields_param(sobject, request)))
+        if request.method == "DELETE":
+            self.delete(sobject, record["Id"])
+            return Response(status_code=204)
         values = await self._body(request)
-        self._raise_first(self._validate(sobject, values, creating=False, record=record))
-        self._apply(sobject, record, values)
+        with self._lock:
+            self._raise_first(self._validate(sobject, values, creating=False, record=record))
+            self._apply(sobject, record, values)
         return Response(status_code=204)
+
+    @staticmethod
+    def _fields_param(sobject: str, request: Request) -> list[str] | None:
+        """`GET …/sobjects/<Object>/<id>?fields=A,B`: only those fields (each must exist on the object)."""
+        given = request.query_params.get("fields")
+        if not given:
+            return None
+        names = []
+        for raw in given.split(","):
+            definition = _field(sobject, raw.strip())
+            if definition is None:
+                raise SalesforceError(400, "INVALID_FIELD", f"No such column '{raw.strip()}' on sobject of type "
+                                      f"{sobject}")
+            names.append(definition.name)
+        return names
+
+    def delete(self, sobject: str, record_id: str) -> None:
+        """Move a record to the recycle bin: `IsDeleted` true, SystemModstamp now; `query` no longer sees it,
+        `queryAll` does. Children that look it up keep the (now dangling) id, as Salesforce's lookups do."""
+        with self._lock:
+            record = self._find(sobject, record_id)
+            if record is None or record["IsDeleted"]:
+                raise SalesforceError(404, "ENTITY_IS_DELETED" if record else "NOT_FOUND",
+                                      "entity is deleted" if record else _NOT_FOUND, [] if record else None)
+            moment = stamp(self._now())
+            record.update(IsDeleted=True, LastModifiedDate=moment, SystemModstamp=moment)
+
+    # -- describe -----------------------------------------------------------------------------------------------
+    async def _describe_global(self, request: Request, version: str) -> Response:
+        return JSONResponse({"encoding": "UTF-8", "maxBatchSize": MAX_COLLECTION,
+                             "sobjects": [self._object_summary(name, version) for name in SCHEMA]})
+
+    @staticmethod
+    def _object_summary(sobject: str, version: str) -> dict[str, Any]:
+        base = f"/services/data/v{version}/sobjects/{sobject}"
+        return {"name": sobject, "label": sobject, "labelPlural": f"{sobject}s", "keyPrefix": KEY_PREFIX[sobject],
+                "custom": False, "createable": True, "updateable": True, "deletable": True, "queryable": True,
+                "retrieveable": True, "searchable": True, "layoutable": True,
+                "urls": {"sobject": base, "describe": f"{base}/describe", "rowTemplate": f"{base}/{{ID}}"}}
+
+    async def _describe(self, request: Request, version: str) -> Response:
+        sobject = self._sobject(request)
+        fields = []
+        for definition in SCHEMA[sobject].values():
+            if (sobject, definition.name) in self.hidden_fields:
+                continue
+            fields.append({
+                "name": definition.name, "label": definition.name, "type": definition.type,
+                "createable": definition.writable, "updateable": definition.writable,
+                "nillable": not definition.required and definition.name != "Id",
+                "externalId": definition.external_id, "unique": definition.external_id,
+                "referenceTo": [definition.reference_to] if definition.reference_to else [],
+                "relationshipName": _relationship_name(definition) if definition.reference_to else None,
+                "restrictedPicklist": bool(definition.restricted),
+                "picklistValues": [{"active": True, "defaultValue": False, "label": v, "value": v}
+                                   for v in definition.restricted],
+            })
+        return JSONResponse({**self._object_summary(sobject, version), "fields": fields, "childRelationships": []})
 
     async def _by_external_id(self, request: Request, version: str) -> Response:
         sobject = self._sobject(request)
@@ -989,9 +1146,12 @@ class SalesforceEmulator(Emulator):
         body = await self._body(request) if request.method == "PATCH" else {}
         with self._lock:
             existing = self._by_external(sobject, definition.name, value)
-            if request.method == "GET":
+            if request.method in ("GET", "DELETE"):
                 if existing is None:
                     raise SalesforceError(404, "NOT_FOUND", _NOT_FOUND)
+                if request.method == "DELETE":
+                    self.delete(sobject, existing["Id"])
+                    return Response(status_code=204)
                 return JSONResponse(self._shape(sobject, existing, version))
             values = {k: v for k, v in body.items() if k.lower() != definition.name.lower()}
             values[definition.name] = value
@@ -1005,6 +1165,8 @@ class SalesforceEmulator(Emulator):
 
     async def _create(self, request: Request, version: str) -> Response:
         sobject = self._sobject(request)
+        if request.method == "GET":  # sObject Basic Information
+            return JSONResponse({"objectDescribe": self._object_summary(sobject, version), "recentItems": []})
         values = await self._body(request)
         with self._lock:
             self._raise_first(self._validate(sobject, values, creating=True, record=None))
@@ -1114,8 +1276,8 @@ class SalesforceEmulator(Emulator):
 
     def _by_external(self, sobject: str, field_name: str, value: str) -> dict[str, Any] | None:
         wanted = value.lower()  # unique external ids match case-insensitively by default
-        return next((r for r in self.records[sobject].values()
-                     if r.get(field_name) is not None and str(r[field_name]).lower() == wanted), None)
+        return next((r for r in self.records[sobject].values() if not r["IsDeleted"]
+                     and r.get(field_name) is not None and str(r[field_name]).lower() == wanted), None)
 
     def _validate(self, sobject: str, values: dict[str, Any], *, creating: bool,
                   record: dict[str, Any] | None) -> list[SalesforceError]:
@@ -1154,7 +1316,7 @@ class SalesforceEmulator(Emulator):
                 errors.append(SalesforceError(400, "INVALID_OR_NULL_FOR_RESTRICTED_PICKLIST",
                                               f"{label}: bad value for restricted picklist field: {value}", [name]))
             if definition.type == "reference" and value not in (None, "") and definition.reference_to in self.records:
-                target = self._find(definition.reference_to, str(value))
+                target = self._live(definition.reference_to, str(value))
                 prefix = KEY_PREFIX[definition.reference_to]
                 if not str(value).startswith(prefix) or len(str(value)) not in (15, 18):
                     errors.append(SalesforceError(400, "MALFORMED_ID", f"{definition.reference_to} ID: id value of "
