@@ -2,7 +2,8 @@
 
 OAuth2 flows send their token request through the same client (so the token endpoint gets the same
 timeouts, logging and transport as the API), cache the token, refresh it shortly before it expires, and
-refresh once more when the API answers 401 to a token we believed valid.
+refresh once more when the API answers 401 to a token we believed valid. Rotated refresh tokens are kept in a
+durable `TokenStore` (connectors/token_store.py), so the next process presents the newest one.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import httpx
 
 from .errors import AuthError, TransientError
 from .redaction import redact, register_secret
+from .token_store import TokenStore
 
 _REFRESH_MARGIN_SECONDS = 60.0
 
@@ -62,11 +64,34 @@ class _Token:
     expires_at: float
 
 
+_AUTO = "auto"
+
+
+def _store_for_title(title: str) -> TokenStore | None:
+    """The token store of the registered system with this title, when its OAuth uses refresh tokens.
+
+    `runtime.build_auth` names systems by title; looking the spec up here keeps the store's file named after the
+    system (`xero.json`), and leaves ad-hoc clients (tests, tools) without a store unless they pass one."""
+    from .registry import discover_systems  # the registry imports every spec: only when a client is built
+    from .spec import OAuth2AuthSpec
+
+    for system in discover_systems():
+        auth = system.auth
+        if system.title == title and isinstance(auth, OAuth2AuthSpec) and auth.grant_type == "refresh_token":
+            return TokenStore.for_system(system.name)
+    return None
+
+
 class OAuth2Auth(httpx.Auth):
     """OAuth2 bearer tokens from a token endpoint: refresh-token or client-credentials grant.
 
-    `on_token` lets a spec read extra fields of the token response (Salesforce's `instance_url`); a rotated
-    refresh token in the response replaces the old one for the life of the process.
+    `on_token` lets a spec read extra fields of the token response (Salesforce's `instance_url`).
+
+    A refresh token that the vendor rotates (Xero, QuickBooks) is written to `token_store` the moment it is
+    issued, and the store is read before the environment's value on every refresh, under the store's lock: so
+    the next process, or a process that waited while another one refreshed, presents the newest token and never
+    a consumed one (see `token_store`). By default the store is the registered system's (by title) for a
+    refresh-token grant; pass `token_store=None` to keep rotated tokens in memory only.
     """
 
     requires_response_body = True
@@ -87,6 +112,7 @@ class OAuth2Auth(httpx.Auth):
         instance_url_field: str | None = None,
         on_token: Callable[[dict], None] | None = None,
         clock: Callable[[], float] = time.time,
+        token_store: TokenStore | str | None = _AUTO,
     ) -> None:
         for secret in (client_secret, refresh_token):
             register_secret(secret)
@@ -96,6 +122,8 @@ class OAuth2Auth(httpx.Auth):
         self.client_secret = client_secret
         self.grant_type = grant_type
         self.refresh_token = refresh_token
+        #: The environment's refresh token: the root of every token the store keeps for it.
+        self.seed_refresh_token = refresh_token
         self.scope = scope
         self.credential_hint = credential_hint
         self.client_auth = client_auth
@@ -107,6 +135,9 @@ class OAuth2Auth(httpx.Auth):
         self._token: _Token | None = None
         self._lock = threading.Lock()
         self.token_requests = 0
+        if token_store == _AUTO:
+            token_store = _store_for_title(system) if grant_type == "refresh_token" and refresh_token else None
+        self.token_store: TokenStore | None = token_store if isinstance(token_store, TokenStore) else None
 
     def _valid_token(self) -> str | None:
         with self._lock:
@@ -114,10 +145,10 @@ class OAuth2Auth(httpx.Auth):
                 return self._token.access_token
         return None
 
-    def _token_request(self) -> httpx.Request:
+    def _token_request(self, refresh_token: str | None = None) -> httpx.Request:
         form = {"grant_type": self.grant_type, **self.extra_params}
         if self.grant_type == "refresh_token":
-            form["refresh_token"] = self.refresh_token or ""
+            form["refresh_token"] = refresh_token or self.refresh_token or ""
         if self.scope:
             form["scope"] = self.scope
         headers = {"Accept": "application/json"}
@@ -128,7 +159,7 @@ class OAuth2Auth(httpx.Auth):
             form.update(client_id=self.client_id, client_secret=self.client_secret)
         return httpx.Request("POST", self.token_url, data=form, headers=headers)
 
-    def _accept_token_response(self, response: httpx.Response) -> str:
+    def _accept_token_response(self, response: httpx.Response, *, from_store: str = "") -> str:
         self.token_requests += 1
         if response.status_code >= 500 or response.status_code == 429:
             raise TransientError(
@@ -144,7 +175,7 @@ class OAuth2Auth(httpx.Auth):
             raise AuthError(
                 self.system,
                 f"{self.system} refused to issue an access token ({response.status_code}: {reason}). "
-                f"{self.credential_hint}",
+                f"{from_store}{self.credential_hint}",
             )
         token = str(body["access_token"])
         register_secret(token)
@@ -164,6 +195,25 @@ class OAuth2Auth(httpx.Auth):
         with self._lock:
             self._token = None
 
+    def _refresh(self, rejected: str | None) -> Generator[httpx.Request, httpx.Response, str]:
+        """A new access token; `rejected` is the one the API just refused (never to be reused)."""
+        store = self.token_store
+        if store is None or self.seed_refresh_token is None:
+            return self._accept_token_response((yield self._token_request()))
+        with store.locked():
+            token = self._valid_token()
+            if token is not None and token != rejected:
+                return token  # another thread of this process refreshed while we waited for the lock
+            stored = store.load(self.seed_refresh_token)
+            presented = stored.refresh_token if stored else (self.refresh_token or self.seed_refresh_token)
+            note = (f"The refresh token saved in {store.path} (the newest descendant of the environment's) was "
+                    "refused: reconnect the app and put the new refresh token in the environment; a new value "
+                    "there replaces the saved one. ") if stored else ""
+            token = self._accept_token_response((yield self._token_request(presented)), from_store=note)
+            if self.refresh_token and self.refresh_token != presented:
+                store.save(self.seed_refresh_token, self.refresh_token)  # rotated: durable before it is used
+            return token
+
     def _to_instance(self, request: httpx.Request) -> None:
         """Send the request to the tenant's own host when the token told us one (Salesforce)."""
         if self.instance_url is not None:
@@ -174,14 +224,14 @@ class OAuth2Auth(httpx.Auth):
     def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
         token = self._valid_token()
         if token is None:
-            token = self._accept_token_response((yield self._token_request()))
+            token = yield from self._refresh(rejected=None)
         self._to_instance(request)
         request.headers["Authorization"] = f"Bearer {token}"
         response = yield request
         if response.status_code == 401:
             # The token may have been revoked or expired early: refresh once, then let the API decide.
             self.invalidate()
-            token = self._accept_token_response((yield self._token_request()))
+            token = yield from self._refresh(rejected=token)
             self._to_instance(request)
             request.headers["Authorization"] = f"Bearer {token}"
             yield request

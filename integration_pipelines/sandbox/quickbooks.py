@@ -45,13 +45,20 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from ..connectors.http import json_path
-from ..connectors.quickbooks import MAX_RESULTS, SYSTEM
-from .base import Emulator, SandboxState, bearer_token
+from .base import SandboxState, bearer_token
+from .oauth_grants import STANDING_GRANT, OAuthEmulator
 from .world import World
 
+# Intuit's own facts, kept here (an emulator never borrows the connector's copy of them)
+MAX_RESULTS = 1000
+SANDBOX_CLIENT_ID = "ABsandboxFAKEclientIdIntegrationPipelines0000000000"
+SANDBOX_CLIENT_SECRET = "FAKEsandboxClientSecretIntegrationPipelines00"
+SANDBOX_REFRESH_TOKEN = "AB11FAKEsandboxRefreshTokenIntegrationPipelines000000"
+SANDBOX_REALM_ID = "9130350000000000"
 COMPANY_TZ = ZoneInfo("America/Los_Angeles")
-ACCESS_TOKEN_SECONDS = 3600
+ACCESS_TOKEN_SECONDS = 3600  # one hour
 REFRESH_TOKEN_SECONDS = 8_726_400  # ~101 days, what Intuit reports in x_refresh_token_expires_in
+REFRESH_ROTATION_SECONDS = 86_400  # a refresh answers with the same refresh token for 24 hours, then a new one
 DEFAULT_MAX_RESULTS = 100
 TOKEN_PATH = "/oauth2/v1/tokens/bearer"
 REVOKE_PATH = "/v2/oauth2/tokens/revoke"
@@ -426,6 +433,18 @@ class _AccessToken:
     revoked: bool = False
 
 
+@dataclass
+class _RefreshToken:
+    grant: str
+    issued_at: float
+    last_used_at: float
+    #: the token that replaced this one (issued by a refresh 24 hours or more after this one was issued)
+    successor: str | None = None
+    #: refused from now on: its successor (or a later one) has been used, or the grant was revoked
+    dead: bool = False
+    standing: bool = False
+
+
 @dataclass(eq=False)
 class _Fault(Exception):
     """Raised inside a write to answer with a QBO fault; nothing is changed when it is raised."""
@@ -478,18 +497,25 @@ class _Scripted:
     body: Any
 
 
-class QuickBooksEmulator(Emulator):
+class QuickBooksEmulator(OAuthEmulator):
     name = "quickbooks"
     prefixes = ("/v3/company/", "/oauth2/v1/tokens/", "/v2/oauth2/tokens/", DISCOVERY_PATH)
     streams = ("customers", "invoices", "payments")
+    refresh_prefix = "AB11FAKE"
 
     def __init__(self, world: World, sandbox: SandboxState) -> None:
         super().__init__(world, sandbox)
-        values = SYSTEM.values
-        self.client_id = values["client_id"].sandbox
-        self.client_secret = values["client_secret"].sandbox
-        self.realm_id = values["realm_id"].sandbox
-        self.refresh_tokens: set[str] = {values["refresh_token"].sandbox}
+        self.client_id = SANDBOX_CLIENT_ID
+        self.client_secret = SANDBOX_CLIENT_SECRET
+        self.clients[self.client_id] = self.client_secret
+        self.realm_id = SANDBOX_REALM_ID
+        now = self.now()
+        self.refresh_tokens: dict[str, _RefreshToken] = {
+            SANDBOX_REFRESH_TOKEN: _RefreshToken(STANDING_GRANT, now, now, standing=True)}
+        self.refresh_tokens_presented: list[str] = []
+        #: refresh tokens presented after a newer one had been issued for their grant: a client that stores
+        #: every rotated token never does this (Intuit: "always use the latest refresh token")
+        self.superseded_refresh_tokens_presented: list[str] = []
         self.access_tokens: dict[str, _AccessToken] = {}
         self._scheduled: list[_Scheduled] = []
         self._scripted: deque[_Scripted] = deque()
@@ -635,12 +661,29 @@ class QuickBooksEmulator(Emulator):
         With no token, every grant is revoked."""
         with self.sandbox.lock:
             refresh = self.access_tokens[token].refresh_token if token in self.access_tokens else token
-            for value in list(self.refresh_tokens):
-                if refresh is None or value == refresh:
-                    self.refresh_tokens.discard(value)
+            if refresh is None:
+                grants = {known.grant for known in self.refresh_tokens.values()}
+            else:
+                known = self.refresh_tokens.get(refresh)
+                grants = {known.grant} if known else set()
+            for known in self.refresh_tokens.values():
+                if known.grant in grants:
+                    known.dead = True
             for issued in self.access_tokens.values():
-                if refresh is None or issued.refresh_token == refresh:
+                owner = self.refresh_tokens.get(issued.refresh_token)
+                if refresh is None or (owner is not None and owner.grant in grants):
                     issued.revoked = True
+
+    def connect(self, client_id: str | None = None, client_secret: str | None = None) -> str:
+        """The user connects the app (Intuit's consent screen): a new grant with its first refresh token, which
+        rotates as Intuit's do. A new client id/secret pair registers that app too."""
+        with self.sandbox.lock:
+            if client_id and client_secret:
+                self.clients[client_id] = client_secret
+            grant, now = self.new_grant(), self.now()
+            token = self.mint_refresh_token(grant)
+            self.refresh_tokens[token] = _RefreshToken(grant, now, now)
+        return token
 
     def queue_query_answer(self, status: int, body: Any) -> None:
         """Answer the next authorized query with exactly this (a Fault in a 200, a page without its envelope),
@@ -715,6 +758,7 @@ class QuickBooksEmulator(Emulator):
             Route("/v3/company/{realm}/query", self._query, methods=["GET", "POST"]),
             Route("/v3/company/{realm}/{entity}", self._save, methods=["POST"]),
             Route("/v3/company/{realm}/{entity}/{id}", self._read, methods=["GET"]),
+            *self.control_routes(),
         ]
 
     # -- OAuth2 ----------------------------------------------------------------------------------------
@@ -746,8 +790,7 @@ class QuickBooksEmulator(Emulator):
         return form.get("client_id", ""), form.get("client_secret", "")
 
     def _client_ok(self, client_id: str, client_secret: str) -> bool:
-        return secrets.compare_digest(client_id.encode(), self.client_id.encode()) and secrets.compare_digest(
-            client_secret.encode(), self.client_secret.encode())
+        return self.client_ok(client_id, client_secret)
 
     async def _token(self, request: Request) -> Response:
         form = dict(parse_qsl((await request.body()).decode(), keep_blank_values=True))
@@ -758,15 +801,38 @@ class QuickBooksEmulator(Emulator):
         if grant not in ("refresh_token", "authorization_code"):
             return self._json({"error": "unsupported_grant_type"}, 400)
         refresh = form.get("refresh_token", "")
+        if grant != "refresh_token":  # there is no browser consent in the sandbox: no code is ever valid
+            return self._json({"error": "invalid_grant"}, 400)
+        now = self.now()
         with self.sandbox.lock:
-            # There is no browser consent in the sandbox, so no authorization code is ever valid.
-            if grant != "refresh_token" or refresh not in self.refresh_tokens:
-                return self._json({"error": "invalid_grant"}, 400)
+            self.refresh_tokens_presented.append(refresh)
+            known = self.refresh_tokens.get(refresh)
+            if known is None and self.standing_grant_token(refresh):
+                # issued for the seeded grant before this sandbox was restarted or reset: still the grant's token
+                known = self.refresh_tokens[refresh] = _RefreshToken(STANDING_GRANT, now, now)
+            if known is not None and known.successor is not None:
+                self.superseded_refresh_tokens_presented.append(refresh)
+            if (known is None or known.dead
+                    or (not known.standing and now >= known.last_used_at + REFRESH_TOKEN_SECONDS)):
+                return self._json({"error": "invalid_grant", "error_description": "Token invalid"}, 400)
+            current = refresh
+            while self.refresh_tokens[current].successor is not None:  # an older token: answer with the newest
+                current = str(self.refresh_tokens[current].successor)
+            if current == refresh:
+                # the newest token is used: every token it replaced is refused from now on
+                for older in self.refresh_tokens.values():
+                    if older.grant == known.grant and older.successor is not None and not older.standing:
+                        older.dead = True
+                if now >= known.issued_at + REFRESH_ROTATION_SECONDS:  # a day old: the answer carries a new one
+                    current = self.mint_refresh_token(known.grant)
+                    known.successor = current
+                    self.refresh_tokens[current] = _RefreshToken(known.grant, now, now)
+            self.refresh_tokens[current].last_used_at = now
             access = f"eyJlbmMiOiJBMTI4Q0JDLUhTMjU2IiwiYWxnIjoiZGlyIn0..sandbox.{secrets.token_urlsafe(32)}"
-            self.access_tokens[access] = _AccessToken(refresh, self.now() + ACCESS_TOKEN_SECONDS)
+            self.access_tokens[access] = _AccessToken(current, now + ACCESS_TOKEN_SECONDS)
         return self._json({
             "token_type": "bearer", "access_token": access, "expires_in": ACCESS_TOKEN_SECONDS,
-            "refresh_token": refresh, "x_refresh_token_expires_in": REFRESH_TOKEN_SECONDS,
+            "refresh_token": current, "x_refresh_token_expires_in": REFRESH_TOKEN_SECONDS,
         }, headers={"Cache-Control": "no-cache, no-store", "Pragma": "no-cache"})
 
     async def _revoke(self, request: Request) -> Response:

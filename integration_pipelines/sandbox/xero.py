@@ -48,6 +48,7 @@ import time
 import uuid
 from collections import deque
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import Any
 from urllib.parse import parse_qsl
@@ -57,15 +58,24 @@ from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
 from ..connectors.http import json_path
-from ..connectors.xero import API_ROOT, MAX_PAGE_SIZE, SYSTEM
-from .base import Emulator, SandboxState, bearer_token
+from .base import SandboxState, bearer_token
+from .oauth_grants import STANDING_GRANT, OAuthEmulator
 from .world import World
 
+# Xero's own facts, kept here (an emulator never borrows the connector's copy of them)
+API_ROOT = "/api.xro/2.0"
+MAX_PAGE_SIZE = 1000
+SANDBOX_CLIENT_ID = "FAKE-sandbox-xero-client-id-0000000000000000"
+SANDBOX_CLIENT_SECRET = "FAKE-sandbox-xero-client-secret-integration-pipelines"
+SANDBOX_REFRESH_TOKEN = "FAKE-sandbox-xero-refresh-token-integration-pipelines"
+SANDBOX_TENANT_ID = "00000000-fa4e-4000-8000-5a4db0c5e7e0"
 TOKEN_PATH = "/connect/token"
 REVOKE_PATH = "/connect/revocation"
 CONNECTIONS_PATH = "/connections"
-ACCESS_TOKEN_SECONDS = 1800
-REFRESH_GRACE_SECONDS = 1800
+CONNECTIONS_PATHS = ("/connections", "/Connections")  # Xero routes case-insensitively; xero-python sends this
+ACCESS_TOKEN_SECONDS = 1800  # 30 minutes
+REFRESH_GRACE_SECONDS = 1800  # a rotated-out refresh token keeps working 30 minutes (for a lost response)
+REFRESH_UNUSED_SECONDS = 60 * 86400  # a refresh token unused for 60 days expires
 DEFAULT_PAGE_SIZE = 100
 MAX_IDEMPOTENCY_KEY = 128
 SCOPE = "offline_access accounting.transactions accounting.contacts accounting.settings"
@@ -338,22 +348,35 @@ def _sort_key(value: Any) -> tuple[int, Any]:
 
 
 # -- the emulator ---------------------------------------------------------------------------------------
-class XeroEmulator(Emulator):
+@dataclass
+class _RefreshToken:
+    grant: str
+    issued_at: float
+    #: when it was rotated out (first used); None while unused, and always for the standing seeded token
+    consumed_at: float | None = None
+    standing: bool = False
+
+
+class XeroEmulator(OAuthEmulator):
     name = "xero"
-    prefixes = (f"{API_ROOT}/", TOKEN_PATH, REVOKE_PATH, CONNECTIONS_PATH)
+    prefixes = (f"{API_ROOT}/", TOKEN_PATH, REVOKE_PATH, *CONNECTIONS_PATHS)
     streams = ("contacts", "invoices", "payments", "items")
+    refresh_prefix = "FAKE-xero-refresh-"
 
     def __init__(self, world: World, sandbox: SandboxState) -> None:
         super().__init__(world, sandbox)
-        values = SYSTEM.values
-        self.client_id = values["client_id"].sandbox
-        self.client_secret = values["client_secret"].sandbox
-        self.tenant_id = values["tenant_id"].sandbox
-        # refresh token → (grant, expires_at or None for the standing seeded grant)
-        self.refresh_tokens: dict[str, tuple[str, float | None]] = {values["refresh_token"].sandbox: ("g0", None)}
+        self.client_id = SANDBOX_CLIENT_ID
+        self.client_secret = SANDBOX_CLIENT_SECRET
+        self.clients[self.client_id] = self.client_secret
+        self.tenant_id = SANDBOX_TENANT_ID
+        self.refresh_tokens: dict[str, _RefreshToken] = {
+            SANDBOX_REFRESH_TOKEN: _RefreshToken(STANDING_GRANT, self.now(), standing=True)}
         self.access_tokens: dict[str, tuple[str, float]] = {}
         self.revoked_grants: set[str] = set()
         self.refresh_tokens_presented: list[str] = []
+        #: refresh tokens presented again after they were rotated out (inside the grace period or not): a client
+        #: that stores every rotated token never does this
+        self.consumed_refresh_tokens_presented: list[str] = []
         self.if_modified_since_seen: list[str | None] = []
         self.limits = {"minute": 60, "day": 5000, "appminute": 10_000}
         self.minute_window = 60.0
@@ -509,7 +532,18 @@ class XeroEmulator(Emulator):
     def revoke_grants(self) -> None:
         """The user disconnects the app: every refresh and access token dies, the seeded one included."""
         with self.sandbox.lock:
-            self.revoked_grants |= {grant for grant, _ in self.refresh_tokens.values()}
+            self.revoked_grants |= {known.grant for known in self.refresh_tokens.values()}
+
+    def connect(self, client_id: str | None = None, client_secret: str | None = None) -> str:
+        """The user connects the app (with `offline_access`): a new grant whose refresh token rotates strictly.
+        A new client id/secret pair registers that app too."""
+        with self.sandbox.lock:
+            if client_id and client_secret:
+                self.clients[client_id] = client_secret
+            grant = self.new_grant()
+            token = self.mint_refresh_token(grant)
+            self.refresh_tokens[token] = _RefreshToken(grant, self.now())
+        return token
 
     def limit_minute(self, calls: int, window_seconds: float = 60.0) -> None:
         """Make the per-minute limit bite at `calls` per `window_seconds` (a test cannot wait for a real minute)."""
@@ -560,7 +594,7 @@ class XeroEmulator(Emulator):
             if issued[1] <= now:
                 expired = datetime.fromtimestamp(issued[1], UTC) if issued[1] else datetime.now(UTC)
                 return self._problem(401, f"TokenExpired: token expired at {expired:%m/%d/%Y %H:%M:%S}"), {}
-            if request.url.path != CONNECTIONS_PATH and request.headers.get("xero-tenant-id") != self.tenant_id:
+            if request.url.path.lower() != CONNECTIONS_PATH and request.headers.get("xero-tenant-id") != self.tenant_id:
                 return self._problem(403, "AuthenticationUnsuccessful"), {}
             while self._minute_calls and self._minute_calls[0] <= now - self.minute_window:
                 self._minute_calls.popleft()
@@ -587,9 +621,10 @@ class XeroEmulator(Emulator):
         return [
             Route(TOKEN_PATH, self._token, methods=["POST"]),
             Route(REVOKE_PATH, self._revoke, methods=["POST"]),
-            Route(CONNECTIONS_PATH, self._connections, methods=["GET"]),
+            *(Route(path, self._connections, methods=["GET"]) for path in CONNECTIONS_PATHS),
             Route(f"{API_ROOT}/{{resource}}", self._collection, methods=["GET", "PUT", "POST"]),
             Route(f"{API_ROOT}/{{resource}}/{{id}}", self._single, methods=["GET", "POST"]),
+            *self.control_routes(),
         ]
 
     # -- identity --------------------------------------------------------------------------------------
@@ -609,7 +644,7 @@ class XeroEmulator(Emulator):
     async def _token(self, request: Request) -> Response:
         form = await self._form(request)
         client_id, client_secret = self._client_credentials(request, form)
-        if (client_id, client_secret) != (self.client_id, self.client_secret):
+        if not self.client_ok(client_id, client_secret):
             return JSONResponse({"error": "invalid_client"}, status_code=400)
         if form.get("grant_type") != "refresh_token":
             return JSONResponse({"error": "unsupported_grant_type"}, status_code=400)
@@ -618,15 +653,22 @@ class XeroEmulator(Emulator):
         with self.sandbox.lock:
             self.refresh_tokens_presented.append(presented)
             known = self.refresh_tokens.get(presented)
-            if known is None or known[0] in self.revoked_grants or (known[1] is not None and known[1] <= now):
+            if known is None and self.standing_grant_token(presented):
+                # issued for the seeded grant before this sandbox was restarted or reset: still the grant's token
+                known = self.refresh_tokens[presented] = _RefreshToken(STANDING_GRANT, now)
+            if known is not None and known.consumed_at is not None:
+                self.consumed_refresh_tokens_presented.append(presented)
+            if (known is None or known.grant in self.revoked_grants
+                    or (known.consumed_at is not None and now >= known.consumed_at + REFRESH_GRACE_SECONDS)
+                    or (not known.standing and known.consumed_at is None
+                        and now >= known.issued_at + REFRESH_UNUSED_SECONDS)):
                 return JSONResponse({"error": "invalid_grant"}, status_code=400)
-            grant = known[0]
-            if known[1] is None and presented != SYSTEM.values["refresh_token"].sandbox:
-                self.refresh_tokens[presented] = (grant, now + REFRESH_GRACE_SECONDS)  # rotated: grace, then gone
+            if not known.standing and known.consumed_at is None:
+                known.consumed_at = now  # rotated out: works for the grace period, then dies
             access = f"FAKE-xero-access-{secrets.token_urlsafe(24)}"
-            rotated = f"FAKE-xero-refresh-{secrets.token_urlsafe(24)}"
-            self.access_tokens[access] = (grant, now + ACCESS_TOKEN_SECONDS)
-            self.refresh_tokens[rotated] = (grant, None)
+            rotated = self.mint_refresh_token(known.grant)
+            self.access_tokens[access] = (known.grant, now + ACCESS_TOKEN_SECONDS)
+            self.refresh_tokens[rotated] = _RefreshToken(known.grant, now)
         return JSONResponse({"access_token": access, "expires_in": ACCESS_TOKEN_SECONDS,
                              "token_type": "Bearer", "refresh_token": rotated, "scope": SCOPE},
                             headers={"Cache-Control": "no-store"})
@@ -638,7 +680,7 @@ class XeroEmulator(Emulator):
         with self.sandbox.lock:
             known = self.refresh_tokens.get(form.get("token", ""))
             if known is not None:
-                self.revoked_grants.add(known[0])
+                self.revoked_grants.add(known.grant)
         return Response(status_code=200)
 
     async def _connections(self, request: Request) -> Response:
