@@ -39,12 +39,23 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from ..connectors.hubspot import PROPERTIES, SYSTEM
 from .base import Emulator, SandboxState, bearer_token
 from .ids import token
 from .world import Company, Deal, Person, World
 
 OBJECT_TYPES = ("contacts", "companies", "deals")
+#: The private app's (fake) access token the portal accepts; the connector's sandbox mode sends the same string.
+SANDBOX_TOKEN = "pat-FAKE-sandbox-0000-integration-pipelines"
+#: Standard properties every portal defines per object type (HubSpot's default property sets, the part this
+#: portal holds); SCHEMA adds the portal's custom ones.
+STANDARD_PROPERTIES: dict[str, tuple[str, ...]] = {
+    "contacts": ("email", "firstname", "lastname", "phone", "company", "jobtitle", "lifecyclestage", "address",
+                 "city", "zip", "country", "createdate", "lastmodifieddate", "hs_object_id"),
+    "companies": ("name", "domain", "phone", "city", "country", "industry", "numberofemployees", "lifecyclestage",
+                  "createdate", "hs_lastmodifieddate", "hs_object_id"),
+    "deals": ("dealname", "amount", "deal_currency_code", "dealstage", "pipeline", "closedate", "createdate",
+              "hs_lastmodifieddate", "hs_object_id"),
+}
 
 #: Every property the emulated portal defines per object type: what the connector lands plus a few it does
 #: not ask for, so a test can see that only the requested ones come back.
@@ -54,11 +65,11 @@ SCHEMA: dict[str, tuple[str, ...]] = {
     # `support_status` (an enumeration) and `open_tickets` (a number) serve the tickets → CRM sync; `quote_id` on
     # deals is a custom property with "unique values" set (`hasUniqueValue`), the quote → deal sync's upsert key.
     # `hs_merged_object_ids`, `hs_all_contact_vids` and `hs_additional_emails` are HubSpot's own merge trail.
-    "contacts": (*PROPERTIES["contacts"], "website", "hs_email_domain", "hs_lead_status", "payment_status",
+    "contacts": (*STANDARD_PROPERTIES["contacts"], "website", "hs_email_domain", "hs_lead_status", "payment_status",
                  "last_payment_date", "support_status", "open_tickets", "hs_merged_object_ids",
                  "hs_all_contact_vids", "hs_additional_emails"),
-    "companies": (*PROPERTIES["companies"], "website", "description"),
-    "deals": (*PROPERTIES["deals"], "description", "hs_priority", "quote_id"),
+    "companies": (*STANDARD_PROPERTIES["companies"], "website", "description"),
+    "deals": (*STANDARD_PROPERTIES["deals"], "description", "hs_priority", "quote_id"),
 }
 #: Properties defined with unique values: `batch/upsert` and `batch/read` accept them as `idProperty`.
 UNIQUE_PROPERTIES: dict[str, tuple[str, ...]] = {"contacts": ("email",), "companies": (), "deals": ("quote_id",)}
@@ -170,7 +181,7 @@ class HubSpotEmulator(Emulator):
 
     def __init__(self, world: World, sandbox: SandboxState) -> None:
         super().__init__(world, sandbox)
-        self.token = SYSTEM.values["token"].sandbox
+        self.token = SANDBOX_TOKEN
         self.objects: dict[str, dict[str, Record]] = {t: {} for t in OBJECT_TYPES}
         self.associations: dict[tuple[str, str], dict[str, list[str]]] = {}
         self.anomaly_ids: dict[str, list[str]] = {}
@@ -284,6 +295,14 @@ class HubSpotEmulator(Emulator):
         body = {"status": "error", "message": message, "correlationId": str(uuid.uuid4()),
                 "category": category or _CATEGORY.get(status, "INTERNAL_ERROR"), **extra}
         return JSONResponse(body, status_code=status, headers=self._headers(body["correlationId"]))
+
+    def route_error(self, request: Request, status: int, allowed: frozenset[str] = frozenset()) -> Response:
+        """HubSpot's error body for a path it does not serve (404) or a method a path does not take (405)."""
+        if status == 405:
+            return self.error_response(405, f"HTTP {request.method} is not supported by this endpoint. Supported "
+                                       f"methods: {', '.join(sorted(allowed))}.", "VALIDATION_ERROR")
+        return self.error_response(404, f"Unable to route {request.method} {request.url.path}: no such endpoint.",
+                                   "OBJECT_NOT_FOUND")
 
     def rate_limit_response(self, retry_after: float) -> Response:
         correlation = str(uuid.uuid4())
