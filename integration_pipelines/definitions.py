@@ -56,7 +56,8 @@ def build_definitions(settings: Settings | None = None) -> dg.Definitions:
             *build_alert_sensors(settings),
         ],
     )
-    return dg.Definitions.merge(pipelines, build_webhook_definitions(settings, warehouse=warehouse))
+    return dg.Definitions.merge(pipelines, build_webhook_definitions(settings, warehouse=warehouse, systems=systems,
+                                                                     syncs=syncs))
 
 
 defs = build_definitions()

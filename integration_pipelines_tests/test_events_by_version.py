@@ -20,10 +20,10 @@ from integration_pipelines.warehouse.batches import records_to_table
 from integration_pipelines.warehouse.duckdb import Warehouse
 from integration_pipelines.warehouse.spool import Spool
 from integration_pipelines.webhooks.config import WebhookSettings
-from integration_pipelines.webhooks.definitions import INGEST_JOB, SENSOR_NAME, build_webhook_definitions
+from integration_pipelines.webhooks.definitions import build_webhook_definitions
 from integration_pipelines.webhooks.landing import LocalLandingStore
 from integration_pipelines.webhooks.receiver import envelope
-from integration_pipelines.webhooks.testing import scrubbed_environment_names
+from integration_pipelines.webhooks.testing import batch_metadata, drain_event_lane, scrubbed_environment_names
 
 CREATED = datetime(2026, 3, 10, 12, 0, tzinfo=UTC)
 REFUNDED = CREATED + timedelta(minutes=10)
@@ -46,7 +46,6 @@ class Pipeline:
         self.defs = build_webhook_definitions(self.settings, config=WebhookSettings(store_dir=root))
         self.store = LocalLandingStore(root)
         self.instance = dg.DagsterInstance.ephemeral()
-        self.cursor: str | None = None
         self.deliveries = 0
 
     def deliver(self, delivery_id: str, body: bytes) -> bool:
@@ -58,21 +57,8 @@ class Pipeline:
                                         {"content-type": "application/json"}, body))
 
     def drain(self) -> list[dict[str, Any]]:
-        """Every ingest run the sensor asks for, run to the end; their metadata."""
-        metadata = []
-        while True:
-            sensor = self.defs.resolve_sensor_def(SENSOR_NAME)
-            context = dg.build_sensor_context(cursor=self.cursor, instance=self.instance, definitions=self.defs,
-                                              resources={"webhook_landing": self.defs.resources["webhook_landing"]})
-            result = sensor(context)
-            self.cursor = result.cursor or self.cursor
-            if not result.run_requests:
-                return metadata
-            for request in result.run_requests:
-                run = self.defs.resolve_job_def(INGEST_JOB).execute_in_process(
-                    run_config=request.run_config, instance=self.instance, tags=request.tags)
-                materialization = run.asset_materializations_for_node(run.all_node_events[0].node_name)[0]
-                metadata.append({k: v.value for k, v in materialization.metadata.items()})
+        """The event lane run until nothing is landed; each batch's metadata."""
+        return batch_metadata(drain_event_lane(self.defs, self.instance))
 
     def charge(self) -> tuple[int, ...]:
         with duckdb.connect(self.settings.warehouse_database, read_only=True) as con:

@@ -1,5 +1,7 @@
-"""The sensor and the ingest run: batches with stable run keys, no file skipped or processed twice, keyed
-upserts (a replayed event changes nothing), and a crash that leaves the files to be retried."""
+"""The sensor and the event lane: the sensor starts one worker when events wait; the worker applies every
+landed file once in bounded batches (a late file is simply taken by a later batch), keyed upserts (a replayed
+event changes nothing), a batch left claimed by a dead worker is applied by the next one, and a crash leaves
+the files to be replayed."""
 
 from __future__ import annotations
 
@@ -15,11 +17,12 @@ import pytest
 from integration_pipelines.settings import Settings
 from integration_pipelines.warehouse.duckdb import Warehouse
 from integration_pipelines.webhooks.config import WebhookSettings
-from integration_pipelines.webhooks.definitions import INGEST_JOB, SENSOR_NAME, build_webhook_definitions
+from integration_pipelines.webhooks.definitions import LANE_JOB, SENSOR_NAME, build_webhook_definitions
 from integration_pipelines.webhooks.ingest import replay
 from integration_pipelines.webhooks.landing import LocalLandingStore
+from integration_pipelines.webhooks.lane import hold_lane
 from integration_pipelines.webhooks.receiver import envelope
-from integration_pipelines.webhooks.testing import scrubbed_environment_names
+from integration_pipelines.webhooks.testing import batch_metadata, drain_event_lane, scrubbed_environment_names
 
 T0 = datetime(2026, 3, 10, 12, 0, tzinfo=UTC)
 
@@ -27,11 +30,10 @@ T0 = datetime(2026, 3, 10, 12, 0, tzinfo=UTC)
 class Env:
     def __init__(self, root: Path, batch_files: int = 500) -> None:
         self.settings = Settings(data_dir=root, warehouse=str(root / "warehouse.duckdb"))
-        self.config = WebhookSettings(store_dir=root, batch_files=batch_files, max_runs_per_tick=10)
+        self.config = WebhookSettings(store_dir=root, batch_files=batch_files)
         self.defs = build_webhook_definitions(self.settings, config=self.config)
         self.store = LocalLandingStore(root)
         self.instance = dg.DagsterInstance.ephemeral()
-        self.cursor: str | None = None
         self.n = 0
 
     def land_charge(self, event_id: str, charge_id: str, amount_refunded: int = 0, kind: str = "charge.succeeded"
@@ -47,27 +49,16 @@ class Env:
 
     def tick(self) -> dg.SensorResult:
         sensor = self.defs.resolve_sensor_def(SENSOR_NAME)
-        context = dg.build_sensor_context(cursor=self.cursor, instance=self.instance, definitions=self.defs,
+        context = dg.build_sensor_context(instance=self.instance, definitions=self.defs,
                                           resources={"webhook_landing": self.defs.resources["webhook_landing"]})
-        result = sensor(context)
-        if result.cursor is not None:
-            self.cursor = result.cursor
-        return result
+        return sensor(context)
 
-    def run(self, request: dg.RunRequest, raise_on_error: bool = True) -> dg.ExecuteInProcessResult:
-        job = self.defs.resolve_job_def(INGEST_JOB)
-        return job.execute_in_process(run_config=request.run_config, instance=self.instance,
-                                      tags=request.tags, raise_on_error=raise_on_error)
+    def run(self, raise_on_error: bool = True) -> dg.ExecuteInProcessResult:
+        return drain_event_lane(self.defs, self.instance, raise_on_error=raise_on_error)
 
     def drain(self) -> int:
-        runs = 0
-        while True:
-            result = self.tick()
-            if not result.run_requests:
-                return runs
-            for request in result.run_requests:
-                self.run(request)
-                runs += 1
+        """Batches the lane applied."""
+        return len(batch_metadata(self.run()))
 
     def rows(self, sql: str) -> list[tuple[Any, ...]]:
         with duckdb.connect(self.settings.warehouse_database, read_only=True) as con:
@@ -87,38 +78,46 @@ def test_definitions_load(env):
     assert env.defs.get_assets_def(dg.AssetKey(["webhooks", "events"])).op.pool == "warehouse"
 
 
-def test_sensor_batches_files_with_stable_run_keys_and_never_skips_a_late_file(tmp_path, monkeypatch):
+def test_the_lane_applies_every_file_once_in_bounded_batches_and_a_late_file_in_a_later_one(tmp_path, monkeypatch):
     for name in scrubbed_environment_names():
         monkeypatch.delenv(name)
     env = Env(tmp_path / "data", batch_files=50)
     for i in range(120):
         env.land_charge(f"evt_{i:04d}", f"ch_{i:04d}")
-    first = env.tick()
-    assert [int(r.tags["webhooks/files"]) for r in first.run_requests] == [50, 50, 20]
-    keys = [r.run_key for r in first.run_requests]
-    assert len(set(keys)) == 3
-    assert env.store.list("landing") == []
-    # a file that arrives after the listing (during or after the tick) is simply still in landing/
-    env.land_charge("evt_late", "ch_late")
-    second = env.tick()
-    assert len(second.run_requests) == 1 and second.run_requests[0].tags["webhooks/files"] == "1"
-    assert second.run_requests[0].run_key not in keys
+    request = env.tick()
+    assert len(request.run_requests) == 1 and request.run_requests[0].job_name in (None, LANE_JOB)
+    assert [m["files"] for m in batch_metadata(env.run())] == [50, 50, 20]
+    assert env.store.list("landing") == [] and env.store.batches() == []
     assert env.tick().skip_reason
-    for request in [*first.run_requests, *second.run_requests]:
-        env.run(request)
+    # a file that arrives after the worker stopped waits in landing/ and starts the next worker
+    env.land_charge("evt_late", "ch_late")
+    assert len(env.tick().run_requests) == 1
+    assert [m["files"] for m in batch_metadata(env.run())] == [1]
     assert env.rows("SELECT count(*), count(DISTINCT _pk) FROM raw_stripe.charges") == [(121, 121)]
     assert env.rows("SELECT count(*) FROM raw_webhooks.events") == [(121,)]
     assert len(env.store.list("processed")) == 121 and env.store.batches() == []
 
 
-def test_a_tick_that_crashed_after_claiming_is_re_requested_with_the_same_run_key(env):
+def test_the_sensor_starts_no_second_worker_while_one_holds_the_lane_or_is_starting(env):
     env.land_charge("evt_a", "ch_a")
-    crashed = env.tick()
-    env.cursor = None  # the crashed tick's cursor was never stored
-    again = env.tick()
-    assert [r.run_key for r in again.run_requests] == [r.run_key for r in crashed.run_requests]
-    env.run(again.run_requests[0])
-    assert env.tick().skip_reason
+    with hold_lane(env.store.root, timeout=1):
+        held = env.tick()
+    assert held.run_requests == [] and "running" in held.skip_reason.skip_message
+    job = env.defs.resolve_job_def(LANE_JOB)
+    starting = env.instance.create_run_for_job(job_def=job, status=dg.DagsterRunStatus.NOT_STARTED)
+    assert env.tick().run_requests == []
+    env.instance.report_run_canceled(starting)
+    assert len(env.tick().run_requests) == 1
+
+
+def test_a_batch_left_claimed_by_a_dead_worker_is_applied_by_the_next_one(env):
+    env.land_charge("evt_a", "ch_a")
+    env.land_charge("evt_b", "ch_b")
+    assert len(env.store.claim("0000000000001-lane-dead00", limit=1)) == 1  # the worker died after claiming
+    assert env.tick().run_requests, "a claimed, unapplied batch is work too"
+    assert [m["files"] for m in batch_metadata(env.run())] == [1, 1]
+    assert env.rows("SELECT _pk FROM raw_stripe.charges ORDER BY 1") == [("ch_a",), ("ch_b",)]
+    assert env.store.batches() == [] and env.tick().skip_reason
 
 
 def test_replayed_and_repeated_events_never_duplicate_rows_and_the_latest_snapshot_wins(env):
@@ -132,10 +131,8 @@ def test_replayed_and_repeated_events_never_duplicate_rows_and_the_latest_snapsh
     # replay every processed file (as an operator would after a scare): nothing changes
     for ref in env.store.list("processed"):
         env.store.move(ref, "landing")
-    request = env.tick().run_requests[0]
-    result = env.run(request)
-    metadata = result.asset_materializations_for_node("webhooks__events")[0].metadata
-    assert metadata["inserted"].value == 0 and metadata["updated"].value == 0
+    (metadata,) = batch_metadata(env.run())
+    assert metadata["inserted"] == 0 and metadata["updated"] == 0
     assert env.rows("SELECT _pk, _run_id, _raw FROM raw_stripe.charges ORDER BY _pk") == before
     assert env.rows("SELECT count(*), count(DISTINCT _pk) FROM raw_webhooks.events") == [(3, 3)]
 
@@ -143,13 +140,12 @@ def test_replayed_and_repeated_events_never_duplicate_rows_and_the_latest_snapsh
 def test_a_crash_in_the_ingest_leaves_the_files_to_be_replayed(env, monkeypatch):
     env.land_charge("evt_x", "ch_x")
     env.land_charge("evt_y", "ch_y")
-    request = env.tick().run_requests[0]
 
     def broken(self, **kwargs):
         raise RuntimeError("disk on fire")
 
     monkeypatch.setattr(Warehouse, "load_spool", broken)
-    assert not env.run(request, raise_on_error=False).success
+    assert not env.run(raise_on_error=False).success
     failed = env.store.list("failed")
     assert len(failed) == 2 and env.store.list("processed") == []
     assert "disk on fire" in (env.store.read_note(failed[0]) or "")
@@ -187,27 +183,6 @@ def test_events_without_objects_go_to_the_provider_events_table(env):
         ("gid://shopify/InventoryLevel/6?inventory_item_id=5", 3)]
     assert env.rows("SELECT provider, event_id FROM raw_webhooks.events ORDER BY 1") == [
         ("hubspot", "b-1"), ("shopify", "wh-1")]
-
-
-def test_new_files_wait_while_an_ingest_run_is_in_flight_then_go_in_one_batch(tmp_path):
-    env = Env(tmp_path)
-    env.config = env.config.model_copy(update={"max_inflight_runs": 1})
-    env.defs = build_webhook_definitions(env.settings, config=env.config)
-    env.land_charge("evt_a", "ch_a")
-    first = env.tick()
-    assert len(first.run_requests) == 1
-    # the run is requested but not finished (queued behind the warehouse pool, say)
-    job = env.defs.resolve_job_def("webhook_ingest")
-    in_flight = env.instance.create_run_for_job(job_def=job, status=dg.DagsterRunStatus.NOT_STARTED,
-                                                run_config=first.run_requests[0].run_config)
-    for n in range(5):
-        env.land_charge(f"evt_b{n}", f"ch_b{n}")
-    waiting = env.tick()
-    assert waiting.run_requests == [] and "in flight" in waiting.skip_reason.skip_message
-    env.run(first.run_requests[0])
-    env.instance.report_run_canceled(in_flight)  # the stand-in run ends
-    batched = env.tick()
-    assert len(batched.run_requests) == 1 and batched.run_requests[0].tags["webhooks/files"] == "5"
 
 
 def test_temp_files_of_a_killed_writer_are_swept_only_when_old(tmp_path):

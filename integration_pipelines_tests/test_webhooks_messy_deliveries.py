@@ -18,9 +18,9 @@ from integration_pipelines.sandbox.messy import MessyWorld
 from integration_pipelines.sandbox.server import SandboxServer
 from integration_pipelines.settings import Settings
 from integration_pipelines.webhooks.config import WebhookSettings
-from integration_pipelines.webhooks.definitions import INGEST_JOB, SENSOR_NAME, build_webhook_definitions
+from integration_pipelines.webhooks.definitions import build_webhook_definitions
 from integration_pipelines.webhooks.server import ReceiverServer
-from integration_pipelines.webhooks.testing import make_receiver, scrubbed_environment_names
+from integration_pipelines.webhooks.testing import drain_event_lane, make_receiver, scrubbed_environment_names
 
 
 class Stack:
@@ -31,7 +31,6 @@ class Stack:
         self.settings = Settings(data_dir=root, warehouse=str(root / "warehouse.duckdb"))
         self.defs = build_webhook_definitions(self.settings, config=WebhookSettings(store_dir=root))
         self.instance = dg.DagsterInstance.ephemeral()
-        self.cursor: str | None = None
 
     def change_email(self, customer_id: str, emails: list[str]) -> list[dict]:
         """Each email set through Stripe's API a minute after the previous one; their events, oldest first."""
@@ -42,16 +41,7 @@ class Stack:
         return self.messy.stripe_events(customer_id, ["customer.updated"])[-len(emails):]
 
     def ingest(self) -> None:
-        while True:
-            context = dg.build_sensor_context(cursor=self.cursor, instance=self.instance, definitions=self.defs,
-                                              resources={"webhook_landing": self.defs.resources["webhook_landing"]})
-            result = self.defs.resolve_sensor_def(SENSOR_NAME)(context)
-            self.cursor = result.cursor or self.cursor
-            if not result.run_requests:
-                return
-            for request in result.run_requests:
-                self.defs.resolve_job_def(INGEST_JOB).execute_in_process(
-                    run_config=request.run_config, instance=self.instance, tags=request.tags)
+        drain_event_lane(self.defs, self.instance)
 
     def email(self, customer_id: str) -> list[tuple[str]]:
         with duckdb.connect(self.settings.warehouse_database, read_only=True) as con:

@@ -12,7 +12,7 @@ import duckdb
 from ..alerts import alert_on_check_results
 from ..connectors.spec import System
 from ..resources import WarehouseResource
-from ..warehouse.models import build_all, contracts
+from ..warehouse.models import build_committed, contracts
 from .automation import AFTER_UPSTREAM_UPDATES
 from .extract import WAREHOUSE_POOL
 
@@ -140,13 +140,7 @@ def build_core_assets(systems: Sequence[System]) -> dg.AssetsDefinition:
     def core_models(context: dg.AssetExecutionContext, warehouse: WarehouseResource):
         """Seeds → staging → identity resolution → core tables, then the checks, in one short transaction."""
         with warehouse.get(log=context.log).connect() as con:
-            con.execute("BEGIN TRANSACTION")
-            try:
-                report = build_all(con, system_rows)
-                con.execute("COMMIT")
-            except BaseException:
-                con.execute("ROLLBACK")
-                raise
+            report = build_committed(con, system_rows)
             if report.staging_skipped:
                 context.log.info("Not built yet (their raw tables do not exist): "
                                  + "; ".join(f"{m} needs {', '.join(t)}" for m, t in report.staging_skipped.items()))

@@ -214,6 +214,18 @@ def build_all(con: duckdb.DuckDBPyConnection, systems: list[tuple[str, str]]) ->
     return report
 
 
+def build_committed(con: duckdb.DuckDBPyConnection, systems: list[tuple[str, str]]) -> BuildReport:
+    """`build_all` in its own transaction: readers see the previous picture or the new one, never half."""
+    con.execute("BEGIN TRANSACTION")
+    try:
+        report = build_all(con, systems)
+        con.execute("COMMIT")
+    except BaseException:
+        con.execute("ROLLBACK")
+        raise
+    return report
+
+
 def describe_core(con: duckdb.DuckDBPyConnection) -> dict[str, list[tuple[str, str]]]:
     rows = con.execute(
         "SELECT table_name, column_name, data_type FROM information_schema.columns "

@@ -85,10 +85,15 @@ class WebhookSettings(BaseSettings):
     max_body_bytes: int = Field(default=1024 * 1024, ge=1, description="larger bodies are answered 413")
     store_dir: Path | None = Field(default=None, description="landing store root; default: IP_DATA_DIR")
     batch_files: int = Field(default=500, ge=1, description="most files one ingest run takes")
-    max_runs_per_tick: int = Field(default=10, ge=1)
-    max_inflight_runs: int = Field(default=3, ge=1, description="new batches wait while this many ingest runs "
-                                   "are queued or running")
-    sensor_interval_seconds: int = Field(default=5, ge=1)
+    sensor_interval_seconds: int = Field(default=5, ge=1, description="how often the sensor checks that an event "
+                                         "lane worker runs while events wait (Dagster's sensor loop is 5 s)")
+    lane_poll_seconds: float = Field(default=0.2, gt=0, le=10, description="how often the event lane worker looks "
+                                     "for newly landed events")
+    lane_idle_seconds: float = Field(default=600, ge=0, description="the worker stops after this long without "
+                                     "events; the next event starts a new one (a few seconds slower)")
+    lane_max_seconds: float = Field(default=3600, gt=0, description="the worker stops after this long (after "
+                                    "its current batch) so that its run log stays readable; the sensor starts "
+                                    "the next one")
     stripe_tolerance_seconds: int = 300
     standard_tolerance_seconds: int = 300
     hubspot_tolerance_seconds: int = 300

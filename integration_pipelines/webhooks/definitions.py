@@ -1,31 +1,40 @@
-"""Dagster side of webhooks: the landing store resource, the event-ingest asset and job, and the sensor.
+"""Dagster side of webhooks: the landing store resource, the event lane job and its sensor, and the
+`webhooks/events` asset for applying what is landed by hand.
 
-The sensor claims landed files by moving them into `claimed/<batch>/` (atomic renames), records the batch's
-sequence number in its cursor, and requests one run per batch with `run_key=<batch>`. Why claiming instead of an
-mtime cursor: a file renamed into place after a tick listed the folder keeps an older mtime, and a cursor on
-it would skip that file forever; a claimed file cannot be handed out twice and an unclaimed one is always seen
-again. A tick that claimed a batch but crashed before returning has not advanced the cursor, so the next tick
-re-requests every batch above the cursor with the same run key (no loss, no duplicate run).
+The sensor only starts the event lane worker (webhooks/lane.py) when events are waiting and no worker holds the
+lane; the worker claims batches itself (atomic renames into `claimed/<batch>/`), so an event waits for a poll of
+a fraction of a second instead of a sensor tick, a queue hop and a process start. Why claiming instead of an
+mtime cursor: a file renamed into place after a listing keeps an older mtime, and a cursor on it would skip that
+file forever; a claimed file cannot be handed out twice and an unclaimed one is always seen again. A batch left
+claimed by a worker that died is applied again by the next worker (keyed upserts make that harmless).
 """
 
 
-import json
+import time
 import uuid
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import dagster as dg
 from pydantic import Field
 
+from ..alerts import Alert, Alerter
+from ..connectors.spec import System
+from ..locks import LockTimeoutError, is_held
 from ..resources import WarehouseResource
 from ..settings import Settings, load_settings
+from ..syncs.spec import SyncSpec
 from .config import WebhookSettings, load_webhook_settings
 from .ingest import ingest_batch
 from .landing import LocalLandingStore
+from .lane import BatchOutcome, EventLane, hold_lane, lane_lock
 
 WAREHOUSE_POOL = "warehouse"
 EVENTS_ASSET = dg.AssetKey(["webhooks", "events"])
 INGEST_JOB = "webhook_ingest"
+LANE_JOB = "event_lane"
+LANE_OP = "event_lane_worker"
 SENSOR_NAME = "webhook_landing_sensor"
 
 
@@ -42,12 +51,8 @@ class IngestConfig(dg.Config):
     batch: str = Field(default="", description="claimed batch to apply; empty = claim whatever is landed now")
 
 
-def _batch_name(seq: int) -> str:
-    return f"{seq:010d}-{uuid.uuid4().hex[:8]}"
-
-
-def _seq(batch: str) -> int:
-    return int(batch.split("-", 1)[0])
+def _batch_name() -> str:
+    return f"{int(time.time() * 1000):013d}-manual-{uuid.uuid4().hex[:6]}"
 
 
 def build_events_asset(settings: Settings, hook_config: WebhookSettings) -> dg.AssetsDefinition:
@@ -68,7 +73,7 @@ def build_events_asset(settings: Settings, hook_config: WebhookSettings) -> dg.A
         store = webhook_landing.store()
         batch = config.batch
         if not batch:  # launched by hand from the UI: take what is landed now
-            batch = _batch_name(0)
+            batch = _batch_name()
             store.claim(batch, limit=batch_files)
         result = ingest_batch(store, warehouse.get(log=context.log), settings.spool_dir, batch,
                               context.run.run_id, log=context.log)
@@ -87,64 +92,145 @@ def build_events_asset(settings: Settings, hook_config: WebhookSettings) -> dg.A
     return webhook_events
 
 
-_IN_FLIGHT = [dg.DagsterRunStatus.QUEUED, dg.DagsterRunStatus.NOT_STARTED, dg.DagsterRunStatus.STARTING,
-              dg.DagsterRunStatus.STARTED]
+_STARTING = [dg.DagsterRunStatus.QUEUED, dg.DagsterRunStatus.NOT_STARTED, dg.DagsterRunStatus.STARTING]
+STARTUP_GRACE_SECONDS = 60  # a STARTED lane run younger than this may not hold its lock yet
+
+
+class LaneConfig(dg.Config):
+    drain: bool = Field(default=False, description="stop as soon as nothing is landed (tests, a manual catch-up)")
+    idle_seconds: float = Field(default=-1, description="stop after this long without events; -1: the setting "
+                                "IP_WEBHOOK_LANE_IDLE_SECONDS")
+    max_seconds: float = Field(default=-1, description="stop (after the current batch) after this long; the "
+                               "sensor starts the next worker; -1: IP_WEBHOOK_LANE_MAX_SECONDS")
+
+
+def _report(context: dg.OpExecutionContext, outcome: BatchOutcome, alerter: Alerter | None) -> None:
+    """One log line per batch, and materializations of what it changed, so the UI's asset pages show them."""
+    ingest = outcome.ingest
+    context.log.info(outcome.summary())
+    context.log_event(dg.AssetMaterialization(asset_key=EVENTS_ASSET, metadata={
+        "batch": outcome.batch, "files": ingest.files, "processed": ingest.processed,
+        "failed": len(ingest.failed), "inserted": ingest.inserted, "updated": ingest.updated,
+        "unchanged": ingest.unchanged, "stale": ingest.stale,
+        "tables": dg.MetadataValue.json(ingest.rows_by_table),
+        "oldest_event_age_seconds": round(outcome.oldest_event_age, 3),
+        "batch_seconds": round(outcome.seconds, 3)}))
+    if outcome.core is not None:
+        for table, change in outcome.core.changes.items():
+            if table.startswith("core."):
+                context.log_event(dg.AssetMaterialization(
+                    asset_key=dg.AssetKey(["core", table.split(".", 1)[1]]),
+                    metadata={"dagster/row_count": change.rows, "inserted": change.inserted,
+                              "updated": change.updated, "deleted": change.deleted, "unchanged": change.unchanged,
+                              "built_by": "event lane", "batch": outcome.batch}))
+    for sync in outcome.syncs:
+        incident = f"event-lane:sync:{sync.name}"
+        if sync.error:
+            context.log.error(f"sync {sync.name} failed in the event lane: {sync.error}")
+            if alerter is not None:
+                alerter.raise_alert(Alert(
+                    incident=incident, title=f"sync {sync.name} failed in the event lane",
+                    summary="Events keep landing and other syncs keep running; this sync is tried again with "
+                            "the next batch and by the nightly run.",
+                    url=f"run {context.run.run_id}", first_error=sync.error))
+            continue
+        if alerter is not None:
+            alerter.resolve(incident)
+        if sync.result is not None:
+            r = sync.result
+            context.log_event(dg.AssetMaterialization(asset_key=dg.AssetKey(["sync", sync.name]), metadata={
+                "created": r.created, "updated": r.updated, "deleted": r.deleted, "failed": r.failed,
+                **{f"planned_{k}": v for k, v in r.plan.counts().items()},
+                "built_by": "event lane", "batch": outcome.batch, "seconds": round(sync.seconds, 3)}))
+
+
+def build_lane_job(settings: Settings, hooks: WebhookSettings, systems: Sequence[System] | None,
+                   syncs: Sequence[SyncSpec]) -> dg.JobDefinition:
+    system_rows = None if systems is None else [(s.name, s.category) for s in systems]
+
+    @dg.op(name=LANE_OP, tags={"kind": "events"},
+           description="Takes landed webhook events to the targets: apply → rebuild core → the syncs whose "
+                       "sources changed, batch after batch, until idle.")
+    def event_lane(context: dg.OpExecutionContext, config: LaneConfig, warehouse: WarehouseResource,
+                   webhook_landing: LandingResource) -> None:
+        idle = hooks.lane_idle_seconds if config.idle_seconds < 0 else config.idle_seconds
+        lifetime = hooks.lane_max_seconds if config.max_seconds < 0 else config.max_seconds
+        store = webhook_landing.store()
+        root = Path(webhook_landing.root)
+        lane = EventLane(store, warehouse.get(log=context.log), settings, systems=system_rows, syncs=syncs,
+                         batch_files=hooks.batch_files, run_id=context.run.run_id, log=context.log)
+        alerter = Alerter(settings) if syncs else None
+        try:
+            with hold_lane(root, timeout=15):
+                began = last_work = time.monotonic()
+                batches = 0
+                while True:
+                    batch = lane.next_batch()
+                    if batch is not None:
+                        _report(context, lane.process(batch), alerter)
+                        batches += 1
+                        last_work = time.monotonic()
+                        if time.monotonic() - began < lifetime:
+                            continue
+                    now = time.monotonic()
+                    if config.drain or now - last_work >= idle or now - began >= lifetime:
+                        break
+                    time.sleep(hooks.lane_poll_seconds)
+                context.log.info(f"event lane stops after {batches} batch(es) and {now - began:.0f} s; the "
+                                 "sensor starts the next worker when events land")
+        except LockTimeoutError:
+            context.log.info("another event lane worker holds the lane; this one has nothing to do")
+
+    @dg.job(name=LANE_JOB, executor_def=dg.in_process_executor, tags={"integration_pipelines/kind": "events"},
+            description="The event lane: one worker run that applies landed webhook events and pushes their "
+                        "effects to the targets within seconds (started by the sensor when events land).")
+    def event_lane_job() -> None:
+        event_lane()
+
+    return event_lane_job
 
 
 def build_sensor(job: Any, config: WebhookSettings) -> dg.SensorDefinition:
     @dg.sensor(name=SENSOR_NAME, job=job, minimum_interval_seconds=config.sensor_interval_seconds,
                default_status=dg.DefaultSensorStatus.RUNNING,
-               description="Claims landed webhook files in batches and requests one ingest run per batch.")
+               description="Starts the event lane worker when webhook events are waiting and no worker runs.")
     def webhook_landing_sensor(context: dg.SensorEvaluationContext, webhook_landing: LandingResource
                                ) -> dg.SensorResult:
         store = webhook_landing.store()
-        cursor = json.loads(context.cursor) if context.cursor else {"seq": 0}
-        emitted = int(cursor.get("seq", 0))
-        # batches claimed by an earlier tick that crashed before its cursor was stored
-        pending = [b for b in store.batches() if _seq(b) > emitted]
-        next_seq = max([emitted, *(_seq(b) for b in store.batches())]) + 1
-        # Backpressure: while ingest runs are still queued or running, new files stay in the landing folder and
-        # are batched into one later run, instead of a run per tick piling up behind the warehouse pool.
-        in_flight = context.instance.get_runs_count(filters=dg.RunsFilter(job_name=job.name, statuses=_IN_FLIGHT))
-        room = max(0, config.max_inflight_runs - in_flight)
-        for _ in range(min(room, config.max_runs_per_tick - len(pending))):
-            batch = _batch_name(next_seq)
-            if not store.claim(batch, limit=config.batch_files):
-                break
-            pending.append(batch)
-            next_seq += 1
-        if not pending:
-            if in_flight and store.list("landing", limit=1):
-                return dg.SensorResult(skip_reason=f"{in_flight} ingest run(s) still in flight; new events wait "
-                                                   "in the landing folder and go into the next run together")
+        if not store.batches() and not store.list("landing", limit=1):
             return dg.SensorResult(skip_reason="no new webhook events")
-        requests = []
-        for batch in pending:
-            files = len(store.list("claimed", batch=batch))
-            requests.append(dg.RunRequest(
-                run_key=f"webhooks-{batch}",
-                run_config={"ops": {"webhooks__events": {"config": {"batch": batch}}}},
-                tags={"webhooks/batch": batch, "webhooks/files": str(files)},
-            ))
-        return dg.SensorResult(run_requests=requests,
-                               cursor=json.dumps({"seq": max(_seq(b) for b in pending)}))
+        if is_held(lane_lock(Path(webhook_landing.root))):
+            return dg.SensorResult(skip_reason="the event lane is running and takes the waiting events")
+        records = context.instance.get_run_records(filters=dg.RunsFilter(
+            job_name=job.name, statuses=[*_STARTING, dg.DagsterRunStatus.STARTED]))
+        now = time.time()
+        starting = [r for r in records if r.dagster_run.status in _STARTING
+                    or (r.start_time or now) > now - STARTUP_GRACE_SECONDS]
+        if starting:
+            return dg.SensorResult(skip_reason=f"an event lane run is starting ({starting[0].dagster_run.run_id})")
+        return dg.SensorResult(run_requests=[dg.RunRequest(
+            run_key=f"event-lane-{uuid.uuid4().hex[:12]}", tags={"integration_pipelines/kind": "events"})])
 
     return webhook_landing_sensor
 
 
 def build_webhook_definitions(settings: Settings | None = None, *, warehouse: WarehouseResource | None = None,
-                              config: WebhookSettings | None = None) -> dg.Definitions:
+                              config: WebhookSettings | None = None, systems: Sequence[System] | None = None,
+                              syncs: Sequence[SyncSpec] = ()) -> dg.Definitions:
     """The webhook area's Definitions. Pass the main Definitions' own `warehouse` resource object so that
-    `Definitions.merge` sees one resource, not two conflicting ones."""
+    `Definitions.merge` sees one resource, not two conflicting ones. Without `systems` the event lane applies
+    events only (no core rebuild, no syncs): the webhook engine's own tests use that."""
     settings = settings or load_settings()
     config = config or load_webhook_settings()
     asset = build_events_asset(settings, config)
     job = dg.define_asset_job(INGEST_JOB, selection=[EVENTS_ASSET],
-                              description="Apply one claimed batch of webhook events to the warehouse.")
+                              description="Apply what is landed now to the warehouse (by hand; the event lane "
+                                          "does this continuously).")
+    lane = build_lane_job(settings, config, systems, syncs)
     return dg.Definitions(
         assets=[asset],
-        jobs=[job],
-        sensors=[build_sensor(job, config)],
+        jobs=[job, lane],
+        sensors=[build_sensor(lane, config)],
         resources={
             "warehouse": warehouse or WarehouseResource(
                 database=settings.warehouse_database, lock_timeout_seconds=settings.warehouse_lock_timeout_seconds),

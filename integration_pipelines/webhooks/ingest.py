@@ -39,6 +39,12 @@ class IngestResult:
     updated: int = 0
     unchanged: int = 0
     stale: int = 0  # snapshots older than what the warehouse holds (late, out of order, replayed): not applied
+    changed_tables: dict[str, int] = field(default_factory=dict)  # table → rows inserted or updated
+    received_at: list[str] = field(default_factory=list)  # of the events applied: the lane measures latency
+
+    @property
+    def changed(self) -> bool:
+        return any(self.changed_tables.values())
 
 
 def read_envelope(store: LandingStore, ref: EventFile) -> dict[str, Any]:
@@ -95,12 +101,15 @@ def ingest_batch(store: LandingStore, warehouse: Warehouse, spool_dir: Path, bat
             result.updated += load.updated
             result.unchanged += load.unchanged
             result.stale += load.stale
+            if load.inserted or load.updated:
+                result.changed_tables[load.table] = load.inserted + load.updated
     except BaseException as exc:
         for ref, _, _ in documents:
             _fail(store, ref, exc, result, log)
         store.drop_batch(batch)
         raise
     result.processed += len(store.move_many([ref for ref, _, _ in documents], "processed"))
+    result.received_at = [document["received_at"] for _, document, _ in documents]
     store.drop_batch(batch)
     return result
 
