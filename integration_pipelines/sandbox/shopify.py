@@ -17,8 +17,12 @@ What this emulator holds to, because clients depend on it:
 - the leaky bucket: 40 calls, leaking 2 per second, reported on every answer in
   `X-Shopify-Shop-Api-Call-Limit: n/40`; an overflow is 429 `Exceeded 2 calls per second for api client…`
   with `Retry-After: 2.0`;
+- single records: `GET/PUT/DELETE customers/{id}.json` and `products/{id}.json`, `GET orders/{id}.json`
+  (`{"customer": {...}}`; a PUT changes only the fields it names; a DELETE answers 200 `{}`; a missing id is 404
+  `{"errors": "Not Found"}`), `GET customers/search.json?query=field:value …`, `GET <resource>/count.json`;
 - writes: `POST customers.json` `{"customer": {...}}` → 201, email and phone unique (422
-  `{"errors": {"email": ["has already been taken"]}}`); `POST inventory_levels/set.json` → 200
+  `{"errors": {"email": ["has already been taken"]}}`); `POST products.json` → 201 (a title is required);
+  `POST inventory_levels/set.json` → 200
   `{"inventory_level": {...}}`, absolute, and reflected in the variant's `inventory_quantity`. Shopify's REST
   API has no idempotency key, so `replay_or_store` is not used: uniqueness and absolute writes are the
   vendor's own protection against a retried request.
@@ -48,12 +52,27 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from ..connectors.shopify import API_ROOT, API_VERSION, MAX_PAGE_SIZE, SYSTEM
 from .base import Emulator, SandboxState
 from .ids import token
 from .world import Invoice, Person, Product, World
 
+#: The Admin API version the shop serves, and where (Shopify's own facts, kept here, not borrowed from a connector).
+API_VERSION = "2025-10"
+API_ROOT = f"/admin/api/{API_VERSION}"
+MAX_PAGE_SIZE = 250
+#: The shop's (fake) Admin API access token; the connector's sandbox mode sends the same string.
+SANDBOX_ACCESS_TOKEN = "shpat_FAKE_sandbox_token_integration_pipelines"
 RESOURCES = ("customers", "orders", "products", "inventory_levels")
+#: Fields a `PUT customers/{id}.json` / `products/{id}.json` may change; Shopify ignores read-only ones.
+CUSTOMER_WRITABLE = frozenset({"email", "first_name", "last_name", "phone", "note", "tags", "tax_exempt",
+                               "verified_email", "multipass_identifier", "email_marketing_consent", "currency"})
+PRODUCT_WRITABLE = frozenset({"title", "body_html", "vendor", "product_type", "tags", "status", "handle",
+                              "template_suffix", "published_scope"})
+#: Fields `customers/search.json` understands as `field:value`; bare words match name and email.
+SEARCH_FIELDS = {"email": ("email",), "first_name": ("first_name",), "last_name": ("last_name",),
+                 "phone": ("phone",), "tag": ("tags",), "state": ("state",),
+                 "country": ("default_address.country", "default_address.country_code")}
+CUSTOMER_HAS_ORDERS = "Error deleting customer: customer has orders"
 DEFAULT_LIMIT = 50
 BUCKET_SIZE = 40
 LEAK_PER_SECOND = 2.0
@@ -115,7 +134,7 @@ class ShopifyEmulator(Emulator):
 
     def __init__(self, world: World, sandbox: SandboxState) -> None:
         super().__init__(world, sandbox)
-        self.access_token = SYSTEM.values["access_token"].sandbox
+        self.access_token = SANDBOX_ACCESS_TOKEN
         self.zone = _shop_zone()
         self.rng = world.rng("shopify")
         self.records: dict[str, dict[int, dict[str, Any]]] = {r: {} for r in RESOURCES}
@@ -314,6 +333,10 @@ class ShopifyEmulator(Emulator):
     def error_response(self, status: int, message: Any) -> Response:
         return self._json({"errors": message}, status)
 
+    def route_error(self, request: Request, status: int, allowed: frozenset[str] = frozenset()) -> Response:
+        """Shopify answers a path it does not serve, and a method a path does not take, with 404 Not Found."""
+        return self.error_response(404, "Not Found")
+
     def rate_limit_response(self, retry_after: float) -> Response:
         return JSONResponse({"errors": RATE_LIMIT_MESSAGE}, status_code=429, headers={
             **self._headers(level=self.bucket_size), "Retry-After": f"{retry_after:.1f}"})
@@ -360,9 +383,17 @@ class ShopifyEmulator(Emulator):
             Route(f"{API_ROOT}/shop.json", self._api(self._shop), methods=["GET"]),
             Route(f"{API_ROOT}/locations.json", self._api(self._locations), methods=["GET"]),
             Route(f"{API_ROOT}/customers.json", self._api(self._customers), methods=["GET", "POST"]),
+            Route(f"{API_ROOT}/customers/search.json", self._api(self._search_customers), methods=["GET"]),
+            Route(f"{API_ROOT}/products.json", self._api(self._products), methods=["GET", "POST"]),
             Route(f"{API_ROOT}/inventory_levels/set.json", self._api(self._set_level), methods=["POST"]),
         ]
-        for resource in ("orders", "products", "inventory_levels"):
+        for resource in ("customers", "orders", "products"):
+            routes.append(Route(f"{API_ROOT}/{resource}/count.json", self._api(self._counter(resource)),
+                                methods=["GET"]))
+            methods = ["GET"] if resource == "orders" else ["GET", "PUT", "DELETE"]
+            routes.append(Route(f"{API_ROOT}/{resource}/{{record_id:int}}.json", self._api(self._single(resource)),
+                                methods=methods))
+        for resource in ("orders", "inventory_levels"):
             routes.append(Route(f"{API_ROOT}/{resource}.json", self._api(self._lister(resource)), methods=["GET"]))
         routes.append(Route("/admin/api/{rest:path}", self._not_found))
         return routes
@@ -386,6 +417,111 @@ class ShopifyEmulator(Emulator):
         if request.method == "POST":
             return await self._create_customer(request)
         return self._list("customers", request)
+
+    async def _products(self, request: Request) -> Response:
+        if request.method == "POST":
+            return await self._create_product(request)
+        return self._list("products", request)
+
+    def _counter(self, resource: str) -> Callable[[Request], Awaitable[Response]]:
+        async def handler(request: Request) -> Response:
+            filters = {k: request.query_params[k] for k in FILTERS[resource] if request.query_params.get(k)}
+            with self.sandbox.lock:
+                return self._json({"count": len(self._filtered(resource, filters))})
+        return handler
+
+    def _single(self, resource: str) -> Callable[[Request], Awaitable[Response]]:
+        envelope = resource[:-1]
+
+        async def handler(request: Request) -> Response:
+            record_id = int(request.path_params["record_id"])
+            given = await self._body(request, envelope) if request.method == "PUT" else {}
+            with self.sandbox.lock:
+                record = self.records[resource].get(record_id)
+                if record is None:
+                    raise ShopifyError(404, "Not Found")
+                if request.method == "DELETE":
+                    self._delete(resource, record)
+                    return self._json({})
+                if request.method == "PUT":
+                    self._update(resource, record, given)
+                snapshot = json.loads(json.dumps(record))
+            return self._json({envelope: self._fields(snapshot, request.query_params.get("fields"))})
+        return handler
+
+    def _update(self, resource: str, record: dict[str, Any], given: dict[str, Any]) -> None:
+        """A PUT: only the named writable fields change (others, read-only or unknown, are ignored)."""
+        if "id" in given and str(given["id"]) != str(record["id"]):
+            raise ShopifyError(400, {resource[:-1]: "Required parameter missing or invalid"})
+        writable = CUSTOMER_WRITABLE if resource == "customers" else PRODUCT_WRITABLE
+        changes = {k: v for k, v in given.items() if k in writable}
+        if resource == "customers":
+            errors = self._customer_errors(changes, own_id=record["id"])
+            if errors:
+                raise ShopifyError(422, errors)
+        elif "title" in changes and not str(changes["title"] or "").strip():
+            raise ShopifyError(422, {"title": ["can't be blank"]})
+        if not changes:
+            return
+        record.update(changes)
+        record["updated_at"] = self._ts(max(datetime.now(UTC).replace(microsecond=0),
+                                            self._parse_ts(record["updated_at"])))
+
+    def _customer_errors(self, given: dict[str, Any], own_id: int | None) -> dict[str, list[str]]:
+        """Shopify's validation of a customer's email and phone: well-formed, and unique in the shop."""
+        errors: dict[str, list[str]] = {}
+        email = (given.get("email") or "").strip() or None
+        phone = (given.get("phone") or "").strip() or None
+        if email and ("@" not in email or email.startswith("@") or email.endswith("@")):
+            errors["email"] = ["is invalid"]
+        others = [c for c in self.records["customers"].values() if c["id"] != own_id]
+        if email and any((c["email"] or "").lower() == email.lower() for c in others):
+            errors.setdefault("email", []).append("has already been taken")
+        if phone and any(c["phone"] == phone for c in others):
+            errors.setdefault("phone", []).append("has already been taken")
+        return errors
+
+    def _delete(self, resource: str, record: dict[str, Any]) -> None:
+        """A DELETE: a customer who has ordered cannot be deleted (422); a product takes its inventory with it."""
+        if resource == "customers" and any(o["customer"]["id"] == record["id"]
+                                           for o in self.records["orders"].values()):
+            raise ShopifyError(422, {"base": [CUSTOMER_HAS_ORDERS]})
+        del self.records[resource][record["id"]]
+        if resource == "products":
+            for variant in record["variants"]:
+                self.records["inventory_levels"].pop(variant["inventory_item_id"], None)
+                if self.variant_by_sku.get(variant["sku"]) is variant:
+                    del self.variant_by_sku[variant["sku"]]
+                    self.product_by_sku.pop(variant["sku"], None)
+
+    async def _search_customers(self, request: Request) -> Response:
+        """`customers/search.json?query=…`: `field:value` terms (email, first_name, last_name, phone, tag, state,
+        country) and bare words (matching name or email), all ANDed, case-insensitive; `limit`, `fields`."""
+        params = request.query_params
+        limit = self._limit(params.get("limit"))
+        terms = (params.get("query") or "").split()
+        with self.sandbox.lock:
+            rows = sorted(self.records["customers"].values(), key=self._key("customers"))
+            for term in terms:
+                name, colon, value = term.partition(":")
+                value = value.strip("'\"").lower() if colon else term.strip("'\"").lower()
+                if colon and name in SEARCH_FIELDS:
+                    rows = [r for r in rows if any(self._dotted(r, f).lower() == value or
+                                                   (name == "tag" and value in [t.strip().lower() for t in
+                                                                                 self._dotted(r, f).split(",")])
+                                                   for f in SEARCH_FIELDS[name])]
+                else:
+                    rows = [r for r in rows if any(value in self._dotted(r, f).lower()
+                                                   for f in ("first_name", "last_name", "email"))]
+            page = json.loads(json.dumps(rows[:limit]))
+        return self._json({"customers": [self._fields(r, params.get("fields")) for r in page]})
+
+    @staticmethod
+    def _dotted(record: dict[str, Any], path: str) -> str:
+        value: Any = record
+        for part in path.split("."):
+            value = value.get(part) if isinstance(value, dict) else None
+        return "" if value is None else str(value)
 
     @staticmethod
     def _fields(record: dict[str, Any], fields: str | None) -> dict[str, Any]:
@@ -548,14 +684,8 @@ class ShopifyEmulator(Emulator):
         errors: dict[str, list[str]] = {}
         if not (email or phone or given.get("first_name") or given.get("last_name")):
             errors["customer"] = ["must have a name, phone number or email address"]
-        if email and ("@" not in email or email.startswith("@") or email.endswith("@")):
-            errors["email"] = ["is invalid"]
         with self.sandbox.lock:
-            existing = list(self.records["customers"].values())
-            if email and any((c["email"] or "").lower() == email.lower() for c in existing):
-                errors.setdefault("email", []).append("has already been taken")
-            if phone and any(c["phone"] == phone for c in existing):
-                errors.setdefault("phone", []).append("has already been taken")
+            errors.update(self._customer_errors(given, own_id=None))
             if errors:
                 raise ShopifyError(422, errors)
             now = datetime.now(UTC).replace(microsecond=0)
@@ -588,6 +718,47 @@ class ShopifyEmulator(Emulator):
             }
             self.records["customers"][cid] = record
         return self._json({"customer": record}, 201)
+
+    async def _create_product(self, request: Request) -> Response:
+        """`POST products.json` `{"product": {...}}` → 201. Variants given (or one default) get ids and an
+        inventory item whose stock is not tracked (`inventory_management: null`, no inventory level)."""
+        given = await self._body(request, "product")
+        title = str(given.get("title") or "").strip()
+        if not title:
+            raise ShopifyError(422, {"title": ["can't be blank"]})
+        with self.sandbox.lock:
+            now = datetime.now(UTC).replace(microsecond=0)
+            pid = self._new_id("products", 8_000_000_000_000, now, "new", time.time_ns())
+            stamp = self._ts(now)
+            variants = []
+            for n, raw in enumerate(given.get("variants") or [{}]):
+                vid = 44_000_000_000_000 + int(now.timestamp()) * 1000 + _number("variant", pid, n)
+                iid = 46_000_000_000_000 + int(now.timestamp()) * 1000 + _number("item", pid, n)
+                option = raw.get("option1") or "Default Title"
+                variants.append({
+                    "id": vid, "product_id": pid, "title": option, "price": str(raw.get("price") or "0.00"),
+                    "position": n + 1, "inventory_policy": "deny", "compare_at_price": raw.get("compare_at_price"),
+                    "option1": option, "option2": None, "option3": None, "created_at": stamp, "updated_at": stamp,
+                    "taxable": bool(raw.get("taxable", True)), "barcode": raw.get("barcode"), "sku": raw.get("sku"),
+                    "inventory_item_id": iid, "inventory_management": None, "inventory_quantity": 0,
+                    "old_inventory_quantity": 0, "image_id": None,
+                    "admin_graphql_api_id": f"gid://shopify/ProductVariant/{vid}",
+                })
+            status = given.get("status") or "active"
+            record = {
+                "id": pid, "title": title, "body_html": given.get("body_html"), "vendor": given.get("vendor") or
+                self.shop()["name"], "product_type": given.get("product_type") or "", "created_at": stamp,
+                "handle": given.get("handle") or "-".join(title.lower().split()), "updated_at": stamp,
+                "published_at": stamp if status == "active" else None, "template_suffix": None,
+                "published_scope": "global", "tags": given.get("tags") or "", "status": status,
+                "admin_graphql_api_id": f"gid://shopify/Product/{pid}", "variants": variants,
+                "options": [{"id": pid + 1, "product_id": pid, "name": "Title", "position": 1,
+                             "values": [v["option1"] for v in variants]}],
+                "images": [], "image": None,
+            }
+            self.records["products"][pid] = record
+            snapshot = json.loads(json.dumps(record))
+        return self._json({"product": snapshot}, 201)
 
     async def _set_level(self, request: Request) -> Response:
         given = await self._body(request, None)
