@@ -9,7 +9,7 @@ import signal
 import subprocess
 import sys
 import time
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Annotated
 
@@ -311,6 +311,28 @@ def _stop(processes: list[subprocess.Popen]) -> None:
             os.killpg(process.pid, signal.SIGKILL)
 
 
+DEMO_HISTORY_DAYS = 30  # `sandbox serve --days` default: the sandbox's history ends today
+
+
+def _first_catch_up(data_dir: Path, ui_url: str, first: date) -> None:
+    """On the demo folder's first start, one run reads the sandbox's whole history (docs: first_run.py)."""
+    from .first_run import launch_catch_up
+
+    marker = data_dir / ".caught-up"
+    if marker.exists():
+        return
+    last = datetime.now(UTC).date() - timedelta(days=1)
+    try:
+        run_id = launch_catch_up(ui_url, first, last)
+    except (httpx.HTTPError, RuntimeError) as exc:
+        err_console.print(f"[red]The first catch-up run was not launched[/red]: {redact(str(exc))}. Launch the "
+                          f"`nightly_sync` job for {first}..{last} from the UI's Backfill button instead.")
+        return
+    marker.write_text(run_id + "\n")
+    console.print(f"First start: run {run_id} reads {first}..{last} (the sandbox's history), then builds core, "
+                  "syncs and reconciles; follow it in the UI's Runs tab.")
+
+
 @app.command("demo")
 def demo(
     port: Annotated[int, typer.Option(help="Dagster UI port")] = 3000,
@@ -327,8 +349,11 @@ def demo(
     dagster_home.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(PROJECT_ROOT / "deploy" / "dagster.yaml", dagster_home / "dagster.yaml")
     sandbox_url = f"http://127.0.0.1:{sandbox_port}"
+    history_start = datetime.now(UTC).date() - timedelta(days=DEMO_HISTORY_DAYS)
     env = {**os.environ, "DAGSTER_HOME": str(dagster_home), "IP_DATA_DIR": str(data_dir),
-           "IP_SANDBOX_URL": os.environ.get("IP_SANDBOX_URL", sandbox_url)}
+           "IP_SANDBOX_URL": os.environ.get("IP_SANDBOX_URL", sandbox_url),
+           # the partitions start where the sandbox's history does, not months before it
+           "IP_PARTITIONS_START": os.environ.get("IP_PARTITIONS_START", history_start.isoformat())}
     bin_dir = Path(sys.executable).parent
     processes: list[subprocess.Popen] = []
 
@@ -366,6 +391,7 @@ def demo(
                                  "-h", "127.0.0.1", "-p", str(port)], env))
         _wait_for(f"http://127.0.0.1:{port}/server_info", "dagster dev", processes[-1], 180)
         console.print(f"[green]Dagster UI ready[/green] on http://127.0.0.1:{port}  (Ctrl-C stops everything)")
+        _first_catch_up(data_dir, f"http://127.0.0.1:{port}", date.fromisoformat(env["IP_PARTITIONS_START"]))
         while all(p.poll() is None for p in processes):
             time.sleep(0.5)
         console.print("[red]A demo process exited; stopping the rest.[/red]")

@@ -89,6 +89,13 @@ def read_window(context: dg.AssetExecutionContext, system: System, stream: Strea
     return start, window.end
 
 
+def _state_key(context: dg.AssetExecutionContext) -> str:
+    """One partition's key, or `first..last` for a run over a range of days (the demo's first catch-up, a
+    single-run backfill): the range reads its whole window in one pass."""
+    days = context.partition_key_range
+    return days.start if days.start == days.end else f"{days.start}..{days.end}"
+
+
 def build_extract_asset(system: System, stream: Stream, settings: Settings) -> dg.AssetsDefinition:
     partitions = daily_partitions(settings) if stream.partitioned == "daily" else None
     description = (
@@ -122,7 +129,7 @@ def build_extract_asset(system: System, stream: Stream, settings: Settings) -> d
             run_id=context.run.run_id,
             window_start=window[0] if window else None,
             window_end=window[1] if window else None,
-            partition_key=context.partition_key if partitions is not None else None,
+            partition_key=_state_key(context) if partitions is not None else None,
             full_refresh=config.full_refresh,
             log=context.log,
         )
