@@ -109,7 +109,7 @@ def test_search_with_filter_groups(client):
     same_domain = [Filter(property_name="email", operator="CONTAINS_TOKEN", value="*@search.example.com")]
     both = search(same_domain)
     assert both.total == 2 and sorted(r.id for r in both.results) == sorted([ann.id, bob.id])
-    leads = search(same_domain + [Filter(property_name="lifecyclestage", operator="EQ", value="lead")])
+    leads = search([*same_domain, Filter(property_name="lifecyclestage", operator="EQ", value="lead")])
     assert [r.id for r in leads.results] == [ann.id], "filters in one group are ANDed"
     either = search([Filter(property_name="firstname", operator="EQ", value="ann")],
                     [Filter(property_name="firstname", operator="EQ", value="Bob")])
