@@ -6,6 +6,8 @@ from __future__ import annotations
 import json
 from datetime import timedelta
 
+import pytest
+
 from integration_pipelines.warehouse.duckdb import Warehouse
 from integration_pipelines.webhooks.ingest import ingest_batch
 from integration_pipelines.webhooks.landing import LocalLandingStore
@@ -13,6 +15,13 @@ from integration_pipelines.webhooks.receiver import envelope
 
 from .conftest import ANCHOR, materialize_stream, warehouse_rows
 from .test_syncs import posts_to, sync
+
+
+@pytest.fixture(autouse=True)
+def sync_start(settings, monkeypatch):
+    """The sandbox world is history (anchored in March 2026): its syncs start with it, not at their first run."""
+    monkeypatch.setenv("IP_SYNC_START", "2026-03-01")
+
 
 SYNCS = {"hubspot": "form_leads_to_hubspot", "salesforce": "form_leads_to_salesforce"}
 NEW = {  # normalized email → (first, last) expected after dedupe (the latest non-empty value wins)

@@ -13,6 +13,13 @@ from .conftest import ANCHOR, warehouse_rows
 from .test_core_models import build, extract
 from .test_syncs import posts_to, sync
 
+
+@pytest.fixture(autouse=True)
+def sync_start(settings, monkeypatch):
+    """The sandbox world is history (anchored in March 2026): its syncs start with it, not at their first run."""
+    monkeypatch.setenv("IP_SYNC_START", "2026-03-01")
+
+
 NAME = "payments_to_odoo_fulfillment"
 SYSTEMS = ("stripe", "square", "odoo")
 BUYERS = ("Alma Quist", "Bruno Vey", "Cleo Wynn")

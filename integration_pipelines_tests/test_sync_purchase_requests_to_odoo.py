@@ -11,6 +11,13 @@ from .conftest import materialize_all_partitions, warehouse_rows
 from .test_core_models import build
 from .test_syncs import posts_to, sync
 
+
+@pytest.fixture(autouse=True)
+def sync_start(settings, monkeypatch):
+    """The sandbox world is history (anchored in March 2026): its syncs start with it, not at their first run."""
+    monkeypatch.setenv("IP_SYNC_START", "2026-03-01")
+
+
 STREAMS = (("procurement_portal", "purchase_requests"), ("odoo", "partners"), ("odoo", "products"),
            ("odoo", "purchase_orders"))
 VENDOR = {"Northwind Supplies": "Northwind Components Ltd", "Contoso Components": "Contoso Supply Co",

@@ -17,6 +17,12 @@ from .conftest import ANCHOR, warehouse_rows
 from .test_core_models import build, extract
 
 
+@pytest.fixture(autouse=True)
+def sync_start(settings, monkeypatch):
+    """The sandbox world is history (anchored in March 2026): its syncs start with it, not at their first run."""
+    monkeypatch.setenv("IP_SYNC_START", "2026-03-01")
+
+
 def open_invoices_of_stripe_customers(sandbox, count: int):
     stripe = sandbox.emulator("stripe")
     by_email = {c["email"]: c["id"] for c in stripe.objects["customers"].values()}
@@ -112,19 +118,26 @@ def test_dry_run_sends_zero_requests(settings, sandbox):
     assert result.samples[0]["payload"]["Line"][0]["LinkedTxn"][0]["TxnType"] == "Invoice"
 
 
-def test_one_invalid_record_fails_alone_and_is_retried_next_run(settings, sandbox):
+def test_one_invalid_record_fails_alone_waits_for_its_backoff_and_does_not_fail_later_runs(settings, sandbox,
+                                                                                        monkeypatch):
     planted = prepare(settings, sandbox, charges=5, settle_last_in_books=True)  # 1 in 5: under the 25% threshold
     bad_invoice, bad_charge = planted[-1]
     result = sync(settings, "payments_to_quickbooks")
     assert (result.created, result.failed) == (4, 1)
+    assert [k for k, _, _ in result.new_failures] == [f"stripe:{bad_charge}"]
     errors = warehouse_rows(settings, "SELECT record_key, operation, message FROM sync.errors")
     assert errors[0][0] == f"stripe:{bad_charge}" and errors[0][1] == "create"
     assert "still open on invoice" in errors[0][2]
     assert qbo_payments_for(sandbox, bad_invoice.number) == []
-    # the next run retries exactly the failed record (and it fails again, visibly)
+    # right away, the refused record waits for its backoff (5 minutes): not sent, counted, no failure
     sandbox.state.clear_requests()
-    with pytest.raises(SyncFailedError, match="1 of 1 records failed"):
-        sync(settings, "payments_to_quickbooks")
+    waiting = sync(settings, "payments_to_quickbooks")
+    assert waiting.plan.counts()["backoff"] == 1 and waiting.failed == 0
+    assert [r for r in posts_to(sandbox, "quickbooks") if r["path"].endswith("/payment")] == []
+    # once its backoff is over it is sent again; refused again, it is a known failure: reported, not raised
+    monkeypatch.setenv("IP_SYNC_RETRY_BACKOFF_SECONDS", "0")
+    again = sync(settings, "payments_to_quickbooks")
+    assert (again.failed, again.new_failures) == (1, [])
     assert len([r for r in posts_to(sandbox, "quickbooks") if r["path"].endswith("/payment")]) == 1
     attempts = warehouse_rows(settings, "SELECT attempts, status FROM sync.ledger WHERE record_key = ?",
                               [f"stripe:{bad_charge}"])

@@ -11,6 +11,10 @@ day swaps the new folder with the old one in one `renameat2(RENAME_EXCHANGE)` on
 where that call is unavailable it falls back to two renames (old out of the way, new in), leaving a gap of
 microseconds in which the day's folder is absent, never one in which it is incomplete. A failed run deletes its
 temp folder and leaves the previous publication untouched.
+
+It depends on the core models only, never on the sync assets: what the books and the CRM received is not part of
+the published dataset, so a sync that fails (a refused record, or a target that is down) never skips it. Record
+failures do not even fail a sync step any more (assets/syncs.py).
 """
 
 import ctypes

@@ -1,4 +1,12 @@
-"""`roi/report`: the ROI of the automation, refreshed after the syncs run."""
+"""`roi/report`: the ROI of the automation, refreshed after the syncs run.
+
+It depends on every sync asset so that it runs after them in the same run (and counts tonight's operations) and
+so that the automation condition refreshes it after a sync. It reads only `sync.runs`, which every sync run
+writes whatever became of its records, so it must not be skipped because a record failed: record failures do not
+fail a sync step (they are reported by each sync's non-blocking `failing_records` asset check, ERROR severity;
+see assets/syncs.py). Only systemic trouble (a refused credential, an unreachable target, new failures above a
+spec's error threshold) fails a sync step, and then that run's ROI waits for the next run.
+"""
 
 from collections.abc import Sequence
 

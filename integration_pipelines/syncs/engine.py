@@ -19,6 +19,16 @@
   in doubt (ledger `in_doubt`, sync.errors) for an operator. See docs/syncs.md.
 - Match before create: in insert mode a row whose target id comes from the source (`external_id_column`) and
   that the ledger does not know is linked (ledger `linked`), never created.
+- Failed records are something an operator handles, not something every run trips over: a record the target
+  refuses (a 4xx for that record) is recorded in `sync.attempts` (attempts, first/last error time, last error, next
+  attempt) and sent again only after an exponential backoff; after `IP_SYNC_MAX_ATTEMPTS` refusals of the same
+  version it is `parked`, and an operator may `skip` it (acknowledged, never sent) or `retry` it. A run fails only
+  for systemic trouble: a refused credential, a target that does not answer, or more NEW failures than the spec's
+  `error_threshold`; a record that keeps failing is reported (metadata, `sync errors`), and alerted once when it
+  first fails and once when it is parked, never once per run.
+- Start: a sync with a `start_column` acts only on records at or after its start (`IP_SYNC_<NAME>_START`,
+  `IP_SYNC_START`, else the moment it first ran against this warehouse, `sync.starts`); the rest are counted as
+  `before_start` and never sent. Records the target already holds (ledger id) are still updated.
 """
 
 from __future__ import annotations
@@ -43,13 +53,16 @@ from ..connectors.writer import look_up, send_write
 from ..settings import Settings
 from ..warehouse.duckdb import Warehouse, quote_ident
 from .ledger import ensure_ledger
+from .settings import SyncSettings
 from .spec import SyncSpec
 
 SAMPLE_SIZE = 5
 
 
 class SyncFailedError(Exception):
-    """More records failed than the sync's error threshold allows."""
+    """The sync could not do its work: more NEW failures than its error threshold allows, or the target did not
+    answer at all. Records already known to fail never raise it again (they are reported and retried with
+    backoff, then parked)."""
 
 
 class SyncSourceMissingError(Exception):
@@ -82,6 +95,11 @@ class SyncPlan:
     waiting: int = 0
     pending: int = 0  # records of batches an earlier run sent (or was about to send) without learning the outcome
     still_wanted: set[str] = field(default_factory=set)  # journaled keys the model would send now if not journaled
+    before_start: int = 0  # source records older than the sync's start (start_column < start): never sent
+    backoff: int = 0  # refused records waiting for their next attempt time (sync.attempts.next_attempt_at)
+    parked: int = 0  # refused IP_SYNC_MAX_ATTEMPTS times: not sent until an operator runs `sync retry`
+    skipped: int = 0  # acknowledged by an operator (`sync skip`): never sent, not a failure
+    start: datetime | None = None  # the start the plan applied (None: the sync has no start_column)
 
     def counts(self) -> dict[str, int]:
         counts = {"creates": len(self.creates), "updates": len(self.updates), "deletes": len(self.deletes),
@@ -92,6 +110,9 @@ class SyncPlan:
             counts["in_doubt"] = len(self.in_doubt)
         if self.pending:  # only after a crash or a lost answer: the next run re-sends them first
             counts["pending"] = self.pending
+        for name in ("before_start", "backoff", "parked", "skipped"):  # held back: reported whenever there are any
+            if getattr(self, name):
+                counts[name] = getattr(self, name)
         return counts
 
 
@@ -108,6 +129,13 @@ class SyncResult:
     resumed: int = 0  # records of interrupted batches re-sent as they were, before the plan
     errors: list[tuple[str, str, str]] = field(default_factory=list)  # (key, operation, message)
     samples: list[dict[str, Any]] = field(default_factory=list)
+    # refusals of records that were not failing before (or of a changed version): these alone can fail the run
+    new_failures: list[tuple[str, str, str]] = field(default_factory=list)
+    transient: int = 0  # failures without an answer (target unreachable, 5xx after retries): systemic
+    parked_now: list[tuple[str, str, str]] = field(default_factory=list)  # parked by this run (attempts used up)
+    recovered: list[str] = field(default_factory=list)  # records that had failed before and went through now
+    policy: SyncSettings | None = field(default=None, repr=False)  # attempt limit and backoff (default: env)
+    start_source: str = ""  # where plan.start came from: the variable, or "first run"
 
 
 def _rows(con: duckdb.DuckDBPyConnection, sql: str) -> list[dict[str, Any]]:
@@ -116,8 +144,11 @@ def _rows(con: duckdb.DuckDBPyConnection, sql: str) -> list[dict[str, Any]]:
     return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
 
 
-def plan_sync(con: duckdb.DuckDBPyConnection, spec: SyncSpec) -> SyncPlan:
-    """Compare the source model with the ledger; everything heavy happens in SQL."""
+def plan_sync(con: duckdb.DuckDBPyConnection, spec: SyncSpec, *, start: datetime | None = None,
+              now: datetime | None = None) -> SyncPlan:
+    """Compare the source model with the ledger; everything heavy happens in SQL. `start`: records whose
+    `start_column` is older are left out (`before_start`); `now`: the moment refused records' backoff is compared
+    with (default: the current time)."""
     ensure_ledger(con)
     key = quote_ident(spec.key)
     try:
@@ -137,25 +168,46 @@ def plan_sync(con: duckdb.DuckDBPyConnection, spec: SyncSpec) -> SyncPlan:
     if bad[0] or bad[1]:
         raise ValueError(f"sync {spec.name}: the source has {bad[0]} rows with a null or blank {spec.key!r} and "
                          f"{bad[1]} duplicate keys; the key must identify one record. Fix the sync's source_sql.")
-    _diff_table(con, spec)
+    now = now or datetime.now(UTC)
+    _diff_table(con, spec, start if spec.start_column else None)
     can_create = spec.mode in ("insert", "upsert", "mirror")
     can_update = spec.mode in ("update", "upsert", "mirror")
     # a record the source says exists in the target (its id from external_id_column) while the ledger knows none,
     # in a mode that cannot update it: linked (recorded, never sent), so it is never created later. Like every
     # other row it waits while a required column is null.
+    # never acted on and older than the sync's start: left alone for good (a record the target holds is still
+    # updated, and a journaled or in-doubt one is still resolved)
+    before_sql = ("d._before_start AND NOT d._pending AND d._ledger_ext IS NULL "
+                  "AND d._status IS DISTINCT FROM 'in_doubt'")
     linked_sql = (f"d._ready AND NOT d._pending AND d._ledger_ext IS NULL AND d._column_ext IS NOT NULL "
-                  f"AND NOT {can_update}")
+                  f"AND NOT {can_update} AND NOT ({before_sql})")
+    # held back by its failure history: skipped by a person, parked, or waiting for its backoff. Parking and
+    # backoff hold the version that failed; a changed row is a new version and is sent at once.
+    same_version = "d._failed_hash IS NOT DISTINCT FROM d._hash"
+    held_back = {
+        "skipped": "d._status = 'skipped'",
+        "parked": f"d._status = 'parked' AND {same_version}",
+        "backoff": f"d._status = 'failed' AND {same_version} AND d._next_attempt_at > "
+                   f"TIMESTAMPTZ '{now.astimezone(UTC).isoformat()}'",
+    }
+    blocked = "coalesce(" + " OR ".join(f"({c})" for c in held_back.values()) + ", false)"  # no ledger row: NULL
     # a create that may or may not have reached an unkeyed target: held for a lookup or an operator, never re-sent
     held_sql = "NOT d._pending AND d._status IS NOT DISTINCT FROM 'in_doubt' AND d._external_id IS NULL"
     wants_create = f"d._external_id IS NULL AND d._ready AND {can_create} AND d._status IS DISTINCT FROM 'in_doubt'"
     wants_update = (f"d._external_id IS NOT NULL AND d._ready AND {can_update} "
-                    "AND (d._ledger_hash IS DISTINCT FROM d._hash OR d._status IN ('failed', 'in_doubt'))")
+                    "AND (d._ledger_hash IS DISTINCT FROM d._hash OR d._status IN ('failed', 'in_doubt', 'parked'))")
     # a journaled record is re-sent from its journal (same batch, same key), never re-planned beside it
-    create_sql = f"{wants_create} AND NOT d._pending"
-    update_sql = f"{wants_update} AND NOT d._pending"
-    plan = SyncPlan()
+    sendable = f"NOT d._pending AND NOT ({before_sql})"
+    create_sql = f"{wants_create} AND {sendable} AND NOT ({blocked})"
+    update_sql = f"{wants_update} AND {sendable} AND NOT ({blocked})"
+    plan = SyncPlan(start=start if spec.start_column else None)
     plan.waiting = con.execute(f"SELECT count(*) FROM _sync_diff d WHERE NOT d._ready AND NOT d._pending "
-                               f"AND NOT ({held_sql})").fetchone()[0]
+                               f"AND NOT ({held_sql}) AND NOT ({before_sql})").fetchone()[0]
+    plan.before_start = con.execute(f"SELECT count(*) FROM _sync_diff d WHERE {before_sql}").fetchone()[0]
+    for name, condition in held_back.items():
+        setattr(plan, name, con.execute(
+            f"SELECT count(*) FROM _sync_diff d WHERE (({wants_create}) OR ({wants_update})) AND {sendable} "
+            f"AND ({condition})").fetchone()[0])
     plan.pending = con.execute("SELECT count(*) FROM sync.pending WHERE sync_name = ?", [spec.name]).fetchone()[0]
     pending_in_source = con.execute("SELECT count(*) FROM _sync_diff WHERE _pending").fetchone()[0]
     if plan.pending:
@@ -183,29 +235,39 @@ def plan_sync(con: duckdb.DuckDBPyConnection, spec: SyncSpec) -> SyncPlan:
                 plan.deletes.append(Record(row["record_key"], "", row["external_id"], {}))
     total = con.execute("SELECT count(*) FROM _sync_diff").fetchone()[0]
     plan.unchanged = (total - plan.waiting - pending_in_source - len(plan.creates) - len(plan.updates)
-                      - len(plan.linked) - len(plan.in_doubt))
+                      - len(plan.linked) - len(plan.in_doubt) - plan.before_start - plan.backoff - plan.parked
+                      - plan.skipped)
     return plan
 
 
-def _diff_table(con: duckdb.DuckDBPyConnection, spec: SyncSpec) -> None:
-    """`_sync_diff`: each source row beside its ledger entry and journal state, with the target id it has and
-    where that id comes from (the ledger, or the source's external_id_column)."""
+def _diff_table(con: duckdb.DuckDBPyConnection, spec: SyncSpec, start: datetime | None = None) -> None:
+    """`_sync_diff`: each source row beside its ledger entry, failure history and journal state, with the target
+    id it has and where that id comes from (the ledger, or the source's external_id_column), and whether it is
+    older than the sync's start (a null or unreadable business time is not: it cannot be placed before it)."""
     ready = " AND ".join(f"s.{quote_ident(c)} IS NOT NULL" for c in spec.required_columns) or "true"
     # a record a mirror sync archived is gone from the target's point of view: a row that comes back is created
     ledger_ext = "CASE WHEN l.status = 'deleted' THEN NULL ELSE l.external_id END"
     # a blank id in the source is no id
     column_ext = (f"nullif(trim(CAST(s.{quote_ident(spec.external_id_column)} AS VARCHAR)), '')"
                   if spec.external_id_column else "CAST(NULL AS VARCHAR)")
+    before = "false"
+    if spec.start_column and start is not None:  # a DATE column compares by day: the start's own day is in
+        column, moment = f"s.{quote_ident(spec.start_column)}", start.astimezone(UTC)
+        before = (f"coalesce(CASE WHEN typeof({column}) = 'DATE' THEN TRY_CAST({column} AS DATE) < "
+                  f"DATE '{moment.date().isoformat()}' ELSE TRY_CAST({column} AS TIMESTAMPTZ) < "
+                  f"TIMESTAMPTZ '{moment.isoformat()}' END, false)")
     con.execute(f"""CREATE OR REPLACE TEMP TABLE _sync_diff AS
         SELECT *, coalesce(_ledger_ext, _column_ext) AS _external_id FROM (
             SELECT s._key, s._hash, {ledger_ext} AS _ledger_ext, {column_ext} AS _column_ext,
                    l.row_hash AS _ledger_hash, l.status AS _status, ({ready}) AS _ready,
-                   p.record_key IS NOT NULL AS _pending,
+                   p.record_key IS NOT NULL AS _pending, ({before}) AS _before_start,
+                   a.row_hash AS _failed_hash, a.next_attempt_at AS _next_attempt_at,
                    CASE WHEN l.status = 'deleted' THEN strftime(l.last_synced_at, '%Y%m%dT%H%M%S.%f') END
                        AS _revived_after
             FROM _sync_source s
             LEFT JOIN sync.ledger l ON l.sync_name = '{spec.name}' AND l.record_key = s._key
-            LEFT JOIN sync.pending p ON p.sync_name = '{spec.name}' AND p.record_key = s._key)""")
+            LEFT JOIN sync.pending p ON p.sync_name = '{spec.name}' AND p.record_key = s._key
+            LEFT JOIN sync.attempts a ON a.sync_name = '{spec.name}' AND a.record_key = s._key)""")
 
 
 def _jsonable(value: Any) -> Any:
@@ -296,12 +358,18 @@ def run_sync(
     dry_run: bool = False,
     log: LogSink | None = None,
     client_kwargs: dict[str, Any] | None = None,
+    sync_settings: SyncSettings | None = None,
+    alerter: Any = None,
 ) -> SyncResult:
+    """Plan, send and record one sync. Raises SyncFailedError only for systemic trouble (see the module doc);
+    `alerter` (default: `alerts.Alerter`) announces records that fail for the first time or get parked."""
     started = datetime.now(UTC)
+    policy = sync_settings or SyncSettings()
     with warehouse.connect() as con:
-        plan = plan_sync(con, spec)
+        start, start_source = _resolve_start(con, spec, policy, run_id, started, record=not dry_run)
+        plan = plan_sync(con, spec, start=start, now=started)
         interrupted = [] if dry_run else _pending_batches(con, spec)
-    result = SyncResult(plan=plan, dry_run=dry_run)
+    result = SyncResult(plan=plan, dry_run=dry_run, policy=policy, start_source=start_source)
     operations = [("create", spec.create_writer, plan.creates), ("update", spec.update_writer, plan.updates),
                   ("delete", spec.delete_writer, plan.deletes)]
     system = get_system(spec.target)
@@ -353,14 +421,81 @@ def run_sync(
     if result.in_doubt and log is not None:
         log.warning(f"sync {spec.name}: {result.in_doubt} record(s) are in doubt and will not be sent again "
                     f"automatically; see sync.errors and docs/syncs.md. First: {result.errors[-1][2]}")
+    known = result.failed - len(result.new_failures) - result.transient
+    if known and log is not None:
+        log.warning(f"sync {spec.name}: {known} record(s) already known to fail were refused again (reported, "
+                    f"not failing the run); {len(result.parked_now)} parked now. "
+                    f"See `integration-pipelines sync errors {spec.name}`.")
+    if not dry_run:
+        _announce(spec, result, alerter, log)
     attempted = len(plan.creates) + len(plan.updates) + len(plan.deletes) + result.resumed
-    if not dry_run and attempted and result.failed / attempted > spec.error_threshold:
-        first = result.errors[0][2] if result.errors else ""
+    new_failed = len(result.new_failures) + result.transient
+    if not dry_run and attempted and new_failed / attempted > spec.error_threshold:
+        first = next((m for _, _, m in result.new_failures), result.errors[0][2] if result.errors else "")
         raise SyncFailedError(
-            f"sync {spec.name}: {result.failed} of {attempted} records failed (threshold "
-            f"{spec.error_threshold:.0%}). First error: {first}. Details in sync.errors; the failed records "
-            "are retried on the next run.")
+            f"sync {spec.name}: {new_failed} of {attempted} records failed (threshold "
+            f"{spec.error_threshold:.0%}). First error: {first}. Details: `integration-pipelines sync errors "
+            f"{spec.name}` (sync.attempts, sync.errors); refused records are retried after a backoff and parked "
+            f"after {policy.max_attempts} attempts.")
     return result
+
+
+def _resolve_start(con: duckdb.DuckDBPyConnection, spec: SyncSpec, policy: SyncSettings, run_id: str,
+                   now: datetime, *, record: bool) -> tuple[datetime | None, str]:
+    """The sync's start and where it comes from. The moment a sync first ran against this warehouse is recorded
+    once (`sync.starts`; for a sync that ran before starts were recorded, its first run in `sync.runs`); it is the
+    start unless IP_SYNC_<NAME>_START or IP_SYNC_START set one. A dry run records nothing."""
+    ensure_ledger(con)
+    row = con.execute("SELECT first_run_at FROM sync.starts WHERE sync_name = ?", [spec.name]).fetchone()
+    if row is None:
+        earliest = con.execute("SELECT min(started_at) FROM sync.runs WHERE sync_name = ? AND NOT dry_run",
+                               [spec.name]).fetchone()[0]
+        first = earliest or now
+        if record:
+            con.execute("INSERT INTO sync.starts VALUES (?, ?, ?) ON CONFLICT DO NOTHING", [spec.name, first, run_id])
+    else:
+        first = row[0]
+    configured = policy.configured_start(spec.name)
+    if configured is not None:
+        return configured
+    return first, "first run"
+
+
+def _announce(spec: SyncSpec, result: SyncResult, alerter: Any, log: LogSink | None) -> None:
+    """One alert per record, not per run: when it first fails, and when it is parked. Records that went through
+    again close their incidents, so a later failure is announced again. Alerting never fails the sync."""
+    if not (result.new_failures or result.parked_now or result.recovered):
+        return
+    try:
+        from ..alerts import Alert, Alerter
+
+        alerter = alerter or Alerter()
+        for key in result.recovered:
+            for kind in ("failing", "parked"):
+                alerter.resolve(f"sync:{spec.name}:record:{key}:{kind}")
+        max_attempts = (result.policy or SyncSettings()).max_attempts
+        where = f"{alerter.config.ui_base_url}/assets/sync/{spec.name}"
+        todo = (f"See them with `integration-pipelines sync errors {spec.name}`; acknowledge one with `sync skip "
+                f"{spec.name} KEY`, send it again with `sync retry {spec.name} KEY`.")
+        for kind, records, title, what in (
+                ("failing", result.new_failures, "refused by", "failed for the first time; they are sent again "
+                 f"after a backoff, at most {max_attempts} times"),
+                ("parked", result.parked_now, "parked after repeated refusals by", f"were refused {max_attempts} "
+                 "times and are not sent again automatically")):
+            fresh = [r for r in records if alerter.incidents.open(f"sync:{spec.name}:record:{r[0]}:{kind}")]
+            if not fresh:
+                continue
+            listed = "; ".join(f"{key} ({operation}): {message.splitlines()[0][:200]}"
+                               for key, operation, message in fresh[:10])
+            more = f" and {len(fresh) - 10} more" if len(fresh) > 10 else ""
+            alerter.send(Alert(
+                incident=f"sync:{spec.name}:records:{kind}",
+                title=f"sync {spec.name}: {len(fresh)} record(s) {title} {spec.target}",
+                summary=f"{len(fresh)} record(s) of sync {spec.name} {what}: {listed}{more}. {todo}",
+                url=where, first_error=fresh[0][2].splitlines()[0][:300]))
+    except Exception as exc:  # a broken alert channel must not fail the sync it reports on
+        if log is not None:
+            log.warning(f"sync {spec.name}: could not send the record alert: {redact(str(exc))}")
 
 
 def _sort_interrupted(warehouse: Warehouse, spec: SyncSpec, system: System, interrupted: list[_Batch], run_id: str,
@@ -410,6 +545,7 @@ class _Outcome:
     # with its id; `in_doubt`: an unkeyed create that may have been applied, held; `absent`: looked up and not
     # found, so the next run creates it (no error of this run)
     status: str | None = None
+    transient: bool = False  # no answer (unreachable, 5xx after retries): target trouble, never parks the record
 
 
 def _send(client, resolved, writer, spec: SyncSpec, batch: _Batch,  # type: ignore[no-untyped-def]
@@ -434,12 +570,13 @@ def _send(client, resolved, writer, spec: SyncSpec, batch: _Batch,  # type: igno
             left = client.retry.max_attempts - 1 if sends_left is None else sends_left - 1
             return [o for o in _look_up_records(client, resolved, writer, spec, records, system_values, str(exc))
                     for o in _again_if_absent(client, resolved, writer, spec, operation, o, system_values, left)]
-        return [_Outcome(r, None, str(exc), p, in_doubt_key=batch.key) for r, p in zip(records, payloads, strict=True)]
+        return [_Outcome(r, None, str(exc), p, in_doubt_key=batch.key, transient=True)
+                for r, p in zip(records, payloads, strict=True)]
     except ConnectorError as exc:  # retries exhausted, malformed answer
         if not writer.replay_safe:  # the client retried only what provably never reached the target
-            return [_Outcome(r, None, str(exc), p) for r, p in zip(records, payloads, strict=True)]
+            return [_Outcome(r, None, str(exc), p, transient=True) for r, p in zip(records, payloads, strict=True)]
         # the target may still have applied the request, so it stays journaled under the key it went out with
-        return [_Outcome(r, None, str(exc), p, in_doubt_key=batch.key)
+        return [_Outcome(r, None, str(exc), p, in_doubt_key=batch.key, transient=True)
                 for r, p in zip(records, payloads, strict=True)]
     ids = written.external_ids
     if operation == "delete":
@@ -459,7 +596,7 @@ def _again_if_absent(client, resolved, writer: Writer, spec: SyncSpec,  # type: 
     if outcome.status != "absent":
         return [outcome]
     if sends_left <= 0:
-        return [_Outcome(outcome.record, None, outcome.error, outcome.payload)]
+        return [_Outcome(outcome.record, None, outcome.error, outcome.payload, transient=True)]
     batch = _Batch(operation, [outcome.record], idempotency_key(spec, operation, [outcome.record]))
     return _send(client, resolved, writer, spec, batch, system_values, sends_left)
 
@@ -516,6 +653,11 @@ def _record(warehouse: Warehouse, spec: SyncSpec, operation: str, outcomes: list
             ensure_ledger(con)
             for o in outcomes:
                 _record_outcome(con, spec, operation, o, run_id, now, result)
+            done = [o.record.key for o in outcomes if o.error is None and o.status in (None, "linked")]
+            if done:  # went through: its failure history is over (a later failure is a new one)
+                result.recovered += [k for (k,) in con.execute(
+                    "DELETE FROM sync.attempts WHERE sync_name = ? AND list_contains(?, record_key) "
+                    "RETURNING record_key", [spec.name, done]).fetchall()]
             settled = [o.record.key for o in outcomes if o.in_doubt_key is None]
             settled += [r.key for r in forget.records] if forget is not None else []
             if settled:
@@ -551,14 +693,17 @@ def _record_outcome(con: duckdb.DuckDBPyConnection, spec: SyncSpec, operation: s
         setattr(result, counter, getattr(result, counter) + 1)
         return
     message = redact(o.error or "")[:2000]
-    ledger_status = "in_doubt" if status == "in_doubt" else "failed"  # `absent`: failed, so the next run creates it
-    con.execute("""INSERT INTO sync.ledger VALUES (?, ?, NULL, ?, ?, 1, ?, NULL, ?)
-        ON CONFLICT (sync_name, record_key) DO UPDATE SET status = excluded.status,
-          attempts = sync.ledger.attempts + 1, last_error = excluded.last_error,
-          last_run_id = excluded.last_run_id""",
-                [spec.name, o.record.key, o.record.external_id, ledger_status, message, run_id])
-    if status == "absent":
-        return
+    if status in ("in_doubt", "absent"):  # `absent`: failed, so the next run creates it (no backoff: not refused)
+        ledger_status = "in_doubt" if status == "in_doubt" else "failed"
+        con.execute("""INSERT INTO sync.ledger VALUES (?, ?, NULL, ?, ?, 1, ?, NULL, ?)
+            ON CONFLICT (sync_name, record_key) DO UPDATE SET status = excluded.status,
+              attempts = sync.ledger.attempts + 1, last_error = excluded.last_error,
+              last_run_id = excluded.last_run_id""",
+                    [spec.name, o.record.key, o.record.external_id, ledger_status, message, run_id])
+        if status == "absent":
+            return
+    else:
+        _record_failure(con, spec, operation, o, run_id, now, result, message)
     con.execute("INSERT INTO sync.errors VALUES (?, ?, ?, ?, ?, ?, ?)",
                 [spec.name, o.record.key, run_id, now, operation, message,
                  redact(json.dumps(o.payload, default=str))[:500]])
@@ -569,6 +714,40 @@ def _record_outcome(con: duckdb.DuckDBPyConnection, spec: SyncSpec, operation: s
         result.failed += 1
 
 
+def _record_failure(con: duckdb.DuckDBPyConnection, spec: SyncSpec, operation: str, o: _Outcome, run_id: str,
+                    now: datetime, result: SyncResult, message: str) -> None:
+    """A failed record's ledger status and failure history. The same version failing again is a known failure
+    (one more attempt, a longer backoff, parked at the limit); a first failure, or a changed row's, is new. A
+    failure without an answer (target unreachable) counts as an attempt but never parks: it is the target's
+    trouble, not the record's, and the step fails for it."""
+    policy = result.policy or SyncSettings()
+    before = con.execute("""SELECT a.row_hash, a.attempts, a.first_error_at, l.status
+                            FROM sync.attempts a LEFT JOIN sync.ledger l USING (sync_name, record_key)
+                            WHERE a.sync_name = ? AND a.record_key = ?""", [spec.name, o.record.key]).fetchone()
+    known = (before is not None and before[0] == o.record.row_hash
+             and before[3] in ("failed", "parked", "skipped"))
+    attempts = (before[1] if known else 0) + 1
+    first_error_at = before[2] if known and before[2] is not None else now
+    parked = not o.transient and attempts >= policy.max_attempts
+    next_attempt_at = None if parked or o.transient else now + policy.backoff(attempts)
+    status = "parked" if parked else "failed"
+    con.execute("""INSERT INTO sync.ledger VALUES (?, ?, NULL, ?, ?, ?, ?, NULL, ?)
+        ON CONFLICT (sync_name, record_key) DO UPDATE SET status = excluded.status, attempts = excluded.attempts,
+          last_error = excluded.last_error, last_run_id = excluded.last_run_id""",
+                [spec.name, o.record.key, o.record.external_id, status, attempts, message, run_id])
+    con.execute("""INSERT OR REPLACE INTO sync.attempts (sync_name, record_key, row_hash, operation, attempts,
+                       first_error_at, last_error_at, last_error, next_attempt_at, parked_at, skipped_at, skip_reason)
+                   VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, NULL, NULL)""",
+                [spec.name, o.record.key, o.record.row_hash or None, operation, attempts, first_error_at, now,
+                 message, next_attempt_at, now if parked else None])
+    if o.transient:
+        result.transient += 1
+    elif not known:
+        result.new_failures.append((o.record.key, operation, message))
+    if parked:
+        result.parked_now.append((o.record.key, operation, message))
+
+
 def _log_run(warehouse: Warehouse, spec: SyncSpec, run_id: str, started: datetime, result: SyncResult) -> None:
     plan = result.plan
     with warehouse.connect() as con:
@@ -577,9 +756,11 @@ def _log_run(warehouse: Warehouse, spec: SyncSpec, run_id: str, started: datetim
                            [spec.name]).fetchone()[0]
         con.execute("""INSERT INTO sync.runs (run_id, sync_name, target, started_at, finished_at, dry_run,
                            planned_creates, planned_updates, planned_deletes, unchanged, waiting, created, updated,
-                           deleted, failed, planned_linked, linked, in_doubt)
-                       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
+                           deleted, failed, planned_linked, linked, in_doubt, before_start, backoff, parked,
+                           skipped, new_failures)
+                       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
                     [run_id, spec.name, spec.target, started, datetime.now(UTC), result.dry_run,
                      len(plan.creates), len(plan.updates), len(plan.deletes), plan.unchanged, plan.waiting,
                      result.created, result.updated, result.deleted, result.failed, len(plan.linked), result.linked,
-                     held])
+                     held, plan.before_start, plan.backoff, plan.parked + len(result.parked_now), plan.skipped,
+                     len(result.new_failures) + result.transient])

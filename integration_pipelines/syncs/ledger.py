@@ -16,7 +16,15 @@ Ledger statuses: `synced` (written, the target's id known), `failed` (retried by
 by a mirror sync), `linked` (found in the target, not created by this sync: the source's external id column, or a
 lookup after a lost answer; it counts as synced from then on) and `in_doubt` (a create without an idempotency key
 that the target may or may not have applied: never re-sent automatically; looked up again by each run when the
-writer can search, else it waits for an operator, docs/syncs.md).
+writer can search, else it waits for an operator, docs/syncs.md), `parked` (refused by the target
+`IP_SYNC_MAX_ATTEMPTS` times: not sent again until an operator runs `sync retry`) and `skipped` (acknowledged by an
+operator with `sync skip`: never sent, not counted as a failure).
+
+`sync.attempts` is the failure half of the ledger, one row per record that failed: the version of the row that
+failed (its hash), how often it was sent and refused, first and last error time, the last error, when the next
+run may send it again (exponential backoff), and when it was parked or skipped (with the operator's reason). A
+changed row is a new version and starts again at one attempt. `sync.starts` records, once, the moment each sync
+first ran against this warehouse: its start date when `IP_SYNC_<NAME>_START` / `IP_SYNC_START` are unset.
 """
 
 from __future__ import annotations
@@ -41,6 +49,16 @@ DDL = (
     "ALTER TABLE sync.runs ADD COLUMN IF NOT EXISTS planned_linked BIGINT DEFAULT 0",
     "ALTER TABLE sync.runs ADD COLUMN IF NOT EXISTS linked BIGINT DEFAULT 0",
     "ALTER TABLE sync.runs ADD COLUMN IF NOT EXISTS in_doubt BIGINT DEFAULT 0",
+    # records the plan held back: before the sync's start, waiting for their backoff, parked, skipped by a person
+    *(f"ALTER TABLE sync.runs ADD COLUMN IF NOT EXISTS {c} BIGINT DEFAULT 0"
+      for c in ("before_start", "backoff", "parked", "skipped", "new_failures")),
+    """CREATE TABLE IF NOT EXISTS sync.attempts (
+        sync_name VARCHAR NOT NULL, record_key VARCHAR NOT NULL, row_hash VARCHAR, operation VARCHAR,
+        attempts INTEGER NOT NULL DEFAULT 0, first_error_at TIMESTAMPTZ, last_error_at TIMESTAMPTZ,
+        last_error VARCHAR, next_attempt_at TIMESTAMPTZ, parked_at TIMESTAMPTZ, skipped_at TIMESTAMPTZ,
+        skip_reason VARCHAR, PRIMARY KEY (sync_name, record_key))""",
+    """CREATE TABLE IF NOT EXISTS sync.starts (
+        sync_name VARCHAR PRIMARY KEY, first_run_at TIMESTAMPTZ NOT NULL, run_id VARCHAR)""",
     """CREATE TABLE IF NOT EXISTS sync.pending (
         sync_name VARCHAR NOT NULL, record_key VARCHAR NOT NULL, operation VARCHAR NOT NULL,
         idempotency_key VARCHAR NOT NULL, position BIGINT NOT NULL, row_hash VARCHAR, external_id VARCHAR,

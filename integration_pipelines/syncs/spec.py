@@ -35,6 +35,9 @@ class SyncSpec(BaseModel):
     update_payload: dict[str, Any] | None = None
     delete_payload: dict[str, Any] | None = None
     required_columns: tuple[str, ...] = ()
+    start_column: str | None = Field(
+        default=None, description="source column with the record's business time (paid_at, created_at): the sync "
+        "acts only on records at or after its start (IP_SYNC_<NAME>_START, IP_SYNC_START, else its first run)")
     depends_on: tuple[str, ...] = ()
     batch_size: int | None = Field(default=None, ge=1)
     error_threshold: float = Field(default=0.25, ge=0, le=1, description="fail the run above this failure share")

@@ -31,7 +31,8 @@ LEADS_SQL = """
            arg_max(firstname, submitted_at) FILTER (WHERE firstname IS NOT NULL) AS firstname,
            arg_max(lastname, submitted_at) FILTER (WHERE lastname IS NOT NULL) AS lastname,
            arg_max(company, submitted_at) FILTER (WHERE company IS NOT NULL) AS company,
-           arg_max(phone, submitted_at) FILTER (WHERE phone IS NOT NULL) AS phone
+           arg_max(phone, submitted_at) FILTER (WHERE phone IS NOT NULL) AS phone,
+           max(submitted_at) AS last_submitted_at
     FROM submissions
     GROUP BY email
 """
@@ -44,6 +45,7 @@ SYNCS = (
         source_sql=LEADS_SQL,
         source_assets=(("webhooks", "events"),),
         key="email",
+        start_column="last_submitted_at",  # people who last wrote before the switch-on are not new leads
         target="hubspot",
         mode="upsert",
         create_writer="upsert_contacts",
@@ -71,6 +73,7 @@ SYNCS = (
         """,
         source_assets=(("webhooks", "events"), ("salesforce", "contacts")),
         key="email",
+        start_column="last_submitted_at",  # people who last wrote before the switch-on are not new leads
         target="salesforce",
         mode="upsert",
         create_writer="upsert_contacts",

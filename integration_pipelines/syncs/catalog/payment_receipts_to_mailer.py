@@ -24,7 +24,8 @@ SYNC = SyncSpec(
                CASE WHEN cur.minor_exponent = 0 THEN printf('%d', p.amount_minor)
                     ELSE printf('%.2f', p.amount_minor / 100.0) END AS amount,
                coalesce(p.invoice_number, '-') AS invoice_number,
-               strftime(p.paid_at, '%Y-%m-%d') AS paid_date
+               strftime(p.paid_at, '%Y-%m-%d') AS paid_date,
+               p.paid_at
         FROM core.payments AS p
         LEFT JOIN core.customers AS c ON c.golden_id = p.golden_customer_id
         LEFT JOIN ref.currencies AS cur ON cur.currency = p.currency
@@ -32,6 +33,7 @@ SYNC = SyncSpec(
     """,
     source_assets=(("core", "payments"), ("core", "customers")),
     key="payment_key",
+    start_column="paid_at",  # no receipt for a payment made before the sync was switched on
     target="mailer",
     mode="insert",
     create_writer="send_email",

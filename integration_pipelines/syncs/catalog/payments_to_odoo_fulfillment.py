@@ -40,7 +40,8 @@ SYNC = SyncSpec(
                    / CASE WHEN c.minor_exponent = 0 THEN 1 ELSE 100 END) || ' ' || p.currency
                    || ' by ' || p.source_system || ' payment ' || p.source_id
                    || coalesce(' for invoice ' || p.invoice_number, '') AS note,
-               e.odoo_order_id
+               e.odoo_order_id,
+               p.paid_at
         FROM core.payments AS p
         LEFT JOIN ref.currencies AS c ON c.currency = p.currency
         LEFT JOIN odoo_contacts AS oc ON oc.golden_id = p.golden_customer_id
@@ -49,6 +50,7 @@ SYNC = SyncSpec(
     """,
     source_assets=(("core", "payments"), ("core", "customer_xref"), ("odoo", "partners"), ("odoo", "sale_orders")),
     key="payment_key",
+    start_column="paid_at",  # no fulfilment order for a payment made before the sync was switched on
     target="odoo",
     mode="insert",
     create_writer="create_sale_order",

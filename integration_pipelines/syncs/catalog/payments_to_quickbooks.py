@@ -71,7 +71,8 @@ SYNC = SyncSpec(
                p.amount,
                strftime(p.paid_at, '%Y-%m-%d') AS paid_date,
                p.lines,
-               b.books_payment_id AS qbo_payment_id
+               b.books_payment_id AS qbo_payment_id,
+               p.paid_at
         FROM payments AS p
         LEFT JOIN books AS b ON b.processor_system = p.source_system AND b.processor_payment_id = p.payment_source_id
         WHERE p.allocations = p.in_quickbooks AND p.customers = 1 AND NOT coalesce(b.ambiguous, false)
@@ -79,6 +80,7 @@ SYNC = SyncSpec(
     """,
     source_assets=(("core", "payment_allocations"), ("core", "payment_matches"), ("core", "invoices")),
     key="payment_key",
+    start_column="paid_at",  # payments before the switch-on are the bookkeeper's (already booked by hand)
     target="quickbooks",
     mode="insert",
     create_writer="save_payment",

@@ -69,7 +69,8 @@ SYNC = SyncSpec(
                a.amount,
                strftime(a.paid_at, '%Y-%m-%d') AS paid_date,
                (SELECT min(account_code) FROM account) AS account_code,
-               min(b.xero_payment_id) AS xero_payment_id
+               min(b.xero_payment_id) AS xero_payment_id,
+               any_value(a.paid_at) AS paid_at
         FROM allocations AS a
         LEFT JOIN booked AS b ON b.source_system = a.source_system AND b.source_id = a.source_id
         LEFT JOIN unbooked AS u ON u.source_id = a.source_id
@@ -81,6 +82,7 @@ SYNC = SyncSpec(
     """,
     source_assets=(("core", "payment_allocations"), ("core", "payment_matches"), ("core", "invoices")),
     key="allocation_key",
+    start_column="paid_at",  # payments before the switch-on are the bookkeeper's (already booked by hand)
     target="xero",
     mode="insert",
     create_writer="create_payments",

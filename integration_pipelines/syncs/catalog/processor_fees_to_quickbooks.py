@@ -53,11 +53,13 @@ SYNCS = (
                    CAST(fee_minor AS DECIMAL(18, 2)) / unit AS fee,
                    CAST(amount_minor - fee_minor AS DECIMAL(18, 2)) / unit AS net,
                    strftime(paid_at, '%Y-%m-%d') AS paid_date,
-                   left(processor, 2) || '-' || right(payment_id, 18) AS doc_number
+                   left(processor, 2) || '-' || right(payment_id, 18) AS doc_number,
+                   paid_at
             FROM p
         """,
         source_assets=(("core", "payments"),),
         key="entry_key",
+        start_column="paid_at",
         target="quickbooks",
         mode="insert",
         create_writer="save_journalentry",
@@ -82,12 +84,14 @@ SYNCS = (
         source_sql=_PAYMENTS + """
             SELECT processor || ':' || payment_id || ':refund' AS entry_key, processor, payment_id, currency,
                    CAST(refunded_minor AS DECIMAL(18, 2)) / unit AS refunded,
-                   strftime(paid_at, '%Y-%m-%d') AS paid_date
+                   strftime(paid_at, '%Y-%m-%d') AS paid_date,
+                   paid_at
             FROM p
             WHERE refunded_minor > 0
         """,
         source_assets=(("core", "payments"),),
         key="entry_key",
+        start_column="paid_at",
         target="quickbooks",
         mode="insert",
         create_writer="save_journalentry",

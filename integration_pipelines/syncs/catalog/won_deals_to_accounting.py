@@ -38,7 +38,8 @@ _WON_DEALS = """
            d.currency,
            CAST(d.amount_minor AS DECIMAL(18, 2)) / CASE WHEN cur.minor_exponent = 0 THEN 1 ELSE 100 END AS amount,
            strftime(d.close_date, '%Y-%m-%d') AS close_date,
-           coalesce(x.source_id, l.external_id) AS customer_id
+           coalesce(x.source_id, l.external_id) AS customer_id,
+           CAST(d.close_date AS DATE) AS closed_on
     FROM core.deals AS d
     LEFT JOIN ref.currencies AS cur ON cur.currency = d.currency
     LEFT JOIN (SELECT golden_id, min(source_id) AS source_id FROM core.customer_xref
@@ -78,6 +79,7 @@ SYNCS = (
         source_sql=_WON_DEALS.format(system="quickbooks", customer_sync="won_deal_customers_to_quickbooks"),
         source_assets=_SOURCES,
         key="deal_key",
+        start_column="closed_on",  # deals won before the switch-on were invoiced by hand
         target="quickbooks",
         mode="insert",
         create_writer="save_invoice",
@@ -119,6 +121,7 @@ SYNCS = (
         source_sql=_WON_DEALS.format(system="xero", customer_sync="won_deal_customers_to_xero"),
         source_assets=_SOURCES,
         key="deal_key",
+        start_column="closed_on",  # deals won before the switch-on were invoiced by hand
         target="xero",
         mode="insert",
         create_writer="create_invoices",
