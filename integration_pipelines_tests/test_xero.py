@@ -414,3 +414,72 @@ def test_xero_python_sdk_refreshes_pages_and_writes_against_the_sandbox(sandbox_
     second = api.create_invoices(TENANT, Invoices(invoices=[invoice]), idempotency_key="sdk-invoice-1").invoices[0]
     assert first.invoice_id == second.invoice_id and first.total == 12.5
     assert len([i for i in _emulator(sandbox).dump("invoices") if i["InvoiceID"] == str(first.invoice_id)]) == 1
+
+
+def _sdk(sandbox_server, monkeypatch):
+    from xero_python.accounting import AccountingApi
+    from xero_python.api_client import ApiClient, Configuration
+    from xero_python.api_client.oauth2 import OAuth2Token, TokenApi
+    from xero_python.identity import IdentityApi
+
+    monkeypatch.setattr(TokenApi, "refresh_token_url", sandbox_server.url + TOKEN_PATH)
+    stored = {"access_token": "expired", "refresh_token": REFRESH_TOKEN, "scope": ["accounting.transactions"],
+              "expires_in": 1800, "expires_at": 0.0, "token_type": "Bearer"}
+    api_client = ApiClient(Configuration(oauth2_token=OAuth2Token(client_id=CLIENT_ID, client_secret=CLIENT_SECRET)),
+                           pool_threads=1, oauth2_token_getter=lambda: stored, oauth2_token_saver=stored.update)
+    return (AccountingApi(api_client, base_url=sandbox_server.url + API_ROOT),
+            IdentityApi(api_client, base_url=sandbox_server.url))
+
+
+def test_xero_python_lists_connections(sandbox_server, sandbox, monkeypatch):
+    """xero-python asks for `/Connections` (Xero routes case-insensitively): the tenant id to use comes back."""
+    pytest.importorskip("xero_python")
+    _, identity = _sdk(sandbox_server, monkeypatch)
+    connections = identity.get_connections()
+    assert [(str(c.tenant_id), c.tenant_type) for c in connections] == [(TENANT, "ORGANISATION")]
+
+
+def test_xero_python_updates_invoices_within_xeros_rules(sandbox_server, sandbox, monkeypatch):
+    pytest.importorskip("xero_python")
+    from xero_python.accounting.models import Contact, Invoice, Invoices, LineItem
+    from xero_python.exceptions import AccountingBadRequestException
+
+    api, _ = _sdk(sandbox_server, monkeypatch)
+    contact_id = _emulator(sandbox).dump("contacts")[1]["ContactID"]
+    draft = api.create_invoices(TENANT, Invoices(invoices=[Invoice(
+        type="ACCREC", contact=Contact(contact_id=contact_id), status="DRAFT",
+        line_items=[LineItem(description="Consulting", quantity=2.0, unit_amount=50.0)])])).invoices[0]
+    assert draft.total == 100.0
+
+    # a draft is edited freely: new lines (3 x 40 = 120) and a reference, then it is approved
+    edited = api.update_invoice(TENANT, draft.invoice_id, Invoices(invoices=[Invoice(
+        reference="PO-7", line_items=[LineItem(description="Consulting", quantity=3.0, unit_amount=40.0)])])
+    ).invoices[0]
+    assert (edited.total, edited.amount_due, edited.reference, str(edited.status)) == (120.0, 120.0, "PO-7",
+                                                                                        "DRAFT")
+    approved = api.update_invoice(TENANT, draft.invoice_id, Invoices(invoices=[Invoice(status="AUTHORISED")]))
+    assert str(approved.invoices[0].status) == "AUTHORISED"
+    # an approved invoice cannot go back to draft
+    with pytest.raises(AccountingBadRequestException) as back:
+        api.update_invoice(TENANT, draft.invoice_id, Invoices(invoices=[Invoice(status="DRAFT")]))
+    assert "not of valid status for modification" in back.value.body.decode()
+
+    # once a payment is allocated (50 of 120), it cannot be edited any more
+    httpx.put(sandbox_server.url + API_ROOT + "/Payments", headers=_headers(sandbox_server.url), json={
+        "Payments": [{"Invoice": {"InvoiceID": str(draft.invoice_id)}, "Account": {"Code": "090"},
+                      "Amount": 50.0, "Date": "2026-03-09"}]}).raise_for_status()
+    with pytest.raises(AccountingBadRequestException) as paid:
+        api.update_invoice(TENANT, draft.invoice_id, Invoices(invoices=[Invoice(reference="PO-8")]))
+    assert "has a payment or credit note allocated" in paid.value.body.decode()
+    record = next(i for i in _emulator(sandbox).dump("invoices") if i["InvoiceID"] == str(draft.invoice_id))
+    assert (record["Reference"], record["AmountPaid"], record["AmountDue"]) == ("PO-7", 50.0, 70.0)
+
+    # a second approved invoice without payments is voided; a voided one is closed to every change
+    other = api.create_invoices(TENANT, Invoices(invoices=[Invoice(
+        type="ACCREC", contact=Contact(contact_id=contact_id), status="AUTHORISED",
+        line_items=[LineItem(description="Setup", quantity=1.0, unit_amount=30.0)])])).invoices[0]
+    voided = api.update_invoice(TENANT, other.invoice_id, Invoices(invoices=[Invoice(status="VOIDED")]))
+    assert str(voided.invoices[0].status) == "VOIDED" and voided.invoices[0].amount_due == 0.0
+    with pytest.raises(AccountingBadRequestException) as closed:
+        api.update_invoice(TENANT, other.invoice_id, Invoices(invoices=[Invoice(reference="again")]))
+    assert "Invoice not of valid status for modification" in closed.value.body.decode()

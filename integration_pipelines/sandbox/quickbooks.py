@@ -3,8 +3,14 @@
 What is emulated, and why each piece matters to a client:
 - Intuit's OAuth2: the discovery document (python-quickbooks finds the token endpoint there), the token
   endpoint (refresh-token grant, HTTP Basic client credentials, `invalid_grant` / `invalid_client`) and the
-  revocation endpoint. Access tokens live one hour and can be expired or revoked from a test mid-run, so the
-  refresh-once-on-401 path of the engine is exercised over real HTTP.
+  revocation endpoint. Access tokens live one hour (by the emulator's clock: `advance_clock`, `set_clock`,
+  `POST /_sandbox/quickbooks/clock`) and can be expired or revoked from a test mid-run, so the
+  refresh-once-on-401 path of the engine is exercised over real HTTP. Refresh tokens rotate as Intuit's do: a
+  refresh answers with the same refresh token for 24 hours after it was issued, then with a new one; the previous
+  one keeps working until the new one is first used, and is refused (`invalid_grant`) from then on; unused for
+  100 days (rolling) a token dies. `connect()` (or `POST /_sandbox/quickbooks/connect`) opens a new grant that
+  follows these rules, for live-mode tests; `superseded_refresh_tokens_presented` lists every token presented
+  after a newer one had been issued. The seeded refresh token is a standing grant (see `oauth_grants`).
 - The query language: `SELECT * | COUNT(*) FROM <Entity> [WHERE f op v [AND ...]] [ORDERBY f [ASC|DESC]]
   [STARTPOSITION n] [MAXRESULTS n]`, by GET `?query=` or by POST with the SQL as an `application/text` body.
   Rows come back as `{"QueryResponse": {"<Entity>": [...], "startPosition", "maxResults"}, "time"}` and an

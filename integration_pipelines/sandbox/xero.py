@@ -3,10 +3,15 @@
 What is emulated, and why each piece matters to a client:
 - Identity: `POST /connect/token` (refresh-token grant; client id and secret as HTTP Basic or in the form, as
   xero-python sends them). Every refresh *rotates* the refresh token: the new one is returned, the one just used
-  keeps working for a 30-minute grace period and then dies. Access tokens live 30 minutes and can be expired or
-  revoked from a test. `POST /connect/revocation` revokes a grant; `GET /connections` lists the organisation.
-  The seeded refresh token (the spec's fake value) is a standing grant that never expires, so a long-running
-  demo can start any number of processes from the same environment.
+  keeps working for a 30-minute grace period and then dies with `{"error": "invalid_grant"}`; a refresh token
+  unused for 60 days dies too. Access tokens live 30 minutes by the emulator's clock (`advance_clock`,
+  `set_clock`, `POST /_sandbox/xero/clock`) and can be expired or revoked from a test. `connect()` (or
+  `POST /_sandbox/xero/connect`) is a user connecting an app: a new grant that follows these rules strictly, for
+  live-mode tests; `consumed_refresh_tokens_presented` lists every rotated-out token presented again.
+  `POST /connect/revocation` revokes a grant; `GET /connections` (and `/Connections`, as xero-python asks)
+  lists the organisation. The seeded refresh token (the spec's fake value) is a standing grant that never
+  expires, so a long-running demo can start any number of processes from the same environment; the tokens it
+  rotates into are honoured by a restarted sandbox too (see `oauth_grants`).
 - The gateway: no/unknown/expired token → 401 problem details (`Detail: "TokenExpired: token expired at …"`);
   a missing or foreign `xero-tenant-id` → 403 `Detail: "AuthenticationUnsuccessful"`. Every answer carries
   `X-MinLimit-Remaining`, `X-DayLimit-Remaining`, `X-AppMinLimit-Remaining`; with `limit_minute(...)` a test
@@ -18,8 +23,11 @@ What is emulated, and why each piece matters to a client:
   date) on `UpdatedDateUTC`, `where` (a subset of Xero's expression language: comparisons, `&&`/`||`/AND/OR,
   `.Contains/.StartsWith/.EndsWith`, `DateTime(y,m,d)`, `Guid("…")`), `order` ("Field [ASC|DESC], …"), `IDs`,
   `Statuses`, `includeArchived`. Bad query values → 400 `QueryParseException`.
-- Writes: `PUT` creates, `POST` creates too, and updates contacts named by `ContactID` (updating invoices is
-  not emulated); bodies are
+- Writes: `PUT` creates, `POST` creates too, and updates contacts named by `ContactID` and invoices named by
+  `InvoiceID` (in the body or as `POST /Invoices/{id}`), with Xero's rules: DRAFT/SUBMITTED invoices are editable
+  and may move to DRAFT, SUBMITTED, AUTHORISED or DELETED; AUTHORISED ones are editable while no payment is
+  allocated and may move to VOIDED; PAID, VOIDED and DELETED ones answer "Invoice not of valid status for
+  modification". Only the fields sent change. Bodies are
   `{"Invoices": [...]}`, `{"Payments": [...]}`, `{"Contacts": [...]}`. Validation failures answer 400
   `ValidationException` with every element echoed and its `ValidationErrors` (nothing is saved), or, with
   `summarizeErrors=false`, 200 with the failed elements flagged. `Idempotency-Key` (≤ 128 characters) replays the
@@ -894,6 +902,8 @@ class XeroEmulator(OAuthEmulator):
 
     def _check_invoice(self, element: dict[str, Any], method: str
                        ) -> tuple[list[str], Callable[[datetime], dict[str, Any]]]:
+        if element.get("InvoiceID"):
+            return self._check_invoice_update(element, method)
         errors: list[str] = []
         type_ = element.get("Type")
         if type_ not in ("ACCREC", "ACCPAY"):
@@ -932,8 +942,6 @@ class XeroEmulator(OAuthEmulator):
         if number and type_ == "ACCREC" and any(i["InvoiceNumber"] == number and i["Type"] == "ACCREC"
                                                 for i in self.objects["invoices"].values()):
             errors.append("Invoice # must be unique.")
-        if element.get("InvoiceID"):
-            errors.append("Updating invoices is not supported by this sandbox; create a new one")
 
         def save(now: datetime) -> dict[str, Any]:
             nonlocal contact
@@ -957,6 +965,96 @@ class XeroEmulator(OAuthEmulator):
                 reference=element.get("Reference", ""))
             self._store("invoices", record)
             return record
+
+        return errors, save
+
+    def _check_invoice_update(self, element: dict[str, Any], method: str
+                              ) -> tuple[list[str], Callable[[datetime], dict[str, Any]]]:
+        """`POST /Invoices` (or `/Invoices/{id}`) naming an `InvoiceID`: only the fields sent change.
+
+        Xero's rules: DRAFT and SUBMITTED invoices can be edited freely and moved to DRAFT, SUBMITTED, AUTHORISED or
+        DELETED; an AUTHORISED one can be edited while no payment is allocated to it, and moved to VOIDED (not back
+        to DRAFT/SUBMITTED, not to DELETED); PAID, VOIDED and DELETED invoices cannot be modified at all."""
+        errors: list[str] = []
+        existing = self.objects["invoices"].get(str(element["InvoiceID"]).lower())
+        if existing is None or method == "PUT":
+            errors.append(f"The InvoiceID '{element['InvoiceID']}' could not be found" if existing is None
+                          else "An Invoice with this InvoiceID already exists: use POST to update it")
+            return errors, lambda now: {}
+        old = existing["Status"]
+        new = element.get("Status", old)
+        edits = {k for k in element if k not in ("InvoiceID", "Status", "UpdatedDateUTC", "HasErrors",
+                                                 "ValidationErrors") and element[k] != existing.get(k)}
+        allowed = {"DRAFT": {"DRAFT", "SUBMITTED", "AUTHORISED", "DELETED"},
+                   "SUBMITTED": {"DRAFT", "SUBMITTED", "AUTHORISED", "DELETED"},
+                   "AUTHORISED": {"AUTHORISED", "VOIDED"}}
+        if old not in allowed:
+            errors.append("Invoice not of valid status for modification")
+            return errors, lambda now: existing
+        if new not in allowed[old]:
+            errors.append(f"Invoice not of valid status for modification: a {old} invoice cannot become {new}")
+        if old == "AUTHORISED" and existing["AmountPaid"] > 0 and (edits or new != old):
+            errors.append("This document cannot be edited as it has a payment or credit note allocated to it.")
+        if "Type" in element and element["Type"] != existing["Type"]:
+            errors.append("The Type of an invoice cannot be changed")
+        contact = self._find_contact(element["Contact"]) if "Contact" in element else None
+        if "Contact" in element and contact is None:
+            errors.append("The contact could not be found")
+        raw_lines = element.get("LineItems")
+        items = {item["Code"]: item for item in self.objects["items"].values()}
+        if raw_lines is not None:
+            if not raw_lines:
+                errors.append("At least one line item must be specified")
+            for line in raw_lines:
+                code = line.get("ItemCode")
+                if code and code not in items:
+                    errors.append(f"Item code '{code}' is not valid")
+                if not code and not line.get("Description"):
+                    errors.append("Description must be specified for a line item")
+                try:
+                    float(line.get("UnitAmount", 0))
+                except (TypeError, ValueError):
+                    errors.append("Unit Amount must be a valid number")
+        issued = parse_request_date(element["Date"]) if element.get("Date") else None
+        due = parse_request_date(element["DueDate"]) if element.get("DueDate") else None
+        if element.get("Date") and issued is None:
+            errors.append("Date must be a valid date")
+        if element.get("DueDate") and due is None:
+            errors.append("DueDate must be a valid date")
+        number = element.get("InvoiceNumber")
+        if number and number != existing["InvoiceNumber"] and any(
+                i["InvoiceNumber"] == number and i["Type"] == existing["Type"] and i is not existing
+                for i in self.objects["invoices"].values()):
+            errors.append("Invoice # must be unique.")
+
+        def save(now: datetime) -> dict[str, Any]:
+            if contact is not None:
+                existing["Contact"] = self._contact_summary(contact)
+            if raw_lines is not None:
+                lines = []
+                for n, line in enumerate(raw_lines):
+                    item = items.get(line.get("ItemCode") or "")
+                    unit = float(line.get("UnitAmount", item["SalesDetails"]["UnitPrice"] if item else 0.0))
+                    lines.append(self._line(self.world.seed, (existing["InvoiceID"], now.timestamp()), n,
+                                            line.get("ItemCode"), line.get("Description") or (
+                                                item["Name"] if item else ""), round(unit, 2),
+                                            float(line.get("Quantity", 1)), line.get("AccountCode", "200")))
+                total = round(sum(line["LineAmount"] for line in lines), 2)
+                existing.update(LineItems=lines, SubTotal=total, Total=total,
+                                AmountDue=round(total - existing["AmountPaid"] - existing["AmountCredited"], 2))
+            if issued is not None:
+                existing.update(_date_fields("Date", _midnight(issued)))
+            if due is not None:
+                existing.update(_date_fields("DueDate", _midnight(due)))
+            for field in ("Reference", "InvoiceNumber", "CurrencyCode"):
+                if field in element:
+                    existing[field] = element[field]
+            existing["Status"] = new
+            if new == "VOIDED":
+                existing["AmountDue"] = 0.0
+            existing["SentToContact"] = existing["SentToContact"] or new not in ("DRAFT", "DELETED")
+            existing["UpdatedDateUTC"] = dotnet(now)
+            return existing
 
         return errors, save
 
