@@ -238,18 +238,20 @@ def _sync_result(name: str, dry_run: bool) -> None:
     import json as _json
 
     from .syncs.engine import SyncFailedError, SyncSourceMissingError, run_sync
-    from .syncs.registry import get_sync
     from .warehouse.duckdb import Warehouse
 
     settings = load_settings()
-    spec = get_sync(name)
+    spec = _known_sync(name)
     run_id = f"cli-{datetime.now(UTC):%Y%m%dT%H%M%S}"
     try:
         result = run_sync(spec, Warehouse(settings.warehouse_database, log=_Say()), settings, run_id=run_id,
-                          dry_run=dry_run)
+                          dry_run=dry_run, log=_Say())
     except (SyncFailedError, SyncSourceMissingError) as exc:
         err_console.print(f"[red]{exc}[/red]")
         raise typer.Exit(1) from None
+    except ConfigurationError as exc:
+        err_console.print(f"[red]{redact(str(exc))}[/red]")
+        raise typer.Exit(2) from None
     counts = result.plan.counts()
     console.print(f"[bold]{spec.title}[/bold] ({spec.mode} → {spec.target})" + (" — dry run" if dry_run else ""))
     console.print(", ".join(f"{k}: {v}" for k, v in counts.items()))
@@ -257,6 +259,11 @@ def _sync_result(name: str, dry_run: bool) -> None:
         console.print(f"created {result.created}, updated {result.updated}, deleted {result.deleted}, "
                       f"failed {result.failed}"
                       + (f"; re-sent {result.resumed} from an interrupted run" if result.resumed else ""))
+        if result.failed:
+            console.print(f"{len(result.new_failures)} new failure(s), {len(result.parked_now)} parked now: "
+                          f"`integration-pipelines sync errors {spec.name}`")
+    if result.plan.start is not None:
+        console.print(f"[dim]start: {result.plan.start.isoformat()} ({result.start_source})[/dim]")
     for sample in result.samples:
         console.print(f"[dim]{sample['operation']} {sample['key']}[/dim] {_json.dumps(sample['payload'])}")
 
@@ -278,6 +285,147 @@ def sync_plan(name: Annotated[str, typer.Argument(help="the sync's name (see `sy
 def sync_run(name: Annotated[str, typer.Argument(help="the sync's name (see `sync list`)")]) -> None:
     """Run one sync now, outside Dagster (the UI's `sync/<name>` asset does the same)."""
     _sync_result(name, dry_run=False)
+
+
+def _known_sync(name: str):  # type: ignore[no-untyped-def]
+    """The spec, or exit 2 naming the syncs there are."""
+    from .syncs.registry import discover_syncs, get_sync
+
+    try:
+        return get_sync(name)
+    except KeyError:
+        err_console.print(f"[red]There is no sync named {name!r}. The syncs are: "
+                          f"{', '.join(s.name for s in discover_syncs())}.[/red]")
+        raise typer.Exit(2) from None
+
+
+@contextlib.contextmanager
+def _ledger(timeout: float, *, write: bool):  # type: ignore[no-untyped-def]
+    """A warehouse connection for the operator commands; a missing or locked warehouse is exit 2, not a trace."""
+    from .warehouse.duckdb import WarehouseLockedError
+    from .warehouse.query import WarehouseMissingError, open_warehouse
+
+    try:
+        warehouse = open_warehouse(_warehouse_database(), timeout, _Say().info)
+        with warehouse.connect(read_only=not write and warehouse.is_file) as con:
+            yield con
+    except (WarehouseLockedError, WarehouseMissingError) as exc:
+        err_console.print(f"[red]{redact(str(exc))}[/red]")
+        raise typer.Exit(2) from None
+
+
+def _when(value) -> str:  # type: ignore[no-untyped-def]
+    return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC") if value else ""
+
+
+@sync_app.command("errors")
+def sync_errors(
+    name: Annotated[str, typer.Argument(help="the sync's name (see `sync list`)")],
+    as_json: Annotated[bool, typer.Option("--json", help="print JSON instead of a table")] = False,
+    timeout: Annotated[float, typer.Option(help="seconds to wait for a writing run")] = 60.0,
+) -> None:
+    """Records that fail, are parked, skipped or in doubt: attempts, last error, next attempt."""
+    import json as _json
+
+    from .syncs.operations import failing_records
+
+    spec = _known_sync(name)
+    with _ledger(timeout, write=False) as con:
+        records = failing_records(con, spec.name)
+    if as_json:
+        sys.stdout.write(_json.dumps([r.as_json() for r in records], indent=2) + "\n")
+        return
+    if not records:
+        console.print(f"sync {spec.name}: no failing, parked, skipped or in-doubt records.")
+        return
+    table = Table("record", "status", "operation", "attempts", "last error", "next attempt", title=spec.name)
+    for r in records:
+        error = (r.last_error or "").splitlines()[0] if r.last_error else ""
+        table.add_row(r.key, r.status + (f" ({r.skip_reason})" if r.skip_reason else ""), r.operation or "",
+                      str(r.attempts), error, r.next_attempt())
+    console.print(table)
+    console.print(f"[dim]{len(records)} record(s). `sync skip {spec.name} KEY` acknowledges one, "
+                  f"`sync retry {spec.name} KEY` sends it again.[/dim]")
+
+
+@sync_app.command("skip")
+def sync_skip(
+    name: Annotated[str, typer.Argument(help="the sync's name (see `sync list`)")],
+    keys: Annotated[list[str], typer.Argument(help="record keys (see `sync errors NAME`)")],
+    reason: Annotated[str, typer.Option(help="why: shown by `sync errors`")] = "",
+    timeout: Annotated[float, typer.Option(help="seconds to wait for a writing run")] = 60.0,
+) -> None:
+    """Acknowledge records: never sent again, listed as skipped, not counted as failures."""
+    from .syncs.operations import RecordsNotFoundError, skip_records
+
+    spec = _known_sync(name)
+    with _ledger(timeout, write=True) as con:
+        try:
+            done = skip_records(con, spec, keys, reason, by="cli", data_dir=load_settings().data_dir)
+        except RecordsNotFoundError as exc:
+            err_console.print(f"[red]{exc}[/red]")
+            raise typer.Exit(2) from None
+    console.print(f"sync {spec.name}: skipped {len(done)} record(s): {', '.join(done)}. They are not sent again "
+                  f"unless you run `integration-pipelines sync retry {spec.name} KEY`.")
+
+
+@sync_app.command("retry")
+def sync_retry(
+    name: Annotated[str, typer.Argument(help="the sync's name (see `sync list`)")],
+    keys: Annotated[list[str] | None, typer.Argument(help="record keys (see `sync errors NAME`)")] = None,
+    all_records: Annotated[bool, typer.Option("--all", help="every failing, parked and skipped record")] = False,
+    timeout: Annotated[float, typer.Option(help="seconds to wait for a writing run")] = 60.0,
+) -> None:
+    """Reset failing, parked or skipped records (attempts and backoff), so the next run sends them."""
+    from .syncs.operations import RecordsNotFoundError, retry_records
+
+    spec = _known_sync(name)
+    if bool(keys) == all_records:
+        err_console.print(f"[red]Name the records to retry (`sync retry {spec.name} KEY...`) or pass --all, "
+                          "not both.[/red]")
+        raise typer.Exit(2)
+    with _ledger(timeout, write=True) as con:
+        try:
+            done = retry_records(con, spec, None if all_records else keys, data_dir=load_settings().data_dir)
+        except RecordsNotFoundError as exc:
+            err_console.print(f"[red]{exc}[/red]")
+            raise typer.Exit(2) from None
+    if not done:
+        console.print(f"sync {spec.name}: no failing, parked or skipped records to retry.")
+        return
+    console.print(f"sync {spec.name}: {len(done)} record(s) will be sent by the next run: {', '.join(done)} "
+                  f"(`integration-pipelines sync run {spec.name}`, or materialize sync/{spec.name}).")
+
+
+@sync_app.command("history")
+def sync_history(
+    name: Annotated[str | None, typer.Argument(help="one sync (default: all)")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="print JSON instead of a table")] = False,
+    limit: Annotated[int, typer.Option(help="how many runs, newest first")] = 20,
+    timeout: Annotated[float, typer.Option(help="seconds to wait for a writing run")] = 60.0,
+) -> None:
+    """Recent sync runs: when, and how many records were created, updated, failed and skipped."""
+    import json as _json
+
+    from .syncs.operations import run_history
+
+    spec_name = _known_sync(name).name if name else None
+    with _ledger(timeout, write=False) as con:
+        runs = run_history(con, spec_name, limit)
+    if as_json:
+        def iso(value: object) -> str:
+            return value.astimezone(UTC).isoformat() if isinstance(value, datetime) else str(value)
+
+        sys.stdout.write(_json.dumps(runs, default=iso, indent=2) + "\n")
+        return
+    table = Table("finished", "sync", "created", "updated", "deleted", "failed", "new failures", "skipped",
+                  "parked", "backoff", "before start", "dry run")
+    for run in runs:
+        table.add_row(_when(run["finished_at"]), run["sync_name"], *(str(run[c] or 0) for c in (
+            "created", "updated", "deleted", "failed", "new_failures", "skipped", "parked", "backoff",
+            "before_start")), "yes" if run["dry_run"] else "")
+    console.print(table)
+    console.print(f"[dim]{len(runs)} run(s)[/dim]")
 
 
 def _wait_for(url: str, what: str, process: subprocess.Popen, timeout: float) -> None:
