@@ -394,3 +394,37 @@ def test_python_quickbooks_sdk_reads_and_writes_against_the_sandbox(sandbox_serv
     replayed = Invoice.from_json(_invoice_body("2", 99.0)).save(qb=client, request_id="sdk-request-1")
     assert saved.Id == replayed.Id and saved.TotalAmt == 99.0
     assert len([i for i in sandbox.emulator("quickbooks").dump("invoices") if i["DocNumber"] == "SYNC-0001"]) == 1
+
+
+# -- rotation and expiry by the emulator's clock (docs/credentials.md) ------------------------------------------
+def test_refresh_tokens_rotate_daily_and_the_old_one_dies_once_the_new_one_is_used(sandbox_server, sandbox):
+    url = sandbox_server.url
+    live = ("ABFAKEliveQuickBooksClientId00000000000000000000", "FAKEliveQuickBooksClientSecret000000000")
+    control = httpx.post(url + "/_sandbox/quickbooks/connect", json={"client_id": live[0], "client_secret": live[1]})
+    r0 = control.json()["refresh_token"]
+
+    def refresh(token: str) -> httpx.Response:
+        return httpx.post(url + TOKEN_PATH, auth=live, data={"grant_type": "refresh_token", "refresh_token": token})
+
+    def advance(hours: float) -> None:
+        httpx.post(url + "/_sandbox/quickbooks/clock", json={"advance_seconds": hours * 3600}).raise_for_status()
+
+    first = refresh(r0).json()
+    assert first["refresh_token"] == r0 and first["expires_in"] == 3600  # within 24 hours: the same token
+    access = first["access_token"]
+    query = f"{url}/v3/company/{REALM}/query"
+    assert httpx.get(query, params={"query": "SELECT * FROM Customer"},
+                     headers={"Authorization": f"Bearer {access}"}).status_code == 200
+    advance(1)  # an access token lives one hour
+    expired = httpx.get(query, params={"query": "SELECT * FROM Customer"},
+                        headers={"Authorization": f"Bearer {access}"})
+    assert expired.status_code == 401 and expired.json()["fault"]["error"][0]["code"] == "3200"
+
+    advance(23)
+    r1 = refresh(r0).json()["refresh_token"]
+    assert r1 != r0, "a day later the answer carries a new refresh token"
+    assert refresh(r0).json()["refresh_token"] == r1, "the previous one still works until the new one is used"
+    assert refresh(r1).status_code == 200
+    dead = refresh(r0)
+    assert (dead.status_code, dead.json()["error"]) == (400, "invalid_grant")
+    assert sandbox.emulator("quickbooks").superseded_refresh_tokens_presented == [r0, r0]  # type: ignore[attr-defined]

@@ -483,3 +483,33 @@ def test_xero_python_updates_invoices_within_xeros_rules(sandbox_server, sandbox
     with pytest.raises(AccountingBadRequestException) as closed:
         api.update_invoice(TENANT, other.invoice_id, Invoices(invoices=[Invoice(reference="again")]))
     assert "Invoice not of valid status for modification" in closed.value.body.decode()
+
+
+# -- rotation and expiry by the emulator's clock (docs/credentials.md) ------------------------------------------
+def test_refresh_tokens_rotate_every_time_with_a_thirty_minute_grace(sandbox_server, sandbox):
+    url = sandbox_server.url
+    live = ("FAKE-live-xero-client-id-1234567890ABCDEF", "FAKE-live-xero-client-secret-do-not-use-0001")
+    r0 = httpx.post(url + "/_sandbox/xero/connect", json={"client_id": live[0], "client_secret": live[1]}
+                    ).json()["refresh_token"]
+
+    def refresh(token: str) -> httpx.Response:
+        return httpx.post(url + TOKEN_PATH, auth=live, data={"grant_type": "refresh_token", "refresh_token": token})
+
+    def advance(minutes: float) -> None:
+        httpx.post(url + "/_sandbox/xero/clock", json={"advance_seconds": minutes * 60}).raise_for_status()
+
+    first = refresh(r0).json()
+    r1, access = first["refresh_token"], first["access_token"]
+    assert r1 != r0 and first["expires_in"] == 1800
+    headers = {"Authorization": f"Bearer {access}", "xero-tenant-id": TENANT, "Accept": "application/json"}
+    assert httpx.get(url + API_ROOT + "/Items", headers=headers).status_code == 200
+    advance(30)  # an access token lives 30 minutes; so does the rotated-out refresh token
+    expired = httpx.get(url + API_ROOT + "/Items", headers=headers)
+    assert expired.status_code == 401 and expired.json()["Detail"].startswith("TokenExpired: token expired at")
+    gone = refresh(r0)
+    assert (gone.status_code, gone.json()) == (400, {"error": "invalid_grant"})
+    r2 = refresh(r1).json()["refresh_token"]
+    advance(29)
+    assert refresh(r1).status_code == 200, "inside the grace period the previous token still works"
+    assert _emulator(sandbox).consumed_refresh_tokens_presented == [r0, r1]
+    assert r2 not in _emulator(sandbox).consumed_refresh_tokens_presented
