@@ -36,9 +36,9 @@ DESCRIPTIONS = {
     "receivables_by_entity": "Open receivables per legal entity, in USD.",
     **{name: c.description for name, c in contracts().items()},
 }
-# Webhook events upsert raw rows too; core rebuilds (and syncs after it) when any upstream changed, so a
-# landed payment flows on to the targets without waiting for the nightly run.
-EVENTS_ASSET = dg.AssetKey(["webhooks", "events"])
+# Core reads the raw tables only. Webhook events reach it through the event lane (webhooks/lane.py), which
+# rebuilds core itself right after applying a batch and reports the core tables that changed; the automation
+# condition here rebuilds core after extract runs (a backfill, a manual extract).
 FRESHNESS = dg.FreshnessPolicy.time_window(fail_window=timedelta(hours=26), warn_window=timedelta(hours=25))
 
 
@@ -129,7 +129,7 @@ def build_core_assets(systems: Sequence[System]) -> dg.AssetsDefinition:
     extract_keys = [dg.AssetKey([s.name, st.name]) for s in systems for st in s.streams]
     specs = [
         dg.AssetSpec(_key(table), group_name="core", description=DESCRIPTIONS.get(table, table),
-                     deps=[*extract_keys, EVENTS_ASSET], kinds={"duckdb", "sql"}, freshness_policy=FRESHNESS,
+                     deps=extract_keys, kinds={"duckdb", "sql"}, freshness_policy=FRESHNESS,
                      automation_condition=AFTER_UPSTREAM_UPDATES,
                      metadata={"table": f"core.{table}", "key": ", ".join(CORE_TABLES[table])})
         for table in CORE_TABLES

@@ -116,8 +116,8 @@ def _report(context: dg.OpExecutionContext, outcome: BatchOutcome, alerter: Aler
         "oldest_event_age_seconds": round(outcome.oldest_event_age, 3),
         "batch_seconds": round(outcome.seconds, 3)}))
     if outcome.core is not None:
-        for table, change in outcome.core.changes.items():
-            if table.startswith("core."):
+        for table, change in outcome.core.changes.items():  # only what changed: the rest was not touched
+            if table.startswith("core.") and (change.inserted or change.updated or change.deleted):
                 context.log_event(dg.AssetMaterialization(
                     asset_key=dg.AssetKey(["core", table.split(".", 1)[1]]),
                     metadata={"dagster/row_count": change.rows, "inserted": change.inserted,
