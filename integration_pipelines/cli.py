@@ -501,7 +501,9 @@ def demo(
     env = {**os.environ, "DAGSTER_HOME": str(dagster_home), "IP_DATA_DIR": str(data_dir),
            "IP_SANDBOX_URL": os.environ.get("IP_SANDBOX_URL", sandbox_url),
            # the partitions start where the sandbox's history does, not months before it
-           "IP_PARTITIONS_START": os.environ.get("IP_PARTITIONS_START", history_start.isoformat())}
+           "IP_PARTITIONS_START": os.environ.get("IP_PARTITIONS_START", history_start.isoformat()),
+           # the demo's integrations act on the sandbox's whole history (a real business sets its own start)
+           "IP_SYNC_START": os.environ.get("IP_SYNC_START", history_start.isoformat())}
     bin_dir = Path(sys.executable).parent
     processes: list[subprocess.Popen] = []
 
