@@ -137,6 +137,13 @@ class EventLane:
 
     def process(self, batch: str) -> BatchOutcome:
         started = time.monotonic()
+        with self.warehouse.session():  # one connection for the whole batch (warehouse/duckdb.py says why)
+            outcome = self._process(batch)
+        outcome.seconds = time.monotonic() - started
+        outcome.oldest_event_age = _age(outcome.ingest.received_at, datetime.now(UTC))
+        return outcome
+
+    def _process(self, batch: str) -> BatchOutcome:
         ingest = ingest_batch(self.store, self.warehouse, self.settings.spool_dir, batch, self.run_id, log=self.log)
         outcome = BatchOutcome(batch=batch, ingest=ingest)
         if ingest.changed:
@@ -150,8 +157,6 @@ class EventLane:
                                      if c.inserted or c.updated or c.deleted}
             for spec in affected_syncs(self.syncs, outcome.updated_keys):
                 outcome.syncs.append(self._sync(spec))
-        outcome.seconds = time.monotonic() - started
-        outcome.oldest_event_age = _age(ingest.received_at, datetime.now(UTC))
         return outcome
 
     def _raw_keys(self, ingest: IngestResult) -> set[tuple[str, ...]]:
