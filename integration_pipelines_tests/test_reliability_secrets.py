@@ -482,10 +482,8 @@ def test_no_secret_leaks_anywhere_in_the_demo_flow(demo: Demo, inbox: AlertInbox
     ui, env = demo.ui, demo.env
     yesterday = partition_for(datetime.now(UTC), "UTC")
     canary = f"CANARY-{secrets.token_hex(8)}"  # not a secret: proves the scan reads where data really goes
-    # the successful flow: every extract, core, syncs, reconciliation (in one process: this test is about
-    # secrets, and ~100 step processes would cost minutes on a 2-core machine)
-    nightly = ui.launch_run("nightly_sync", partition=yesterday, tags={"integration_pipelines/test": canary},
-                            run_config={"execution": {"config": {"in_process": {}}}})
+    # the successful flow: every extract, core, syncs, reconciliation (the nightly job runs in one process)
+    nightly = ui.launch_run("nightly_sync", partition=yesterday, tags={"integration_pipelines/test": canary})
 
     # meanwhile: the failing leg, a user with a wrong secret in every variable, against the same instance
     wrong = {name: distinctive(name, VENDOR_PREFIX.get(name, "")) for name in system_secret_variables()}
