@@ -341,6 +341,7 @@ def sync_errors(
     table = Table("record", "status", "operation", "attempts", "last error", "next attempt", title=spec.name)
     for r in records:
         error = (r.last_error or "").splitlines()[0] if r.last_error else ""
+        error = error if len(error) <= 120 else error[:119] + "…"  # whole in --json
         table.add_row(r.key, r.status + (f" ({r.skip_reason})" if r.skip_reason else ""), r.operation or "",
                       str(r.attempts), error, r.next_attempt())
     console.print(table)
@@ -418,8 +419,12 @@ def sync_history(
 
         sys.stdout.write(_json.dumps(runs, default=iso, indent=2) + "\n")
         return
-    table = Table("finished", "sync", "created", "updated", "deleted", "failed", "new failures", "skipped",
-                  "parked", "backoff", "before start", "dry run")
+    table = Table()
+    table.add_column("finished", no_wrap=True)
+    table.add_column("sync", no_wrap=True)  # copied into other commands: never cut
+    for column in ("created", "updated", "deleted", "failed", "new failures", "skipped", "parked", "backoff",
+                   "before start", "dry run"):
+        table.add_column(column)
     for run in runs:
         table.add_row(_when(run["finished_at"]), run["sync_name"], *(str(run[c] or 0) for c in (
             "created", "updated", "deleted", "failed", "new_failures", "skipped", "parked", "backoff",

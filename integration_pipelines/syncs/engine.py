@@ -440,6 +440,11 @@ def run_sync(
     return result
 
 
+def _short(message: str, limit: int = 240) -> str:
+    line = message.splitlines()[0] if message else ""
+    return line if len(line) <= limit else line[:limit - 1] + "…"
+
+
 def _resolve_start(con: duckdb.DuckDBPyConnection, spec: SyncSpec, policy: SyncSettings, run_id: str,
                    now: datetime, *, record: bool) -> tuple[datetime | None, str]:
     """The sync's start and where it comes from. The moment a sync first ran against this warehouse is recorded
@@ -485,7 +490,7 @@ def _announce(spec: SyncSpec, result: SyncResult, alerter: Any, log: LogSink | N
             fresh = [r for r in records if alerter.incidents.open(f"sync:{spec.name}:record:{r[0]}:{kind}")]
             if not fresh:
                 continue
-            listed = "; ".join(f"{key} ({operation}): {message.splitlines()[0][:200]}"
+            listed = "; ".join(f"{key} ({operation}): {_short(message)}"
                                for key, operation, message in fresh[:10])
             more = f" and {len(fresh) - 10} more" if len(fresh) > 10 else ""
             alerter.send(Alert(
