@@ -1,18 +1,30 @@
-# The two commands of the README: `make demo` and `make test`. Both create/refresh .venv first.
+# The two commands of the README: `make demo` and `make test`. Both create/refresh .venv first, from uv.lock.
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# uv installs the locked versions (uv.lock) into .venv. Only python3 is needed: uv itself is bootstrapped into the
+# venv with pip, at the version uv.lock pins for the dev extra (test_packaging.py checks the two agree).
+UV_VERSION := 0.13.9
+UV := $(BIN)/uv
+# --frozen: install exactly uv.lock, never re-resolve (a stale lock fails instead: run `make lock`);
+# --inexact: keep what uv does not manage (pip, and uv itself, which runs this command)
+SYNC := UV_PROJECT_ENVIRONMENT=$(VENV) $(UV) sync --frozen --inexact
 
-.PHONY: demo test lint bench bench-quick clean install
+.PHONY: demo test lint bench bench-quick clean install lock
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml uv.lock
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	$(UV) --version 2>/dev/null | grep -qx "uv $(UV_VERSION)" || \
+		$(BIN)/python -m pip install --quiet --disable-pip-version-check "uv==$(UV_VERSION)"
+	$(SYNC) --extra dev
 	touch $(STAMP)
 
 install: $(STAMP)
+
+# after changing the dependencies in pyproject.toml: re-resolve and commit uv.lock
+lock: $(STAMP)
+	$(UV) lock
 
 demo: $(STAMP)
 	$(BIN)/integration-pipelines demo
@@ -21,11 +33,11 @@ test: $(STAMP)
 	$(BIN)/python -m pytest
 
 bench: $(STAMP)
-	$(BIN)/python -m pip install --quiet -e ".[bench]"
+	$(SYNC) --extra dev --extra bench
 	$(BIN)/python -m benchmarks.run
 
 bench-quick: $(STAMP)
-	$(BIN)/python -m pip install --quiet -e ".[bench]"
+	$(SYNC) --extra dev --extra bench
 	$(BIN)/python -m benchmarks.run --quick
 
 lint: $(STAMP)
