@@ -448,8 +448,9 @@ def _wait_for(url: str, what: str, process: subprocess.Popen, timeout: float) ->
 
 
 def _spawn(args: list[str], env: dict[str, str]) -> subprocess.Popen:
-    # A new session per child: Ctrl-C reaches us once, and we stop each child's whole process group.
-    return subprocess.Popen(args, env=env, cwd=PROJECT_ROOT, start_new_session=True)
+    # A new session per child: Ctrl-C reaches us once, and we stop each child's whole process group. The children
+    # run in the demo's working folder (its `.env`), wherever the package is installed.
+    return subprocess.Popen(args, env=env, start_new_session=True)
 
 
 def _stop(processes: list[subprocess.Popen]) -> None:
@@ -497,10 +498,16 @@ def demo(
     """Start the sandbox, the webhook receiver, the activity simulator and the Dagster UI
     (http://127.0.0.1:3000) on a local .data folder. With `--world messy` the sandbox plants its anomalies
     first, and late, duplicated, out-of-order and replayed Stripe webhooks reach the receiver once it is up."""
-    data_dir = (PROJECT_ROOT / data_dir).resolve() if not data_dir.is_absolute() else data_dir
+    from importlib.resources import as_file, files
+
+    data_dir = data_dir.resolve()  # relative to the working folder (`make demo`: the checkout)
     dagster_home = data_dir / "dagster"
     dagster_home.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(PROJECT_ROOT / "deploy" / "dagster.yaml", dagster_home / "dagster.yaml")
+    # the instance config and the workspace ship in the package (integration_pipelines/deploy/), so a wheel install
+    # runs the demo from any folder; deploy/dagster.yaml and workspace.yaml in a checkout link to them
+    for name in ("dagster.yaml", "workspace.yaml"):
+        with as_file(files("integration_pipelines") / "deploy" / name) as source:
+            shutil.copyfile(source, dagster_home / name)
     sandbox_url = f"http://127.0.0.1:{sandbox_port}"
     history_start = datetime.now(UTC).date() - timedelta(days=DEMO_HISTORY_DAYS)
     env = {**os.environ, "DAGSTER_HOME": str(dagster_home), "IP_DATA_DIR": str(data_dir),
@@ -542,7 +549,7 @@ def demo(
                 err_console.print(f"[red]Messy webhooks not sent[/red]: {redact(str(exc))}")
         processes.append(_spawn([sys.executable, "-m", "integration_pipelines.cli", "sandbox", "simulate",
                                  "--receiver-url", receiver_url, "--interval", "5"], env))
-        processes.append(_spawn([str(bin_dir / "dagster"), "dev", "-w", "workspace.yaml",
+        processes.append(_spawn([str(bin_dir / "dagster"), "dev", "-w", str(dagster_home / "workspace.yaml"),
                                  "-h", "127.0.0.1", "-p", str(port)], env))
         _wait_for(f"http://127.0.0.1:{port}/server_info", "dagster dev", processes[-1], 180)
         console.print(f"[green]Dagster UI ready[/green] on http://127.0.0.1:{port}  (Ctrl-C stops everything)")
