@@ -2,7 +2,8 @@
 
 Two layers: `Settings` for the platform (`IP_*` variables: paths, the sandbox URL, partitions), and
 `SystemOverrides` per system (`STRIPE_BASE_URL`, `STRIPE_REQUESTS_PER_SECOND`, `STRIPE_MAX_RETRIES` ...).
-A system's credentials are named in its spec and read by `connectors.runtime` from the environment.
+A system's credentials are named in its spec and read by `connectors.runtime` from the environment. Any secret
+may instead be given as `<NAME>_FILE` (a file holding it) or come from the secrets manager (`connectors/secrets.py`).
 """
 
 from __future__ import annotations
@@ -13,9 +14,10 @@ from datetime import date
 from pathlib import Path
 
 from pydantic import Field, field_validator, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from .connectors.redaction import register_secret
+from .connectors.secrets import with_secret_files
 
 _MOTHERDUCK_TOKEN = re.compile(r"[?&]motherduck_token=([^&]+)", re.IGNORECASE)
 
@@ -52,6 +54,19 @@ class Settings(BaseSettings):
         default_factory=lambda: os.environ.get("TZ") or "UTC",
         description="IANA timezone of the schedules (default: $TZ, else UTC)",
     )
+    allow_sandbox_data_in_live: bool = Field(
+        default=False, description="let syncs write to a real service although the warehouse holds data extracted "
+        "from a sandbox (see integration_pipelines/provenance.py); for a test account fed from the sandbox only")
+
+    @classmethod
+    def settings_customise_sources(cls, settings_cls: type[BaseSettings], init_settings: PydanticBaseSettingsSource,
+                                   env_settings: PydanticBaseSettingsSource,
+                                   dotenv_settings: PydanticBaseSettingsSource,
+                                   file_secret_settings: PydanticBaseSettingsSource,
+                                   ) -> tuple[PydanticBaseSettingsSource, ...]:
+        """`IP_WAREHOUSE_FILE`: a MotherDuck connection string carries its token, so it may come from a file."""
+        return with_secret_files(settings_cls, init_settings, env_settings, dotenv_settings, file_secret_settings,
+                                 fields={"warehouse"})
 
     @field_validator("warehouse")
     @classmethod

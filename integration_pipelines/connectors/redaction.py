@@ -6,9 +6,11 @@ exception messages and metadata can be scrubbed without each caller knowing whic
 
 from __future__ import annotations
 
+import base64
+import json
 import re
 import threading
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, quote, quote_plus, urlencode, urlsplit, urlunsplit
 
 REDACTED = "***"
 _MIN_SECRET_LENGTH = 4
@@ -20,11 +22,28 @@ _lock = threading.Lock()
 _secrets: set[str] = set()
 
 
+def encoded_forms(value: str) -> set[str]:
+    """The ways a secret shows up in text besides itself: percent-encoded as a query parameter or form field
+    (`quote`, `quote_plus`, upper- and lower-case hex: a key with `+/=` in a logged URL), base64 and URL-safe
+    base64 with and without padding (a token inside a Basic header or a JSON document), and escaped inside a
+    JSON string (a `"` or `\\` in a password; `/` written as `\\/` by some encoders)."""
+    escaped = json.dumps(value)[1:-1]
+    forms = {value, quote(value, safe=""), quote(value), quote_plus(value), quote_plus(value, safe="/"),
+             escaped, json.dumps(value, ensure_ascii=False)[1:-1], escaped.replace("/", "\\/")}
+    forms |= {re.sub(r"%[0-9A-F]{2}", lambda m: m.group(0).lower(), form) for form in forms if "%" in form}
+    raw = value.encode()
+    for encoded in (base64.b64encode(raw).decode(), base64.urlsafe_b64encode(raw).decode()):
+        forms |= {encoded, encoded.rstrip("=")}
+    return {form for form in forms if len(form) >= _MIN_SECRET_LENGTH}
+
+
 def register_secret(value: str | None) -> None:
-    """Remember a secret so that `redact` removes it from any text from now on."""
+    """Remember a secret, and its encoded forms (`encoded_forms`), so that `redact` removes it from any text from
+    now on, however it was written there."""
     if value and len(value) >= _MIN_SECRET_LENGTH:
+        forms = encoded_forms(value)
         with _lock:
-            _secrets.add(value)
+            _secrets.update(forms)
 
 
 def _cut_piece(secret: str) -> int:

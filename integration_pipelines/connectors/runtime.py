@@ -3,6 +3,15 @@
 Sandbox or live is decided per system by its secrets: none set → the sandbox at `IP_SANDBOX_URL` with the
 spec's fake values; all set → the real service; some set → a configuration error naming what is missing,
 because half-configured credentials are a mistake, never an intent.
+
+Least privilege: a system is resolved for a purpose. Extraction resolves `purpose="read"` and reads
+`<SYSTEM>_READ_<VAR>`, falling back to `<SYSTEM>_<VAR>`; syncs resolve `purpose="write"` and read
+`<SYSTEM>_WRITE_<VAR>`, falling back the same way. A read never even reads a `_WRITE_` variable, so an extract run
+holds no write credential when a read-only one is configured. Any credential of a system, for any purpose, means
+"use the real service": a purpose whose set is then incomplete is an error, never a quiet fall-back to the sandbox
+(reads from the real Stripe and writes into the sandbox would be worse than failing). Each value may also come from
+`<VAR>_FILE` or the secrets manager (`connectors/secrets.py`). A live write into a warehouse holding data extracted
+from a sandbox is refused (`integration_pipelines.provenance`).
 """
 
 from __future__ import annotations
@@ -11,7 +20,7 @@ import os
 import random
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal
 from urllib.parse import urlsplit
 
@@ -23,7 +32,12 @@ from .errors import ConfigurationError
 from .http import DEFAULT_RETRY_STATUSES, HttpClient, LogSink, RetryPolicy
 from .ratelimit import TokenBucket
 from .redaction import register_secret
-from .spec import BasicAuthSpec, BearerAuthSpec, HeaderAuthSpec, OAuth2AuthSpec, System, render_template
+from .secrets import is_set, lookup
+from .spec import BasicAuthSpec, BearerAuthSpec, EnvValue, HeaderAuthSpec, OAuth2AuthSpec, System, render_template
+from .token_store import TokenStore
+
+Purpose = Literal["read", "write"]
+PURPOSES: tuple[Purpose, ...] = ("read", "write")
 
 
 @dataclass(frozen=True)
@@ -34,6 +48,19 @@ class ResolvedSystem:
     token_url: str | None
     values: dict[str, str]
     overrides: SystemOverrides
+    purpose: Purpose = "read"
+    #: value key → the variable it was read from (`STRIPE_READ_API_KEY`, `STRIPE_API_KEY`); absent = sandbox default
+    sources: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def credential_hint(self) -> str:
+        """Which variables to check when the service refuses us: the ones this purpose actually used."""
+        system = self.system
+        names = [self.sources.get(key, spec.env) for key, spec in system.values.items() if spec.secret]
+        if self.mode == "sandbox":
+            return system.credential_hint()
+        return (f"Check {', '.join(names)} (the {self.purpose} credentials; see docs/credentials.md and "
+                "docs/systems.md for the scopes they need), or unset them to use the sandbox.")
 
     def page_size(self, default: int) -> int:
         return self.overrides.page_size or default
@@ -49,25 +76,60 @@ def _rebase(url: str, base: str) -> str:
     return base.rstrip("/") + parts.path + (f"?{parts.query}" if parts.query else "")
 
 
-def resolve_system(system: System, settings: Settings, environ: dict[str, str] | None = None) -> ResolvedSystem:
+def purpose_variable(system: System, env: str, purpose: Purpose) -> str:
+    """`STRIPE_API_KEY` → `STRIPE_READ_API_KEY` / `STRIPE_WRITE_API_KEY`."""
+    prefix = f"{system.env_prefix}_"
+    rest = env[len(prefix):] if env.startswith(prefix) else env
+    return f"{prefix}{purpose.upper()}_{rest}"
+
+
+def credential_variables(system: System) -> list[str]:
+    """Every variable that can hold one of the system's secrets, for any purpose."""
+    return [name for spec in system.values.values() if spec.secret
+            for name in (spec.env, *(purpose_variable(system, spec.env, p) for p in PURPOSES))]
+
+
+def _source(system: System, spec: EnvValue, purpose: Purpose, env: dict[str, str] | os._Environ[str]) -> str | None:
+    """The variable that holds this value for `purpose`: the purpose's own, else the shared one, else None."""
+    for name in (purpose_variable(system, spec.env, purpose), spec.env):
+        if is_set(name, env):
+            return name
+    return None
+
+
+def resolve_system(system: System, settings: Settings, environ: dict[str, str] | None = None, *,
+                   purpose: Purpose = "read") -> ResolvedSystem:
+    if purpose not in PURPOSES:
+        raise ValueError(f"purpose must be 'read' or 'write', not {purpose!r}")
     env = os.environ if environ is None else environ
     overrides = load_overrides(system.name)
     secrets = {k: v for k, v in system.values.items() if v.secret}
-    present = [v.env for v in secrets.values() if env.get(v.env)]
-    if present and len(present) < len(secrets):
-        missing = [v.env for v in secrets.values() if not env.get(v.env)]
+    sources = {k: _source(system, v, purpose, env) for k, v in system.values.items()}
+    present = [sources[k] for k in secrets if sources[k]]
+    configured = [name for name in credential_variables(system) if is_set(name, env)]
+    if configured and len(present) < len(secrets):
+        missing = [f"{purpose_variable(system, v.env, purpose)} (or {v.env})" for k, v in secrets.items()
+                   if not sources[k]]
         raise ConfigurationError(
-            f"{system.title}: {', '.join(present)} set but {', '.join(missing)} not. Set all of them to use "
-            f"the real {system.title}, or unset them all to use the sandbox."
+            f"{system.title} ({purpose}s): {', '.join(configured)} set but {', '.join(missing)} not. Set all of "
+            f"them to use the real {system.title} for {purpose}s, or unset them all to use the sandbox."
         )
     mode: Literal["sandbox", "live"] = "live" if present else "sandbox"
     values: dict[str, str] = {}
+    used: dict[str, str] = {}
     for key, spec in system.values.items():
         # In live mode every value must come from the environment: a sandbox default (a fake realm id, a
         # `.invalid` host) would send real credentials to the wrong place.
-        value = env.get(spec.env) or (spec.sandbox if mode == "sandbox" else "")
+        name = sources[key] or spec.env
+        value = lookup(name, env, secret=spec.secret) if sources[key] else None
+        if value:
+            used[key] = name
+        else:
+            value = spec.sandbox if mode == "sandbox" else ""
         if not value:
-            raise ConfigurationError(f"{system.title}: set {spec.env} ({spec.description or key}).")
+            raise ConfigurationError(
+                f"{system.title}: set {purpose_variable(system, spec.env, purpose)} or {spec.env} "
+                f"({spec.description or key}).")
         if spec.secret:
             register_secret(value)
         values[key] = value
@@ -79,7 +141,24 @@ def resolve_system(system: System, settings: Settings, environ: dict[str, str] |
         real_token = getattr(system.auth, "token_url", None)
         token_url = _rebase(real_token, settings.sandbox_url) if real_token else None
     token_url = overrides.token_url or token_url
-    return ResolvedSystem(system, mode, base_url, token_url, values, overrides)
+    resolved = ResolvedSystem(system, mode, base_url, token_url, values, overrides, purpose, used)
+    if purpose == "write" and mode == "live":
+        from ..provenance import refuse_sandbox_data_in_live
+
+        refuse_sandbox_data_in_live(resolved, settings, env)
+    return resolved
+
+
+def token_store_for(resolved: ResolvedSystem) -> TokenStore | None:
+    """Where rotated refresh tokens of this resolution are kept: the system's store for the shared credentials,
+    and a store of their own for purpose-specific ones (`xero_read`, `xero_write`): two refresh tokens rotating
+    in one file would retire each other's lineage (see token_store.py)."""
+    spec = resolved.system.auth
+    if not (isinstance(spec, OAuth2AuthSpec) and spec.grant_type == "refresh_token" and spec.refresh_token):
+        return None
+    source = resolved.sources.get(spec.refresh_token)
+    own = source is not None and source != resolved.system.values[spec.refresh_token].env
+    return TokenStore.for_system(f"{resolved.system.name}_{resolved.purpose}" if own else resolved.system.name)
 
 
 def build_auth(resolved: ResolvedSystem) -> httpx.Auth | None:
@@ -102,7 +181,8 @@ def build_auth(resolved: ResolvedSystem) -> httpx.Auth | None:
             scope=spec.scope,
             client_auth=spec.client_auth,
             instance_url_field=spec.instance_url_field,
-            credential_hint=system.credential_hint(),
+            credential_hint=resolved.credential_hint,
+            token_store=token_store_for(resolved),
         )
     return None
 
@@ -144,7 +224,7 @@ def build_client(
         timeout=overrides.timeout_seconds,
         headers=headers,
         error_message_paths=system.error_message_paths,
-        credential_hint=system.credential_hint(),
+        credential_hint=resolved.credential_hint,
         is_rate_limited=_rate_limit_detector(system),
         transport=transport,
         sleep=sleep,

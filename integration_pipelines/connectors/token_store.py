@@ -41,10 +41,11 @@ from functools import lru_cache
 from pathlib import Path
 
 from pydantic import Field, SecretStr
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from .errors import ConfigurationError
 from .redaction import register_secret
+from .secrets import with_secret_files
 
 FORMAT = "integration-pipelines/token-store/1"
 KEY_ENV = "IP_TOKEN_STORE_KEY"
@@ -61,6 +62,16 @@ class _StoreSettings(BaseSettings):
 
     data_dir: Path = Path(".data")
     token_store_key: SecretStr | None = Field(default=None, description="encrypts stored refresh tokens")
+
+    @classmethod
+    def settings_customise_sources(cls, settings_cls: type[BaseSettings], init_settings: PydanticBaseSettingsSource,
+                                   env_settings: PydanticBaseSettingsSource,
+                                   dotenv_settings: PydanticBaseSettingsSource,
+                                   file_secret_settings: PydanticBaseSettingsSource,
+                                   ) -> tuple[PydanticBaseSettingsSource, ...]:
+        """`IP_TOKEN_STORE_KEY_FILE` (a mounted secret) or the secrets manager may hold the key."""
+        return with_secret_files(settings_cls, init_settings, env_settings, dotenv_settings, file_secret_settings,
+                                 fields={"token_store_key"})
 
 
 def seed_digest(token: str) -> str:

@@ -392,7 +392,7 @@ def run_sync(
     resend, check = _sort_interrupted(warehouse, spec, system, interrupted, run_id, result, log)
     recheck = _recheck_writer(spec, system, plan) if not dry_run else None
     if not dry_run and (resend or check or batches or recheck):
-        resolved = resolve_system(system, settings)
+        resolved = resolve_system(system, settings, purpose="write")
         with build_client(resolved, log=log, **(client_kwargs or {})) as client:
             system_values = {**resolved.values, **login_variables(client, resolved)}
             if resend and log is not None:

@@ -6,6 +6,8 @@ from typing import Annotated
 
 import typer
 
+from ..connectors.errors import ConfigurationError
+from ..connectors.redaction import redact
 from ..settings import load_settings
 from .config import load_webhook_settings
 from .ingest import replay as replay_files
@@ -28,7 +30,11 @@ def serve(
 
     from .receiver import build_receiver
 
-    receiver = build_receiver()
+    try:
+        receiver = build_receiver()
+    except ConfigurationError as exc:  # sandbox secrets on a public URL, a bad provider list, an unreadable file
+        typer.echo(redact(str(exc)), err=True)
+        raise typer.Exit(2) from None
     swept = receiver.store.sweep_temp() if isinstance(receiver.store, LocalLandingStore) else 0
     if swept:
         typer.echo(f"Removed {swept} temp file(s) a killed receiver left in the landing store (never acknowledged; "

@@ -3,17 +3,28 @@
 Every secret variable may hold several comma-separated values, so a secret can be rotated without losing
 events: configure `old,new`, switch the vendor to `new`, then drop `old`. With nothing set, the obviously fake
 sandbox values below are used, so `make demo` works with no configuration and the simulator signs with the
-same values. Every value is registered for redaction the moment it is read.
+same values. Every value is registered for redaction the moment it is read. Each may also be given as
+`<NAME>_FILE` (a mounted secret file) or come from the secrets manager (`connectors/secrets.py`).
+
+Fail closed: those fake values are published (they are in this file), so a receiver reachable from outside that
+still accepts one accepts forged events. `check_public_secrets` (called by `receiver.build_receiver`, hence by
+`webhooks serve`) refuses to start when `IP_WEBHOOK_PUBLIC_URL` is not loopback/localhost and any enabled
+provider still has a sandbox value; `IP_WEBHOOK_PROVIDERS` (a comma list, default all) disables the providers
+that are not used, and a disabled provider's endpoint answers 404.
 """
 
 from __future__ import annotations
 
+import ipaddress
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from pydantic import Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
+from ..connectors.errors import ConfigurationError
 from ..connectors.redaction import register_secret
+from ..connectors.secrets import with_secret_files
 from ..settings import Settings
 
 # The sandbox's fake secrets: the receiver accepts them and the simulator signs with them when nothing is set.
@@ -30,12 +41,36 @@ SANDBOX_SECRETS: dict[str, str] = {
 }
 SANDBOX_SALESFORCE_ORG_IDS = "00DFAKESANDBOX0001AAA"
 
+#: provider → the WebhookSecrets fields that authenticate its deliveries
+PROVIDER_SECRETS: dict[str, tuple[str, ...]] = {
+    "stripe": ("stripe_webhook_secret",),
+    "standard": ("standard_webhook_secret",),
+    "square": ("square_webhook_signature_key",),
+    "hubspot": ("hubspot_webhook_secret",),
+    "shopify": ("shopify_webhook_secret",),
+    "xero": ("xero_webhook_key",),
+    "quickbooks": ("quickbooks_webhook_verifier_token",),
+    "salesforce": ("salesforce_webhook_organization_ids",),
+    "forms": ("forms_webhook_token",),
+    "odoo": ("odoo_webhook_token",),
+}
+PROVIDERS: tuple[str, ...] = tuple(PROVIDER_SECRETS)
+
 
 class WebhookSecrets(BaseSettings):
     """The providers' signing secrets; each a comma-separated list (rotation). Env names are the field names
     in capitals: `STRIPE_WEBHOOK_SECRET`, `STANDARD_WEBHOOK_SECRET`, `SQUARE_WEBHOOK_SIGNATURE_KEY`, ..."""
 
     model_config = SettingsConfigDict(env_file=".env", extra="ignore")
+
+    @classmethod
+    def settings_customise_sources(cls, settings_cls: type[BaseSettings], init_settings: PydanticBaseSettingsSource,
+                                   env_settings: PydanticBaseSettingsSource,
+                                   dotenv_settings: PydanticBaseSettingsSource,
+                                   file_secret_settings: PydanticBaseSettingsSource,
+                                   ) -> tuple[PydanticBaseSettingsSource, ...]:
+        """`STRIPE_WEBHOOK_SECRET_FILE` and friends: a mounted secret file, or the secrets manager."""
+        return with_secret_files(settings_cls, init_settings, env_settings, dotenv_settings, file_secret_settings)
 
     stripe_webhook_secret: str = SANDBOX_SECRETS["stripe_webhook_secret"]
     standard_webhook_secret: str = SANDBOX_SECRETS["standard_webhook_secret"]
@@ -82,6 +117,9 @@ class WebhookSettings(BaseSettings):
         description="the receiver's URL as the vendors call it (behind a proxy it differs from what the app "
         "sees); Square and HubSpot sign it, so it must match the URL configured at the vendor exactly",
     )
+    providers: str = Field(
+        default="", description="comma-separated providers the receiver accepts (stripe, standard, square, hubspot, "
+        "shopify, xero, quickbooks, salesforce, forms, odoo); empty = all. A disabled provider's endpoint answers 404")
     max_body_bytes: int = Field(default=1024 * 1024, ge=1, description="larger bodies are answered 413")
     store_dir: Path | None = Field(default=None, description="landing store root; default: IP_DATA_DIR")
     batch_files: int = Field(default=500, ge=1, description="most files one ingest run takes")
@@ -98,6 +136,25 @@ class WebhookSettings(BaseSettings):
     standard_tolerance_seconds: int = 300
     hubspot_tolerance_seconds: int = 300
 
+    def enabled_providers(self) -> tuple[str, ...]:
+        chosen = [p.strip().lower() for p in self.providers.split(",") if p.strip()]
+        unknown = [p for p in chosen if p not in PROVIDERS]
+        if unknown:
+            raise ConfigurationError(
+                f"IP_WEBHOOK_PROVIDERS names {', '.join(unknown)}, which the receiver does not know; use a comma list "
+                f"of {', '.join(PROVIDERS)} (or leave it empty for all).")
+        return tuple(p for p in PROVIDERS if not chosen or p in chosen)
+
+    def is_public(self) -> bool:
+        """Whether vendors reach the receiver from outside this machine: the public URL is not loopback."""
+        host = (urlsplit(self.public_url).hostname or "").lower().rstrip(".")
+        if host == "localhost" or host.endswith(".localhost"):
+            return False
+        try:
+            return not ipaddress.ip_address(host).is_loopback
+        except ValueError:
+            return True
+
     def store_root(self, settings: Settings) -> Path:
         return self.store_dir or settings.data_dir
 
@@ -113,3 +170,34 @@ def load_webhook_settings() -> WebhookSettings:
 
 def load_webhook_secrets() -> WebhookSecrets:
     return WebhookSecrets()
+
+
+def sandbox_secret_variables(config: WebhookSettings, secrets: WebhookSecrets) -> dict[str, list[str]]:
+    """Enabled provider → the variables that still hold (or include) a published sandbox value."""
+    fake = {**SANDBOX_SECRETS, "salesforce_webhook_organization_ids": SANDBOX_SALESFORCE_ORG_IDS}
+    found: dict[str, list[str]] = {}
+    for provider in config.enabled_providers():
+        for field in PROVIDER_SECRETS[provider]:
+            values = [part.strip() for part in str(getattr(secrets, field)).split(",")]
+            if fake[field] in values:
+                found.setdefault(provider, []).append(field.upper())
+    return found
+
+
+def check_public_secrets(config: WebhookSettings, secrets: WebhookSecrets) -> None:
+    """Refuse (ConfigurationError) a receiver reachable from outside that would accept sandbox secrets."""
+    if not config.is_public():
+        return
+    found = sandbox_secret_variables(config, secrets)
+    if not found:
+        return
+    variables = ", ".join(name for names in found.values() for name in names)
+    kept = [p for p in config.enabled_providers() if p not in found]
+    raise ConfigurationError(
+        f"Refusing to start the webhook receiver: IP_WEBHOOK_PUBLIC_URL ({config.public_url}) is not a loopback "
+        f"address, and {variables} still hold{'s' if len(found) == 1 and ',' not in variables else ''} the "
+        f"sandbox's published fake value, so anyone could send forged {', '.join(found)} events. Set each of them to "
+        "the real secret from the vendor's webhook settings (or <NAME>_FILE to a file holding it), or disable the "
+        f"providers you do not use with IP_WEBHOOK_PROVIDERS (for example IP_WEBHOOK_PROVIDERS="
+        f"{','.join(kept) or 'stripe'}); a disabled provider's endpoint answers 404."
+    )

@@ -29,7 +29,13 @@ from starlette.routing import Route
 from ..connectors.redaction import redact
 from ..settings import Settings, load_settings
 from . import verifiers as v
-from .config import WebhookSecrets, WebhookSettings, load_webhook_secrets, load_webhook_settings
+from .config import (
+    WebhookSecrets,
+    WebhookSettings,
+    check_public_secrets,
+    load_webhook_secrets,
+    load_webhook_settings,
+)
 from .events import MalformedPayload, identify, parse_body
 from .landing import LandingStore, LocalLandingStore, safe_event_id
 
@@ -123,26 +129,29 @@ def _salesforce(org_ids: list[str]) -> Callable[[Request, v.SignedRequest], None
 
 
 def build_providers(secrets: WebhookSecrets, config: WebhookSettings) -> dict[str, Provider]:
+    """The enabled providers (`IP_WEBHOOK_PROVIDERS`); a disabled one has no route, so its endpoint is a 404."""
     s = secrets.values
-    return {
-        "stripe": Provider("stripe", _signed_only(v.stripe_verifier(
+    enabled = config.enabled_providers()
+    factories: dict[str, Callable[[], Provider]] = {
+        "stripe": lambda: Provider("stripe", _signed_only(v.stripe_verifier(
             s("stripe_webhook_secret"), config.stripe_tolerance_seconds)), _json_ack),
-        "standard": Provider("standard", _signed_only(v.standard_verifier(
+        "standard": lambda: Provider("standard", _signed_only(v.standard_verifier(
             s("standard_webhook_secret"), config.standard_tolerance_seconds)), _json_ack),
-        "square": Provider("square", _signed_only(v.square_verifier(s("square_webhook_signature_key"))),
-                           _json_ack),
-        "hubspot": Provider("hubspot", _signed_only(v.hubspot_verifier(
+        "square": lambda: Provider("square", _signed_only(v.square_verifier(
+            s("square_webhook_signature_key"))), _json_ack),
+        "hubspot": lambda: Provider("hubspot", _signed_only(v.hubspot_verifier(
             s("hubspot_webhook_secret"), config.hubspot_tolerance_seconds)), _json_ack),
-        "shopify": Provider("shopify", _signed_only(v.body_hmac_verifier(
+        "shopify": lambda: Provider("shopify", _signed_only(v.body_hmac_verifier(
             "x-shopify-hmac-sha256", s("shopify_webhook_secret"))), _json_ack),
-        "xero": Provider("xero", _signed_only(v.body_hmac_verifier("x-xero-signature", s("xero_webhook_key"))),
-                         _empty_ack),
-        "quickbooks": Provider("quickbooks", _signed_only(v.body_hmac_verifier(
+        "xero": lambda: Provider("xero", _signed_only(v.body_hmac_verifier(
+            "x-xero-signature", s("xero_webhook_key"))), _empty_ack),
+        "quickbooks": lambda: Provider("quickbooks", _signed_only(v.body_hmac_verifier(
             "intuit-signature", s("quickbooks_webhook_verifier_token"))), _json_ack),
-        "salesforce": Provider("salesforce", _salesforce(s("salesforce_webhook_organization_ids")), _soap_ack),
-        "forms": Provider("forms", _path_token(s("forms_webhook_token")), _json_ack),
-        "odoo": Provider("odoo", _path_token(s("odoo_webhook_token")), _json_ack),
+        "salesforce": lambda: Provider("salesforce", _salesforce(s("salesforce_webhook_organization_ids")), _soap_ack),
+        "forms": lambda: Provider("forms", _path_token(s("forms_webhook_token")), _json_ack),
+        "odoo": lambda: Provider("odoo", _path_token(s("odoo_webhook_token")), _json_ack),
     }
+    return {name: factories[name]() for name in enabled}
 
 
 class _TooLarge(Exception):
@@ -255,10 +264,13 @@ class Receiver:
 
 def build_receiver(settings: Settings | None = None, config: WebhookSettings | None = None,
                    secrets: WebhookSecrets | None = None) -> Receiver:
+    """The production receiver; refuses (ConfigurationError) to be reachable from outside with sandbox secrets."""
     settings = settings or load_settings()
     config = config or load_webhook_settings()
+    secrets = secrets or load_webhook_secrets()
+    check_public_secrets(config, secrets)
     store = LocalLandingStore(config.store_root(settings))
-    return Receiver(store, config, secrets or load_webhook_secrets())
+    return Receiver(store, config, secrets)
 
 
 def create_app() -> Starlette:
