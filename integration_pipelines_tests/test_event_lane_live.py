@@ -1,0 +1,74 @@
+"""S1 through a running Dagster, as a business meets it: web-form leads posted to the receiver keep arriving
+while we check that every one of them is in HubSpot, read back through HubSpot's own search API. Nothing here
+is timed: the point is that the event path never starves under continuous traffic (it did: an automation
+condition waited for an ingest run that was always in flight) and that each lead is one contact."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+
+import httpx
+import pytest
+
+from integration_pipelines.sandbox.hubspot import SANDBOX_TOKEN
+from integration_pipelines.sandbox.server import SandboxServer
+from integration_pipelines.webhooks.probe import LeadProbe, Traffic
+
+from .dagster_dev import CLI, Processes, free_port, stack_environment, start_dagster_dev, wait_http
+
+pytest_plugins = ["integration_pipelines_tests.dagster_dev"]
+pytestmark = pytest.mark.slow
+
+GENEROUS = 240.0  # seconds: a bound on a hung pipeline on a loaded 2-core machine, not a latency claim
+
+
+def wait_until(condition: Callable[[], bool], what: str, timeout: float = GENEROUS) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"not within {timeout:.0f} s: {what}"
+        time.sleep(0.5)
+
+
+def test_every_lead_reaches_hubspot_once_while_leads_keep_arriving(tmp_path: Path, sandbox_server: SandboxServer):
+    receiver_port = free_port()
+    env = stack_environment(tmp_path, sandbox_server.url, receiver_port, IP_ENABLED_SYSTEMS="hubspot",
+                            IP_SYNC_START="2026-01-01")
+    processes = Processes(tmp_path / "logs")
+    try:
+        receiver = processes.spawn("receiver", [*CLI, "webhooks", "serve", "--port", str(receiver_port)], env,
+                                   tmp_path)
+        ui = start_dagster_dev(processes, env, tmp_path)
+        receiver_url = f"http://127.0.0.1:{receiver_port}"
+        wait_http(f"{receiver_url}/healthz", receiver, "the webhook receiver", processes.log_dir / "receiver.log")
+        probe = LeadProbe(receiver_url, sandbox_server.url, SANDBOX_TOKEN, uuid.uuid4().hex[:8])
+        traffic = Traffic(probe, rate=4.0)
+        traffic.start()
+        with httpx.Client(timeout=30) as client:
+            wait_until(lambda: len(probe.sent) >= 20, "20 leads posted")
+            first_wave = probe.sent[:20]
+
+            def first_wave_in_hubspot() -> bool:
+                probe.look(client)
+                return all(s.found_at is not None for s in first_wave)
+
+            wait_until(first_wave_in_hubspot, "the first 20 leads in HubSpot while more keep arriving")
+            assert traffic.is_alive() and len(probe.sent) > 20, "leads were still arriving while we checked"
+            traffic.stop()
+            assert traffic.errors == [] and all(s.status == 200 for s in probe.sent), traffic.errors[:3]
+
+            def all_in_hubspot() -> bool:
+                probe.look(client)
+                return not probe.pending()
+
+            wait_until(all_in_hubspot, f"all {len(probe.sent)} leads in HubSpot")
+            # exactly once: one contact per lead, however many batches, syncs and runs touched it
+            counts = probe.contacts_per_email(client)
+            assert set(counts.values()) == {1}, {e: n for e, n in counts.items() if n != 1}
+        lanes = ui.runs(job="event_lane")
+        assert lanes and all(r["status"] in ("STARTED", "SUCCESS") for r in lanes), lanes
+        assert ui.runs(job="webhook_ingest") == []
+    finally:
+        processes.stop()
