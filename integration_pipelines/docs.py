@@ -6,6 +6,29 @@ from .connectors.registry import discover_systems
 from .connectors.spec import OAuth2AuthSpec
 
 
+def _listed(scopes: tuple[str, ...]) -> str:
+    return ", ".join(f"`{scope}`" for scope in scopes) if scopes else "—"
+
+
+def sync_scopes(spec: object) -> tuple[str, ...]:
+    """What the target's write credentials need for one sync: the scopes of the writers it uses."""
+    from .connectors.registry import get_system
+
+    try:
+        system = get_system(spec.target)  # type: ignore[attr-defined]
+    except KeyError:
+        return ()
+    if system.scopes is None:
+        return ()
+    names = [getattr(spec, field) for field in ("create_writer", "update_writer", "delete_writer")]
+    needed: list[str] = []
+    for name in names:
+        for scope in system.scopes.for_writer(name) if name else ():
+            if scope not in needed:
+                needed.append(scope)
+    return tuple(needed)
+
+
 def systems_markdown() -> str:
     lines = [
         "# Systems",
@@ -17,6 +40,11 @@ def systems_markdown() -> str:
         "`<SYSTEM>_REQUESTS_PER_SECOND`, `<SYSTEM>_MAX_RETRIES`, `<SYSTEM>_TIMEOUT_SECONDS`, "
         "`<SYSTEM>_PAGE_SIZE` and `<SYSTEM>_ENABLED`.",
         "",
+        "Least privilege: every variable may be split into a read set `<SYSTEM>_READ_<VAR>` (used by extraction) "
+        "and a write set `<SYSTEM>_WRITE_<VAR>` (used by syncs), each falling back to `<SYSTEM>_<VAR>`, and any "
+        "secret may be given as `<VAR>_FILE` instead (see [credentials.md](credentials.md)). The scopes below are "
+        "the least each set needs, in the vendor's own names.",
+        "",
     ]
     for system in discover_systems():
         lines += [f"## {system.title} (`{system.name}`, {system.category})", ""]
@@ -27,6 +55,14 @@ def systems_markdown() -> str:
                   f"- Auth: {system.auth.kind}"
                   + (f" ({system.auth.grant_type}, token URL `{system.auth.token_url}`)"
                      if isinstance(system.auth, OAuth2AuthSpec) else ""), ""]
+        if system.scopes is not None:
+            scopes = system.scopes
+            writes = bool(system.writers or (system.soap and system.soap.writers))
+            lines += [f"- Read credentials need: {_listed(scopes.read)}.",
+                      f"- Write credentials need: {_listed(scopes.write) if writes else 'none (nothing writes here)'}."]
+            if scopes.note:
+                lines.append(f"- {scopes.note}")
+            lines.append("")
         lines += ["| variable | secret | what |", "|---|---|---|"]
         lines += [f"| `{v.env}` | {'yes' if v.secret else 'no'} | {v.description or key} |"
                   for key, v in system.values.items()]
@@ -36,11 +72,12 @@ def systems_markdown() -> str:
             lines.append(f"| {stream.name} | `{system.name}/{stream.name}` | `{stream.primary_key}` | {incremental} "
                          f"| {stream.partitioned or '—'} |")
         if system.writers:
-            lines += ["", "| writer | request | idempotency |", "|---|---|---|"]
+            lines += ["", "| writer | request | idempotency | needs |", "|---|---|---|---|"]
             for writer in system.writers:
                 idem = writer.idempotency
                 key = f"{idem.location} `{idem.name}`" if idem.location != "none" else "none (upsert by key)"
-                lines.append(f"| {writer.name} | `{writer.method} {writer.path}` | {key} |")
+                needs = _listed(system.scopes.for_writer(writer.name)) if system.scopes else "—"
+                lines.append(f"| {writer.name} | `{writer.method} {writer.path}` | {key} | {needs} |")
         lines.append("")
     return "\n".join(lines)
 
@@ -114,11 +151,13 @@ def sync_catalog_markdown() -> str:
 
     lines = ["# Sync catalog", "", "Generated from `integration_pipelines/syncs/catalog/` by `integration-pipelines "
              "docs`; do not edit by hand. How syncs work: [syncs.md](syncs.md).", "",
-             "| sync (asset `sync/<name>`) | what | target | mode | waits for | minutes saved per record |",
-             "|---|---|---|---|---|---|"]
+             "| sync (asset `sync/<name>`) | what | target | mode | waits for | minutes saved per record | "
+             "target's write credentials need |",
+             "|---|---|---|---|---|---|---|"]
     for spec in discover_syncs():
         lines.append(f"| `{spec.name}` | {spec.title} | {spec.target} | {spec.mode} | "
-                     f"{', '.join(spec.depends_on) or '—'} | {spec.manual_minutes_per_record:g} |")
+                     f"{', '.join(spec.depends_on) or '—'} | {spec.manual_minutes_per_record:g} | "
+                     f"{_listed(sync_scopes(spec))} |")
     lines.append("")
     for spec in discover_syncs():
         lines += [f"## {spec.title}", "", spec.description, ""]

@@ -27,7 +27,7 @@ Facts the spec leans on:
 from __future__ import annotations
 
 from .pagination import NextTokenPaginator
-from .spec import BearerAuthSpec, EnvValue, Idempotency, RequestTemplate, Stream, System, Writer
+from .spec import BearerAuthSpec, EnvValue, Idempotency, RequestTemplate, Scopes, Stream, System, Writer
 
 #: Every property a stream lands, sent explicitly on both the list and the search request.
 PROPERTIES: dict[str, tuple[str, ...]] = {
@@ -125,6 +125,15 @@ SYSTEM = System(
     requests_per_second=19.0,
     burst=19,
     error_message_paths=("message", "errors.0.message"),
+    scopes=Scopes(
+        read=("crm.objects.contacts.read", "crm.objects.companies.read", "crm.objects.deals.read"),
+        write=("crm.objects.contacts.write", "crm.objects.deals.write"),
+        writers={"upsert_contacts": ("crm.objects.contacts.write",), "update_contacts": ("crm.objects.contacts.write",),
+                 "archive_contact": ("crm.objects.contacts.write",), "create_deals": ("crm.objects.deals.write",),
+                 "upsert_deals": ("crm.objects.deals.write",), "update_deals": ("crm.objects.deals.write",)},
+        note="Two private apps (Settings → Integrations → Private apps): one with the read scopes for extraction, "
+        "one with the write scopes (plus the reads its lookups need) for syncs.",
+    ),
     streams=(
         _object_stream("contacts", "CRM contacts (people), with their lifecycle stage"),
         _object_stream("companies", "CRM companies (accounts)"),

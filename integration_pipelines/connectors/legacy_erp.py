@@ -10,6 +10,7 @@ from .spec import (
     EnvValue,
     NoAuthSpec,
     RequestTemplate,
+    Scopes,
     SoapCall,
     SoapPaginator,
     SoapSystem,
@@ -57,6 +58,12 @@ SYSTEM = System(
                              description="the integration user's password"),
     },
     auth=NoAuthSpec(),
+    scopes=Scopes(
+        read=("GetStockLevels", "GetPurchaseOrders"),
+        write=("CreatePurchaseOrder",),
+        writers={"create_purchase_order": ("CreatePurchaseOrder",)},
+        note="The ERP's service accounts are granted operations; ask its administrators for a read-only account.",
+    ),
     streams=(
         _stream("stock_levels", "Stock on hand per SKU and warehouse", "GetStockLevels",
                 "stockLevels.stockLevel", "id"),

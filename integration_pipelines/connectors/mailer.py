@@ -15,7 +15,7 @@ Facts the spec leans on (https://postmarkapp.com/developer/api/email-api):
 from __future__ import annotations
 
 from .pagination import OffsetPaginator
-from .spec import EnvValue, HeaderAuthSpec, Idempotency, RequestTemplate, Stream, System, Writer
+from .spec import EnvValue, HeaderAuthSpec, Idempotency, RequestTemplate, Scopes, Stream, System, Writer
 
 SYSTEM = System(
     name="mailer",
@@ -41,6 +41,11 @@ SYSTEM = System(
     requests_per_second=10.0,
     burst=10,
     error_message_paths=("Message",),
+    scopes=Scopes(
+        read=("Server API token (message search)",),
+        write=("Server API token (send)",),
+        note="Postmark's Server API token is per server and cannot be narrowed; the account token is never needed.",
+    ),
     streams=(
         Stream(
             name="outbound_messages",

@@ -15,6 +15,7 @@ from .spec import (
     EnvValue,
     NoAuthSpec,
     RequestTemplate,
+    Scopes,
     SoapCall,
     SoapPaginator,
     SoapSystem,
@@ -90,6 +91,14 @@ SYSTEM = System(
                                  description="access token secret"),
     },
     auth=NoAuthSpec(),
+    scopes=Scopes(
+        read=("Log in using Access Tokens (Full)", "SOAP Web Services (Full)", "Lists → Customers (View)",
+              "Lists → Items (View)", "Transactions → Invoice (View)", "Transactions → Purchase Order (View)"),
+        write=("Log in using Access Tokens (Full)", "SOAP Web Services (Full)",
+               "Transactions → Purchase Order (Create)"),
+        writers={"upsert_purchase_order": ("Transactions → Purchase Order (Create)",)},
+        note="Permissions of the role the access token is issued for; a read role and a write role, one token each.",
+    ),
     streams=(
         _stream("customers", "Customers", "CustomerSearchBasic"),
         _stream("invoices", "Invoices (transactions of type _invoice)", "TransactionSearchBasic", "_invoice"),

@@ -62,7 +62,18 @@ from .pagination import OffsetPaginator
 from .reader import login_variables
 from .redaction import redact
 from .runtime import ResolvedSystem
-from .spec import EnvValue, Idempotency, LoginStep, NoAuthSpec, RequestTemplate, Stream, System, Writer, WriterLookup
+from .spec import (
+    EnvValue,
+    Idempotency,
+    LoginStep,
+    NoAuthSpec,
+    RequestTemplate,
+    Scopes,
+    Stream,
+    System,
+    Writer,
+    WriterLookup,
+)
 from .writer import WriteResult, send_write
 
 RPC_PATH = "/jsonrpc"
@@ -209,6 +220,15 @@ SYSTEM = System(
     burst=10,
     error_message_paths=("error.data.message", "error.message", "message"),
     body_error_path="error.data.message",
+    scopes=Scopes(
+        read=("Sales: User: Own Documents Only (read)", "Purchase: User (read)", "Inventory: User (read)"),
+        write=("Purchase: User", "Sales: User: All Documents", "Inventory: Administrator (stock quantities)"),
+        writers={"create_purchase_order": ("Purchase: User",), "update_purchase_order": ("Purchase: User",),
+                 "create_sale_order": ("Sales: User: All Documents",),
+                 "set_stock_quantity": ("Inventory: Administrator",)},
+        note="Odoo API keys carry the rights of their user: give the read key to a user whose access rights are "
+        "read-only on these models, the write key to a user in the groups listed.",
+    ),
     streams=(
         _stream("partners", "Contacts and companies (customers, vendors), archived ones included",
                 incremental_domain=[CHANGED_SINCE], include_archived=True),

@@ -21,7 +21,7 @@ Why the streams look the way they do:
 from __future__ import annotations
 
 from .pagination import OffsetPaginator
-from .spec import EnvValue, Idempotency, OAuth2AuthSpec, RequestTemplate, Stream, System, Writer
+from .spec import EnvValue, Idempotency, OAuth2AuthSpec, RequestTemplate, Scopes, Stream, System, Writer
 
 MINOR_VERSION = "75"
 """The lowest minor version Intuit still serves (1-74 were retired in 2025); python-quickbooks sends it too."""
@@ -128,6 +128,12 @@ SYSTEM = System(
         "error",
     ),
     body_error_path="Fault",
+    scopes=Scopes(
+        read=("com.intuit.quickbooks.accounting",),
+        write=("com.intuit.quickbooks.accounting",),
+        note="Intuit has one accounting scope for reading and writing; least privilege is a separate connection "
+        "by a QuickBooks user whose role is limited (Reports only / view), used for QUICKBOOKS_READ_*.",
+    ),
     streams=(
         _entity_stream("customers", "Customer", "Customers (every person or company the business bills), "
                        "active or not", name_list=True),

@@ -37,7 +37,7 @@ from __future__ import annotations
 from typing import Literal
 
 from .pagination import NextUrlPaginator
-from .spec import EnvValue, Idempotency, OAuth2AuthSpec, RequestTemplate, Stream, System, Writer
+from .spec import EnvValue, Idempotency, OAuth2AuthSpec, RequestTemplate, Scopes, Stream, System, Writer
 
 API_VERSION = "62.0"
 DATA_PATH = f"/services/data/v{API_VERSION}"
@@ -158,6 +158,15 @@ SYSTEM = System(
     burst=25,
     error_message_paths=("0.message", "error_description", "message"),
     rate_limit_markers=((403, "REQUEST_LIMIT_EXCEEDED"),),
+    scopes=Scopes(
+        read=("api", "refresh_token", "Read: Account, Contact, Opportunity, Case"),
+        write=("api", "refresh_token", "Create/Edit: Contact, Opportunity, Account"),
+        writers={"upsert_contact": ("Create/Edit: Contact",), "upsert_contacts": ("Create/Edit: Contact",),
+                 "create_records": ("Create: Account, Contact, Opportunity",),
+                 "create_opportunity": ("Create: Opportunity",)},
+        note="OAuth scopes of the connected app plus object permissions of the integration user's permission set; "
+        "a read-only integration user gets Read only.",
+    ),
     streams=(
         _query_stream("accounts", "Accounts (companies) in the CRM"),
         _query_stream("contacts", "Contacts (people), linked to their account"),

@@ -58,7 +58,7 @@ from __future__ import annotations
 from typing import Any
 
 from .pagination import OffsetPaginator
-from .spec import BasicAuthSpec, EnvValue, Idempotency, RequestTemplate, Stream, System, Writer
+from .spec import BasicAuthSpec, EnvValue, Idempotency, RequestTemplate, Scopes, Stream, System, Writer
 
 ODATA_ROOT = "/sap/opu/odata/sap"
 PAGE_SIZE = 1000
@@ -162,6 +162,13 @@ SYSTEM = System(
     requests_per_second=10.0,
     burst=10,
     error_message_paths=("error.message.value", "error.message", "error.code"),
+    scopes=Scopes(
+        read=("SAP_COM_0008 (Business Partner)", "SAP_COM_0009 (Product)", "SAP_COM_0164 (Material Stock)",
+              "SAP_COM_0109 (Sales Order, read)"),
+        write=("SAP_COM_0109 (Sales Order)",),
+        writers={"create_sales_order": ("SAP_COM_0109 (Sales Order)",)},
+        note="Communication arrangements of the communication user; a read user and a write user.",
+    ),
     streams=(
         _stream(
             "business_partners",

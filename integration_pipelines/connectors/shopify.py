@@ -40,7 +40,7 @@ Facts the spec leans on:
 from __future__ import annotations
 
 from .pagination import LinkHeaderPaginator
-from .spec import EnvValue, HeaderAuthSpec, Idempotency, LoginStep, RequestTemplate, Stream, System, Writer
+from .spec import EnvValue, HeaderAuthSpec, Idempotency, LoginStep, RequestTemplate, Scopes, Stream, System, Writer
 
 API_VERSION = "2025-10"
 API_ROOT = f"/admin/api/{API_VERSION}"
@@ -110,6 +110,12 @@ SYSTEM = System(
     login=LoginStep(
         request=RequestTemplate(path=f"{API_ROOT}/shop.json", params={"fields": "id,primary_location_id"}),
         variables={"location_id": "shop.primary_location_id"},
+    ),
+    scopes=Scopes(
+        read=("read_customers", "read_orders", "read_products", "read_inventory", "read_locations"),
+        write=("write_inventory", "write_customers", "read_locations"),
+        writers={"set_inventory_levels": ("write_inventory",), "create_customers": ("write_customers",)},
+        note="Admin API access scopes of the custom app (Settings → Apps → Develop apps); one app per credential set.",
     ),
     streams=(
         _stream("customers", "customers", "Shop customers (accounts and guest buyers with an email)"),

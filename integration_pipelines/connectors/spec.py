@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 from email.utils import format_datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from .errors import ConfigurationError
 from .pagination import Paginator, SinglePage
@@ -335,6 +335,21 @@ class Writer(_Spec):
         return self.idempotency.location != "none" or not self.creates
 
 
+class Scopes(_Spec):
+    """The least privileges a system's credentials need, in the vendor's own names (OAuth scopes, restricted-key
+    permissions, roles): `read` for the extract credentials (`<SYSTEM>_READ_*`), `write` for the sync credentials
+    (`<SYSTEM>_WRITE_*`), and per writer what each one needs (a sync needs those of the writers it uses). Rendered
+    in docs/systems.md and docs/sync-catalog.md."""
+
+    read: tuple[str, ...] = ()
+    write: tuple[str, ...] = ()
+    writers: dict[str, tuple[str, ...]] = Field(default_factory=dict, description="writer name → what it needs")
+    note: str = Field(default="", description="how to grant them at the vendor, or why there is no finer grain")
+
+    def for_writer(self, name: str) -> tuple[str, ...]:
+        return self.writers.get(name, self.write)
+
+
 class System(_Spec):
     name: str
     title: str
@@ -365,11 +380,22 @@ class System(_Spec):
     source_file: str | None = Field(
         default=None, description="the YAML file a custom system was declared in (connectors/custom.py)"
     )
+    scopes: Scopes | None = Field(default=None, description="least privileges of the read and write credentials")
 
     @field_validator("name")
     @classmethod
     def _identifier(cls, value: str) -> str:
         return _check_identifier("system", value)
+
+    @model_validator(mode="after")
+    def _scoped_writers_exist(self) -> System:
+        if self.scopes is not None:
+            known = {w.name for w in self.writers} | {w.name for w in (self.soap.writers if self.soap else ())}
+            unknown = sorted(set(self.scopes.writers) - known)
+            if unknown:
+                raise ValueError(f"scopes.writers names {unknown}, which are not writers of {self.name}; "
+                                 f"its writers: {sorted(known)}")
+        return self
 
     def writer(self, name: str) -> Writer:
         for writer in self.writers:

@@ -30,7 +30,7 @@ from __future__ import annotations
 from typing import Any
 
 from .pagination import NextTokenPaginator
-from .spec import BearerAuthSpec, EnvValue, Idempotency, LoginStep, RequestTemplate, Stream, System, Writer
+from .spec import BearerAuthSpec, EnvValue, Idempotency, LoginStep, RequestTemplate, Scopes, Stream, System, Writer
 
 SQUARE_VERSION = "2025-10-16"
 LOOKBACK_SECONDS = 300
@@ -101,6 +101,13 @@ SYSTEM = System(
     login=LoginStep(
         request=RequestTemplate(path="/v2/locations/main"),
         variables={"location_id": "location.id"},
+    ),
+    scopes=Scopes(
+        read=("CUSTOMERS_READ", "PAYMENTS_READ", "ORDERS_READ", "ITEMS_READ", "INVENTORY_READ",
+              "MERCHANT_PROFILE_READ"),
+        write=("CUSTOMERS_WRITE", "INVENTORY_WRITE", "MERCHANT_PROFILE_READ"),
+        writers={"create_customer": ("CUSTOMERS_WRITE",), "inventory_changes": ("INVENTORY_WRITE",)},
+        note="OAuth permissions of the application's access token (a personal access token has all of them).",
     ),
     streams=(
         _stream(

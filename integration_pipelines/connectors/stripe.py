@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 from .pagination import BodyCursorPaginator
-from .spec import BearerAuthSpec, EnvValue, RequestTemplate, SnapshotFeed, Stream, System
+from .spec import BearerAuthSpec, EnvValue, RequestTemplate, Scopes, SnapshotFeed, Stream, System
 
 # Stripe keeps events for 30 days; a nightly read of the feed sees every change to every object in that time,
 # whatever day the object was created on. A few minutes of overlap cover events stamped just before the last read.
@@ -49,6 +49,13 @@ SYSTEM = System(
     burst=25,
     extra_retry_statuses=(409,),
     error_message_paths=("error.message",),
+    scopes=Scopes(
+        read=("rak_customer_read", "rak_charge_read", "rak_invoice_read", "rak_refund_read", "rak_dispute_read",
+              "rak_event_read"),
+        note="A restricted key (`rk_live_...`, Dashboard → Developers → API keys → Create restricted key) with Read "
+        "on Customers, Charges, Refunds, Invoices, Disputes and Events; no sync writes to Stripe, so no "
+        "write key is needed.",
+    ),
     streams=(
         _list("customers", "/v1/customers", "Customers"),
         _list("charges", "/v1/charges", "Charges (card payments)"),

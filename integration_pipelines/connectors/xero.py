@@ -37,7 +37,7 @@ Facts the spec leans on:
 from __future__ import annotations
 
 from .pagination import PageNumberPaginator, SinglePage
-from .spec import EnvValue, Idempotency, OAuth2AuthSpec, RequestTemplate, Stream, System, Writer
+from .spec import EnvValue, Idempotency, OAuth2AuthSpec, RequestTemplate, Scopes, Stream, System, Writer
 
 API_ROOT = "/api.xro/2.0"
 MAX_PAGE_SIZE = 1000
@@ -125,6 +125,15 @@ SYSTEM = System(
         "Detail",
         "Title",
         "error",
+    ),
+    scopes=Scopes(
+        read=("offline_access", "accounting.contacts.read", "accounting.transactions.read",
+              "accounting.settings.read"),
+        write=("offline_access", "accounting.contacts", "accounting.transactions"),
+        writers={"create_invoices": ("accounting.transactions",), "create_payments": ("accounting.transactions",),
+                 "save_contacts": ("accounting.contacts",)},
+        note="OAuth 2.0 scopes requested when the app is connected; a read-only connection is a second "
+        "authorization of the app with only the `.read` scopes (its own refresh token: XERO_READ_REFRESH_TOKEN).",
     ),
     streams=(
         _stream("contacts", "Contacts", "ContactID", "Contacts (customers and suppliers), archived ones included",

@@ -46,6 +46,18 @@ from .world import Company, Deal, Person, World
 OBJECT_TYPES = ("contacts", "companies", "deals")
 #: The private app's (fake) access token the portal accepts; the connector's sandbox mode sends the same string.
 SANDBOX_TOKEN = "pat-FAKE-sandbox-0000-integration-pipelines"
+
+# Private-app tokens with fewer scopes than the sandbox's all-scopes token: a request needing a scope the token was
+# not granted gets HubSpot's 403 MISSING_SCOPES. The emulator's own fake tokens; the connectors know none of them.
+_READ_SCOPES = ("crm.objects.contacts.read", "crm.objects.companies.read", "crm.objects.deals.read")
+_WRITE_SCOPES = ("crm.objects.contacts.write", "crm.objects.companies.write", "crm.objects.deals.write")
+SCOPED_TOKENS: dict[str, frozenset[str]] = {
+    "pat-FAKE-sandbox-read-only-0000": frozenset(_READ_SCOPES),
+    "pat-FAKE-sandbox-read-write-0000": frozenset(_READ_SCOPES + _WRITE_SCOPES),
+    "pat-FAKE-sandbox-contacts-read-0000": frozenset({"crm.objects.contacts.read"}),
+}
+MISSING_SCOPES_MESSAGE = ("This app hasn't been granted all required scopes to make this call. Read more about "
+                          "required scopes here: https://developers.hubspot.com/scopes.")
 #: Standard properties every portal defines per object type (HubSpot's default property sets, the part this
 #: portal holds); SCHEMA adds the portal's custom ones.
 STANDARD_PROPERTIES: dict[str, tuple[str, ...]] = {
@@ -338,8 +350,23 @@ class HubSpotEmulator(Emulator):
 
     def _authorize(self, request: Request) -> None:
         supplied = bearer_token(request)
+        if supplied is not None and supplied in SCOPED_TOKENS:
+            self._check_scope(request, SCOPED_TOKENS[supplied])
+            return
         if supplied is None or supplied != self.token:
             raise HubSpotError(401, AUTH_MESSAGE, "INVALID_AUTHENTICATION")
+
+    @staticmethod
+    def _check_scope(request: Request, granted: frozenset[str]) -> None:
+        """`crm.objects.<type>.read` for reads (a search is a POST that reads), `.write` for everything else."""
+        object_type = request.path_params.get("object_type", "")
+        reads = request.method == "GET" or request.url.path.endswith("/search") or (
+            request.url.path.endswith("/batch/read"))
+        needed = f"crm.objects.{object_type}.{'read' if reads else 'write'}"
+        if needed not in granted:
+            raise HubSpotError(403, MISSING_SCOPES_MESSAGE, "MISSING_SCOPES", errors=[{
+                "message": "One or more of the following scopes are required.",
+                "context": {"requiredGranularScopes": [needed]}}], links={"scopes": "https://developers.hubspot.com/scopes"})
 
     def routes(self) -> list[BaseRoute]:
         base = "/crm/v3/objects/{object_type}"

@@ -31,6 +31,18 @@ from .world import World
 
 #: The fake secret key the sandbox accepts (the same string the project's Stripe connector uses in sandbox mode).
 SANDBOX_API_KEY = "sk_test_FAKE_sandbox_key_integration_pipelines"
+
+# Restricted keys (`rk_test_...`): each grants None, "read" or "write" per resource; "write" includes reading, as
+# in Stripe's dashboard. A request outside a key's permissions gets Stripe's 403 naming the `rak_` permission
+# that would allow it. These fake keys are the emulator's own: the connectors know nothing of them.
+_ALL_RESOURCES = ("customer", "charge", "invoice", "refund", "dispute", "event")
+RESTRICTED_KEYS: dict[str, dict[str, str]] = {
+    "rk_test_FAKE_sandbox_read_only_key_0000": {resource: "read" for resource in _ALL_RESOURCES},
+    "rk_test_FAKE_sandbox_read_write_key_0000": {**{r: "write" for r in _ALL_RESOURCES}, "event": "read"},
+    "rk_test_FAKE_sandbox_charges_only_key_0000": {"charge": "read"},
+}
+_RESOURCE_OF = {"customers": "customer", "charges": "charge", "invoices": "invoice", "refunds": "refund",
+                "disputes": "dispute", "events": "event"}
 #: The API version the sandbox account is pinned to: events render `data.object` in it and say so.
 API_VERSION = "2025-09-30.clover"
 #: Stripe serves events for 30 days; older ones are gone from `/v1/events`.
@@ -360,10 +372,28 @@ class StripeEmulator(Emulator):
                 401, "You did not provide an API key. You need to provide your API key in the Authorization "
                 "header, using Bearer auth (e.g. 'Authorization: Bearer YOUR_SECRET_KEY').",
                 "invalid_request_error")
+        if key in RESTRICTED_KEYS:
+            return self._permitted(request, key)
         if key != self.api_key:
             return self.error_response(401, f"Invalid API Key provided: {key[:7]}{'*' * 12}{key[-4:]}",
                                        "invalid_request_error")
         return None
+
+    def _permitted(self, request: Request, key: str) -> Response | None:
+        """A restricted key may do what its permissions say: reading needs read or write, anything else write."""
+        parts = request.url.path.strip("/").split("/")
+        resource = _RESOURCE_OF.get(parts[1] if len(parts) > 1 else "")
+        if resource is None:
+            return None  # an unknown path: the route's own 404
+        needed = "read" if request.method in ("GET", "HEAD") else "write"
+        granted = RESTRICTED_KEYS[key].get(resource)
+        if granted == "write" or granted == needed:
+            return None
+        masked = f"{key[:8]}{'*' * (len(key) - 12)}{key[-4:]}"
+        return self.error_response(
+            403, f"The provided key '{masked}' does not have the required permissions for this endpoint on account "
+            f"'acct_FAKEsandbox0000'. Having the 'rak_{resource}_{needed}' permission would allow this request to "
+            "continue.", "invalid_request_error")
 
     def _handler(self, serve: Callable[[Request], Awaitable[Response]]):  # type: ignore[no-untyped-def]
         """Authorization first, then the endpoint; a refusal raised anywhere becomes Stripe's error body."""
