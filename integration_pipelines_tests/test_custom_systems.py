@@ -67,7 +67,8 @@ def test_yaml_writer_creates_one_purchase_request_per_idempotency_key(settings, 
 
 def test_user_folder_adds_systems_without_python(settings, monkeypatch, tmp_path):
     text = (PACKAGED_DIR / "expense_tool.yaml").read_text()
-    (tmp_path / "travel.yaml").write_text(text.replace("name: expense_tool", "name: travel_tool"))
+    text = text.replace("name: expense_tool", "name: travel_tool").replace("EXPENSE_TOOL_", "TRAVEL_TOOL_")
+    (tmp_path / "travel.yaml").write_text(text)
     monkeypatch.setenv("IP_CUSTOM_SYSTEMS_DIR", str(tmp_path))
     assert "travel_tool" in {s.name for s in discover_systems()}
     monkeypatch.delenv("IP_CUSTOM_SYSTEMS_DIR")

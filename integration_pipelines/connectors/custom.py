@@ -299,11 +299,50 @@ def load_custom_file(path: Path) -> System:
         raise CustomSystemError(file, [Issue(file, *marks[("source_file",)], "source_file",
                                              "`source_file` is set by the loader; remove it")])
     try:
-        return System.model_validate({**data, "source_file": file})
+        system = System.model_validate({**data, "source_file": file})
     except ValidationError as exc:
         issues = [_issue(error, file, data, marks) for error in exc.errors()]
         issues.sort(key=lambda issue: (issue.line, issue.column))
         raise CustomSystemError(file, issues) from None
+    issues = _foreign_variables(system, file, marks)
+    if issues:
+        raise CustomSystemError(file, issues)
+    return system
+
+
+def _reserved_variables() -> dict[str, str]:
+    """Every variable a built-in connector reads (each purpose's and `_FILE` forms too) → that system's title."""
+    from .registry import _python_systems  # the registry imports this module: only when a file is checked
+    from .runtime import PURPOSES, purpose_variable
+    from .secrets import FILE_SUFFIX
+
+    reserved: dict[str, str] = {}
+    for system in _python_systems():
+        for spec in system.values.values():
+            for name in (spec.env, *(purpose_variable(system, spec.env, p) for p in PURPOSES)):
+                reserved[name] = reserved[name + FILE_SUFFIX] = system.title
+    return reserved
+
+
+def _foreign_variables(system: System, file: str, marks: dict[Location, tuple[int, int]]) -> list[Issue]:
+    """A custom system reads only variables named with its own prefix (`PM_TOOL_...`), and none that a built-in
+    connector reads: a YAML file must not be a way to send `STRIPE_API_KEY` (or `AWS_SECRET_ACCESS_KEY`, or any
+    other variable of the process) to a URL of its choosing, as a header, a path or a "non-secret" value."""
+    prefix = f"{system.env_prefix}_"
+    reserved = _reserved_variables()
+    issues: list[Issue] = []
+    for key, spec in system.values.items():
+        line, column = marks.get(("values", key, "env"), marks.get(("values", key), marks[()]))
+        where = f"values.{key}.env"
+        if spec.env in reserved:
+            issues.append(Issue(file, line, column, where, f"{spec.env} belongs to {reserved[spec.env]}; a custom "
+                                "system cannot read another system's credentials. Give this system its own variable, "
+                                f"named {prefix}<SOMETHING>."))
+        elif not spec.env.startswith(prefix) or spec.env == prefix:
+            issues.append(Issue(file, line, column, where, f"{spec.env} is not named with this system's prefix "
+                                f"{prefix}; a custom system reads only its own variables (for example "
+                                f"{prefix}{key.upper()}), so it can never pick up another variable of the process."))
+    return issues
 
 
 def custom_system_files(folder: str | None = None) -> list[Path]:
@@ -321,6 +360,7 @@ def custom_system_files(folder: str | None = None) -> list[Path]:
 def load_custom_systems(folder: str | None = None) -> tuple[System, ...]:
     """Every custom system; two files declaring the same name is an error that names both."""
     systems: dict[str, System] = {}
+    readers: dict[str, System] = {}
     for file in custom_system_files(folder):
         system = load_custom_file(file)
         if system.name in systems:
@@ -328,5 +368,11 @@ def load_custom_systems(folder: str | None = None) -> tuple[System, ...]:
                 f"custom systems {systems[system.name].source_file} and {file} are both named {system.name!r}; "
                 "rename one (the name is the asset group and the warehouse schema)."
             )
+        for spec in system.values.values():
+            other = readers.setdefault(spec.env, system)
+            if other is not system:
+                raise ConfigurationError(
+                    f"custom systems {other.source_file} and {file} both read {spec.env}; each system reads only "
+                    f"its own variables: rename the one in {file} to start with {system.env_prefix}_.")
         systems[system.name] = system
     return tuple(systems.values())
