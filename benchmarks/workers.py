@@ -375,61 +375,8 @@ def webhook_load(args: dict[str, Any]) -> dict[str, Any]:
 
 
 # -- 5. sensor ---------------------------------------------------------------------------------------------------
-def sensor(args: dict[str, Any]) -> dict[str, Any]:
-    """The webhook sensor evaluated with dagster.build_sensor_context over `files` pending landing files: each
-    tick claims up to a few batches of batch_files files (renames made durable per directory) and requests one run
-    per batch."""
-    import dagster as dg
-
-    from integration_pipelines.settings import Settings
-    from integration_pipelines.webhooks.config import WebhookSettings
-    from integration_pipelines.webhooks.definitions import SENSOR_NAME, build_webhook_definitions
-    from integration_pipelines.webhooks.landing import LocalLandingStore
-    from integration_pipelines.webhooks.receiver import envelope
-
-    root = Path(args["root"])
-    files = int(args["files"])
-    day = root / "landing" / "stripe" / "2026-03-09"
-    day.mkdir(parents=True)
-    from datetime import UTC, datetime
-
-    received = datetime(2026, 3, 9, 12, tzinfo=UTC)
-    for i in range(files):  # setup, not measured: plain writes (the receiver benchmark measures durable ones)
-        event_id = f"evt_bench_{i:08d}"
-        body = json.dumps({"id": event_id, "type": "charge.succeeded", "data": {"object": {"id": f"ch_{i}"}}})
-        (day / f"{event_id}.json").write_bytes(envelope("stripe", event_id, "charge.succeeded", received,
-                                                       {"content-type": "application/json"}, body.encode()))
-    store = LocalLandingStore(root)
-    started = time.perf_counter()
-    listed = len(store.list("landing"))
-    list_seconds = time.perf_counter() - started
-
-    settings = Settings(data_dir=root)
-    config = WebhookSettings(store_dir=root)
-    defs = build_webhook_definitions(settings, config=config)
-    sensor_def = defs.resolve_sensor_def(SENSOR_NAME)
-    instance = dg.DagsterInstance.ephemeral()
-    cursor: str | None = None
-    ticks = []
-    for _ in range(int(args.get("ticks", 3))):
-        pending = len(store.list("landing"))
-        context = dg.build_sensor_context(cursor=cursor, instance=instance, definitions=defs,
-                                          resources={"webhook_landing": defs.resources["webhook_landing"]})
-        started = time.perf_counter()
-        result = sensor_def(context)
-        seconds = time.perf_counter() - started
-        if result.cursor is not None:
-            cursor = result.cursor
-        claimed = sum(int(r.tags.get("webhooks/files", 0)) for r in (result.run_requests or []))
-        ticks.append({"pending": pending, "seconds": seconds, "run_requests": len(result.run_requests or []),
-                      "claimed": claimed})
-    return {"files": files, "listed": listed, "list_seconds": list_seconds, "ticks": ticks,
-            "batch_files": config.batch_files, "max_runs_per_tick": config.max_runs_per_tick,
-            "max_inflight_runs": config.max_inflight_runs}
-
-
 WORKERS = {f.__name__: f for f in (extract_project, extract_floor, extract_dlt, noop_sandbox, plan_setup, plan,
-                                   plan_floor, webhook_load, sensor)}
+                                   plan_floor, webhook_load)}
 
 
 def main() -> None:

@@ -57,3 +57,23 @@ def test_nightly_job_syncs_a_day_end_to_end(settings, sandbox, monkeypatch):
     assert loaded_keys(settings, "stripe", "charges") == truth
     assert warehouse_rows(settings, "SELECT count(*) FROM core.customers")[0][0] > 0
     assert warehouse_rows(settings, "SELECT count(DISTINCT sync_name) FROM sync.runs")[0][0] >= 2
+
+
+def test_a_run_over_a_range_of_days_reads_each_stream_once_over_the_whole_range(settings, sandbox, monkeypatch):
+    """The demo's first start: one nightly run over several days (Dagster's partition-range tags) reads every
+    day of the range, as a run per day would, with one request window per stream."""
+    monkeypatch.setenv("IP_ENABLED_SYSTEMS", "stripe")
+    monkeypatch.setenv("IP_NIGHTLY_REREAD_DAYS", "0")
+    defs = build_definitions(Settings())
+    with dg.instance_for_test() as instance:
+        result = defs.resolve_job_def("nightly_sync").execute_in_process(instance=instance, tags={
+            "dagster/asset_partition_range_start": PARTITIONS[0],
+            "dagster/asset_partition_range_end": PARTITIONS[-1]})
+    assert result.success
+    first = int(datetime.fromisoformat(PARTITIONS[0]).replace(tzinfo=UTC).timestamp())
+    end = int(datetime.fromisoformat(PARTITIONS[-1]).replace(tzinfo=UTC).timestamp()) + 86400
+    truth = sorted(o["id"] for o in sandbox.emulator("stripe").dump("charges") if first <= o["created"] < end)
+    assert len(PARTITIONS) > 1 and len(truth) > 0
+    assert loaded_keys(settings, "stripe", "charges") == truth
+    states = warehouse_rows(settings, "SELECT state_key FROM ops.stream_state WHERE stream = 'charges'")
+    assert states == [(f"{PARTITIONS[0]}..{PARTITIONS[-1]}",)]
