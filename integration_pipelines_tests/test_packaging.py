@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -253,3 +254,49 @@ def test_demo_from_the_wheel_in_an_empty_folder(wheel_install: WheelInstall):
         assert not _from_the_wheel_venv(wheel_install.venv), "a process of the wheel's venv outlived the demo"
     print(f"demo from the wheel: UI ready after {booted:.1f} s, stopped in {time.monotonic() - stopping:.1f} s")
     assert "Stopping the demo" in log.read_text(errors="replace")
+
+
+# -- another Python ------------------------------------------------------------------------------------------------
+
+
+def _other_pythons() -> dict[tuple[int, int], str]:
+    """CPython 3.11+ interpreters on this machine other than the running one (pyenv's, or python3.N on PATH)."""
+    candidates = [str(p) for p in sorted(Path.home().glob(".pyenv/versions/3.*/bin/python3"))]
+    candidates += [found for n in range(11, 20) if (found := shutil.which(f"python3.{n}"))]
+    pythons: dict[tuple[int, int], str] = {}
+    for candidate in candidates:
+        with contextlib.suppress(OSError, subprocess.SubprocessError):
+            answer = subprocess.run([candidate, "-c", "import sys; print(*sys.version_info[:2])"],
+                                    capture_output=True, text=True, timeout=30, env=_env())
+            if answer.returncode == 0:
+                version = tuple(int(part) for part in answer.stdout.split())
+                if version >= (3, 11) and version != sys.version_info[:2]:
+                    pythons.setdefault(version, candidate)
+    return pythons
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(900)
+def test_the_wheel_on_the_newest_other_python(wheel_install: WheelInstall):
+    """requires-python is >=3.11 and CI runs 3.11: the newest other CPython the machine has (none can be
+    downloaded here) gets the wheel with the locked dependencies, and must load every definition and show --help."""
+    pythons = _other_pythons()
+    if not pythons:
+        pytest.skip(f"no CPython 3.11+ besides {sys.version_info[0]}.{sys.version_info[1]} on this machine")
+    version, interpreter = max(pythons.items())
+    venv = wheel_install.home.parent / f"venv-{version[0]}.{version[1]}"
+    env = _env()
+    requirements = wheel_install.home.parent / "requirements.txt"  # exported by the fixture
+    _run([*UV, "venv", "--python", interpreter, str(venv)], cwd=wheel_install.home.parent, env=env)
+    python = str(venv / "bin" / "python")
+    _run([*UV, "pip", "install", "--python", python, "--require-hashes", "-r", str(requirements)],
+         cwd=wheel_install.home.parent, env=env, timeout=600)
+    _run([*UV, "pip", "install", "--python", python, "--no-deps", str(wheel_install.wheel)],
+         cwd=wheel_install.home.parent, env=env)
+    count = _run([python, "-c", f"from {PACKAGE}.definitions import defs; "
+                  "print(len(list(defs.resolve_all_asset_keys())))"], cwd=wheel_install.home, env=env)
+    from integration_pipelines.definitions import defs
+
+    assert int(count.stdout.split()[-1]) == len(list(defs.resolve_all_asset_keys()))
+    shown = _run([str(venv / "bin" / "integration-pipelines"), "--help"], cwd=wheel_install.home, env=env).stdout
+    assert "demo" in shown
