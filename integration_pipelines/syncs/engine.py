@@ -50,11 +50,14 @@ from ..connectors.registry import get_system
 from ..connectors.runtime import build_client, resolve_system
 from ..connectors.spec import System, Writer, render_template
 from ..connectors.writer import look_up, send_write
+from ..locks import exclusive, lock_path
 from ..settings import Settings
 from ..warehouse.duckdb import Warehouse, quote_ident
 from .ledger import ensure_ledger
 from .settings import SyncSettings
 from .spec import SyncSpec
+
+SYNC_LOCK_SECONDS = 600.0  # waiting longer than this for the same sync elsewhere fails this run readably
 
 SAMPLE_SIZE = 5
 
@@ -360,9 +363,36 @@ def run_sync(
     client_kwargs: dict[str, Any] | None = None,
     sync_settings: SyncSettings | None = None,
     alerter: Any = None,
+    lock_timeout: float = SYNC_LOCK_SECONDS,
 ) -> SyncResult:
     """Plan, send and record one sync. Raises SyncFailedError only for systemic trouble (see the module doc);
-    `alerter` (default: `alerts.Alerter`) announces records that fail for the first time or get parked."""
+    `alerter` (default: `alerts.Alerter`) announces records that fail for the first time or get parked.
+
+    One process at a time per sync (a lock under `IP_DATA_DIR/locks`): the nightly job's step, the event lane
+    and `integration-pipelines sync run` may all want the same sync at once, and two of them planning the same
+    creates would send them twice. A dry run sends nothing and takes no lock. `locks.LockTimeoutError` when the
+    sync stays busy elsewhere for `lock_timeout` seconds (the event lane passes 0: it never waits while it holds
+    the warehouse, or the other holder could wait for the warehouse in turn)."""
+    if dry_run:
+        return _run_sync(spec, warehouse, settings, run_id=run_id, dry_run=True, log=log,
+                         client_kwargs=client_kwargs, sync_settings=sync_settings, alerter=alerter)
+    with exclusive(lock_path(settings.data_dir, f"sync-{spec.name}"), timeout=lock_timeout):
+        return _run_sync(spec, warehouse, settings, run_id=run_id, dry_run=False, log=log,
+                         client_kwargs=client_kwargs, sync_settings=sync_settings, alerter=alerter)
+
+
+def _run_sync(
+    spec: SyncSpec,
+    warehouse: Warehouse,
+    settings: Settings,
+    *,
+    run_id: str,
+    dry_run: bool,
+    log: LogSink | None,
+    client_kwargs: dict[str, Any] | None,
+    sync_settings: SyncSettings | None,
+    alerter: Any,
+) -> SyncResult:
     started = datetime.now(UTC)
     policy = sync_settings or SyncSettings()
     with warehouse.connect() as con:

@@ -28,7 +28,7 @@ from ..syncs.spec import SyncSpec
 from .config import WebhookSettings, load_webhook_settings
 from .ingest import ingest_batch
 from .landing import LocalLandingStore
-from .lane import BatchOutcome, EventLane, hold_lane, lane_lock
+from .lane import BatchOutcome, EventLane, SyncOutcome, hold_lane, lane_lock
 
 WAREHOUSE_POOL = "warehouse"
 EVENTS_ASSET = dg.AssetKey(["webhooks", "events"])
@@ -93,6 +93,7 @@ def build_events_asset(settings: Settings, hook_config: WebhookSettings) -> dg.A
 
 
 _STARTING = [dg.DagsterRunStatus.QUEUED, dg.DagsterRunStatus.NOT_STARTED, dg.DagsterRunStatus.STARTING]
+DEFERRED_RETRY_SECONDS = 5.0
 STARTUP_GRACE_SECONDS = 60  # a STARTED lane run younger than this may not hold its lock yet
 
 
@@ -123,7 +124,12 @@ def _report(context: dg.OpExecutionContext, outcome: BatchOutcome, alerter: Aler
                     metadata={"dagster/row_count": change.rows, "inserted": change.inserted,
                               "updated": change.updated, "deleted": change.deleted, "unchanged": change.unchanged,
                               "built_by": "event lane", "batch": outcome.batch}))
-    for sync in outcome.syncs:
+    _report_syncs(context, outcome.syncs, alerter, outcome.batch)
+
+
+def _report_syncs(context: dg.OpExecutionContext, syncs: Sequence[SyncOutcome], alerter: Alerter | None,
+                  batch: str) -> None:
+    for sync in syncs:
         incident = f"event-lane:sync:{sync.name}"
         if sync.error:
             context.log.error(f"sync {sync.name} failed in the event lane: {sync.error}")
@@ -141,7 +147,7 @@ def _report(context: dg.OpExecutionContext, outcome: BatchOutcome, alerter: Aler
             context.log_event(dg.AssetMaterialization(asset_key=dg.AssetKey(["sync", sync.name]), metadata={
                 "created": r.created, "updated": r.updated, "deleted": r.deleted, "failed": r.failed,
                 **{f"planned_{k}": v for k, v in r.plan.counts().items()},
-                "built_by": "event lane", "batch": outcome.batch, "seconds": round(sync.seconds, 3)}))
+                "built_by": "event lane", "batch": batch, "seconds": round(sync.seconds, 3)}))
 
 
 def build_lane_job(settings: Settings, hooks: WebhookSettings, systems: Sequence[System] | None,
@@ -162,7 +168,7 @@ def build_lane_job(settings: Settings, hooks: WebhookSettings, systems: Sequence
         alerter = Alerter(settings) if syncs else None
         try:
             with hold_lane(root, timeout=15):
-                began = last_work = time.monotonic()
+                began = last_work = last_retry = time.monotonic()
                 batches = 0
                 while True:
                     batch = lane.next_batch()
@@ -173,7 +179,18 @@ def build_lane_job(settings: Settings, hooks: WebhookSettings, systems: Sequence
                         if time.monotonic() - began < lifetime:
                             continue
                     now = time.monotonic()
-                    if config.drain or now - last_work >= idle or now - began >= lifetime:
+                    if lane.deferred and now - last_retry >= DEFERRED_RETRY_SECONDS:
+                        last_retry = now  # syncs that were busy in another run when a batch wanted them
+                        retried = [r for r in lane.retry_deferred() if r.name not in lane.deferred]
+                        for sync in retried:
+                            context.log.info(f"deferred sync {sync.name}: "
+                                             + (sync.error or sync.skipped or "sent what the batches changed"))
+                        _report_syncs(context, retried, alerter, "deferred")
+                    quiet = not lane.deferred and (config.drain or now - last_work >= idle)
+                    if quiet or now - began >= lifetime:
+                        if lane.deferred:
+                            context.log.warning("stopping with syncs still busy elsewhere: "
+                                                f"{', '.join(lane.deferred)}; the next batch or run sends them")
                         break
                     time.sleep(hooks.lane_poll_seconds)
                 context.log.info(f"event lane stops after {batches} batch(es) and {now - began:.0f} s; the "

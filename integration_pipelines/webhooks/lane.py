@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from ..connectors.redaction import redact
-from ..locks import exclusive, lock_path
+from ..locks import LockTimeoutError, exclusive
 from ..settings import Settings
 from ..syncs.engine import SyncResult, SyncSourceMissingError, run_sync
 from ..syncs.spec import SyncSpec
@@ -37,15 +37,10 @@ from .landing import LandingStore
 
 LANE_LOCK = "event-lane.lock"
 EVENTS_KEY = ("webhooks", "events")
-SYNC_LOCK_SECONDS = 600.0
 
 
 def lane_lock(store_root: Path) -> Path:
     return store_root / LANE_LOCK
-
-
-def sync_lock(settings: Settings, name: str) -> Path:
-    return lock_path(settings.data_dir, f"sync-{name}")
 
 
 @dataclass
@@ -126,6 +121,7 @@ class EventLane:
         self.store, self.warehouse, self.settings = store, warehouse, settings
         self.systems, self.syncs, self.batch_files = systems, list(syncs), batch_files
         self.run_id, self.log, self.sync_runner = run_id, log, sync_runner
+        self.deferred: dict[str, SyncSpec] = {}
 
     def next_batch(self) -> str | None:
         """A batch left claimed by a worker that died (applied again: ingest is idempotent), else a new claim."""
@@ -169,14 +165,26 @@ class EventLane:
 
     def _sync(self, spec: SyncSpec) -> SyncOutcome:
         started = time.monotonic()
-        try:
-            with exclusive(sync_lock(self.settings, spec.name), timeout=SYNC_LOCK_SECONDS):
-                result = self.sync_runner(spec, self.warehouse, self.settings, run_id=self.run_id, log=self.log)
+        try:  # run_sync takes the sync's own lock, without waiting: we hold the warehouse for this batch
+            result = self.sync_runner(spec, self.warehouse, self.settings, run_id=self.run_id, log=self.log,
+                                      lock_timeout=0)
+        except LockTimeoutError:  # the nightly step or the CLI runs it now: send ours once they are done
+            self.deferred[spec.name] = spec
+            return SyncOutcome(spec.name, time.monotonic() - started, skipped="busy in another run; retried shortly")
         except SyncSourceMissingError as exc:
             return SyncOutcome(spec.name, time.monotonic() - started, skipped=str(exc))
         except Exception as exc:  # one failing sync must not stop the lane or the other syncs
             return SyncOutcome(spec.name, time.monotonic() - started, error=redact(str(exc)))
+        self.deferred.pop(spec.name, None)
         return SyncOutcome(spec.name, time.monotonic() - started, result=result)
+
+    def retry_deferred(self) -> list[SyncOutcome]:
+        """The syncs that were busy elsewhere when a batch wanted them, tried again (the lane calls this when no
+        events are waiting, so a record changed by an event is not left for the nightly run)."""
+        if not self.deferred:
+            return []
+        with self.warehouse.session():
+            return [self._sync(spec) for spec in list(self.deferred.values())]
 
 
 def hold_lane(store_root: Path, timeout: float) -> Any:
