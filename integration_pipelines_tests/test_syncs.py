@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 import dagster as dg
+import duckdb
 import pytest
 
 from integration_pipelines.assets.syncs import build_sync_asset
@@ -118,8 +119,7 @@ def test_dry_run_sends_zero_requests(settings, sandbox):
     assert result.samples[0]["payload"]["Line"][0]["LinkedTxn"][0]["TxnType"] == "Invoice"
 
 
-def test_one_invalid_record_fails_alone_waits_for_its_backoff_and_does_not_fail_later_runs(settings, sandbox,
-                                                                                        monkeypatch):
+def test_one_invalid_record_fails_alone_waits_for_its_backoff_and_does_not_fail_later_runs(settings, sandbox):
     planted = prepare(settings, sandbox, charges=5, settle_last_in_books=True)  # 1 in 5: under the 25% threshold
     bad_invoice, bad_charge = planted[-1]
     result = sync(settings, "payments_to_quickbooks")
@@ -134,8 +134,10 @@ def test_one_invalid_record_fails_alone_waits_for_its_backoff_and_does_not_fail_
     waiting = sync(settings, "payments_to_quickbooks")
     assert waiting.plan.counts()["backoff"] == 1 and waiting.failed == 0
     assert [r for r in posts_to(sandbox, "quickbooks") if r["path"].endswith("/payment")] == []
-    # once its backoff is over it is sent again; refused again, it is a known failure: reported, not raised
-    monkeypatch.setenv("IP_SYNC_RETRY_BACKOFF_SECONDS", "0")
+    # once its backoff is over (five minutes pass) it is sent again; refused again, it is a known failure:
+    # reported, not raised
+    with duckdb.connect(settings.warehouse_database) as con:
+        con.execute("UPDATE sync.attempts SET next_attempt_at = now() - INTERVAL 1 SECOND")
     again = sync(settings, "payments_to_quickbooks")
     assert (again.failed, again.new_failures) == (1, [])
     assert len([r for r in posts_to(sandbox, "quickbooks") if r["path"].endswith("/payment")]) == 1
@@ -198,8 +200,6 @@ def test_sync_asset_in_dagster_with_dry_run_config(settings, sandbox):
 
 
 def test_mirror_archives_what_left_the_model_and_only_then(settings, sandbox):
-    import duckdb
-
     from integration_pipelines.syncs.spec import SyncSpec
 
     spec = SyncSpec(
