@@ -86,6 +86,12 @@ def staging_models() -> tuple[StagingModel, ...]:
     return tuple(models)
 
 
+def core_inputs() -> frozenset[str]:
+    """Every raw table the staging models read (`schema.table`): core changes only when one of these does, so
+    the event lane skips the rebuild for a batch of change notices or form posts."""
+    return frozenset(t for m in staging_models() for t in (*m.requires, *m.optional))
+
+
 def _exists(con: duckdb.DuckDBPyConnection, qualified: str) -> bool:
     schema, table = qualified.split(".", 1)
     return bool(con.execute(

@@ -31,7 +31,7 @@ from ..settings import Settings
 from ..syncs.engine import SyncResult, SyncSourceMissingError, run_sync
 from ..syncs.spec import SyncSpec
 from ..warehouse.duckdb import Warehouse
-from ..warehouse.models import BuildReport, build_committed
+from ..warehouse.models import BuildReport, build_committed, core_inputs
 from .ingest import IngestResult, ingest_batch
 from .landing import LandingStore
 
@@ -122,6 +122,7 @@ class EventLane:
         self.systems, self.syncs, self.batch_files = systems, list(syncs), batch_files
         self.run_id, self.log, self.sync_runner = run_id, log, sync_runner
         self.deferred: dict[str, SyncSpec] = {}
+        self.core_inputs = core_inputs()
 
     def next_batch(self) -> str | None:
         """A batch left claimed by a worker that died (applied again: ingest is idempotent), else a new claim."""
@@ -145,12 +146,13 @@ class EventLane:
         if ingest.changed:
             outcome.updated_keys = self._raw_keys(ingest)
         if ingest.changed and self.systems is not None:  # None: ingest only (no core, no syncs)
-            core_started = time.monotonic()
-            with self.warehouse.connect() as con:
-                outcome.core = build_committed(con, self.systems)
-            outcome.core_seconds = time.monotonic() - core_started
-            outcome.updated_keys |= {("core", t.split(".", 1)[1]) for t, c in outcome.core.changes.items()
-                                     if c.inserted or c.updated or c.deleted}
+            if self.core_inputs.intersection(ingest.changed_tables):  # notices and form posts leave core alone
+                core_started = time.monotonic()
+                with self.warehouse.connect() as con:
+                    outcome.core = build_committed(con, self.systems)
+                outcome.core_seconds = time.monotonic() - core_started
+                outcome.updated_keys |= {("core", t.split(".", 1)[1]) for t, c in outcome.core.changes.items()
+                                         if c.inserted or c.updated or c.deleted}
             for spec in affected_syncs(self.syncs, outcome.updated_keys):
                 outcome.syncs.append(self._sync(spec))
         return outcome
