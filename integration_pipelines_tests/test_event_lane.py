@@ -7,6 +7,7 @@ import json
 from datetime import UTC, datetime
 from pathlib import Path
 
+import duckdb
 import pytest
 
 from integration_pipelines.locks import LockTimeoutError, exclusive, lock_path
@@ -71,3 +72,44 @@ def test_a_sync_busy_in_another_run_is_sent_later_not_waited_for(tmp_path: Path)
     retried = lane.retry_deferred()
     assert [s.name for s in retried] == ["leads_to_crm"] and lane.deferred == {}
     assert calls == [0, 0], "the lane never waits for a sync lock while it holds the warehouse"
+
+
+NOTICES = {  # each provider's own notice shape, as its docs show it
+    "hubspot": ("contacts", [{"eventId": 7001, "subscriptionType": "contact.propertyChange", "objectId": 1,
+                              "propertyName": "email", "occurredAt": 1773144000000}]),
+    "xero": ("invoices", {"events": [{"resourceId": "x", "eventCategory": "INVOICE", "eventType": "UPDATE",
+                                      "tenantId": "t", "eventDateUtc": "2026-03-10T12:00:00"}]}),
+    "quickbooks": ("payments", {"eventNotifications": [{"realmId": "1", "dataChangeEvent": {"entities": [
+        {"name": "Payment", "id": "1", "operation": "Create", "lastUpdated": "2026-03-10T12:00:00Z"}]}}]}),
+    "odoo": ("partners", {"_model": "res.partner", "_id": 1, "_action": "write"}),
+}
+
+
+@pytest.mark.parametrize("provider", sorted(NOTICES))
+def test_a_change_notice_makes_the_lane_read_the_stream_it_names(settings, sandbox, provider):
+    """HubSpot, Xero, QuickBooks and Odoo say "this changed" without the record: the lane reads the named stream
+    through the system's read spec, so the warehouse holds what the provider holds right after the notice."""
+    stream, notice = NOTICES[provider]
+    store = LocalLandingStore(settings.data_dir)
+    body = json.dumps(notice).encode()
+    received = datetime(2026, 3, 10, 12, 0, tzinfo=UTC)
+    assert store.land(provider, "2026-03-10", f"n-{provider}", envelope(provider, f"n-{provider}", "notice", received,
+                                                                       {}, body))
+    lane = EventLane(store, Warehouse(settings.warehouse_database), settings, systems=[(provider, "any")], syncs=[],
+                     batch_files=10, run_id="notice-run")
+    outcome = lane.process(lane.next_batch() or "")
+    assert [r.split(" ")[:2] for r in outcome.refreshed] == [[f"{provider}/{stream}", "read:"]], outcome.refreshed
+    truth = sandbox.emulator(provider).dump(stream)
+    with duckdb.connect(settings.warehouse_database, read_only=True) as con:
+        loaded = con.execute(f'SELECT count(*) FROM raw_{provider}."{stream}"').fetchone()[0]
+    assert loaded == len(truth) > 0, "the stream the notice named is in the warehouse, as the provider holds it"
+
+
+def test_a_notice_for_a_system_this_deployment_does_not_read_is_kept_and_nothing_is_read(settings, sandbox):
+    store = LocalLandingStore(settings.data_dir)
+    body = json.dumps({"events": [{"eventCategory": "INVOICE", "eventType": "UPDATE"}]}).encode()
+    store.land("xero", "2026-03-10", "n-1", envelope("xero", "n-1", "notice", datetime.now(UTC), {}, body))
+    lane = EventLane(store, Warehouse(settings.warehouse_database), settings, systems=[("stripe", "payments")],
+                     syncs=[], batch_files=10, run_id="r")
+    outcome = lane.process(lane.next_batch() or "")
+    assert outcome.refreshed == [] and sandbox.state.request_log("xero") == []

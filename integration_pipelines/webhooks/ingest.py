@@ -24,6 +24,7 @@ from ..warehouse.duckdb import Warehouse
 from ..warehouse.spool import Spool
 from .events import Row, parse_body, rows_for
 from .landing import EventFile, LandingStore
+from .notices import streams_for_notice
 
 EVENTS_SCHEMA = "webhooks"
 
@@ -41,6 +42,7 @@ class IngestResult:
     stale: int = 0  # snapshots older than what the warehouse holds (late, out of order, replayed): not applied
     changed_tables: dict[str, int] = field(default_factory=dict)  # table → rows inserted or updated
     received_at: list[str] = field(default_factory=list)  # of the events applied: the lane measures latency
+    refresh: set[tuple[str, str]] = field(default_factory=set)  # (system, stream) named by change notices
 
     @property
     def changed(self) -> bool:
@@ -110,6 +112,11 @@ def ingest_batch(store: LandingStore, warehouse: Warehouse, spool_dir: Path, bat
         raise
     result.processed += len(store.move_many([ref for ref, _, _ in documents], "processed"))
     result.received_at = [document["received_at"] for _, document, _ in documents]
+    for _, document, rows in documents:
+        provider = document["provider"]
+        for row in rows:
+            if (row.system, row.stream) == (provider, "events"):  # a notice: which stream it says changed
+                result.refresh |= streams_for_notice(provider, row.record)
     store.drop_batch(batch)
     return result
 

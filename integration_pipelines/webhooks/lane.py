@@ -21,11 +21,14 @@ import time
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 from ..connectors.redaction import redact
+from ..connectors.registry import get_system
+from ..connectors.runtime import resolve_system
+from ..extraction import extract_stream
 from ..locks import LockTimeoutError, exclusive
 from ..settings import Settings
 from ..syncs.engine import SyncResult, SyncSourceMissingError, run_sync
@@ -60,6 +63,7 @@ class BatchOutcome:
     core: BuildReport | None = None
     core_seconds: float = 0.0
     syncs: list[SyncOutcome] = field(default_factory=list)
+    refreshed: list[str] = field(default_factory=list)  # streams read because a notice named them
     seconds: float = 0.0
     oldest_event_age: float = 0.0  # receiver → this batch's effects committed, for the oldest event in it
 
@@ -67,6 +71,8 @@ class BatchOutcome:
         i = self.ingest
         parts = [f"batch {self.batch}: {i.processed} of {i.files} events applied (+{i.inserted} ~{i.updated} "
                  f"={i.unchanged} stale {i.stale}; {len(i.failed)} failed)"]
+        if self.refreshed:
+            parts.append("notices: " + ", ".join(self.refreshed))
         if self.core is not None:
             changed = sum(1 for c in self.core.changes.values() if c.inserted or c.updated or c.deleted)
             parts.append(f"core rebuilt in {self.core_seconds:.2f} s ({changed} tables changed)")
@@ -123,6 +129,7 @@ class EventLane:
         self.run_id, self.log, self.sync_runner = run_id, log, sync_runner
         self.deferred: dict[str, SyncSpec] = {}
         self.core_inputs = core_inputs()
+        self.enabled = {name for name, _ in systems or []}
 
     def next_batch(self) -> str | None:
         """A batch left claimed by a worker that died (applied again: ingest is idempotent), else a new claim."""
@@ -143,6 +150,9 @@ class EventLane:
     def _process(self, batch: str) -> BatchOutcome:
         ingest = ingest_batch(self.store, self.warehouse, self.settings.spool_dir, batch, self.run_id, log=self.log)
         outcome = BatchOutcome(batch=batch, ingest=ingest)
+        if self.systems is not None:  # a notice names a stream: read it now through the system's read spec
+            for system, stream in sorted(ingest.refresh):
+                self._refresh(system, stream, outcome)
         if ingest.changed:
             outcome.updated_keys = self._raw_keys(ingest)
         if ingest.changed and self.systems is not None:  # None: ingest only (no core, no syncs)
@@ -156,6 +166,31 @@ class EventLane:
             for spec in affected_syncs(self.syncs, outcome.updated_keys):
                 outcome.syncs.append(self._sync(spec))
         return outcome
+
+    def _refresh(self, system_name: str, stream_name: str, outcome: BatchOutcome) -> None:
+        """Read one stream a notice named (incrementally; today's window for a stream partitioned by day) and
+        count its changed rows as the batch's, so core and the syncs follow."""
+        if system_name not in self.enabled:
+            return
+        started = time.monotonic()
+        try:
+            system = get_system(system_name)
+            stream = system.stream(stream_name)
+            today = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+            daily = stream.partitioned == "daily"
+            result = extract_stream(
+                resolved=resolve_system(system, self.settings), stream=stream, warehouse=self.warehouse,
+                settings=self.settings, run_id=self.run_id, window_start=today if daily else None,
+                window_end=today + timedelta(days=1) if daily else None,
+                partition_key=today.date().isoformat() if daily else None, log=self.log)
+        except Exception as exc:  # the provider is down: the next notice or the nightly run reads it
+            outcome.refreshed.append(f"{system_name}/{stream_name} not read: {redact(str(exc))[:300]}")
+            return
+        load = result.load
+        if load.inserted or load.updated:
+            outcome.ingest.changed_tables[load.table] = load.inserted + load.updated
+        outcome.refreshed.append(f"{system_name}/{stream_name} read: +{load.inserted} ~{load.updated} "
+                                 f"({time.monotonic() - started:.2f} s)")
 
     def _raw_keys(self, ingest: IngestResult) -> set[tuple[str, ...]]:
         keys: set[tuple[str, ...]] = set()

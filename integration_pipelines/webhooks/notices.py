@@ -1,0 +1,51 @@
+"""Change notices that carry no object, and the streams they say have changed.
+
+HubSpot, Xero, QuickBooks, Salesforce (outbound messages without all fields) and Odoo send "this record
+changed" rather than the record. The event lane answers such a notice by reading the named stream through the
+system's own read spec (an incremental read from the stream's cursor, or today's window for a stream partitioned
+by day), so an event-driven scenario works for every provider that sends events, not only for those that
+send whole objects. The maps below are the providers' documented vocabularies:
+
+- HubSpot: `subscriptionType` `contact.*`, `company.*`, `deal.*` (a contact deletion or merge also archives).
+- Xero: `eventCategory` `INVOICE`, `CONTACT` (Xero's webhooks send only these two).
+- QuickBooks: entity `name` (classic `eventNotifications`) or the CloudEvents `type` `qbo.<entity>.<op>.v1`.
+- Salesforce: the outbound message's `sObject` type.
+- Odoo: the automated action's `_model`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+HUBSPOT = {"contact": ("contacts",), "company": ("companies",), "deal": ("deals",)}
+HUBSPOT_ARCHIVE = {"contact.deletion", "contact.merge", "contact.restore", "contact.privacyDeletion"}
+XERO = {"INVOICE": ("invoices",), "CONTACT": ("contacts",)}
+QUICKBOOKS = {"invoice": ("invoices",), "payment": ("payments",), "customer": ("customers",)}
+SALESFORCE = {"account": ("accounts",), "contact": ("contacts",), "opportunity": ("opportunities",),
+              "case": ("cases",)}
+ODOO = {"res.partner": ("partners",), "sale.order": ("sale_orders",), "purchase.order": ("purchase_orders",),
+        "product.product": ("products",), "product.template": ("products",), "stock.quant": ("products",),
+        "stock.move": ("products",)}
+
+
+def streams_for_notice(provider: str, notice: dict[str, Any]) -> set[tuple[str, str]]:
+    """The (system, stream) pairs one notice says have changed; empty when it names nothing we read."""
+    if provider == "hubspot":
+        kind = str(notice.get("subscriptionType", ""))
+        found = set(HUBSPOT.get(kind.split(".")[0], ()))
+        if kind in HUBSPOT_ARCHIVE:
+            found.add("archived_contacts")
+    elif provider == "xero":
+        found = set(XERO.get(str(notice.get("eventCategory", "")).upper(), ()))
+    elif provider == "quickbooks":
+        entity = str(notice.get("name") or "")
+        if not entity and str(notice.get("type", "")).startswith("qbo."):
+            entity = str(notice["type"]).split(".")[1]
+        found = set(QUICKBOOKS.get(entity.lower(), ()))
+    elif provider == "salesforce":
+        found = set(SALESFORCE.get(str((notice.get("sObject") or {}).get("type", "")).lower(), ()))
+    elif provider == "odoo":
+        found = set(ODOO.get(str(notice.get("_model", "")), ()))
+    else:
+        found = set()
+    return {(provider, stream) for stream in found}
