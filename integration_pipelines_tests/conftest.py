@@ -71,6 +71,8 @@ def settings(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, sandbox: Sandbox,
     monkeypatch.setenv("IP_DATA_DIR", str(tmp_path / "data"))
     monkeypatch.setenv("IP_PARTITIONS_START", "2026-03-01")
     monkeypatch.setenv("IP_WAREHOUSE_LOCK_TIMEOUT_SECONDS", "30")
+    # the sandbox world is history (anchored in March 2026): syncs act on it, not only after their first run
+    monkeypatch.setenv("IP_SYNC_START", "2026-03-01")
     for system in discover_systems():
         monkeypatch.setenv(f"{system.env_prefix}_BACKOFF_BASE_SECONDS", "0.01")
         monkeypatch.setenv(f"{system.env_prefix}_BACKOFF_CAP_SECONDS", "0.05")

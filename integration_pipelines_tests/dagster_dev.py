@@ -338,9 +338,11 @@ def stack_environment(root: Path, sandbox_url: str, receiver_port: int, **extra:
         "IP_DATA_DIR": str(root / "data"),
         "IP_SANDBOX_URL": sandbox_url,
         "IP_PARTITIONS_START": "2026-03-01",
+        "IP_SYNC_START": "2026-03-01",  # the sandbox world's history is what the syncs act on
         "IP_WAREHOUSE_LOCK_TIMEOUT_SECONDS": "120",
         "IP_WEBHOOK_PUBLIC_URL": f"http://127.0.0.1:{receiver_port}",
         "IP_WEBHOOK_SENSOR_INTERVAL_SECONDS": "1",
+        "IP_WEBHOOK_LANE_IDLE_SECONDS": "5",  # the lane run ends soon after the test's last event
         "PYTHONUNBUFFERED": "1",
     })
     for system in discover_systems():
