@@ -12,8 +12,11 @@ from unchanged raw data changes no row, and the counts say exactly what changed.
 from __future__ import annotations
 
 import csv
+import os
 import re
 from dataclasses import dataclass, field
+from datetime import date
+from decimal import Decimal, InvalidOperation
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -99,12 +102,201 @@ def _exists(con: duckdb.DuckDBPyConnection, qualified: str) -> bool:
     ).fetchone()[0])
 
 
+LEGAL_ENTITIES_FILE_ENV = "IP_LEGAL_ENTITIES_FILE"
+FX_RATES_FILE_ENV = "IP_FX_RATES_FILE"
+REPORTING_CURRENCY_ENV = "IP_REPORTING_CURRENCY"
+DEFAULT_LEGAL_ENTITIES = MODELS_DIR / "seeds" / "legal_entities.yaml"
+DEFAULT_FX_RATES = MODELS_DIR / "seeds" / "fx_rates.csv"
+DEFAULT_REPORTING_CURRENCY = "USD"
+_CURRENCY = re.compile(r"^[A-Z]{3}$")
+
+_SETTINGS_TABLE = "\n".join([
+    "| variable | default | what |",
+    "|---|---|---|",
+    f"| `{LEGAL_ENTITIES_FILE_ENV}` | `warehouse/models/seeds/legal_entities.yaml` (the sandbox group) | the group's "
+    "legal entities, the books each keeps, and how each is recognised as a customer (intercompany) |",
+    f"| `{FX_RATES_FILE_ENV}` | `warehouse/models/seeds/fx_rates.csv` (illustrative monthly demo rates 2025-2026, "
+    "not market data) | FX rates: CSV `date,currency,rate[,to_currency]`, `rate` = units of the reporting currency "
+    "per unit of `currency`, daily or monthly; the latest rate on or before a date applies |",
+    f"| `{REPORTING_CURRENCY_ENV}` | `{DEFAULT_REPORTING_CURRENCY}` | the currency of the consolidated figures; a "
+    "`to_currency` column in the rates file must name it |",
+])
+
+#: The settings a business fills in for consolidated reporting (docs/warehouse.md prints this).
+REPORTING_SETTINGS_DOC = f"""\
+## Settings for consolidated reporting
+
+Which company issued an invoice, and what it is worth in the group's currency, is configuration, read at every
+core build (an error names the file and the entry or line):
+
+{_SETTINGS_TABLE}
+
+`legal_entities.yaml`: `entities` is a list; each has `legal_entity` (its name), `country`, `functional_currency`,
+`books` (where its invoices are held, its books of record first: `system`, optional `books_id` = the books' own
+id for the entity, e.g. the NetSuite `subsidiary` internalId or a Xero BrandingThemeID, optional `currencies`)
+and `intercompany` (`email_domains`, and `customers` as `{{system, id}}`: how the other group companies hold this
+entity as a customer). An invoice belongs to the first `books` entry it matches (`core.invoices.legal_entity`);
+a copy of the same invoice (number and currency) in a books listed later for the same entity is not counted
+again (`is_books_of_record`). The shipped file is the sandbox's rule: its single Xero organisation cannot tell the
+UK company's invoices from the German one's, so the demo assigns Xero invoices by currency (GBP → UK, EUR → DE).
+
+Open means open: `core.receivables_by_entity` counts invoices of the books of record whose status is `open`
+(drafts, Xero DRAFT and SUBMITTED, are not receivables; voided, deleted and paid invoices are not open) at each
+currency's latest rate on or before the build date; `core.revenue_by_entity` counts every issued invoice (not
+draft, not void) at the latest rate on or before its invoice date. Invoices to a group company are eliminated
+from both and shown in the `intercompany_*` columns. An invoice whose currency has no rate is counted in
+`invoices_without_rate` and fails the `fx_rates_cover_currencies` check; it is never converted at zero.
+"""
+
+
+class ReportingConfigError(ValueError):
+    """A legal-entities or FX-rates file that cannot be used; the message names the file and the entry or line."""
+
+
+def reporting_currency() -> str:
+    value = (os.environ.get(REPORTING_CURRENCY_ENV) or DEFAULT_REPORTING_CURRENCY).strip().upper()
+    if not _CURRENCY.match(value):
+        raise ReportingConfigError(f"{REPORTING_CURRENCY_ENV}={value!r}: expected an ISO 4217 code such as USD")
+    return value
+
+
+def _config_path(env: str, default: Path) -> Path:
+    value = os.environ.get(env, "").strip()
+    if not value:
+        return default
+    path = Path(value).expanduser()
+    if not path.is_file():
+        raise ReportingConfigError(f"{env}={value}: no such file")
+    return path
+
+
+@dataclass(frozen=True)
+class LegalEntities:
+    entities: list[tuple[str, str | None, str | None, str | None]]  # legal_entity, country, currency, books_system
+    books: list[tuple[int, str, str, str | None, str | None]]  # precedence, entity, system, books_id, currency
+    intercompany: list[tuple[str, str, str | None, str]]  # entity, kind (email_domain|customer), system, value
+
+
+def load_legal_entities(path: Path) -> LegalEntities:
+    """Read and check a legal-entities file (see REPORTING_SETTINGS_DOC)."""
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except (OSError, yaml.YAMLError) as exc:
+        raise ReportingConfigError(f"{path}: cannot read the legal entities: {exc}") from exc
+    if not isinstance(raw, dict) or not isinstance(raw.get("entities"), list) or not raw["entities"]:
+        raise ReportingConfigError(f"{path}: expected a mapping with a non-empty list `entities`")
+    out = LegalEntities([], [], [])
+    seen: set[str] = set()
+    for number, entry in enumerate(raw["entities"], start=1):
+        where = f"{path}: entities entry {number}"
+        if not isinstance(entry, dict):
+            raise ReportingConfigError(f"{where}: expected a mapping, got {entry!r}")
+        name = entry.get("legal_entity")
+        if not isinstance(name, str) or not name.strip():
+            raise ReportingConfigError(f"{where}: `legal_entity` (the entity's name) is missing")
+        name = name.strip()
+        where = f"{where} ({name})"
+        unknown = set(entry) - {"legal_entity", "country", "functional_currency", "books", "intercompany"}
+        if unknown:
+            raise ReportingConfigError(f"{where}: unknown keys {sorted(unknown)}")
+        if name in seen:
+            raise ReportingConfigError(f"{where}: the legal entity is listed twice")
+        seen.add(name)
+        country = entry.get("country")
+        if country is not None and not (isinstance(country, str) and re.fullmatch(r"[A-Z]{2}", country)):
+            raise ReportingConfigError(f"{where}: `country` must be an ISO 3166 alpha-2 code, got {country!r}")
+        functional = entry.get("functional_currency")
+        if functional is not None and not (isinstance(functional, str) and _CURRENCY.match(functional)):
+            raise ReportingConfigError(f"{where}: `functional_currency` must be an ISO 4217 code, got {functional!r}")
+        books = entry.get("books")
+        if not isinstance(books, list) or not books:
+            raise ReportingConfigError(f"{where}: `books` must list at least one books ({{system: ...}})")
+        for position, book in enumerate(books, start=1):
+            at = f"{where}, books entry {position}"
+            if not isinstance(book, dict) or not isinstance(book.get("system"), str) or not book["system"].strip():
+                raise ReportingConfigError(f"{at}: expected a mapping with `system`, got {book!r}")
+            if set(book) - {"system", "books_id", "currencies"}:
+                extra = sorted(set(book) - {"system", "books_id", "currencies"})
+                raise ReportingConfigError(f"{at}: unknown keys {extra}")
+            books_id = book.get("books_id")
+            if books_id is not None and not isinstance(books_id, str | int):
+                raise ReportingConfigError(f"{at}: `books_id` must be a text or a number, got {books_id!r}")
+            currencies = book.get("currencies") or [None]
+            if not isinstance(currencies, list) or not all(c is None or (isinstance(c, str) and _CURRENCY.match(c))
+                                                           for c in currencies):
+                raise ReportingConfigError(f"{at}: `currencies` must be a list of ISO 4217 codes, got {currencies!r}")
+            precedence = len({b[0] for b in out.books}) + 1
+            for currency in currencies:
+                out.books.append((precedence, name, book["system"].strip().lower(),
+                                  None if books_id is None else str(books_id), currency))
+        out.entities.append((name, country, functional, books[0]["system"].strip().lower()))
+        intercompany = entry.get("intercompany") or {}
+        if not isinstance(intercompany, dict) or set(intercompany) - {"email_domains", "customers"}:
+            raise ReportingConfigError(f"{where}: `intercompany` takes `email_domains` and `customers`, "
+                                       f"got {intercompany!r}")
+        for domain in intercompany.get("email_domains") or []:
+            if not isinstance(domain, str) or "." not in domain or "@" in domain:
+                raise ReportingConfigError(f"{where}: intercompany email domain {domain!r} is not a domain")
+            out.intercompany.append((name, "email_domain", None, domain.strip().lower()))
+        for customer in intercompany.get("customers") or []:
+            if not (isinstance(customer, dict) and isinstance(customer.get("system"), str)
+                    and isinstance(customer.get("id"), str | int)):
+                raise ReportingConfigError(f"{where}: an intercompany customer is {{system, id}}, got {customer!r}")
+            out.intercompany.append((name, "customer", customer["system"].strip().lower(), str(customer["id"])))
+    return out
+
+
+def load_fx_rates(path: Path, reporting: str) -> list[tuple[date, str, Decimal]]:
+    """Read and check an FX rates CSV: `date,currency,rate[,to_currency]`, rate in the reporting currency."""
+    try:
+        handle = path.open(newline="")
+    except OSError as exc:
+        raise ReportingConfigError(f"{path}: cannot read the FX rates: {exc}") from exc
+    rows: list[tuple[date, str, Decimal]] = []
+    seen: set[tuple[date, str]] = set()
+    with handle:
+        reader = csv.DictReader(handle)
+        missing = {"date", "currency", "rate"} - set(reader.fieldnames or [])
+        if missing:
+            raise ReportingConfigError(f"{path}: the header must name date, currency, rate (and optionally "
+                                       f"to_currency); missing {sorted(missing)}")
+        for row in reader:
+            where = f"{path}, line {reader.line_num}"
+            try:
+                day = date.fromisoformat((row["date"] or "").strip())
+            except ValueError:
+                raise ReportingConfigError(f"{where}: date {row['date']!r} is not YYYY-MM-DD") from None
+            currency = (row["currency"] or "").strip().upper()
+            if not _CURRENCY.match(currency):
+                raise ReportingConfigError(f"{where}: currency {row['currency']!r} is not an ISO 4217 code")
+            to_currency = (row.get("to_currency") or "").strip().upper()
+            if to_currency and to_currency != reporting:
+                raise ReportingConfigError(
+                    f"{where}: the rate is to {to_currency} but the reporting currency is {reporting} "
+                    f"({REPORTING_CURRENCY_ENV}); give rates to {reporting} ({FX_RATES_FILE_ENV})")
+            try:
+                rate = Decimal((row["rate"] or "").strip())
+            except InvalidOperation:
+                raise ReportingConfigError(f"{where}: rate {row['rate']!r} is not a number") from None
+            if not rate.is_finite() or rate <= 0:
+                raise ReportingConfigError(f"{where}: rate {row['rate']!r} must be a positive number")
+            if currency == reporting and rate != 1:
+                raise ReportingConfigError(f"{where}: the reporting currency {reporting} converts at 1, not {rate}")
+            if (day, currency) in seen:
+                raise ReportingConfigError(f"{where}: a second rate for {currency} on {day}")
+            seen.add((day, currency))
+            rows.append((day, currency, rate))
+    return rows
+
+
 def load_seeds(con: duckdb.DuckDBPyConnection) -> None:
-    """Reference tables shipped with the code (currencies, legal entities, FX rates) in schema `ref`."""
+    """Reference tables in schema `ref`: the shipped seeds (currencies, books accounts), the group's legal entities
+    and FX rates (configurable files, see REPORTING_SETTINGS_DOC) and the reporting currency."""
     con.execute("CREATE SCHEMA IF NOT EXISTS ref")
     for path in sorted((MODELS_DIR / "seeds").glob("*.csv")):
-        con.execute(f"CREATE OR REPLACE TABLE ref.{path.stem} AS SELECT * FROM read_csv(?, header = true)",
-                    [str(path)])
+        if path != DEFAULT_FX_RATES:
+            con.execute(f"CREATE OR REPLACE TABLE ref.{path.stem} AS SELECT * FROM read_csv(?, header = true)",
+                        [str(path)])
     with (MODELS_DIR / "seeds" / "currencies.csv").open() as handle:
         zero_decimal = [row["currency"] for row in csv.DictReader(handle) if row["minor_exponent"] == "0"]
     zero_list = ", ".join(f"'{c}'" for c in zero_decimal) or "''"
@@ -116,6 +308,45 @@ def load_seeds(con: duckdb.DuckDBPyConnection) -> None:
             CAST(round(CAST(amount AS DECIMAL(38, 6))
                  * CASE WHEN upper(currency) IN ({zero_list}) THEN 1 ELSE 100 END) AS BIGINT)"""
     )
+    _load_reporting_config(con)
+
+
+def _load_reporting_config(con: duckdb.DuckDBPyConnection) -> None:
+    reporting = reporting_currency()
+    entities_path = _config_path(LEGAL_ENTITIES_FILE_ENV, DEFAULT_LEGAL_ENTITIES)
+    rates_path = _config_path(FX_RATES_FILE_ENV, DEFAULT_FX_RATES)
+    entities = load_legal_entities(entities_path)
+    rates = load_fx_rates(rates_path, reporting)
+    con.execute("CREATE OR REPLACE TABLE ref.reporting (currency VARCHAR, legal_entities_file VARCHAR, "
+                "fx_rates_file VARCHAR)")
+    con.execute("INSERT INTO ref.reporting VALUES (?, ?, ?)", [reporting, str(entities_path), str(rates_path)])
+    con.execute("CREATE OR REPLACE TABLE ref.legal_entities (legal_entity VARCHAR, country VARCHAR, "
+                "functional_currency VARCHAR, books_system VARCHAR)")
+    con.executemany("INSERT INTO ref.legal_entities VALUES (?, ?, ?, ?)", entities.entities)
+    con.execute("CREATE OR REPLACE TABLE ref.entity_books (precedence INTEGER, legal_entity VARCHAR, "
+                "books_system VARCHAR, books_id VARCHAR, currency VARCHAR)")
+    con.executemany("INSERT INTO ref.entity_books VALUES (?, ?, ?, ?, ?)", entities.books)
+    con.execute("CREATE OR REPLACE TABLE ref.intercompany_customers (legal_entity VARCHAR, kind VARCHAR, "
+                "books_system VARCHAR, value VARCHAR)")
+    if entities.intercompany:
+        con.executemany("INSERT INTO ref.intercompany_customers VALUES (?, ?, ?, ?)", entities.intercompany)
+    # factor: reporting-currency minor units per minor unit of `currency` (the rate, scaled by the two exponents)
+    con.execute("CREATE OR REPLACE TABLE ref.fx_rates (rate_date DATE, currency VARCHAR, rate DECIMAL(38, 10), "
+                "factor DECIMAL(38, 10))")
+    con.execute("CREATE OR REPLACE TEMP TABLE _fx_file (rate_date DATE, currency VARCHAR, rate DECIMAL(38, 10))")
+    if rates:
+        con.executemany("INSERT INTO _fx_file VALUES (?, ?, ?)", rates)
+    con.execute("INSERT INTO _fx_file VALUES (DATE '0001-01-01', ?, 1)", [reporting])  # converts at 1, always
+    con.execute("""
+        INSERT INTO ref.fx_rates
+        SELECT f.rate_date, f.currency, f.rate,
+               CAST(f.rate * CAST(power(10, coalesce(r.minor_exponent, 2) - coalesce(c.minor_exponent, 2))
+                                  AS DECIMAL(38, 10)) AS DECIMAL(38, 10))
+        FROM _fx_file f
+        LEFT JOIN ref.currencies c ON c.currency = f.currency
+        LEFT JOIN ref.currencies r ON r.currency = ?
+        ORDER BY f.currency, f.rate_date""", [reporting])
+    con.execute("DROP TABLE _fx_file")
 
 
 def build_staging(con: duckdb.DuckDBPyConnection, report: BuildReport) -> None:

@@ -11,5 +11,6 @@ SELECT
     to_minor(_raw->>'$.Balance', coalesce(_raw->>'$.CurrencyRef.value', 'USD')) AS balance_minor,
     (_raw->>'$.TxnDate')::DATE::TIMESTAMPTZ AS issued_at,
     (_raw->>'$.DueDate')::DATE::TIMESTAMPTZ AS due_at,
-    (_raw->>'$.MetaData.LastUpdatedTime')::TIMESTAMPTZ AS updated_at
+    (_raw->>'$.MetaData.LastUpdatedTime')::TIMESTAMPTZ AS updated_at,
+    NULL AS books_id
 FROM raw_quickbooks.invoices

@@ -11,5 +11,6 @@ SELECT
     (_raw->>'$.amount_remaining')::BIGINT AS balance_minor,
     to_timestamp((_raw->>'$.created')::BIGINT) AS issued_at,
     to_timestamp((_raw->>'$.due_date')::BIGINT) AS due_at,
-    to_timestamp((_raw->>'$.created')::BIGINT) AS updated_at
+    to_timestamp((_raw->>'$.created')::BIGINT) AS updated_at,
+    NULL AS books_id
 FROM raw_stripe.invoices
