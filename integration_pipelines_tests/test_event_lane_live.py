@@ -1,4 +1,4 @@
-"""S1 through a running Dagster, as a business meets it: web-form leads posted to the receiver keep arriving
+"""S1 and S12 through a running Dagster, as a business meets them: web-form leads posted to the receiver keep arriving
 while we check that every one of them is in HubSpot, read back through HubSpot's own search API. Nothing here
 is timed: the point is that the event path never starves under continuous traffic (it did: an automation
 condition waited for an ingest run that was always in flight) and that each lead is one contact."""
@@ -13,8 +13,13 @@ from pathlib import Path
 import httpx
 import pytest
 
+from integration_pipelines.assets.core import CORE_TABLES
 from integration_pipelines.sandbox.hubspot import SANDBOX_TOKEN
+from integration_pipelines.sandbox.odoo import _now as odoo_now
 from integration_pipelines.sandbox.server import SandboxServer
+from integration_pipelines.sandbox.shopify import API_ROOT as SHOPIFY_API
+from integration_pipelines.sandbox.shopify import SANDBOX_ACCESS_TOKEN as SHOPIFY_TOKEN
+from integration_pipelines.webhooks.config import WebhookSecrets
 from integration_pipelines.webhooks.probe import LeadProbe, Traffic
 
 from .dagster_dev import CLI, Processes, free_port, stack_environment, start_dagster_dev, wait_http
@@ -70,5 +75,49 @@ def test_every_lead_reaches_hubspot_once_while_leads_keep_arriving(tmp_path: Pat
         lanes = ui.runs(job="event_lane")
         assert lanes and all(r["status"] in ("STARTED", "SUCCESS") for r in lanes), lanes
         assert ui.runs(job="webhook_ingest") == []
+    finally:
+        processes.stop()
+
+
+def test_a_stock_change_in_the_erp_reaches_shopify_from_its_webhook(tmp_path: Path, sandbox_server: SandboxServer):
+    """S12: Odoo tells us "stock.quant changed" (an automated action's webhook, no quantity in it); the lane
+    reads Odoo's products through the read spec, rebuilds core and pushes the new on-hand count to Shopify,
+    read back through Shopify's inventory API."""
+    sandbox = sandbox_server.sandbox
+    receiver_port = free_port()
+    env = stack_environment(tmp_path, sandbox_server.url, receiver_port, IP_ENABLED_SYSTEMS="odoo,shopify",
+                            IP_SYNC_START="2026-01-01")
+    processes = Processes(tmp_path / "logs")
+    try:
+        receiver = processes.spawn("receiver", [*CLI, "webhooks", "serve", "--port", str(receiver_port)], env,
+                                   tmp_path)
+        ui = start_dagster_dev(processes, env, tmp_path)
+        receiver_url = f"http://127.0.0.1:{receiver_port}"
+        wait_http(f"{receiver_url}/healthz", receiver, "the webhook receiver", processes.log_dir / "receiver.log")
+        # what the business had before switching the event path on: the stock streams and core, read once
+        first = ui.launch_run("__ASSET_JOB", assets=[["odoo", "products"], ["shopify", "products"],
+                                                     ["shopify", "inventory_levels"],
+                                                     *[["core", t] for t in CORE_TABLES]])
+        assert ui.wait_run(first, timeout=GENEROUS) == "SUCCESS", [
+            e for e in ui.events(first) if e.get("level") == "ERROR" or e.get("error")][:3]
+        shopify = sandbox.emulator("shopify")
+        item_of = {v["sku"]: v["inventory_item_id"] for p in shopify.dump("products") for v in p["variants"]}
+        odoo = sandbox.emulator("odoo")
+        sku = next(p["default_code"] for p in odoo.dump("products") if p["default_code"] in item_of)
+        with odoo.sandbox.lock:  # a stock count in the ERP, as Odoo's inventory mode records it
+            pid = next(p["id"] for p in odoo.records["product.product"].values() if p["default_code"] == sku)
+            odoo._set_quant(pid, 4242.0, odoo_now())
+        token = WebhookSecrets().primary("odoo_webhook_token")
+        answer = httpx.post(f"{receiver_url}/webhooks/odoo/{token}",
+                            json={"_model": "stock.quant", "_id": pid, "_action": "write"})
+        assert answer.status_code == 200, answer.text
+
+        def shopify_shows_it() -> bool:
+            levels = httpx.get(f"{sandbox_server.url}{SHOPIFY_API}/inventory_levels.json",
+                               params={"inventory_item_ids": str(item_of[sku])},
+                               headers={"x-shopify-access-token": SHOPIFY_TOKEN}).json()["inventory_levels"]
+            return bool(levels) and all(level["available"] == 4242 for level in levels)
+
+        wait_until(shopify_shows_it, f"Shopify's stock of {sku} set to the ERP's 4242")
     finally:
         processes.stop()
