@@ -85,7 +85,13 @@ def systems_markdown() -> str:
 DERIVED_COLUMNS = {
     "golden_customer_id": "the golden customer (core.customers.golden_id) this row belongs to",
     "golden_id": "the golden customer id, stable across rebuilds",
-    "legal_entity": "the subsidiary the record belongs to (ref.legal_entities, by the customer's country)",
+    "legal_entity": "the legal entity that issued it, from the books that hold the invoice (legal-entities file, "
+                    "see Settings below); for a payment, the entity of the invoice it settles",
+    "books_id": "the books' own id for the issuing entity (NetSuite subsidiary, Xero branding theme)",
+    "is_books_of_record": "this copy is the one that counts (the entity's books of record); other copies never count",
+    "is_intercompany": "the customer is a group company (intercompany in the legal-entities file); eliminated "
+                       "from revenue_by_entity and receivables_by_entity",
+    "counterparty_entity": "the group company that is the customer of an intercompany invoice",
     "source_category": "the source system's category (accounting rows are the books)",
     "invoice_system": "system of the invoice this payment settles",
     "invoice_id": "id of the invoice this payment settles, in invoice_system",
@@ -103,13 +109,18 @@ DERIVED_COLUMNS = {
     "email_b": "normalized email of record b",
     "action": "what a person should do",
     "month": "calendar month (first day)",
-    "reporting_currency": "currency of the *_usd_minor columns",
-    "revenue_usd_minor": "revenue in USD cents at ref.fx_rates",
-    "invoice_count": "invoices counted",
+    "reporting_currency": "the reporting currency (IP_REPORTING_CURRENCY) of the converted columns",
+    "revenue_minor": "revenue to customers outside the group, in minor units of the reporting currency",
+    "intercompany_minor": "revenue invoiced to group companies, eliminated (not in revenue_minor)",
+    "intercompany_invoice_count": "invoices to group companies, eliminated",
+    "revenue_usd_minor": "same as revenue_minor (kept for the published report; in the reporting currency)",
+    "invoice_count": "invoices counted (outside the group)",
     "invoices_without_rate": "invoices whose currency had no FX rate (a check fails when > 0)",
     "source_currencies": "currencies that were converted",
-    "open_usd_minor": "open balance in USD cents",
-    "open_invoice_count": "invoices with a balance",
+    "open_minor": "open balance owed by customers outside the group, in minor units of the reporting currency",
+    "intercompany_open_minor": "open balance owed by group companies, eliminated (not in open_minor)",
+    "open_usd_minor": "same as open_minor (kept for the published report; in the reporting currency)",
+    "open_invoice_count": "open invoices with a balance (outside the group)",
     "overdue_invoice_count": "open invoices past their due date",
     "_row_hash": "hash of the row's content; a rebuild rewrites a row only when it changes",
 }
@@ -120,7 +131,7 @@ def warehouse_markdown() -> str:
     import duckdb
 
     from .assets.core import CORE_TABLES, DESCRIPTIONS
-    from .warehouse.models import build_all, contracts, describe_core
+    from .warehouse.models import REPORTING_SETTINGS_DOC, build_all, contracts, describe_core
 
     con = duckdb.connect()
     build_all(con, [(s.name, s.category) for s in discover_systems()])
@@ -142,6 +153,7 @@ def warehouse_markdown() -> str:
             meaning = own.get(column) or DERIVED_COLUMNS.get(column) or generic.get(column, "")
             lines.append(f"| `{column}` | {kind} | {meaning} |")
         lines.append("")
+    lines += [REPORTING_SETTINGS_DOC]
     return "\n".join(lines)
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from decimal import ROUND_HALF_UP, Decimal
+
 import pytest
 
 from integration_pipelines.connectors.registry import discover_systems
@@ -71,17 +73,20 @@ def test_payment_without_invoice_is_flagged(settings, sandbox, built):
 
 
 def test_consolidated_revenue_per_subsidiary_in_usd(settings, sandbox, built):
+    """The shipped demo group (seeds/legal_entities.yaml): with only QuickBooks extracted, its USD invoices are the
+    US company's and its GBP and EUR copies stand in for the UK and German books (Xero) not read yet; each invoice
+    at the shipped demo rate of its month (seeds/fx_rates.csv, 2026-03-01), rounded per invoice."""
     world = sandbox.state.world
-    rates = {"USD": 1.0, "GBP": 1.27, "EUR": 1.08}
-    expected: dict[str, float] = {}
+    entity = {"USD": "Acme Trading Inc (US)", "GBP": "Acme Trading Ltd (UK)", "EUR": "Acme Trading GmbH (DE)"}
+    rates = {"USD": Decimal(1), "GBP": Decimal("1.2622"), "EUR": Decimal("1.0643")}
+    expected: dict[str, int] = {}
     for invoice in world.invoices:
-        expected[invoice.person.subsidiary] = expected.get(invoice.person.subsidiary, 0.0) + \
-            invoice.amount * rates[invoice.currency]
-    got = dict(warehouse_rows(settings, "SELECT legal_entity, sum(revenue_usd_minor) FROM core.revenue_by_entity "
+        usd = int((invoice.amount * rates[invoice.currency]).quantize(Decimal(1), rounding=ROUND_HALF_UP))
+        expected[entity[invoice.currency]] = expected.get(entity[invoice.currency], 0) + usd
+    got = dict(warehouse_rows(settings, "SELECT legal_entity, sum(revenue_minor) FROM core.revenue_by_entity "
                                         "GROUP BY 1"))
-    assert set(got) == set(expected)
-    for entity, amount in expected.items():
-        assert got[entity] == pytest.approx(amount, abs=len(world.invoices))  # rounding per invoice
+    assert got == expected
+    assert warehouse_rows(settings, "SELECT DISTINCT reporting_currency FROM core.revenue_by_entity") == [("USD",)]
 
 
 def test_rebuild_with_unchanged_raw_changes_nothing(settings, sandbox, built):

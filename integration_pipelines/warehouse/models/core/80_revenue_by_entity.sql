@@ -6,23 +6,23 @@
 -- An invoice whose currency has no rate counts in invoices_without_rate (the fx_rates_cover_currencies check),
 -- never as zero. revenue_usd_minor repeats revenue_minor for the published report (same reporting currency).
 WITH converted AS (
-    SELECT i.legal_entity, date_trunc('month', i.issued_at)::DATE AS month, i.currency, i.is_intercompany,
+    SELECT i.legal_entity, date_trunc('month', timezone('UTC', i.issued_at))::DATE AS month, i.currency, i.is_intercompany,
            CAST(round(CAST(i.total_minor AS DECIMAL(38, 0)) * r.factor) AS BIGINT) AS amount_minor,
            r.factor IS NULL AS without_rate
     FROM core.invoices AS i
-    ASOF LEFT JOIN ref.fx_rates AS r ON r.currency = i.currency AND i.issued_at::DATE >= r.rate_date
+    ASOF LEFT JOIN ref.fx_rates AS r ON r.currency = i.currency AND timezone('UTC', i.issued_at)::DATE >= r.rate_date
     WHERE i.is_books_of_record AND coalesce(i.status, '') NOT IN ('void', 'draft')
 )
 SELECT c.legal_entity,
        c.month,
        any_value(rep.currency) AS reporting_currency,
-       coalesce(sum(c.amount_minor) FILTER (WHERE NOT c.is_intercompany), 0) AS revenue_minor,
+       CAST(coalesce(sum(c.amount_minor) FILTER (WHERE NOT c.is_intercompany), 0) AS BIGINT) AS revenue_minor,
        count(*) FILTER (WHERE NOT c.is_intercompany) AS invoice_count,
-       coalesce(sum(c.amount_minor) FILTER (WHERE c.is_intercompany), 0) AS intercompany_minor,
+       CAST(coalesce(sum(c.amount_minor) FILTER (WHERE c.is_intercompany), 0) AS BIGINT) AS intercompany_minor,
        count(*) FILTER (WHERE c.is_intercompany) AS intercompany_invoice_count,
        count(*) FILTER (WHERE c.without_rate) AS invoices_without_rate,
        list_sort(list_distinct(list(c.currency))) AS source_currencies,
-       coalesce(sum(c.amount_minor) FILTER (WHERE NOT c.is_intercompany), 0) AS revenue_usd_minor
+       CAST(coalesce(sum(c.amount_minor) FILTER (WHERE NOT c.is_intercompany), 0) AS BIGINT) AS revenue_usd_minor
 FROM converted AS c
 CROSS JOIN ref.reporting AS rep
 GROUP BY c.legal_entity, c.month

@@ -18,13 +18,13 @@ converted AS (
 )
 SELECT c.legal_entity,
        any_value(rep.currency) AS reporting_currency,
-       coalesce(sum(c.amount_minor) FILTER (WHERE NOT c.is_intercompany), 0) AS open_minor,
+       CAST(coalesce(sum(c.amount_minor) FILTER (WHERE NOT c.is_intercompany), 0) AS BIGINT) AS open_minor,
        count(*) FILTER (WHERE NOT c.is_intercompany) AS open_invoice_count,
        count(*) FILTER (WHERE NOT c.is_intercompany AND c.due_at < now()) AS overdue_invoice_count,
-       coalesce(sum(c.amount_minor) FILTER (WHERE c.is_intercompany), 0) AS intercompany_open_minor,
+       CAST(coalesce(sum(c.amount_minor) FILTER (WHERE c.is_intercompany), 0) AS BIGINT) AS intercompany_open_minor,
        count(*) FILTER (WHERE c.is_intercompany) AS intercompany_invoice_count,
        count(*) FILTER (WHERE c.without_rate) AS invoices_without_rate,
-       coalesce(sum(c.amount_minor) FILTER (WHERE NOT c.is_intercompany), 0) AS open_usd_minor
+       CAST(coalesce(sum(c.amount_minor) FILTER (WHERE NOT c.is_intercompany), 0) AS BIGINT) AS open_usd_minor
 FROM converted AS c
 CROSS JOIN ref.reporting AS rep
 GROUP BY c.legal_entity
