@@ -25,8 +25,41 @@ from .connectors.registry import discover_systems
 from .connectors.runtime import resolve_system
 from .settings import load_settings
 
-app = typer.Typer(help="Integration pipelines between a business's systems, on Dagster and DuckDB.",
-                  no_args_is_help=True, pretty_exceptions_show_locals=False)
+
+class _Cli(typer.Typer):
+    """Known errors (a setting, a credential, an unreachable service, a missing or locked warehouse) end in one
+    readable paragraph and exit code 2; anything else, or any error with `--debug`, keeps its traceback."""
+
+    def __call__(self, *args: object, **kwargs: object) -> object:
+        try:
+            return super().__call__(*args, **kwargs)
+        except Exception as exc:
+            from .operations.errors import describe_error
+
+            message = None if _debug_requested() else describe_error(exc)
+            if message is None:
+                raise
+            Console(stderr=True, highlight=False).print(
+                f"Error: {message}\n(`integration-pipelines --debug ...` shows the traceback.)", markup=False)
+            sys.exit(2)
+
+
+_DEBUG = {"on": False}
+
+
+def _debug_requested() -> bool:
+    return _DEBUG["on"] or "--debug" in sys.argv[1:2] or os.environ.get("IP_DEBUG", "").lower() in ("1", "true")
+
+
+app = _Cli(help="Integration pipelines between a business's systems, on Dagster and DuckDB.",
+           no_args_is_help=True, pretty_exceptions_show_locals=False)
+
+
+@app.callback()
+def _main(debug: Annotated[bool, typer.Option("--debug", help="show tracebacks instead of one-paragraph errors")]
+          = False) -> None:
+    """Integration pipelines between a business's systems, on Dagster and DuckDB."""
+    _DEBUG["on"] = debug
 sandbox_app = typer.Typer(help="The local emulators of every supported system.", no_args_is_help=True)
 app.add_typer(sandbox_app, name="sandbox")
 from .webhooks.cli import webhooks_app  # noqa: E402
@@ -87,21 +120,125 @@ def sandbox_serve(
     serve_forever(host, port, seed, scale, when, days, world=world)
 
 
-@app.command("systems")
-def systems() -> None:
+systems_app = typer.Typer(help="The systems: list them (no subcommand), check their connections, see their "
+                          "streams' status.", invoke_without_command=True)
+app.add_typer(systems_app, name="systems")
+
+
+def _json_out(value: object) -> None:
+    import json as _json
+
+    def plain(v: object) -> str:
+        return v.astimezone(UTC).isoformat() if isinstance(v, datetime) else str(v)
+
+    sys.stdout.write(_json.dumps(value, indent=2, default=plain) + "\n")
+
+
+@systems_app.callback()
+def systems(
+    ctx: typer.Context,
+    as_json: Annotated[bool, typer.Option("--json", help="print JSON instead of a table")] = False,
+) -> None:
     """List the systems, whether each talks to its sandbox or the real service, and its streams."""
+    if ctx.invoked_subcommand is not None:
+        return
     settings = load_settings()
     table = Table("system", "mode", "base URL", "streams", "writers")
+    listed = []
     for system in discover_systems():
         try:
             resolved = resolve_system(system, settings)
             mode, url = resolved.mode, resolved.base_url
         except ConfigurationError as exc:
-            mode, url = "[red]misconfigured[/red]", str(exc)
+            mode, url = "misconfigured", str(exc)
         enabled = settings.system_enabled(system.name)
-        table.add_row(system.name if enabled else f"{system.name} (disabled)", mode, url,
+        writers = [w.name for w in (*system.writers, *(system.soap.writers if system.soap else ()))]
+        listed.append({"system": system.name, "title": system.title, "enabled": enabled, "mode": mode,
+                       "base_url": redact(url), "streams": [s.name for s in system.streams], "writers": writers})
+        table.add_row(system.name if enabled else f"{system.name} (disabled)",
+                      "[red]misconfigured[/red]" if mode == "misconfigured" else mode, url,
                       ", ".join(s.name for s in system.streams), ", ".join(w.name for w in system.writers))
+    if as_json:
+        _json_out(listed)
+        return
     console.print(table)
+
+
+def _pick_systems(name: str | None):  # type: ignore[no-untyped-def]
+    systems_found = discover_systems()
+    if name is None:
+        return systems_found
+    chosen = [s for s in systems_found if s.name == name]
+    if not chosen:
+        err_console.print(f"There is no system named {name!r}. The systems are: "
+                          f"{', '.join(s.name for s in systems_found)}.", markup=False)
+        raise typer.Exit(2)
+    return chosen
+
+
+@systems_app.command("check")
+def systems_check(
+    name: Annotated[str | None, typer.Argument(help="one system (default: every enabled one)")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="print JSON instead of a table")] = False,
+) -> None:
+    """One read-only request per system (first page of its first stream, page size 1) with its read credentials,
+    and with its write credentials if it has writers: reachable, auth accepted, sandbox or live, rate-limit
+    headroom, and on failure the vendor's message and the variable to fix. Exit 0 when all pass, 2 otherwise."""
+    import logging
+
+    from .operations.checks import check_systems
+
+    logging.getLogger("integration_pipelines.http").setLevel(logging.ERROR)  # the report says it, once
+    results = check_systems(_pick_systems(name), load_settings())
+    failing = [r for r in results if not r.ok]
+    if as_json:
+        _json_out([r.as_json() for r in results])
+        raise typer.Exit(2 if failing else 0)
+    table = Table("system", "credentials", "mode", "state", "HTTP", "ms", "rate-limit headroom", "fix")
+    for r in results:
+        state = r.state if r.ok else f"[red]{r.state}[/red]"
+        table.add_row(r.system, r.purpose, r.mode, state, str(r.status or ""),
+                      "" if r.latency_ms is None else str(r.latency_ms), r.rate_limit or "", ", ".join(r.fix))
+    console.print(table)
+    for r in failing:
+        err_console.print(f"{r.system} ({r.purpose}): {r.error}", markup=False, highlight=False)
+    console.print(f"{len(results) - len(failing)} of {len(results)} check(s) passed.")
+    raise typer.Exit(2 if failing else 0)
+
+
+@systems_app.command("status")
+def systems_status(
+    name: Annotated[str | None, typer.Argument(help="one system (default: all)")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="print JSON instead of a table")] = False,
+    timeout: Annotated[float, typer.Option(help="seconds to wait for a writing run")] = 60.0,
+) -> None:
+    """Per system: last successful extract per stream, rows per raw table, streams never extracted; what the
+    warehouse does not record (failed attempts, added columns) is said, not guessed."""
+    from .operations.streams import NOT_RECORDED_FAILURES, NOT_TRACKED_SCHEMA
+    from .operations.streams import systems_status as status_of
+    from .warehouse.query import open_warehouse
+
+    chosen = _pick_systems(name)
+    with open_warehouse(_warehouse_database(), timeout, _Say().info).connect(read_only=True) as con:
+        status = status_of(con, chosen, load_settings())
+    if as_json:
+        _json_out(status)
+        return
+    table = Table("system", "mode", "stream", "rows", "last success", "last read: records / new / changed", "cursors")
+    for entry in status:
+        for i, stream in enumerate(entry["streams"]):
+            last = stream["last_success"]
+            table.add_row(entry["system"] if i == 0 else "", entry["mode"] if i == 0 else "", stream["stream"],
+                          "" if stream["rows"] is None else str(stream["rows"]),
+                          last[:19].replace("T", " ") + " UTC" if last else "[yellow]never[/yellow]",
+                          "" if not last else f"{stream['last_records']} / {stream['last_new']} / "
+                                              f"{stream['last_changed']}",
+                          str(stream["cursors"]))
+    console.print(table)
+    never = [f"{e['system']}/{s}" for e in status for s in e["never_extracted"]]
+    console.print(f"never extracted: {', '.join(never) if never else 'none'}", markup=False)
+    console.print(f"failing streams: {NOT_RECORDED_FAILURES}", markup=False)
+    console.print(f"columns added since the previous run: {NOT_TRACKED_SCHEMA}", markup=False)
 
 
 @app.command("docs")
@@ -170,7 +307,10 @@ def query(
 
 
 @app.command("tables")
-def tables(timeout: Annotated[float, typer.Option(help="seconds to wait for a writing run")] = 60.0) -> None:
+def tables(
+    timeout: Annotated[float, typer.Option(help="seconds to wait for a writing run")] = 60.0,
+    as_json: Annotated[bool, typer.Option("--json", help="print JSON instead of a table")] = False,
+) -> None:
     """List the warehouse's schemas and tables with row counts and freshness."""
     from .warehouse.duckdb import WarehouseLockedError
     from .warehouse.query import WarehouseMissingError, list_tables
@@ -183,7 +323,96 @@ def tables(timeout: Annotated[float, typer.Option(help="seconds to wait for a wr
     except duckdb.Error as exc:
         err_console.print(f"[red]Listing the warehouse failed: {exc}[/red]")
         raise typer.Exit(1) from None
+    if as_json:
+        sys.stdout.write(frame.to_json(orient="records", date_format="iso") + "\n")
+        return
     _print_frame(frame, title=redact(_warehouse_database()))  # an `md:` string may carry its token
+
+
+stream_app = typer.Typer(help="One stream's state: reset its cursor (and rows). `extract` runs one.",
+                         no_args_is_help=True)
+app.add_typer(stream_app, name="stream")
+
+
+@app.command("extract")
+def extract(
+    target: Annotated[str, typer.Argument(help="SYSTEM/STREAM, e.g. stripe/charges (see `systems`)")],
+    partition: Annotated[str | None, typer.Option(help="the day to read, YYYY-MM-DD, for a daily stream "
+                                                       "(default: yesterday, UTC)")] = None,
+    full_refresh: Annotated[bool, typer.Option("--full-refresh", help="ignore the stored cursor and read "
+                                                                      "everything again (rows are upserted)")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="print JSON instead of a sentence")] = False,
+) -> None:
+    """Run one stream now, outside Dagster, as its `SYSTEM/STREAM` asset does (same cursor, same upsert)."""
+    from .operations.streams import find_stream, run_extract
+
+    system, stream = find_stream(target)
+    day = None
+    if partition is not None:
+        try:
+            day = date.fromisoformat(partition)
+        except ValueError:
+            err_console.print(f"--partition must be a day, YYYY-MM-DD, not {partition!r}.", markup=False)
+            raise typer.Exit(2) from None
+    done = run_extract(system, stream, load_settings(), partition=day, full_refresh=full_refresh, log=_Say())
+    if as_json:
+        _json_out(done.as_json())
+        return
+    r, load = done.result, done.result.load
+    if done.defaulted_partition:
+        err_console.print(f"{target} is daily-partitioned; no --partition given, so it read {done.partition}.",
+                          markup=False)
+    since = (f"changes since {r.incremental_since.isoformat()}" if r.incremental_since
+             else "a full read" + (" (--full-refresh)" if full_refresh else ""))
+    console.print(f"{system.name}/{stream.name} ({done.mode}{', partition ' + done.partition if done.partition else ''}"
+                  f", {since}): {r.records} record(s) in {r.pages} page(s), {r.requests} request(s); "
+                  f"{load.inserted} new, {load.updated} changed, {load.unchanged} unchanged"
+                  + (f", {load.stale} older than the stored rows" if load.stale else "")
+                  + f". {load.table} holds {load.total_rows} row(s)."
+                  + (f" New columns: {', '.join(load.new_columns)}." if load.new_columns else "")
+                  + (f" Cursor: {r.cursor}." if r.cursor else ""), markup=False, highlight=False, soft_wrap=True)
+
+
+@stream_app.command("reset")
+def stream_reset(
+    target: Annotated[str, typer.Argument(help="SYSTEM/STREAM, e.g. hubspot/contacts")],
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="say what would be deleted; delete nothing")] = False,
+    rows: Annotated[bool, typer.Option("--rows", help="also delete the stream's raw table rows")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="print JSON instead of sentences")] = False,
+    timeout: Annotated[float, typer.Option(help="seconds to wait for a writing run")] = 60.0,
+) -> None:
+    """Delete the stream's cursors in ops.stream_state (every partition's), so its next read starts from the
+    beginning; with --rows also the rows of its raw table (core keeps its rows until it is rebuilt)."""
+    from .operations.streams import find_stream, reset_stream
+    from .warehouse.query import open_warehouse
+
+    system, stream = find_stream(target)
+    warehouse = open_warehouse(_warehouse_database(), timeout, _Say().info)
+    with warehouse.connect(read_only=dry_run and warehouse.is_file) as con:
+        plan = reset_stream(con, system, stream, rows=rows, dry_run=dry_run)
+    if as_json:
+        _json_out(plan.as_json())
+        return
+    verb = "Would delete" if dry_run else "Deleted"
+    name = f"{system.name}/{stream.name}"
+    if plan.cursors:
+        console.print(f"{verb} {len(plan.cursors)} cursor(s) of {name} from ops.stream_state:", markup=False)
+        for c in plan.cursors:
+            console.print(f"  {c['state_key']}: {c['cursor'] or '(no cursor: nothing read yet)'} "
+                          f"(stored {(c['updated_at'] or '')[:19]} by run {c['run_id']})", markup=False,
+                          highlight=False)
+    else:
+        console.print(f"{name} has no stored cursor in ops.stream_state: nothing to reset there.", markup=False)
+    if rows:
+        if plan.table_exists:
+            console.print(f"{verb} {plan.rows} row(s) of {plan.table}.", markup=False)
+        else:
+            console.print(f"{plan.table} does not exist: no rows to delete.", markup=False)
+    if dry_run:
+        console.print("Dry run: nothing was deleted.", markup=False)
+    else:
+        console.print(f"The next read of {name} starts from the beginning (`integration-pipelines extract {name}`, "
+                      "or materialize it in the UI).", markup=False)
 
 
 @app.command("roi")

@@ -73,3 +73,80 @@ def status() -> None:
             for ref in refs:
                 note = (store.read_note(ref) or "").strip().splitlines()
                 typer.echo(f"  {ref.key}: {note[-1] if note else '?'}")
+
+
+@webhooks_app.command("trace")
+def trace(
+    event_id: Annotated[str, typer.Argument(help="the provider's event id (as `webhooks status` and the file name "
+                                                 "show it)")],
+    provider: Annotated[str | None, typer.Option(help="the provider, when an id could belong to several")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="print JSON instead of sections")] = False,
+    timeout: Annotated[float, typer.Option(help="seconds to wait for a writing run")] = 60.0,
+) -> None:
+    """What happened to one event: its file (landing, claimed, processed, failed with the error), its
+    raw_webhooks.events row, the raw rows it upserted, the core rows those feed, and the sync ledger rows of those
+    records (status and target id). Exit 2 when the event is nowhere."""
+    import json
+    from contextlib import nullcontext
+    from pathlib import Path
+
+    from ..warehouse.query import open_warehouse
+    from .trace import trace_event
+
+    database = load_settings().warehouse_database
+    missing = not database.startswith("md:") and database != ":memory:" and not Path(database).exists()
+    warehouse = None if missing else open_warehouse(database, timeout, lambda m: typer.echo(m, err=True))
+    with warehouse.connect(read_only=warehouse.is_file) if warehouse else nullcontext() as con:
+        found = trace_event(con, _store(), event_id, provider)
+    if as_json:
+        typer.echo(json.dumps(found.as_json(), indent=2, default=str))
+        raise typer.Exit(0 if found.found else 2)
+    if not found.found:
+        typer.echo(f"No event {event_id!r}" + (f" from {provider}" if provider else "") + " in the landing store "
+                   f"({_store().root}) or in raw_webhooks.events.", err=True)
+        for note in found.notes:
+            typer.echo(f"note: {note}", err=True)
+        raise typer.Exit(2)
+    typer.echo(f"event {event_id} ({found.provider})")
+    typer.echo("file:")
+    for f in found.files or []:
+        where = f"{f['area']}" + (f" (batch {f['batch']})" if f.get("batch") else "")
+        typer.echo(f"  {where}: {f['path']}")
+        if f.get("error") is not None:
+            typer.echo(f"    failed: {f['error']}  (whole note: {f['error_note']})")
+    if not found.files:
+        typer.echo("  none in the landing store (it may have been removed after processing)")
+    row = found.event_row
+    typer.echo("raw_webhooks.events: " + (f"type {row.get('type')}, received {row.get('received_at')}, applied by "
+                                          f"run {row.get('_run_id')} at {row.get('_extracted_at')}" if row else
+                                          "no row (not applied yet)"))
+    typer.echo("raw rows:")
+    for r in found.raw_rows:
+        if r["found"]:
+            data = r["row"]
+            typer.echo(f"  {r['table']} _pk={r['_pk']}: loaded by run {data.get('_run_id')} at "
+                       f"{data.get('_extracted_at')}, version {data.get('_version')}")
+        else:
+            typer.echo(f"  {r['table']} _pk={r['_pk']}: not found" + (f" ({r['note']})" if r.get("note") else ""))
+    if not found.raw_rows:
+        typer.echo("  none")
+    typer.echo("core rows:")
+    for c in found.core_rows:
+        data = c["row"]
+        extra = ", ".join(f"{k}={data[k]}" for k in ("golden_id", "status", "amount_minor", "currency", "email")
+                          if data.get(k) not in (None, ""))
+        typer.echo(f"  {c['table']} {data.get('source_system')}:{data.get('source_id')}"
+                   + (f" ({extra})" if extra else ""))
+    if not found.core_rows:
+        typer.echo("  none")
+    typer.echo("sync ledger:")
+    for entry in found.ledger_rows:
+        error = (entry.get("last_error") or "").splitlines()[0][:120] if entry.get("last_error") else ""
+        typer.echo(f"  {entry['sync_name']} {entry['record_key']}: {entry['status']}"
+                   + (f", target id {entry['target_id']}" if entry.get("target_id") else "")
+                   + (f", last synced {entry['last_synced_at']}" if entry.get("last_synced_at") else "")
+                   + (f", error: {error}" if error else ""))
+    if not found.ledger_rows:
+        typer.echo("  none")
+    for note in found.notes:
+        typer.echo(f"note: {note}")
