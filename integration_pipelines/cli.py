@@ -40,7 +40,8 @@ class _Cli(typer.Typer):
             if message is None:
                 raise
             Console(stderr=True, highlight=False).print(
-                f"Error: {message}\n(`integration-pipelines --debug ...` shows the traceback.)", markup=False)
+                f"Error: {message}\n(`integration-pipelines --debug ...` shows the traceback.)", markup=False,
+                soft_wrap=True)
             sys.exit(2)
 
 
@@ -344,8 +345,11 @@ def extract(
     as_json: Annotated[bool, typer.Option("--json", help="print JSON instead of a sentence")] = False,
 ) -> None:
     """Run one stream now, outside Dagster, as its `SYSTEM/STREAM` asset does (same cursor, same upsert)."""
+    import logging
+
     from .operations.streams import find_stream, run_extract
 
+    logging.getLogger("integration_pipelines.http").setLevel(logging.ERROR)  # retries reach `_Say` already
     system, stream = find_stream(target)
     day = None
     if partition is not None:

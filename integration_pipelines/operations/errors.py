@@ -25,10 +25,18 @@ def _variable_for_url(url: str) -> str | None:
     return None
 
 
-def _system_variable(title: str) -> str | None:
+def _system_url(title: str) -> tuple[str, str] | None:
+    """(the variable, the URL) a system talks to, by its title or name."""
+    from ..connectors.runtime import resolve_system
+
+    settings = load_settings()
     for system in discover_systems():
         if title in (system.title, system.name):
-            return url_variable(system, load_settings())
+            try:
+                resolved = resolve_system(system, settings)
+            except ConfigurationError:
+                return url_variable(system, settings), ""
+            return url_variable(system, settings, resolved.mode), resolved.base_url
     return None
 
 
@@ -47,9 +55,13 @@ def describe_error(exc: BaseException) -> str | None:
         cause = network_cause(exc)
         if cause is None:
             return str(exc)
-        variable = _system_variable(exc.system)
-        return f"{exc}" + (f" The URL comes from {variable}: check it, and that the service is up." if variable
-                           else "")
+        found = _system_url(exc.system)
+        if found is None:
+            return str(exc)
+        variable, url = found
+        return redact(f"Could not connect to {exc.system}" + (f" at {url}" if url else "")
+                      + f" ({type(cause).__name__}: {cause}). The URL comes from {variable}: check it, and that "
+                      "the service is up.")
     if isinstance(exc, httpx.HTTPError):
         try:
             url = str(exc.request.url)

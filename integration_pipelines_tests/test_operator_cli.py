@@ -1,0 +1,196 @@
+"""The operator commands (issue 19) as a user runs them: a subprocess of the CLI against the real sandbox and a real
+warehouse. `systems check`, `extract`, `stream reset`, `systems status`, `webhooks trace`, and known errors as one
+paragraph with exit code 2."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+import duckdb
+import httpx
+
+CLI = [sys.executable, "-m", "integration_pipelines.cli"]
+
+
+def run_cli(args: list[str], timeout: float = 120, **env: str) -> subprocess.CompletedProcess:
+    return subprocess.run([*CLI, *args], env={**os.environ, "COLUMNS": "200", **env}, capture_output=True,
+                          text=True, timeout=timeout)
+
+
+def test_systems_check_passes_against_the_sandbox_for_both_credential_sets(settings):
+    listing = run_cli(["systems", "check", "stripe"])
+    assert listing.returncode == 0, listing.stdout + listing.stderr
+    assert "stripe" in listing.stdout and "sandbox" in listing.stdout and "1 of 1 check(s) passed" in listing.stdout
+    result = run_cli(["systems", "check", "hubspot", "--json"])
+    assert result.returncode == 0, result.stderr
+    checks = json.loads(result.stdout)
+    assert [(c["system"], c["purpose"], c["state"]) for c in checks] == [("hubspot", "read", "ok"),
+                                                                        ("hubspot", "write", "ok")]
+    assert all(c["reachable"] and c["auth_ok"] and c["mode"] == "sandbox" and c["status"] == 200 for c in checks)
+    assert "per 10 s" in checks[0]["rate_limit"]  # HubSpot's X-HubSpot-RateLimit-* headers
+
+
+def test_systems_check_with_a_wrong_base_url_names_the_variable_and_exits_2(settings):
+    result = run_cli(["systems", "check", "stripe"], STRIPE_BASE_URL="http://127.0.0.1:1")
+    out = result.stdout + result.stderr
+    assert result.returncode == 2, out
+    assert "unreachable" in out and "STRIPE_BASE_URL" in out and "Traceback" not in out
+    as_json = json.loads(run_cli(["systems", "check", "stripe", "--json"], STRIPE_BASE_URL="http://127.0.0.1:1").stdout)
+    assert as_json[0]["reachable"] is False and as_json[0]["fix"] == ["STRIPE_BASE_URL"]
+
+
+def test_a_refused_credential_names_the_secret_variable(settings, sandbox_server):
+    result = run_cli(["systems", "check", "hubspot", "--json"], HUBSPOT_TOKEN="pat-obviously-fake-not-real",
+                     HUBSPOT_BASE_URL=sandbox_server.url)
+    checks = json.loads(result.stdout)
+    assert result.returncode == 2
+    assert {c["state"] for c in checks} == {"auth failed"} and all(c["status"] == 401 for c in checks)
+    assert all(c["fix"] == ["HUBSPOT_TOKEN"] and c["mode"] == "live" for c in checks)
+    assert "pat-obviously-fake-not-real" not in result.stdout
+
+
+def _state(settings, system: str, stream: str) -> list[tuple]:
+    with duckdb.connect(settings.warehouse_database, read_only=True) as con:
+        return con.execute("SELECT state_key, cursor FROM ops.stream_state WHERE system = ? AND stream = ?",
+                           [system, stream]).fetchall()
+
+
+def _rows(settings, table: str) -> int:
+    with duckdb.connect(settings.warehouse_database, read_only=True) as con:
+        return con.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
+
+
+def test_extract_then_status_then_reset_dry_run_then_reset(settings):
+    first = run_cli(["extract", "hubspot/contacts"])
+    assert first.returncode == 0, first.stderr
+    loaded = _rows(settings, "raw_hubspot.contacts")
+    assert loaded > 0 and f"{loaded} new, 0 changed" in first.stdout and "hubspot/contacts (sandbox" in first.stdout
+    again = run_cli(["extract", "hubspot/contacts"])
+    assert again.returncode == 0 and "changes since" in again.stdout and "0 new, 0 changed" in again.stdout
+    daily = run_cli(["extract", "stripe/charges", "--partition", "2026-03-09", "--json"])
+    assert daily.returncode == 0, daily.stderr
+    charges = json.loads(daily.stdout)
+    assert charges["partition"] == "2026-03-09" and charges["records"] == charges["new"] > 0
+
+    status = run_cli(["systems", "status", "--json"])
+    assert status.returncode == 0, status.stderr
+    by_system = {s["system"]: s for s in json.loads(status.stdout)}
+    hubspot = by_system["hubspot"]
+    contacts = next(s for s in hubspot["streams"] if s["stream"] == "contacts")
+    assert contacts["rows"] == loaded and contacts["last_success"] and contacts["loads"] == 2
+    assert contacts["cursors"] == 1 and contacts["table"] == "raw_hubspot.contacts"
+    assert "companies" in hubspot["never_extracted"] and "contacts" not in hubspot["never_extracted"]
+    assert hubspot["mode"] == "sandbox" and hubspot["failing_streams"] is None and hubspot["failing_streams_note"]
+    assert hubspot["new_columns"] is None and "not tracked" in hubspot["new_columns_note"]
+    tables = json.loads(run_cli(["tables", "--json"]).stdout)
+    assert {"schema": "raw_hubspot", "table": "contacts", "rows": loaded} in [
+        {k: t[k] for k in ("schema", "table", "rows")} for t in tables]
+
+    cursor = _state(settings, "hubspot", "contacts")
+    dry = run_cli(["stream", "reset", "hubspot/contacts", "--dry-run", "--rows"])
+    assert dry.returncode == 0, dry.stderr
+    assert "Would delete 1 cursor(s) of hubspot/contacts" in dry.stdout and cursor[0][1] in dry.stdout
+    assert f"Would delete {loaded} row(s) of raw_hubspot.contacts" in dry.stdout and "nothing was deleted" in dry.stdout
+    assert _state(settings, "hubspot", "contacts") == cursor and _rows(settings, "raw_hubspot.contacts") == loaded
+
+    done = run_cli(["stream", "reset", "hubspot/contacts", "--rows"])
+    assert done.returncode == 0, done.stderr
+    assert "Deleted 1 cursor(s)" in done.stdout and f"Deleted {loaded} row(s)" in done.stdout
+    assert _state(settings, "hubspot", "contacts") == [] and _rows(settings, "raw_hubspot.contacts") == 0
+    assert _state(settings, "stripe", "charges")  # other streams untouched
+    reread = run_cli(["extract", "hubspot/contacts"])
+    assert f"{loaded} new" in reread.stdout and "a full read" in reread.stdout
+
+
+def test_known_errors_are_one_paragraph_without_a_traceback(settings):
+    unreachable = run_cli(["extract", "stripe/customers", "--partition", "2026-03-09"],
+                          STRIPE_BASE_URL="http://127.0.0.1:1", STRIPE_MAX_RETRIES="0")
+    assert unreachable.returncode == 2
+    assert "STRIPE_BASE_URL" in unreachable.stderr and "Traceback" not in unreachable.stderr
+    paragraph = unreachable.stderr[unreachable.stderr.index("Error: "):]
+    assert "STRIPE_BASE_URL" in paragraph and paragraph.count("\n") <= 2  # one paragraph, then the --debug hint
+    no_warehouse = run_cli(["systems", "status"])
+    assert no_warehouse.returncode == 2 and "There is no warehouse" in no_warehouse.stderr
+    assert "Traceback" not in no_warehouse.stderr
+    half_configured = run_cli(["extract", "quickbooks/customers"], QUICKBOOKS_CLIENT_ID="obviously-fake-id")
+    assert half_configured.returncode == 2 and "QUICKBOOKS_CLIENT_SECRET" in half_configured.stderr
+    assert "Traceback" not in half_configured.stderr
+    unknown = run_cli(["extract", "stripe/nope"])
+    assert unknown.returncode == 2 and "stripe/charges" in unknown.stderr
+    debug = run_cli(["--debug", "extract", "stripe/customers", "--partition", "2026-03-09"],
+                    STRIPE_BASE_URL="http://127.0.0.1:1", STRIPE_MAX_RETRIES="0")
+    assert debug.returncode == 1 and "Traceback" in debug.stderr
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _stripe_post(url: str, body: bytes) -> httpx.Response:
+    from integration_pipelines.webhooks.config import WebhookSecrets
+
+    secret = WebhookSecrets().primary("stripe_webhook_secret")
+    stamp = str(int(time.time()))
+    signature = hmac.new(secret.encode(), f"{stamp}.".encode() + body, hashlib.sha256).hexdigest()
+    return httpx.post(url, content=body, headers={"Stripe-Signature": f"t={stamp},v1={signature}",
+                                                  "Content-Type": "application/json"}, timeout=10)
+
+
+def test_trace_follows_a_landed_and_applied_stripe_event_to_its_raw_row(settings, tmp_path: Path):
+    from integration_pipelines.warehouse.duckdb import Warehouse
+    from integration_pipelines.webhooks.ingest import ingest_batch
+    from integration_pipelines.webhooks.landing import LocalLandingStore
+
+    port = _free_port()
+    receiver = subprocess.Popen([*CLI, "webhooks", "serve", "--port", str(port)], stdout=subprocess.PIPE,
+                                stderr=subprocess.STDOUT, env={**os.environ,
+                                                               "IP_WEBHOOK_PUBLIC_URL": f"http://127.0.0.1:{port}"})
+    try:
+        for _ in range(100):
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                time.sleep(0.2)
+        now = int(datetime.now(UTC).timestamp())
+        event = {"id": "evt_trace_1", "object": "event", "type": "charge.succeeded", "created": now,
+                 "data": {"object": {"id": "ch_trace_1", "object": "charge", "amount": 1250, "currency": "usd",
+                                     "created": now, "status": "succeeded", "amount_refunded": 0,
+                                     "customer": None}}}
+        assert _stripe_post(f"http://127.0.0.1:{port}/webhooks/stripe", json.dumps(event).encode()).status_code == 200
+    finally:
+        receiver.terminate()
+        receiver.wait(timeout=20)
+
+    landed = run_cli(["webhooks", "trace", "evt_trace_1"])
+    assert landed.returncode == 0, landed.stderr
+    assert "landing: " in landed.stdout and "no row (not applied yet)" in landed.stdout
+
+    # what the event lane does with a batch: claim it, apply it to the raw tables
+    store = LocalLandingStore(settings.data_dir)
+    assert len(store.claim("b1", 10)) == 1
+    ingest_batch(store, Warehouse(settings.warehouse_database), settings.spool_dir, "b1", "lane-test")
+
+    traced = run_cli(["webhooks", "trace", "evt_trace_1", "--provider", "stripe"])
+    assert traced.returncode == 0, traced.stderr
+    assert "processed: " in traced.stdout and "type charge.succeeded" in traced.stdout
+    assert "raw_stripe.charges _pk=ch_trace_1: loaded by run lane-test" in traced.stdout
+    as_json = json.loads(run_cli(["webhooks", "trace", "evt_trace_1", "--json"]).stdout)
+    assert as_json["files"][0]["area"] == "processed" and as_json["event"]["type"] == "charge.succeeded"
+    assert as_json["raw_rows"] == [{"table": "raw_stripe.charges", "_pk": "ch_trace_1", "found": True,
+                                    "row": as_json["raw_rows"][0]["row"]}]
+    assert as_json["raw_rows"][0]["row"]["amount"] == 1250
+
+    missing = run_cli(["webhooks", "trace", "evt_nowhere"])
+    assert missing.returncode == 2 and "No event 'evt_nowhere'" in missing.stderr
