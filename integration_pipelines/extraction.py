@@ -160,7 +160,7 @@ def extract_stream(
             log_row={
                 "run_id": run_id, "system": system.name, "stream": stream.name, "state_key": state_key,
                 "started_at": started, "pages": pages, "requests": requests, "records": records,
-                "cursor": cursor_text,
+                "cursor": cursor_text, "source_mode": resolved.mode,
             },
         )
     finally:

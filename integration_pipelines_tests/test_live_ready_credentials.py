@@ -425,3 +425,14 @@ def test_a_warehouse_of_live_extracts_or_without_the_mode_column_allows_live_wri
     assert resolve_system(get_system("hubspot"), Settings(warehouse=str(tmp_path / "none.duckdb")), env,
                           purpose="write").mode == "live"
     assert not (tmp_path / "none.duckdb").exists()
+
+
+def test_a_real_sandbox_extract_records_its_mode_and_then_refuses_a_live_write(settings):
+    """Not a hand-made log: the extract itself records 'sandbox', and that alone makes a live write refuse."""
+    from .conftest import materialize_stream
+
+    materialize_stream(settings, "stripe", "events")  # unpartitioned: Stripe's change feed
+    with duckdb.connect(settings.warehouse_database, read_only=True) as con:
+        assert con.execute("SELECT DISTINCT source_mode FROM ops.extract_log").fetchall() == [("sandbox",)]
+    with pytest.raises(SandboxDataInLiveError):
+        resolve_system(get_system("hubspot"), settings, {"HUBSPOT_TOKEN": "pat-FAKE-live-1515"}, purpose="write")

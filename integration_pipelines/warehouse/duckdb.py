@@ -230,6 +230,8 @@ class Warehouse:
                    started_at TIMESTAMPTZ, finished_at TIMESTAMPTZ, pages BIGINT, requests BIGINT,
                    records BIGINT, inserted BIGINT, updated BIGINT, unchanged BIGINT, cursor VARCHAR)"""
         )
+        # sandbox or live: live writes refuse to carry sandbox-extracted data (provenance.py)
+        con.execute("ALTER TABLE ops.extract_log ADD COLUMN IF NOT EXISTS source_mode VARCHAR")
 
     def read_state(self, system: str, stream: str, state_key: str) -> str | None:
         if self.is_file and not Path(self.database).exists():
