@@ -11,6 +11,7 @@ from .assets.reconciliation import build_reconciliation_assets
 from .assets.reporting import build_reporting_asset
 from .assets.roi import build_roi_asset
 from .assets.syncs import build_sync_assets
+from .assets.systems_check import build_systems_check_job
 from .connectors.registry import discover_systems
 from .connectors.spec import System
 from .resources import WarehouseResource
@@ -31,6 +32,7 @@ def build_definitions(settings: Settings | None = None) -> dg.Definitions:
         database=settings.warehouse_database, lock_timeout_seconds=settings.warehouse_lock_timeout_seconds
     )
     jobs, schedules = build_jobs_and_schedules(systems, settings)
+    jobs = [*jobs, build_systems_check_job(systems, settings)]  # "test connection" from the UI's launchpad
     syncs = [s for s in discover_syncs() if settings.system_enabled(s.target)]
     pipelines = dg.Definitions(
         jobs=jobs,

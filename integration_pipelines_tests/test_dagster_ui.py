@@ -38,3 +38,17 @@ def test_launch_a_run_and_a_backfill_through_graphql(dagster_dev_stack: DevStack
     loaded = run_query(str(dagster_dev_stack.warehouse), "SELECT _pk FROM raw_stripe.charges ORDER BY _pk",
                        timeout=120, say=lambda _: None)
     assert list(loaded["_pk"]) == truth
+
+
+def test_the_demos_first_catch_up_is_one_run_over_the_history_and_never_launched_twice(
+        dagster_dev_stack: DevStack, sandbox_server: SandboxServer):
+    from integration_pipelines.first_run import launch_catch_up
+
+    ui = dagster_dev_stack.dev
+    first, last = (datetime.fromisoformat(p).date() for p in (PARTITIONS[0], PARTITIONS[-1]))
+    run_id = launch_catch_up(ui.url, first, last, location=ui.location)
+    assert ui.wait_run(run_id, timeout=600) == "SUCCESS"
+    assert launch_catch_up(ui.url, first, last, location=ui.location) == run_id, "a second start launches nothing"
+    tags = {t["key"]: t["value"] for t in ui.run(run_id)["tags"]}
+    assert (tags["dagster/asset_partition_range_start"], tags["dagster/asset_partition_range_end"]) == (
+        PARTITIONS[0], PARTITIONS[-1])
