@@ -122,7 +122,7 @@ class WebhookSettings(BaseSettings):
         "shopify, xero, quickbooks, salesforce, forms, odoo); empty = all. A disabled provider's endpoint answers 404")
     max_body_bytes: int = Field(default=1024 * 1024, ge=1, description="larger bodies are answered 413")
     store_dir: Path | None = Field(default=None, description="landing store root; default: IP_DATA_DIR")
-    batch_files: int = Field(default=500, ge=1, description="most files one ingest run takes")
+    batch_files: int = Field(default=500, ge=1, description="most events one event lane batch takes")
     sensor_interval_seconds: int = Field(default=5, ge=1, description="how often the sensor checks that an event "
                                          "lane worker runs while events wait (Dagster's sensor loop is 5 s)")
     lane_poll_seconds: float = Field(default=0.2, gt=0, le=10, description="how often the event lane worker looks "

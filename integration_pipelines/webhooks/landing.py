@@ -3,7 +3,7 @@
 Layout under the store root (the data dir by default):
 
     landing/<provider>/<yyyy-mm-dd>/<event id>.json      verified, not yet claimed by a run
-    claimed/<batch>/<provider>/<yyyy-mm-dd>/<id>.json    claimed by the sensor for one ingest run
+    claimed/<batch>/<provider>/<yyyy-mm-dd>/<id>.json    claimed by the event lane for one batch
     processed/<provider>/<yyyy-mm-dd>/<id>.json          applied to the warehouse
     failed/<provider>/<yyyy-mm-dd>/<id>.json             failed to apply; `<id>.error.txt` beside it
     seen/<provider>/<id>                                  dedupe marker: this id was landed once, ever
@@ -59,7 +59,7 @@ class EventFile:
 
 
 class LandingStore(ABC):
-    """What the receiver, the sensor, the ingest run and the replay command need from storage."""
+    """What the receiver, the event lane and the replay command need from storage."""
 
     @abstractmethod
     def land(self, provider: str, day: str, event_id: str, data: bytes) -> bool:
