@@ -12,17 +12,18 @@ import os
 import re
 from datetime import date
 from pathlib import Path
+from typing import ClassVar
 
 from pydantic import Field, field_validator, model_validator
-from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from .connectors.redaction import register_secret
-from .connectors.secrets import with_secret_files
+from .connectors.secrets import SecretFileSettings
 
 _MOTHERDUCK_TOKEN = re.compile(r"[?&]motherduck_token=([^&]+)", re.IGNORECASE)
 
 
-class Settings(BaseSettings):
+class Settings(SecretFileSettings):
     model_config = SettingsConfigDict(env_prefix="IP_", env_file=".env", extra="ignore")
 
     data_dir: Path = Field(default=Path(".data"), description="DAGSTER_HOME, warehouse and spools live here")
@@ -57,16 +58,9 @@ class Settings(BaseSettings):
     allow_sandbox_data_in_live: bool = Field(
         default=False, description="let syncs write to a real service although the warehouse holds data extracted "
         "from a sandbox (see integration_pipelines/provenance.py); for a test account fed from the sandbox only")
+    # IP_WAREHOUSE_FILE: a MotherDuck connection string carries its token, so it may come from a mounted file
+    secret_fields: ClassVar[frozenset[str] | None] = frozenset({"warehouse"})
 
-    @classmethod
-    def settings_customise_sources(cls, settings_cls: type[BaseSettings], init_settings: PydanticBaseSettingsSource,
-                                   env_settings: PydanticBaseSettingsSource,
-                                   dotenv_settings: PydanticBaseSettingsSource,
-                                   file_secret_settings: PydanticBaseSettingsSource,
-                                   ) -> tuple[PydanticBaseSettingsSource, ...]:
-        """`IP_WAREHOUSE_FILE`: a MotherDuck connection string carries its token, so it may come from a file."""
-        return with_secret_files(settings_cls, init_settings, env_settings, dotenv_settings, file_secret_settings,
-                                 fields={"warehouse"})
 
     @field_validator("warehouse")
     @classmethod

@@ -22,7 +22,7 @@ import os
 import threading
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource
@@ -188,3 +188,20 @@ def with_secret_files(settings_cls: type[BaseSettings], init_settings: PydanticB
     """For `settings_customise_sources`: init, env, .env, then `*_FILE` / the manager for `fields` (None = all)."""
     return (init_settings, env_settings, dotenv_settings, SecretFilesSource(settings_cls, fields),
             file_secret_settings)
+
+
+class SecretFileSettings(BaseSettings):
+    """Settings whose `secret_fields` (None: every field) may also come from `<NAME>_FILE` or the secrets
+    manager, after the environment and `.env`. Subclass it instead of writing `settings_customise_sources`."""
+
+    secret_fields: ClassVar[frozenset[str] | None] = None
+
+    @classmethod
+    def settings_customise_sources(cls, settings_cls: type[BaseSettings], init_settings: PydanticBaseSettingsSource,
+                                   env_settings: PydanticBaseSettingsSource,
+                                   dotenv_settings: PydanticBaseSettingsSource,
+                                   file_secret_settings: PydanticBaseSettingsSource,
+                                   ) -> tuple[PydanticBaseSettingsSource, ...]:
+        fields = None if cls.secret_fields is None else set(cls.secret_fields)
+        return with_secret_files(settings_cls, init_settings, env_settings, dotenv_settings, file_secret_settings,
+                                 fields=fields)

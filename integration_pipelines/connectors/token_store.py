@@ -39,13 +39,14 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import lru_cache
 from pathlib import Path
+from typing import ClassVar
 
 from pydantic import Field, SecretStr
-from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+from pydantic_settings import SettingsConfigDict
 
 from .errors import ConfigurationError
 from .redaction import register_secret
-from .secrets import with_secret_files
+from .secrets import SecretFileSettings
 
 FORMAT = "integration-pipelines/token-store/1"
 KEY_ENV = "IP_TOKEN_STORE_KEY"
@@ -57,21 +58,13 @@ class TokenStoreError(ConfigurationError):
     """The token store cannot be read or written; the message says what to do."""
 
 
-class _StoreSettings(BaseSettings):
+class _StoreSettings(SecretFileSettings):
     model_config = SettingsConfigDict(env_prefix="IP_", env_file=".env", extra="ignore")
 
     data_dir: Path = Path(".data")
     token_store_key: SecretStr | None = Field(default=None, description="encrypts stored refresh tokens")
+    secret_fields: ClassVar[frozenset[str] | None] = frozenset({"token_store_key"})
 
-    @classmethod
-    def settings_customise_sources(cls, settings_cls: type[BaseSettings], init_settings: PydanticBaseSettingsSource,
-                                   env_settings: PydanticBaseSettingsSource,
-                                   dotenv_settings: PydanticBaseSettingsSource,
-                                   file_secret_settings: PydanticBaseSettingsSource,
-                                   ) -> tuple[PydanticBaseSettingsSource, ...]:
-        """`IP_TOKEN_STORE_KEY_FILE` (a mounted secret) or the secrets manager may hold the key."""
-        return with_secret_files(settings_cls, init_settings, env_settings, dotenv_settings, file_secret_settings,
-                                 fields={"token_store_key"})
 
 
 def seed_digest(token: str) -> str:

@@ -20,11 +20,11 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from pydantic import Field
-from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from ..connectors.errors import ConfigurationError
 from ..connectors.redaction import register_secret
-from ..connectors.secrets import with_secret_files
+from ..connectors.secrets import SecretFileSettings
 from ..settings import Settings
 
 # The sandbox's fake secrets: the receiver accepts them and the simulator signs with them when nothing is set.
@@ -57,20 +57,12 @@ PROVIDER_SECRETS: dict[str, tuple[str, ...]] = {
 PROVIDERS: tuple[str, ...] = tuple(PROVIDER_SECRETS)
 
 
-class WebhookSecrets(BaseSettings):
+class WebhookSecrets(SecretFileSettings):
     """The providers' signing secrets; each a comma-separated list (rotation). Env names are the field names
     in capitals: `STRIPE_WEBHOOK_SECRET`, `STANDARD_WEBHOOK_SECRET`, `SQUARE_WEBHOOK_SIGNATURE_KEY`, ..."""
 
     model_config = SettingsConfigDict(env_file=".env", extra="ignore")
 
-    @classmethod
-    def settings_customise_sources(cls, settings_cls: type[BaseSettings], init_settings: PydanticBaseSettingsSource,
-                                   env_settings: PydanticBaseSettingsSource,
-                                   dotenv_settings: PydanticBaseSettingsSource,
-                                   file_secret_settings: PydanticBaseSettingsSource,
-                                   ) -> tuple[PydanticBaseSettingsSource, ...]:
-        """`STRIPE_WEBHOOK_SECRET_FILE` and friends: a mounted secret file, or the secrets manager."""
-        return with_secret_files(settings_cls, init_settings, env_settings, dotenv_settings, file_secret_settings)
 
     stripe_webhook_secret: str = SANDBOX_SECRETS["stripe_webhook_secret"]
     standard_webhook_secret: str = SANDBOX_SECRETS["standard_webhook_secret"]
