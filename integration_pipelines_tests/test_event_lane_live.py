@@ -5,9 +5,10 @@ condition waited for an ingest run that was always in flight) and that each lead
 
 from __future__ import annotations
 
+import contextlib
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import httpx
@@ -22,7 +23,7 @@ from integration_pipelines.sandbox.shopify import SANDBOX_ACCESS_TOKEN as SHOPIF
 from integration_pipelines.webhooks.config import WebhookSecrets
 from integration_pipelines.webhooks.probe import LeadProbe, Traffic
 
-from .dagster_dev import CLI, Processes, free_port, stack_environment, start_dagster_dev, wait_http
+from .dagster_dev import CLI, DagsterDev, Processes, free_port, stack_environment, start_dagster_dev, wait_http
 
 pytest_plugins = ["integration_pipelines_tests.dagster_dev"]
 pytestmark = pytest.mark.slow
@@ -37,17 +38,25 @@ def wait_until(condition: Callable[[], bool], what: str, timeout: float = GENERO
         time.sleep(0.5)
 
 
-def test_every_lead_reaches_hubspot_once_while_leads_keep_arriving(tmp_path: Path, sandbox_server: SandboxServer):
+@contextlib.contextmanager
+def running_stack(root: Path, sandbox_server: SandboxServer, systems: str) -> Iterator[tuple[DagsterDev, str]]:
+    """`dagster dev` and the webhook receiver for `systems`, on the session's sandbox; stopped afterwards."""
     receiver_port = free_port()
-    env = stack_environment(tmp_path, sandbox_server.url, receiver_port, IP_ENABLED_SYSTEMS="hubspot",
+    env = stack_environment(root, sandbox_server.url, receiver_port, IP_ENABLED_SYSTEMS=systems,
                             IP_SYNC_START="2026-01-01")
-    processes = Processes(tmp_path / "logs")
+    processes = Processes(root / "logs")
     try:
-        receiver = processes.spawn("receiver", [*CLI, "webhooks", "serve", "--port", str(receiver_port)], env,
-                                   tmp_path)
-        ui = start_dagster_dev(processes, env, tmp_path)
+        receiver = processes.spawn("receiver", [*CLI, "webhooks", "serve", "--port", str(receiver_port)], env, root)
+        ui = start_dagster_dev(processes, env, root)
         receiver_url = f"http://127.0.0.1:{receiver_port}"
         wait_http(f"{receiver_url}/healthz", receiver, "the webhook receiver", processes.log_dir / "receiver.log")
+        yield ui, receiver_url
+    finally:
+        processes.stop()
+
+
+def test_every_lead_reaches_hubspot_once_while_leads_keep_arriving(tmp_path: Path, sandbox_server: SandboxServer):
+    with running_stack(tmp_path, sandbox_server, "hubspot") as (ui, receiver_url):
         probe = LeadProbe(receiver_url, sandbox_server.url, SANDBOX_TOKEN, uuid.uuid4().hex[:8])
         traffic = Traffic(probe, rate=4.0)
         traffic.start()
@@ -75,8 +84,6 @@ def test_every_lead_reaches_hubspot_once_while_leads_keep_arriving(tmp_path: Pat
         lanes = ui.runs(job="event_lane")
         assert lanes and all(r["status"] in ("STARTED", "SUCCESS") for r in lanes), lanes
         assert ui.runs(job="webhook_ingest") == []
-    finally:
-        processes.stop()
 
 
 def test_a_stock_change_in_the_erp_reaches_shopify_from_its_webhook(tmp_path: Path, sandbox_server: SandboxServer):
@@ -84,16 +91,7 @@ def test_a_stock_change_in_the_erp_reaches_shopify_from_its_webhook(tmp_path: Pa
     reads Odoo's products through the read spec, rebuilds core and pushes the new on-hand count to Shopify,
     read back through Shopify's inventory API."""
     sandbox = sandbox_server.sandbox
-    receiver_port = free_port()
-    env = stack_environment(tmp_path, sandbox_server.url, receiver_port, IP_ENABLED_SYSTEMS="odoo,shopify",
-                            IP_SYNC_START="2026-01-01")
-    processes = Processes(tmp_path / "logs")
-    try:
-        receiver = processes.spawn("receiver", [*CLI, "webhooks", "serve", "--port", str(receiver_port)], env,
-                                   tmp_path)
-        ui = start_dagster_dev(processes, env, tmp_path)
-        receiver_url = f"http://127.0.0.1:{receiver_port}"
-        wait_http(f"{receiver_url}/healthz", receiver, "the webhook receiver", processes.log_dir / "receiver.log")
+    with running_stack(tmp_path, sandbox_server, "odoo,shopify") as (ui, receiver_url):
         # what the business had before switching the event path on: the stock streams and core, read once
         first = ui.launch_run("__ASSET_JOB", assets=[["odoo", "products"], ["shopify", "products"],
                                                      ["shopify", "inventory_levels"],
@@ -119,5 +117,3 @@ def test_a_stock_change_in_the_erp_reaches_shopify_from_its_webhook(tmp_path: Pa
             return bool(levels) and all(level["available"] == 4242 for level in levels)
 
         wait_until(shopify_shows_it, f"Shopify's stock of {sku} set to the ERP's 4242")
-    finally:
-        processes.stop()
