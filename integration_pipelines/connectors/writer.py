@@ -6,20 +6,34 @@ keys longer than the target allows are shortened to a stable hash, so a retried 
 A writer that creates without a key (`Writer.replay_safe` false) is sent without automatic retries once the request
 may have reached the target (http.py); `look_up` then asks the target, through the writer's `lookup`, whether the
 record was made anyway.
+
+One dispatch for REST and SOAP writes: a sync names a writer of its target, and `find_writer` finds it among the
+system's REST `Writer`s and its SOAP `SoapWriter`s alike; `write_client` opens the client that writer needs
+(an `HttpClient`, or a `SoapClient` over one), `dispatch_write` sends the records and answers a `WriteResult`
+either way, and `replay_safe` / `batch_size` / `look_up_any` say how the engine may repeat, batch and look up a
+write. The engine's ledger, journal, in-doubt and error handling is then the same for both: a SOAP fault (or an
+`isSuccess="false"` status) for one record is an `ApiError` (that record is refused), a throttling fault is a 429
+to the client (retried with backoff), and a lost answer is an `OutcomeUnknownError`/`ConnectorError`. A SOAP writer
+is keyed by its business key (`key_field`: NetSuite `externalId`, the legacy ERP's `poNumber`), which the target
+deduplicates on, so repeating it after a lost answer returns the record the first attempt made: it is replay-safe
+and its lookup is the write itself.
 """
 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
 from .errors import ApiError
 from .http import HttpClient, OutcomeUnknownError, json_path
 from .reader import login_variables
-from .runtime import ResolvedSystem
-from .spec import Writer, render_template
+from .runtime import ResolvedSystem, build_client
+from .spec import SoapWriter, System, Writer, render_template
+
+AnyWriter = Writer | SoapWriter
 
 
 @dataclass(frozen=True)
@@ -133,3 +147,83 @@ def _csrf_token(client: HttpClient, writer: Writer, variables: Mapping[str, Any]
 
 def _as_id(value: Any) -> str | None:
     return None if value is None else str(value)
+
+
+# -- one dispatch for REST and SOAP writers -------------------------------------------------------------------
+def writer_names(system: System) -> list[str]:
+    """Every writer a sync may name on `system`: its REST writers, then its SOAP writers."""
+    return [w.name for w in system.writers] + [w.name for w in (system.soap.writers if system.soap else ())]
+
+
+def find_writer(system: System, name: str) -> AnyWriter:
+    """The writer `name` of `system`, REST or SOAP."""
+    for writer in system.writers:
+        if writer.name == name:
+            return writer
+    for soap_writer in system.soap.writers if system.soap else ():
+        if soap_writer.name == name:
+            return soap_writer
+    raise KeyError(f"{system.name} has no writer {name!r}; its writers: {writer_names(system)}")
+
+
+def replay_safe(writer: AnyWriter) -> bool:
+    """Whether a write whose answer was lost may be sent again. A SOAP writer is keyed by the business key the
+    target deduplicates on (NetSuite `upsert` by `externalId`, the ERP's create by `poNumber`): always."""
+    return True if isinstance(writer, SoapWriter) else writer.replay_safe
+
+
+def batch_size(writer: AnyWriter) -> int:
+    return 1 if isinstance(writer, SoapWriter) else writer.batch_size
+
+
+def has_lookup(writer: AnyWriter) -> bool:
+    return isinstance(writer, Writer) and writer.lookup is not None
+
+
+def http_of(client: Any) -> HttpClient:
+    """The `HttpClient` beneath a write client (a `SoapClient` carries its envelopes over one)."""
+    return client if isinstance(client, HttpClient) else client.http
+
+
+@contextmanager
+def write_client(resolved: ResolvedSystem, *, log: Any = None, **kwargs: Any) -> Iterator[Any]:
+    """The client a system's writers need: a `SoapClient` for a SOAP system (its REST writers, if any, go through
+    the `HttpClient` beneath it), an `HttpClient` otherwise; same retries, rate limit and logs either way."""
+    if resolved.system.soap is not None:
+        from .soap import build_soap_client  # zeep is loaded only for SOAP targets
+
+        with build_soap_client(resolved, log=log, **kwargs) as soap_client:
+            yield soap_client
+    else:
+        with build_client(resolved, log=log, **kwargs) as client:
+            yield client
+
+
+def dispatch_write(
+    client: Any,
+    resolved: ResolvedSystem,
+    writer: AnyWriter,
+    records: Sequence[Mapping[str, Any]],
+    *,
+    idempotency_key: str | None = None,
+    path_variables: Mapping[str, Any] | None = None,
+) -> WriteResult:
+    """Send through a REST writer (`send_write`) or a SOAP writer (`soap.send_soap_write`), with one answer shape.
+    A SOAP writer takes one record per call and needs no idempotency key: its business key is in the record."""
+    if isinstance(writer, Writer):
+        return send_write(http_of(client), resolved, writer, records, idempotency_key=idempotency_key,
+                          path_variables=path_variables)
+    from .soap import send_soap_write
+
+    if len(records) != 1:
+        raise ValueError(f"{resolved.system.name}.{writer.name} writes one record per call")
+    written = send_soap_write(client, writer, records[0])
+    return WriteResult(200, written.body, [written.external_id], False)
+
+
+def look_up_any(client: Any, resolved: ResolvedSystem, writer: AnyWriter, payload: Mapping[str, Any]
+                ) -> list[str | None] | None:
+    """`look_up` for a REST writer; None (no lookup can tell) for a SOAP writer, whose write is its own lookup."""
+    if not isinstance(writer, Writer):
+        return None
+    return look_up(http_of(client), resolved, writer, payload)

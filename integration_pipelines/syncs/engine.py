@@ -47,9 +47,19 @@ from ..connectors.http import LogSink, OutcomeUnknownError
 from ..connectors.reader import login_variables
 from ..connectors.redaction import redact
 from ..connectors.registry import get_system
-from ..connectors.runtime import build_client, resolve_system
-from ..connectors.spec import System, Writer, render_template
-from ..connectors.writer import look_up, send_write
+from ..connectors.runtime import resolve_system
+from ..connectors.spec import System, render_template
+from ..connectors.writer import (
+    AnyWriter,
+    batch_size,
+    dispatch_write,
+    find_writer,
+    has_lookup,
+    http_of,
+    look_up_any,
+    replay_safe,
+    write_client,
+)
 from ..locks import exclusive, lock_path
 from ..settings import Settings
 from ..warehouse.duckdb import Warehouse, quote_ident
@@ -412,19 +422,19 @@ def _run_sync(
     if not dry_run and plan.linked:  # nothing to send: the target already holds them
         _record(warehouse, spec, "create", [_Outcome(Record(r.key, "", r.external_id, r.row), r.external_id, None,
                                                      {}, status="linked") for r in plan.linked], run_id, result)
-    batches: list[tuple[Writer, _Batch]] = []
+    batches: list[tuple[AnyWriter, _Batch]] = []
     for operation, writer_name, records in [] if dry_run else operations:
         if records and writer_name is not None:
-            writer = system.writer(writer_name)
-            size = min(spec.batch_size or writer.batch_size, writer.batch_size)
+            writer = find_writer(system, writer_name)
+            size = min(spec.batch_size or batch_size(writer), batch_size(writer))
             batches += [(writer, _Batch(operation, chunk, idempotency_key(spec, operation, chunk)))
                         for chunk in _chunks(records, size)]
     resend, check = _sort_interrupted(warehouse, spec, system, interrupted, run_id, result, log)
     recheck = _recheck_writer(spec, system, plan) if not dry_run else None
     if not dry_run and (resend or check or batches or recheck):
         resolved = resolve_system(system, settings, purpose="write")
-        with build_client(resolved, log=log, **(client_kwargs or {})) as client:
-            system_values = {**resolved.values, **login_variables(client, resolved)}
+        with write_client(resolved, log=log, **(client_kwargs or {})) as client:  # REST or SOAP: one dispatch
+            system_values = {**resolved.values, **login_variables(http_of(client), resolved)}
             if resend and log is not None:
                 log.warning(f"sync {spec.name}: re-sending {len(resend)} batch(es) that an earlier run sent without "
                             "recording the outcome, under their original idempotency keys")
@@ -535,12 +545,12 @@ def _announce(spec: SyncSpec, result: SyncResult, alerter: Any, log: LogSink | N
 
 def _sort_interrupted(warehouse: Warehouse, spec: SyncSpec, system: System, interrupted: list[_Batch], run_id: str,
                       result: SyncResult, log: LogSink | None
-                      ) -> tuple[list[tuple[Writer, _Batch]], list[tuple[Writer, _Batch]]]:
+                      ) -> tuple[list[tuple[AnyWriter, _Batch]], list[tuple[AnyWriter, _Batch]]]:
     """Decide what becomes of each journaled batch: re-sent as it was (a keyed or naturally idempotent write: the
     target replays or repeats harmlessly), checked (an unkeyed create: re-sending could make a second record, so the
     engine looks it up or holds it in doubt), or forgotten (the model no longer sends any of it)."""
-    resend: list[tuple[Writer, _Batch]] = []
-    check: list[tuple[Writer, _Batch]] = []
+    resend: list[tuple[AnyWriter, _Batch]] = []
+    check: list[tuple[AnyWriter, _Batch]] = []
     for batch in interrupted:
         if not any(r.key in result.plan.still_wanted for r in batch.records):
             # e.g. an Odoo order since extracted back: not sending cannot duplicate anything, while sending could
@@ -556,17 +566,17 @@ def _sort_interrupted(warehouse: Warehouse, spec: SyncSpec, system: System, inte
                 f"sync {spec.name}: {len(batch.records)} record(s) of an interrupted {batch.operation} "
                 f"batch are journaled in sync.pending, but the sync has no {batch.operation}_writer any "
                 "more. Restore the writer, or delete those rows from sync.pending after checking the target.")
-        writer = system.writer(writer_name)
-        (resend if writer.replay_safe else check).append((writer, batch))
+        writer = find_writer(system, writer_name)
+        (resend if replay_safe(writer) else check).append((writer, batch))
     return resend, check
 
 
-def _recheck_writer(spec: SyncSpec, system: System, plan: SyncPlan) -> Writer | None:
+def _recheck_writer(spec: SyncSpec, system: System, plan: SyncPlan) -> AnyWriter | None:
     """The create writer to look up the records held in doubt with, when there are any and it has a lookup."""
     if not plan.in_doubt or spec.create_writer is None:
         return None
-    writer = system.writer(spec.create_writer)
-    return writer if writer.lookup is not None else None
+    writer = find_writer(system, spec.create_writer)
+    return writer if has_lookup(writer) else None
 
 
 @dataclass
@@ -591,7 +601,7 @@ def _send(client, resolved, writer, spec: SyncSpec, batch: _Batch,  # type: igno
     payloads = [payload_for(spec, r, operation, system_values) for r in records]
     try:
         path = {"external_id": records[0].external_id} if len(records) == 1 else None
-        written = send_write(client, resolved, writer, payloads, idempotency_key=batch.key, path_variables=path)
+        written = dispatch_write(client, resolved, writer, payloads, idempotency_key=batch.key, path_variables=path)
     except AuthError:
         raise  # a credential problem fails every record alike: stop and say which variable to fix
     except ApiError as exc:
@@ -601,14 +611,14 @@ def _send(client, resolved, writer, spec: SyncSpec, batch: _Batch,  # type: igno
                 system_values)]
         return [_Outcome(records[0], None, str(exc), payloads[0])]
     except OutcomeUnknownError as exc:
-        if not writer.replay_safe:  # an unkeyed create may have been applied: ask the target, never repeat it blindly
-            left = client.retry.max_attempts - 1 if sends_left is None else sends_left - 1
+        if not replay_safe(writer):  # an unkeyed create may have been applied: ask the target, never repeat it blindly
+            left = http_of(client).retry.max_attempts - 1 if sends_left is None else sends_left - 1
             return [o for o in _look_up_records(client, resolved, writer, spec, records, system_values, str(exc))
                     for o in _again_if_absent(client, resolved, writer, spec, operation, o, system_values, left)]
         return [_Outcome(r, None, str(exc), p, in_doubt_key=batch.key, transient=True)
                 for r, p in zip(records, payloads, strict=True)]
     except ConnectorError as exc:  # retries exhausted, malformed answer
-        if not writer.replay_safe:  # the client retried only what provably never reached the target
+        if not replay_safe(writer):  # the client retried only what provably never reached the target
             return [_Outcome(r, None, str(exc), p, transient=True) for r, p in zip(records, payloads, strict=True)]
         # the target may still have applied the request, so it stays journaled under the key it went out with
         return [_Outcome(r, None, str(exc), p, in_doubt_key=batch.key, transient=True)
@@ -623,7 +633,7 @@ def _send(client, resolved, writer, spec: SyncSpec, batch: _Batch,  # type: igno
             for r, i, p in zip(records, ids, payloads, strict=True)]
 
 
-def _again_if_absent(client, resolved, writer: Writer, spec: SyncSpec,  # type: ignore[no-untyped-def]
+def _again_if_absent(client, resolved, writer: AnyWriter, spec: SyncSpec,  # type: ignore[no-untyped-def]
                      operation: str, outcome: _Outcome, system_values: dict[str, Any], sends_left: int
                      ) -> list[_Outcome]:
     """A create the lookup proved was not applied is as safe to send again as one that never left: sent again
@@ -636,7 +646,7 @@ def _again_if_absent(client, resolved, writer: Writer, spec: SyncSpec,  # type: 
     return _send(client, resolved, writer, spec, batch, system_values, sends_left)
 
 
-def _look_up_records(client, resolved, writer: Writer, spec: SyncSpec,  # type: ignore[no-untyped-def]
+def _look_up_records(client, resolved, writer: AnyWriter, spec: SyncSpec,  # type: ignore[no-untyped-def]
                      records: Sequence[Record], system_values: dict[str, Any], why: str) -> list[_Outcome]:
     """Find out, through the writer's lookup, whether unkeyed creates reached the target: one match is linked, none
     means not created (`absent`: safe to create), and no lookup, a failed lookup or several matches hold the record
@@ -645,7 +655,7 @@ def _look_up_records(client, resolved, writer: Writer, spec: SyncSpec,  # type: 
     for record in records:
         payload = payload_for(spec, record, "create", system_values)
         try:
-            ids = look_up(client, resolved, writer, payload)
+            ids = look_up_any(client, resolved, writer, payload)
             detail = "" if ids is not None else "no lookup can tell"
         except ConnectorError as exc:
             ids, detail = None, f"the lookup failed: {exc}"
