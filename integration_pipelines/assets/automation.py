@@ -12,4 +12,4 @@ AFTER_UPSTREAM_UPDATES = (
     dg.AutomationCondition.any_deps_updated().since_last_handled().with_label("upstream updated")
     & ~dg.AutomationCondition.any_deps_in_progress()
     & ~dg.AutomationCondition.in_progress()
-)
+).with_label("after upstream updates, once nothing upstream or of its own is running")

@@ -12,7 +12,7 @@ import duckdb
 from ..alerts import alert_on_check_results
 from ..connectors.spec import System
 from ..resources import WarehouseResource
-from ..warehouse.models import build_committed, contracts
+from ..warehouse.models import build_committed, contracts, core_lineage
 from .automation import AFTER_UPSTREAM_UPDATES
 from .extract import WAREHOUSE_POOL
 
@@ -126,10 +126,19 @@ def _md(header: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
 
 
 def build_core_assets(systems: Sequence[System]) -> dg.AssetsDefinition:
-    extract_keys = [dg.AssetKey([s.name, st.name]) for s in systems for st in s.streams]
+    # exact lineage: each core table depends on the extracts its SQL reads (through the staging models' headers)
+    # and on the core tables it reads, as the SQL says (warehouse.models.core_lineage)
+    extract_of = {f"raw_{s.name}.{st.name}": dg.AssetKey([s.name, st.name]) for s in systems for st in s.streams}
+    lineage = core_lineage()
+
+    def deps_of(table: str) -> list[dg.AssetKey]:
+        raw, cores = lineage.get(table, (frozenset(), frozenset()))
+        return sorted((extract_of[t] for t in raw if t in extract_of), key=lambda k: k.path) + [
+            _key(c) for c in sorted(cores) if c in CORE_TABLES]
+
     specs = [
         dg.AssetSpec(_key(table), group_name="core", description=DESCRIPTIONS.get(table, table),
-                     deps=extract_keys, kinds={"duckdb", "sql"}, freshness_policy=FRESHNESS,
+                     deps=deps_of(table), kinds={"duckdb", "sql"}, freshness_policy=FRESHNESS,
                      automation_condition=AFTER_UPSTREAM_UPDATES,
                      metadata={"table": f"core.{table}", "key": ", ".join(CORE_TABLES[table])})
         for table in CORE_TABLES

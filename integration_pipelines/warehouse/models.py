@@ -95,6 +95,25 @@ def core_inputs() -> frozenset[str]:
     return frozenset(t for m in staging_models() for t in (*m.requires, *m.optional))
 
 
+IDENTITY_TABLES = ("customers", "customer_xref", "customer_duplicates")  # identity.resolve builds these
+
+
+def core_lineage() -> dict[str, tuple[frozenset[str], frozenset[str]]]:
+    """Core table → (raw tables it reads through staging, other core tables it reads), from the SQL itself:
+    `staging.<entity>` names the staging models of that entity (and their `-- requires:`/`-- optional:` raw
+    tables), `core.<table>` another core table. The identity tables read `staging.customer_records`."""
+    raw_of: dict[str, set[str]] = {}
+    for model in staging_models():
+        raw_of.setdefault(model.entity, set()).update((*model.requires, *model.optional))
+    lineage = {t: (frozenset(raw_of.get("customer_records", ())), frozenset()) for t in IDENTITY_TABLES}
+    for table, _, sql in core_models():
+        name = table.split(".", 1)[1]
+        entities = set(re.findall(r"\bstaging\.(\w+)", sql))
+        cores = set(re.findall(r"\bcore\.(\w+)", sql)) - {name}
+        lineage[name] = (frozenset(t for e in entities for t in raw_of.get(e, ())), frozenset(cores))
+    return lineage
+
+
 def _exists(con: duckdb.DuckDBPyConnection, qualified: str) -> bool:
     schema, table = qualified.split(".", 1)
     return bool(con.execute(
