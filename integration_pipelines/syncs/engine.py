@@ -163,6 +163,7 @@ def plan_sync(con: duckdb.DuckDBPyConnection, spec: SyncSpec, *, start: datetime
     `start_column` is older are left out (`before_start`); `now`: the moment refused records' backoff is compared
     with (default: the current time)."""
     ensure_ledger(con)
+    _load_settings(con, spec)
     key = quote_ident(spec.key)
     try:
         con.execute(f"""CREATE OR REPLACE TEMP TABLE _sync_source AS
@@ -251,6 +252,14 @@ def plan_sync(con: duckdb.DuckDBPyConnection, spec: SyncSpec, *, start: datetime
                       - len(plan.linked) - len(plan.in_doubt) - plan.before_start - plan.backoff - plan.parked
                       - plan.skipped)
     return plan
+
+
+def _load_settings(con: duckdb.DuckDBPyConnection, spec: SyncSpec) -> None:
+    """`_sync_settings (name, value)`: the sync's configuration (SyncSpec.settings) as its source SQL reads it."""
+    con.execute("CREATE OR REPLACE TEMP TABLE _sync_settings (name VARCHAR PRIMARY KEY, value VARCHAR)")
+    if spec.settings:
+        con.executemany("INSERT INTO _sync_settings VALUES (?, ?)",
+                        [[name, setting.value()] for name, setting in spec.settings.items()])
 
 
 def _diff_table(con: duckdb.DuckDBPyConnection, spec: SyncSpec, start: datetime | None = None) -> None:

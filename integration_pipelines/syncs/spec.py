@@ -9,9 +9,27 @@ null wait for a later run instead of being sent half-formed.
 
 from __future__ import annotations
 
+import os
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+
+class SyncSetting(BaseModel):
+    """A value the operator configures for a sync (an ERP route, a plant), read from the environment when the sync
+    plans. The source SQL sees each as a row of the temp table `_sync_settings (name, value)`, e.g.
+    `(SELECT value FROM _sync_settings WHERE name = 'purchase_orders_target')`; values are passed as parameters,
+    never pasted into SQL."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    env: str = Field(pattern=r"^[A-Z][A-Z0-9_]*$")
+    default: str = ""
+    description: str
+
+    def value(self) -> str:
+        found = os.environ.get(self.env, "").strip()
+        return found or self.default
 
 
 class SyncSpec(BaseModel):
@@ -35,6 +53,8 @@ class SyncSpec(BaseModel):
     update_payload: dict[str, Any] | None = None
     delete_payload: dict[str, Any] | None = None
     required_columns: tuple[str, ...] = ()
+    settings: dict[str, SyncSetting] = Field(
+        default_factory=dict, description="operator configuration the source SQL reads from `_sync_settings`")
     start_column: str | None = Field(
         default=None, description="source column with the record's business time (paid_at, created_at): the sync "
         "acts only on records at or after its start (IP_SYNC_<NAME>_START, IP_SYNC_START, else its first run)")

@@ -1,5 +1,8 @@
 """Scenario 13: approved procurement-portal purchase requests → purchase orders in the ERP (Odoo).
 
+Odoo receives the requests routed to it (`purchase_requests_routes.py`: `IP_PURCHASE_ORDERS_ROUTES` by supplier,
+else `IP_PURCHASE_ORDERS_TARGET`, default Odoo); NetSuite, SAP and the legacy ERP have syncs of their own.
+
 Today a buyer re-types each approved request into Odoo. Each approved request becomes one draft purchase order to
 the vendor the requester chose (portal supplier names are matched to Odoo vendors by their first word), for the
 Odoo product with the request's SKU, due on the date it is needed by.
@@ -13,21 +16,14 @@ when the request was approved (`date_order`), so the daily-partitioned Odoo extr
 """
 
 from ..spec import SyncSpec
+from .purchase_requests_routes import ROUTE_SETTINGS, routed_requests
 
 SYNC = SyncSpec(
     name="purchase_requests_to_odoo",
     title="Approved purchase requests → Odoo purchase orders",
     description="Creates one draft Odoo purchase order per approved procurement-portal request (origin = request id).",
-    source_sql="""
-        WITH requests AS (
-            SELECT _pk AS request_id, _raw->>'$.supplier' AS supplier, _raw->>'$.sku' AS sku,
-                   (_raw->>'$.quantity')::DOUBLE AS quantity, _raw->>'$.needed_by' AS needed_by,
-                   (_raw->>'$.estimated_total_minor')::DOUBLE AS estimated_total_minor,
-                   strftime((_raw->>'$.updated_at')::TIMESTAMPTZ AT TIME ZONE 'UTC', '%Y-%m-%d %H:%M:%S')
-                       AS approved_at
-            FROM raw_procurement_portal.purchase_requests
-            WHERE _raw->>'$.status' = 'approved'
-        ),
+    source_sql=f"""
+        WITH {routed_requests("odoo")},
         vendors AS (
             SELECT (_raw->>'$.id')::BIGINT AS vendor_id, _raw->>'$.name' AS vendor_name
             FROM raw_odoo.partners
@@ -60,6 +56,7 @@ SYNC = SyncSpec(
     create_writer="create_purchase_order",
     external_id_column="odoo_po_id",
     required_columns=("vendor_id", "product_id"),
+    settings=ROUTE_SETTINGS,
     payload={
         "jsonrpc": "2.0",
         "method": "call",
