@@ -142,7 +142,9 @@ def warehouse_markdown() -> str:
              "Schemas: `raw_<system>` (one table per extracted stream, the API's fields plus `_pk`, `_cursor`, "
              "`_source_system`, `_extracted_at`, `_run_id` and `_raw`, the record's original JSON), `staging` (each "
              "source in one vocabulary, see `warehouse/models/contracts.yaml`), `core` (below), `ref` (seeds: "
-             "currencies, legal entities, FX rates, systems) and `ops` (cursors and the extract log).", "",
+             "currencies; the group's `legal_entities`, their books `entity_books` and `intercompany_customers`; "
+             "`fx_rates` and the `reporting` currency, see Settings below; systems) and `ops` (cursors and the "
+             "extract log).", "",
              "Money columns ending in `_minor` are integer minor units (cents) with a `currency` column; "
              "timestamps are UTC.", ""]
     for table in CORE_TABLES:
