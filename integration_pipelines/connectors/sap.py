@@ -58,7 +58,17 @@ from __future__ import annotations
 from typing import Any
 
 from .pagination import OffsetPaginator
-from .spec import BasicAuthSpec, EnvValue, Idempotency, RequestTemplate, Scopes, Stream, System, Writer
+from .spec import (
+    BasicAuthSpec,
+    EnvValue,
+    Idempotency,
+    RequestTemplate,
+    Scopes,
+    Stream,
+    System,
+    Writer,
+    WriterLookup,
+)
 
 ODATA_ROOT = "/sap/opu/odata/sap"
 PAGE_SIZE = 1000
@@ -165,8 +175,9 @@ SYSTEM = System(
     scopes=Scopes(
         read=("SAP_COM_0008 (Business Partner)", "SAP_COM_0009 (Product)", "SAP_COM_0164 (Material Stock)",
               "SAP_COM_0109 (Sales Order, read)"),
-        write=("SAP_COM_0109 (Sales Order)",),
-        writers={"create_sales_order": ("SAP_COM_0109 (Sales Order)",)},
+        write=("SAP_COM_0109 (Sales Order)", "SAP_COM_0053 (Purchase Order Integration)"),
+        writers={"create_sales_order": ("SAP_COM_0109 (Sales Order)",),
+                 "create_purchase_order": ("SAP_COM_0053 (Purchase Order Integration)",)},
         note="Communication arrangements of the communication user; a read user and a write user.",
     ),
     streams=(
@@ -222,6 +233,30 @@ SYSTEM = System(
             id_path="d.SalesOrder",
             idempotency=Idempotency(location="none"),
             csrf_fetch_path=f"{ODATA_ROOT}/API_SALES_ORDER_SRV/",
+        ),
+        Writer(
+            name="create_purchase_order",
+            description="Create a purchase order with its items and schedule lines (deep insert "
+            "`to_PurchaseOrderItem`/`to_ScheduleLine`). SAP makes no purchase order reference unique and OData has "
+            "no idempotency key, so the create is never repeated blindly: put the sync's key in "
+            "`CorrespncInternalReference` (Our Reference, 12 characters), and a create whose answer was lost is "
+            "looked up by it (one order found: linked; none: not created).",
+            method="POST",
+            path=f"{ODATA_ROOT}/API_PURCHASEORDER_PROCESS_SRV/A_PurchaseOrder",
+            id_path="d.PurchaseOrder",
+            idempotency=Idempotency(location="none"),
+            creates=True,
+            csrf_fetch_path=f"{ODATA_ROOT}/API_PURCHASEORDER_PROCESS_SRV/",
+            lookup=WriterLookup(
+                request=RequestTemplate(
+                    path=f"{ODATA_ROOT}/API_PURCHASEORDER_PROCESS_SRV/A_PurchaseOrder",
+                    params={"$filter": "CorrespncInternalReference eq '{reference}'", "$select": "PurchaseOrder",
+                            "$format": "json"},
+                ),
+                variables={"reference": "CorrespncInternalReference"},
+                results_path="d.results",
+                id_path="PurchaseOrder",
+            ),
         ),
     ),
 )

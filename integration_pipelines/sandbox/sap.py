@@ -16,6 +16,9 @@ What is emulated, because the connector (and any OData V2 client) depends on it:
   `X-CSRF-Token: Required`), 429 with Retry-After, 502/503 from the Web Dispatcher as HTML.
 - Creating a sales order with items (deep insert), refusing a second order with the same customer purchase
   order number for the same sold-to party: OData has no idempotency key, this business key is the protection.
+- Creating a purchase order (`API_PURCHASEORDER_PROCESS_SRV/A_PurchaseOrder`) with items and schedule lines (deep
+  insert), for a supplier of `A_Supplier` in company code / purchasing organisation 1010, group 001. Like SAP, a
+  purchase order's references (`CorrespncInternalReference`) are not unique: a create sent twice is two orders.
 
 The data derives from the shared world: every person and company is a business partner (persons are the
 customers, as everywhere else in the world), every product is a product (`Product` = SKU), stock of physical
@@ -388,8 +391,44 @@ SALES_ORDER_ITEM = EntitySet(
         RequestedQuantity="Edm.Decimal", NetAmount="Edm.Decimal",
     ),
 )
+SUPPLIER = EntitySet(
+    "API_BUSINESS_PARTNER", "A_Supplier", "A_SupplierType", ("Supplier",),
+    _types("Supplier SupplierName SupplierAccountGroup CreatedByUser",
+           CreationDate="Edm.DateTime", PostingIsBlocked="Edm.Boolean", PurchasingIsBlocked="Edm.Boolean"),
+)
+PURCHASE_ORDER = EntitySet(
+    "API_PURCHASEORDER_PROCESS_SRV", "A_PurchaseOrder", "A_PurchaseOrderType", ("PurchaseOrder",),
+    _types(
+        "PurchaseOrder CompanyCode PurchaseOrderType PurchasingDocumentDeletionCode PurchasingProcessingStatus "
+        "CreatedByUser Supplier Language PaymentTerms PurchasingOrganization PurchasingGroup DocumentCurrency "
+        "CorrespncExternalReference CorrespncInternalReference SupplierRespSalesPersonName",
+        CreationDate="Edm.DateTime", LastChangeDateTime="Edm.DateTimeOffset", PurchaseOrderDate="Edm.DateTime",
+    ),
+    navigation={"to_PurchaseOrderItem": Navigation("A_PurchaseOrderItem", (("PurchaseOrder", "PurchaseOrder"),))},
+    creatable=True,
+)
+PURCHASE_ORDER_ITEM = EntitySet(
+    "API_PURCHASEORDER_PROCESS_SRV", "A_PurchaseOrderItem", "A_PurchaseOrderItemType",
+    ("PurchaseOrder", "PurchaseOrderItem"),
+    _types("PurchaseOrder PurchaseOrderItem PurchaseOrderItemText Plant Material PurchaseOrderQuantityUnit "
+           "DocumentCurrency PurchaseOrderItemCategory",
+           OrderQuantity="Edm.Decimal", NetPriceAmount="Edm.Decimal", NetPriceQuantity="Edm.Decimal"),
+    navigation={"to_ScheduleLine": Navigation("A_PurchaseOrderScheduleLine", (
+        ("PurchaseOrder", "PurchasingDocument"), ("PurchaseOrderItem", "PurchasingDocumentItem")))},
+)
+PURCHASE_ORDER_SCHEDULE_LINE = EntitySet(
+    "API_PURCHASEORDER_PROCESS_SRV", "A_PurchaseOrderScheduleLine", "A_PurchaseOrderScheduleLineType",
+    ("PurchasingDocument", "PurchasingDocumentItem", "ScheduleLine"),
+    _types("PurchasingDocument PurchasingDocumentItem ScheduleLine",
+           ScheduleLineDeliveryDate="Edm.DateTime", ScheduleLineOrderQuantity="Edm.Decimal"),
+)
+#: the suppliers the sandbox's company buys from (kept in A_Supplier only, so the world's business partners, which
+#: the connector reads as customers, stay as they are)
+SUPPLIERS = (("17300001", "Northwind Supplies"), ("17300002", "Contoso Components"), ("17300003", "Fabrikam Parts"))
+PURCHASING = {"CompanyCode": "1010", "PurchasingOrganization": "1010", "PurchasingGroup": "001"}
 ENTITY_SETS: dict[str, dict[str, EntitySet]] = {}
-for _set in (BP, PRODUCT, PRODUCT_DESCRIPTION, STOCK, SALES_ORDER, SALES_ORDER_ITEM):
+for _set in (BP, PRODUCT, PRODUCT_DESCRIPTION, STOCK, SALES_ORDER, SALES_ORDER_ITEM, SUPPLIER, PURCHASE_ORDER,
+             PURCHASE_ORDER_ITEM, PURCHASE_ORDER_SCHEDULE_LINE):
     ENTITY_SETS.setdefault(_set.service, {})[_set.name] = _set
 
 #: stream name → (entity set, the `$expand` the connector asks for, so `dump` matches what it reads)
@@ -480,6 +519,10 @@ class SapEmulator(Emulator):
             if not service:
                 self._seed_stock(product.sku, product.stock, split=rng.random() < 0.5, share=rng.random())
         self._seed_orders(world, rng)
+        for number, name in SUPPLIERS:
+            self._put(SUPPLIER, {"Supplier": number, "SupplierName": name, "SupplierAccountGroup": "SUPL",
+                                 "CreatedByUser": "CB9980000010", "CreationDate": edm_datetime(world.start),
+                                 "PostingIsBlocked": False, "PurchasingIsBlocked": False})
 
     def _partner(self, number: str, created: datetime, changed: datetime | None, *, category: str,
                  organisation: str = "", first: str = "", last: str = "", search: str = "") -> dict[str, Any]:
@@ -825,6 +868,12 @@ class SapEmulator(Emulator):
             payload = payload["d"]
         if not isinstance(payload, dict):
             raise ODataError(400, "/IWBEP/CM_MGW_RT/001", "The request body must be a JSON object")
+        if entity is PURCHASE_ORDER:
+            with self.sandbox.lock:
+                purchase = self._create_purchase_order(payload)
+            rendered = self.render(PURCHASE_ORDER, purchase, self.root, ("to_PurchaseOrderItem",))
+            return JSONResponse({"d": rendered}, status_code=201, headers={
+                "Location": rendered["__metadata"]["uri"], "dataserviceversion": "2.0"})
         with self.sandbox.lock:
             order = self._create_from_payload(payload)
         rendered = self.render(SALES_ORDER, order, self.root, ("to_Item",))
@@ -877,6 +926,78 @@ class SapEmulator(Emulator):
                   if payload.get(k)}
         return self._create_order(number, party, po, str(payload.get("TransactionCurrency") or "USD"), lines,
                                   created=now, changed=now, completed=False, header=header)
+
+    def _create_purchase_order(self, payload: dict[str, Any]) -> dict[str, Any]:
+        """A purchase order with its items and schedule lines (deep insert). Like SAP, nothing makes a reference
+        unique: a create sent twice is two orders (the client's lookup by `CorrespncInternalReference` is the
+        protection)."""
+        allowed = set(PURCHASE_ORDER.types) | set(PURCHASE_ORDER.navigation) | {"__metadata"}
+        for name in payload:
+            if name not in allowed:
+                raise ODataError(400, "/IWBEP/CM_MGW_RT/021",
+                                 f"Property '{name}' is invalid for type '{PURCHASE_ORDER.qualified_type}'")
+        for name in ("PurchaseOrderType", "CompanyCode", "PurchasingOrganization", "PurchasingGroup", "Supplier"):
+            if not payload.get(name):
+                raise ODataError(400, "ME/083", f"Property {name} is mandatory; enter a value")
+        for name, value in PURCHASING.items():
+            if payload[name] != value:
+                raise ODataError(400, "ME/045", f"{name} {payload[name]} is not defined")
+        supplier = str(payload["Supplier"])
+        if (supplier,) not in self.data[SUPPLIER.name]:
+            raise ODataError(400, "06/321", f"Supplier {supplier} does not exist")
+        items = payload.get("to_PurchaseOrderItem") or []
+        if isinstance(items, dict):
+            items = items.get("results") or []
+        if not isinstance(items, list) or not items:
+            raise ODataError(400, "ME/039", "No items in the purchase order (to_PurchaseOrderItem)")
+        number = str(max((int(k[0]) for k in self.data[PURCHASE_ORDER.name]), default=4500000000) + 1)
+        currency = str(payload.get("DocumentCurrency") or "USD")
+        rows, lines = [], []
+        for position, item in enumerate(items, start=1):
+            sku = str(item.get("Material") or "")
+            if (sku,) not in self.data[PRODUCT.name]:
+                raise ODataError(400, "M3/305", f"Material {sku} does not exist")
+            try:
+                quantity, price = Decimal(str(item.get("OrderQuantity"))), Decimal(str(item.get("NetPriceAmount")))
+            except InvalidOperation:
+                quantity, price = Decimal(0), Decimal(0)
+            if quantity <= 0 or price < 0:
+                raise ODataError(400, "ME/076", f"Enter a quantity greater than zero and a price for material {sku}")
+            item_number = str(item.get("PurchaseOrderItem") or 10 * position)
+            rows.append({"PurchaseOrder": number, "PurchaseOrderItem": item_number,
+                         "PurchaseOrderItemText": self._description(sku), "Plant": str(item.get("Plant") or PLANT),
+                         "Material": sku, "PurchaseOrderQuantityUnit": str(item.get("PurchaseOrderQuantityUnit")
+                                                                           or "EA"),
+                         "DocumentCurrency": currency, "PurchaseOrderItemCategory": "0",
+                         "OrderQuantity": f"{quantity:.3f}", "NetPriceAmount": f"{price:.2f}",
+                         "NetPriceQuantity": "1"})
+            schedule = item.get("to_ScheduleLine") or []
+            if isinstance(schedule, dict):
+                schedule = schedule.get("results") or []
+            for n, line in enumerate(schedule, start=1):
+                delivery = str(line.get("ScheduleLineDeliveryDate") or "")
+                if property_value("Edm.DateTime", delivery) is None:
+                    raise ODataError(400, "/IWBEP/CM_MGW_RT/004", f"Invalid Edm.DateTime value '{delivery}'")
+                scheduled = Decimal(str(line.get("ScheduleLineOrderQuantity") or quantity))
+                lines.append({"PurchasingDocument": number, "PurchasingDocumentItem": item_number,
+                              "ScheduleLine": str(n), "ScheduleLineDeliveryDate": delivery,
+                              "ScheduleLineOrderQuantity": f"{scheduled:.3f}"})
+        ordered = str(payload.get("PurchaseOrderDate") or "")
+        now = datetime.fromtimestamp(self.now(), UTC)
+        if ordered and property_value("Edm.DateTime", ordered) is None:
+            raise ODataError(400, "/IWBEP/CM_MGW_RT/004", f"Invalid Edm.DateTime value '{ordered}'")
+        order = {name: "" for name, kind in PURCHASE_ORDER.types.items() if kind == "Edm.String"}
+        order.update({k: payload[k] for k in PURCHASE_ORDER.types if payload.get(k) not in (None, "")})
+        order.update({"PurchaseOrder": number, "PurchasingProcessingStatus": "05", "CreatedByUser": "CB9980000010",
+                      "DocumentCurrency": currency, "CreationDate": edm_datetime(now),
+                      "LastChangeDateTime": edm_datetimeoffset(now), "PurchaseOrderDate": ordered or edm_datetime(now),
+                      "Language": str(payload.get("Language") or "EN")})
+        self._put(PURCHASE_ORDER, order)
+        for row in rows:
+            self._put(PURCHASE_ORDER_ITEM, row)
+        for line in lines:
+            self._put(PURCHASE_ORDER_SCHEDULE_LINE, line)
+        return order
 
     # -- ground truth and change --------------------------------------------------------------------
     def dump(self, stream: str) -> list[dict[str, Any]]:
