@@ -13,7 +13,7 @@ from integration_pipelines.connectors.soap import build_soap_client
 from integration_pipelines.syncs.catalog.purchase_requests_routes import ERPS, routed_requests
 from integration_pipelines.syncs.engine import SyncFailedError, _load_settings, plan_sync
 from integration_pipelines.syncs.ledger import ensure_ledger
-from integration_pipelines.syncs.registry import get_sync
+from integration_pipelines.syncs.registry import check_syncs, discover_syncs, get_sync
 from integration_pipelines.warehouse.duckdb import Warehouse
 
 from .conftest import materialize_all_partitions, warehouse_rows
@@ -302,4 +302,20 @@ def test_each_request_is_routed_to_exactly_one_erp(settings, sandbox, monkeypatc
     monkeypatch.setenv("IP_PURCHASE_ORDERS_ROUTES", "Northwind Supplies=quickbooks")
     with Warehouse(settings.warehouse_database).connect() as con, pytest.raises(
             duckdb.Error, match="IP_PURCHASE_ORDERS_ROUTES: Northwind Supplies=quickbooks does not name an ERP"):
-        plan_sync(con, get_sync("purchase_requests_to_netsuite"))
+        plan_sync(con, get_sync("purchase_requests_to_legacy_erp"))
+
+
+# -- the registry ----------------------------------------------------------------------------------------------------
+def test_the_registry_refuses_a_sync_whose_writer_or_target_does_not_exist():
+    netsuite = get_sync("purchase_requests_to_netsuite")
+    assert check_syncs([(netsuite, "a.py"), (get_sync("purchase_requests_to_sap"), "b.py")])  # SOAP and REST
+    wrong_writer = netsuite.model_copy(update={"create_writer": "create_purchase_order"})
+    with pytest.raises(ValueError, match=r"catalog/po\.py: sync purchase_requests_to_netsuite names "
+                       r"create_writer='create_purchase_order', which netsuite does not have; its writers \(REST "
+                       r"and SOAP\): \['upsert_purchase_order'\]"):
+        check_syncs([(wrong_writer, "integration_pipelines/syncs/catalog/po.py")])
+    wrong_target = netsuite.model_copy(update={"target": "netsuit"})
+    with pytest.raises(ValueError, match=r"po\.py: sync purchase_requests_to_netsuite targets 'netsuit', which is "
+                       "not a system"):
+        check_syncs([(wrong_target, "integration_pipelines/syncs/catalog/po.py")])
+    assert {s.name for s in discover_syncs()} >= {f"purchase_requests_to_{erp}" for erp in ERPS}
