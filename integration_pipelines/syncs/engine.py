@@ -17,6 +17,9 @@
   repeated once they may have reached the target, neither by the HTTP client nor from the journal: the writer's
   lookup finds the record (linked) or proves it absent (sent again), and without a lookup the record is held
   in doubt (ledger `in_doubt`, sync.errors) for an operator. See docs/syncs.md.
+- One dispatch: a sync's writer may be a REST `Writer` or a SOAP `SoapWriter` of its target
+  (`connectors/writer.py`); both go through the same plan, journal, ledger and error handling. A SOAP writer is keyed
+  by the business key its target deduplicates on, so it is re-sent like a keyed write, never held in doubt.
 - Match before create: in insert mode a row whose target id comes from the source (`external_id_column`) and
   that the ledger does not know is linked (ledger `linked`), never created.
 - Failed records are something an operator handles, not something every run trips over: a record the target
