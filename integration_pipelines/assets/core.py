@@ -32,8 +32,10 @@ DESCRIPTIONS = {
     "payment_matches": "Which payment in the books records each card payment: by the processor's id in its "
                        "memo/reference, else by amount on the same invoices; ambiguous candidates are listed, "
                        "never chosen.",
-    "revenue_by_entity": "Consolidated revenue per legal entity and month, in USD.",
-    "receivables_by_entity": "Open receivables per legal entity, in USD.",
+    "revenue_by_entity": "Consolidated revenue per issuing legal entity and month, in the reporting currency "
+                         "(IP_REPORTING_CURRENCY), intercompany eliminated.",
+    "receivables_by_entity": "Open (not draft, not paid) receivables per issuing legal entity, in the reporting "
+                             "currency, intercompany eliminated.",
     **{name: c.description for name, c in contracts().items()},
 }
 # Core reads the raw tables only. Webhook events reach it through the event lane (webhooks/lane.py), which

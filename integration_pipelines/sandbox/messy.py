@@ -46,7 +46,7 @@ from ..webhooks.config import SANDBOX_SECRETS, WebhookSecrets, WebhookSettings
 from ..webhooks.simulator import Delivery, Signer, deliver
 from .world import SUBSIDIARY_BY_COUNTRY
 
-#: The books each legal entity keeps (ref seed `legal_entities.csv`): the US entity in QuickBooks, UK and DE in Xero.
+#: The books each legal entity keeps (ref seed `legal_entities.yaml`): the US entity in QuickBooks, UK and DE in Xero.
 BOOKS_OF_COUNTRY = {"US": "quickbooks", "GB": "xero", "DE": "xero"}
 CURRENCY_OF_COUNTRY = {"US": "USD", "GB": "GBP", "DE": "EUR"}
 ENTITY_OF_CURRENCY = {CURRENCY_OF_COUNTRY[c]: SUBSIDIARY_BY_COUNTRY[c] for c in CURRENCY_OF_COUNTRY}
