@@ -51,7 +51,7 @@ def build_definitions(settings: Settings | None = None) -> dg.Definitions:
             # backfill), core is rebuilt and the syncs push what changed. Running by default, as users expect.
             dg.AutomationConditionSensorDefinition(
                 "core_syncs_reconciliation_automation",
-                target=dg.AssetSelection.groups("core", "syncs", "reconciliation", "roi"),
+                target=dg.AssetSelection.groups("core", "syncs", "reconciliation", "roi", "reporting"),
                 default_status=dg.DefaultSensorStatus.RUNNING,
                 minimum_interval_seconds=30,
             ),
