@@ -303,6 +303,10 @@ def test_each_request_is_routed_to_exactly_one_erp(settings, sandbox, monkeypatc
     with Warehouse(settings.warehouse_database).connect() as con, pytest.raises(
             duckdb.Error, match="IP_PURCHASE_ORDERS_ROUTES: Northwind Supplies=quickbooks does not name an ERP"):
         plan_sync(con, get_sync("purchase_requests_to_legacy_erp"))
+    monkeypatch.setenv("IP_PURCHASE_ORDERS_ROUTES", "Contoso Components=sap;contoso components=legacy_erp")
+    with Warehouse(settings.warehouse_database).connect() as con, pytest.raises(
+            duckdb.Error, match="lists the supplier contoso components more than once"):
+        plan_sync(con, get_sync("purchase_requests_to_legacy_erp"))
 
 
 # -- the registry ----------------------------------------------------------------------------------------------------

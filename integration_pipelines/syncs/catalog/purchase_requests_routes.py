@@ -8,11 +8,11 @@ read when each sync plans:
   it (case does not matter), e.g. `Northwind Supplies=netsuite;Fabrikam Parts=sap;Contoso Components=legacy_erp`;
 - `IP_PURCHASE_ORDERS_TARGET`: the ERP for every supplier not listed (default `odoo`, as before routing existed).
 
-An ERP name that is none of `odoo`, `netsuite`, `sap`, `legacy_erp` stops the sync's plan with an error naming the
-variable. Each ERP has its own sync (`purchase_requests_to_<erp>`), whose source is `routed_requests(<erp>)`: the
-approved requests routed to that ERP, so one request goes to exactly one of them. A request another
-`purchase_requests_to_*` sync has already acted on (any ledger row but an operator's skip) stays with that ERP
-even if the route changes later: it is left out of the others, never ordered twice in two ERPs.
+An ERP name that is none of `odoo`, `netsuite`, `sap`, `legacy_erp` (or a supplier listed twice) stops the sync's
+plan with an error naming the variable. Each ERP has its own sync (`purchase_requests_to_<erp>`), whose source is
+`routed_requests(<erp>)`: the approved requests routed to that ERP, so one request goes to exactly one of them.
+A request another `purchase_requests_to_*` sync has already acted on (any ledger row but an operator's skip) stays
+with that ERP even if the route changes later: it is left out of the others, never ordered twice in two ERPs.
 """
 
 from __future__ import annotations
@@ -46,13 +46,19 @@ def routed_requests(erp: str) -> str:
                       (SELECT value FROM _sync_settings WHERE name = 'purchase_orders_routes'), ''), ';')) AS entry)
             WHERE trim(entry) <> ''
         ),
-        routes AS (
+        named_routes AS (
             SELECT lower(trim(split_part(entry, '=', 1))) AS supplier_key,
                    CASE WHEN lower(trim(split_part(entry, '=', 2))) IN ({_ERP_LIST})
                         THEN lower(trim(split_part(entry, '=', 2)))
                         ELSE error('{ROUTES_ENV}: ' || entry || ' does not name an ERP as supplier=erp; ERPs: '
                                    || '{", ".join(ERPS)}') END AS erp
             FROM route_entries
+        ),
+        routes AS (
+            SELECT supplier_key,
+                   CASE WHEN count(*) OVER (PARTITION BY supplier_key) = 1 THEN erp
+                        ELSE error('{ROUTES_ENV} lists the supplier ' || supplier_key || ' more than once') END AS erp
+            FROM named_routes
         ),
         default_route AS (
             SELECT CASE WHEN lower(trim(value)) IN ({_ERP_LIST}) THEN lower(trim(value))
