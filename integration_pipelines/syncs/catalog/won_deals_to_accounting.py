@@ -1,11 +1,22 @@
-"""Scenario 4: closed-won opportunities → customers and invoices in accounting (QuickBooks and Xero).
+"""Scenario 4: closed-won deals → customers and invoices in the issuing entity's books (QuickBooks or Xero).
 
-When a deal is won, finance re-keys the customer and the invoice into the books. Per accounting system this is
-two syncs: the first creates the accounting customer for a won deal's golden customer who has none there yet;
-the second (`depends_on` the first) invoices the deal amount to that customer, taking the customer's id from
-core.customer_xref (customers already in the books) or else from the first sync's `sync.ledger` external id.
-Invoices wait (`required_columns`) until the customer exists. Only deals linked to a contact can be invoiced:
-Salesforce opportunities carry `ContactId`; HubSpot deals carry no contact, so they never reach the model.
+When a deal is won, finance re-keys the customer and the invoice into the books. Each deal is invoiced once, in
+the books of the legal entity that issues it: core.deals.legal_entity (the customer's country matched to the
+legal-entities file, else the group's first entity; see warehouse/models/core/30_deals.sql) and its
+books_system (that entity's books of record). With the shipped group the US company books in QuickBooks, the UK
+and German companies in Xero. Per accounting system this is two syncs: the first creates the accounting customer
+for a won deal's golden customer who has none there yet; the second (`depends_on` the first) invoices the deal
+amount to that customer, taking the customer's id from core.customer_xref (customers already in the books) or
+else from the first sync's `sync.ledger` external id. Invoices wait (`required_columns`) until the customer
+exists. Only deals linked to a contact can be invoiced: Salesforce opportunities carry `ContactId`; a HubSpot
+deal's contact is an association the HubSpot connector does not read yet, so HubSpot won deals have no customer
+and wait outside the model (staging/hubspot__deals.sql reads the association once the read asks for it).
+
+Dates: the invoice is dated the day the deal was won: its close date, or today when the CRM still holds a close
+date in the future (the expected date a rep left); never a future date. The due date adds the payment term
+(`IP_INVOICE_PAYMENT_TERMS_DAYS`, default 30). The QuickBooks item and the Xero revenue account come from
+`ref.books_accounts` (seeds/books_accounts.csv, purposes `won_deal_invoice_item` and `won_deal_invoice_account`),
+or from the CSV file named by `IP_INVOICE_ITEMS_FILE` (same columns), which overrides those two rows.
 
 Duplicates: both syncs are `insert` mode keyed by golden customer / deal, so the ledger sends each record
 once; a retried write carries the same idempotency key (QuickBooks `requestid`, Xero `Idempotency-Key`), which
@@ -14,13 +25,63 @@ display name (QBO 6240, Xero's unique contact name), so a customer keyed into th
 extract fails visibly in `sync.errors` rather than being duplicated.
 """
 
-from ..spec import SyncSpec
+from __future__ import annotations
+
+import csv
+import os
+from pathlib import Path
+
+from ..spec import SyncSetting, SyncSpec
+
+ITEMS_FILE_ENV = "IP_INVOICE_ITEMS_FILE"
+PAYMENT_TERMS_ENV = "IP_INVOICE_PAYMENT_TERMS_DAYS"
+
+
+class _BooksAccountOverride(SyncSetting):
+    """The `account_code` of one (books_system, purpose) row of the CSV file named by the variable, or "" when the
+    variable is unset (the source SQL then reads ref.books_accounts, the shipped seed). A file that cannot be read
+    or lacks the row stops the plan with a message naming the file."""
+
+    books_system: str
+    purpose: str
+
+    def value(self) -> str:
+        name = os.environ.get(self.env, "").strip()
+        if not name:
+            return ""
+        path = Path(name).expanduser()
+        try:
+            with path.open(newline="") as handle:
+                rows = list(csv.DictReader(handle))
+        except OSError as exc:
+            raise ValueError(f"{self.env}={name}: cannot read the file ({exc})") from exc
+        for row in rows:
+            if (row.get("books_system") or "").strip().lower() == self.books_system \
+                    and (row.get("purpose") or "").strip() == self.purpose:
+                code = (row.get("account_code") or "").strip()
+                if code:
+                    return code
+        raise ValueError(f"{self.env}={name}: no row books_system={self.books_system}, purpose={self.purpose} "
+                         "with an account_code (columns: books_system,purpose,account_code,description)")
+
+
+def _settings(system: str) -> dict[str, SyncSetting]:
+    purpose = "won_deal_invoice_item" if system == "quickbooks" else "won_deal_invoice_account"
+    return {
+        "payment_terms_days": SyncSetting(
+            env=PAYMENT_TERMS_ENV, default="30",
+            description="days from the invoice date to its due date (a whole number)"),
+        "invoice_item": _BooksAccountOverride(
+            env=ITEMS_FILE_ENV, books_system=system, purpose=purpose,
+            description=f"a CSV like seeds/books_accounts.csv whose `{system},{purpose}` row replaces the shipped "
+            f"one ({'the QuickBooks item id' if system == 'quickbooks' else 'the Xero revenue account code'})"),
+    }
 
 _WON_CUSTOMERS = """
     WITH won AS (
         SELECT golden_customer_id, min(currency) AS currency
         FROM core.deals
-        WHERE is_won AND golden_customer_id IS NOT NULL
+        WHERE is_won AND golden_customer_id IS NOT NULL AND books_system = '{system}'
         GROUP BY golden_customer_id
     )
     SELECT c.golden_id, c.full_name, c.email, c.phone_e164 AS phone, c.company_name, won.currency
@@ -31,31 +92,43 @@ _WON_CUSTOMERS = """
 """
 
 _WON_DEALS = """
+    WITH won AS (
+        -- the day the deal was won: its close date, or today while the CRM holds a future (expected) close date
+        SELECT d.*, least(d.close_date, current_date) AS won_on
+        FROM core.deals AS d
+        WHERE d.is_won AND d.golden_customer_id IS NOT NULL AND d.books_system = '{system}'
+    )
     SELECT d.source_system || ':' || d.source_id AS deal_key,
            d.source_system AS crm,
            d.source_id AS deal_id,
            d.name AS deal_name,
            d.currency,
            CAST(d.amount_minor AS DECIMAL(18, 2)) / CASE WHEN cur.minor_exponent = 0 THEN 1 ELSE 100 END AS amount,
-           strftime(d.close_date, '%Y-%m-%d') AS close_date,
+           strftime(d.won_on, '%Y-%m-%d') AS invoice_date,
+           strftime(d.won_on + CAST((SELECT value FROM _sync_settings WHERE name = 'payment_terms_days') AS INTEGER),
+                    '%Y-%m-%d') AS due_date,
+           coalesce(nullif((SELECT value FROM _sync_settings WHERE name = 'invoice_item'), ''),
+                    (SELECT CAST(min(account_code) AS VARCHAR) FROM ref.books_accounts
+                     WHERE books_system = '{system}' AND purpose = '{purpose}')) AS item_code,
            coalesce(x.source_id, l.external_id) AS customer_id,
-           CAST(d.close_date AS DATE) AS closed_on
-    FROM core.deals AS d
+           CAST(d.won_on AS DATE) AS closed_on
+    FROM won AS d
     LEFT JOIN ref.currencies AS cur ON cur.currency = d.currency
     LEFT JOIN (SELECT golden_id, min(source_id) AS source_id FROM core.customer_xref
                WHERE source_system = '{system}' GROUP BY golden_id) AS x ON x.golden_id = d.golden_customer_id
     LEFT JOIN sync.ledger AS l ON l.sync_name = '{customer_sync}' AND l.record_key = d.golden_customer_id
                                 AND l.status = 'synced'
-    WHERE d.is_won AND d.golden_customer_id IS NOT NULL
 """
 
 _SOURCES = (("core", "deals"), ("core", "customers"), ("core", "customer_xref"))
+_ACCOUNTS = ("won_deal_invoice_item", "won_deal_invoice_account")
 
 SYNCS = (
     SyncSpec(
         name="won_deal_customers_to_quickbooks",
         title="Won deals → QuickBooks customers",
-        description="Creates the QuickBooks customer for each closed-won deal's customer not yet in the books.",
+        description="Creates the QuickBooks customer for each closed-won deal booked in QuickBooks whose customer is "
+                    "not yet there.",
         source_sql=_WON_CUSTOMERS.format(system="quickbooks"),
         source_assets=_SOURCES,
         key="golden_id",
@@ -75,8 +148,10 @@ SYNCS = (
     SyncSpec(
         name="won_deals_to_quickbooks_invoices",
         title="Won deals → QuickBooks invoices",
-        description="Invoices each closed-won deal's amount to the deal's customer in QuickBooks.",
-        source_sql=_WON_DEALS.format(system="quickbooks", customer_sync="won_deal_customers_to_quickbooks"),
+        description="Invoices each closed-won deal of an entity booked in QuickBooks (US) to the deal's customer "
+                    "there.",
+        source_sql=_WON_DEALS.format(system="quickbooks", customer_sync="won_deal_customers_to_quickbooks",
+                                     purpose=_ACCOUNTS[0]),
         source_assets=_SOURCES,
         key="deal_key",
         start_column="closed_on",  # deals won before the switch-on were invoiced by hand
@@ -85,20 +160,22 @@ SYNCS = (
         create_writer="save_invoice",
         depends_on=("won_deal_customers_to_quickbooks",),
         required_columns=("customer_id",),
+        settings=_settings("quickbooks"),
         payload={
             "CustomerRef": {"value": "{customer_id}"},
-            "TxnDate": "{close_date}",
+            "TxnDate": "{invoice_date}",
+            "DueDate": "{due_date}",
             "CurrencyRef": {"value": "{currency}"},
             "PrivateNote": "{crm} opportunity {deal_id}",
             "Line": [{"DetailType": "SalesItemLineDetail", "Amount": "{amount}", "Description": "{deal_name}",
-                      "SalesItemLineDetail": {"ItemRef": {"value": "1"}, "Qty": 1, "UnitPrice": "{amount}"}}],
+                      "SalesItemLineDetail": {"ItemRef": {"value": "{item_code}"}, "Qty": 1, "UnitPrice": "{amount}"}}],
         },
         manual_minutes_per_record=5.0,
     ),
     SyncSpec(
         name="won_deal_customers_to_xero",
         title="Won deals → Xero contacts",
-        description="Creates the Xero contact for each closed-won deal's customer not yet in the books.",
+        description="Creates the Xero contact for each closed-won deal booked in Xero whose customer is not yet there.",
         source_sql=_WON_CUSTOMERS.format(system="xero"),
         source_assets=_SOURCES,
         key="golden_id",
@@ -117,8 +194,9 @@ SYNCS = (
     SyncSpec(
         name="won_deals_to_xero_invoices",
         title="Won deals → Xero invoices",
-        description="Creates a draft sales invoice (ACCREC) in Xero for each closed-won deal's amount.",
-        source_sql=_WON_DEALS.format(system="xero", customer_sync="won_deal_customers_to_xero"),
+        description="Creates a draft sales invoice (ACCREC) in Xero for each closed-won deal of an entity booked in "
+                    "Xero (UK, DE).",
+        source_sql=_WON_DEALS.format(system="xero", customer_sync="won_deal_customers_to_xero", purpose=_ACCOUNTS[1]),
         source_assets=_SOURCES,
         key="deal_key",
         start_column="closed_on",  # deals won before the switch-on were invoiced by hand
@@ -127,15 +205,17 @@ SYNCS = (
         create_writer="create_invoices",
         depends_on=("won_deal_customers_to_xero",),
         required_columns=("customer_id",),
+        settings=_settings("xero"),
         payload={
             "Type": "ACCREC",
             "Status": "DRAFT",
             "Contact": {"ContactID": "{customer_id}"},
-            "Date": "{close_date}",
+            "Date": "{invoice_date}",
+            "DueDate": "{due_date}",
             "CurrencyCode": "{currency}",
             "Reference": "{crm} opportunity {deal_id}",
             "LineItems": [{"Description": "{deal_name}", "Quantity": 1, "UnitAmount": "{amount}",
-                           "AccountCode": "200"}],
+                           "AccountCode": "{item_code}"}],
         },
         manual_minutes_per_record=5.0,
     ),

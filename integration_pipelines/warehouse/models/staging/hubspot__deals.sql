@@ -4,7 +4,10 @@ SELECT
     'hubspot' AS source_system,
     _pk AS source_id,
     _raw->>'$.properties.dealname' AS name,
-    _raw->>'$.properties.associated_contact_id' AS customer_source_id,
+    -- the deal's contact: HubSpot keeps it as an association (`associations=contacts` on the list read), not as a
+    -- property; the connector does not ask for associations yet, so this is null until it does
+    coalesce(_raw->>'$.properties.associated_contact_id',
+             _raw->>'$.associations.contacts.results[0].id') AS customer_source_id,
     _raw->>'$.properties.dealstage' AS stage,
     _raw->>'$.properties.dealstage' = 'closedwon' AS is_won,
     _raw->>'$.properties.dealstage' IN ('closedwon', 'closedlost') AS is_closed,
