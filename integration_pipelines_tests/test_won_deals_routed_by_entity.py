@@ -1,0 +1,173 @@
+"""S4 acceptance: a won deal is invoiced once, in the books of the entity that issues it, read back through the
+targets' own APIs (QuickBooks query API, Xero Invoices API on the sandbox's emulators).
+
+Expected values are written by hand from the sandbox world (seed 7, anchored 2026-03-10) as its CRM records it:
+- Salesforce opportunity 006Hs000000aE0qIAE "Tyrell Ltd - renewal", won, close date 2026-03-15, USD 3,840.00, contact
+  ken.dijkstra20@tyrell8.example.com in the US → the US company (Acme Trading Inc) → QuickBooks;
+- Salesforce opportunity 006Hs00000j4iITIAY "Hooli LLC - renewal", won, close date 2026-04-05, GBP 4,800.00, contact
+  Barbara.Hamilton0@Hooli0.example.com in GB → the UK company (Acme Trading Ltd) → Xero.
+The world's six won opportunities are five US deals and that one GB deal.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import httpx
+import pytest
+
+from integration_pipelines.connectors.quickbooks import SYSTEM as QBO
+from integration_pipelines.connectors.xero import SYSTEM as XERO
+from integration_pipelines.sandbox import quickbooks as qbo_sandbox
+from integration_pipelines.sandbox import xero as xero_sandbox
+from integration_pipelines.sandbox.salesforce import sf_id
+
+from .conftest import ANCHOR, materialize_all_partitions, warehouse_rows
+from .test_core_models import build
+from .test_syncs import posts_to, sync
+
+US_DEAL = "006Hs000000aE0qIAE"
+UK_DEAL = "006Hs00000j4iITIAY"
+WORLD_US_WON = 5
+WORLD_UK_WON = 1
+ORDER = ("won_deal_customers_to_quickbooks", "won_deals_to_quickbooks_invoices",
+         "won_deal_customers_to_xero", "won_deals_to_xero_invoices")
+
+
+@pytest.fixture(autouse=True)
+def _fast_targets(settings, monkeypatch):
+    for prefix in ("QUICKBOOKS", "XERO", "SALESFORCE"):
+        monkeypatch.setenv(f"{prefix}_REQUESTS_PER_SECOND", "100")
+
+
+def _token(url: str, system, token_path: str) -> str:
+    response = httpx.post(url + token_path, auth=(system.values["client_id"].sandbox,
+                                                  system.values["client_secret"].sandbox),
+                          data={"grant_type": "refresh_token", "refresh_token": system.values["refresh_token"].sandbox})
+    response.raise_for_status()
+    return response.json()["access_token"]
+
+
+def qbo_invoices(url: str, opportunity: str) -> list[dict]:
+    """QuickBooks invoices whose memo names the opportunity, through the query API."""
+    realm = QBO.values["realm_id"].sandbox
+    headers = {"Accept": "application/json", "Authorization": f"Bearer {_token(url, QBO, qbo_sandbox.TOKEN_PATH)}"}
+    found, start = [], 1
+    while True:
+        body = httpx.get(f"{url}/v3/company/{realm}/query", headers=headers, params={
+            "query": f"SELECT * FROM Invoice STARTPOSITION {start} MAXRESULTS 1000", "minorversion": "75"}).json()
+        page = body["QueryResponse"].get("Invoice", [])
+        found += page
+        if len(page) < 1000:
+            break
+        start += 1000
+    return [i for i in found if i.get("PrivateNote") == f"salesforce opportunity {opportunity}"]
+
+
+def _xero_headers(url: str) -> dict[str, str]:
+    return {"Accept": "application/json", "xero-tenant-id": XERO.values["tenant_id"].sandbox,
+            "Authorization": f"Bearer {_token(url, XERO, xero_sandbox.TOKEN_PATH)}"}
+
+
+def xero_invoices(url: str, opportunity: str) -> list[dict]:
+    """Xero invoices whose reference names the opportunity, through the Invoices API (`where` on Reference)."""
+    response = httpx.get(f"{url}/api.xro/2.0/Invoices", headers=_xero_headers(url),
+                         params={"where": f'Reference=="salesforce opportunity {opportunity}"'})
+    response.raise_for_status()
+    return response.json()["Invoices"]
+
+
+def xero_invoice(url: str, invoice_id: str) -> dict:
+    """One invoice in full (a list leaves out the line items, as Xero's does)."""
+    response = httpx.get(f"{url}/api.xro/2.0/Invoices/{invoice_id}", headers=_xero_headers(url))
+    response.raise_for_status()
+    return response.json()["Invoices"][0]
+
+
+def _plant_future_deal(sandbox, close_date: str) -> str:
+    """A US customer's deal marked won while the CRM still holds the expected (future) close date."""
+    sf = sandbox.emulator("salesforce")
+    contact = next(c for c in sf.records["Contact"].values()
+                   if (c.get("Email") or "").lower() == "ken.dijkstra20@tyrell8.example.com")
+    opportunity = sf_id("006", "won-deal-routing", 1)
+    record = sf._blank("Opportunity", opportunity)
+    record.update(AccountId=contact.get("AccountId"), ContactId=contact["Id"], Name="Tyrell Ltd - early win",
+                  StageName="Closed Won", CloseDate=close_date, Amount=1250.5, CurrencyIsoCode="USD")
+    moment = ANCHOR - timedelta(hours=2)
+    sf._put("Opportunity", record, moment, moment)
+    return opportunity
+
+
+def _extract_and_build(settings) -> None:
+    for system, stream in (("salesforce", "contacts"), ("salesforce", "opportunities"),
+                           ("quickbooks", "customers"), ("xero", "contacts")):
+        materialize_all_partitions(settings, system, stream)
+    build(settings)
+
+
+def _run_all(settings) -> dict[str, tuple[int, int]]:
+    results = {name: sync(settings, name) for name in ORDER}
+    return {name: (r.created, r.failed) for name, r in results.items()}
+
+
+def test_each_won_deal_is_invoiced_once_in_its_entitys_books(settings, sandbox, sandbox_server, monkeypatch, tmp_path):
+    monkeypatch.setenv("IP_INVOICE_PAYMENT_TERMS_DAYS", "14")
+    items = tmp_path / "my_accounts.csv"
+    items.write_text("books_system,purpose,account_code,description\n"
+                     "quickbooks,won_deal_invoice_item,2,our services item\n"
+                     "xero,won_deal_invoice_account,260,other revenue\n")
+    monkeypatch.setenv("IP_INVOICE_ITEMS_FILE", str(items))
+    today = datetime.now(UTC).date()
+    future = _plant_future_deal(sandbox, (today + timedelta(days=90)).isoformat())
+    _extract_and_build(settings)
+
+    routed = dict(((d, (e, b)) for d, e, b in warehouse_rows(
+        settings, "SELECT source_id, legal_entity, books_system FROM core.deals WHERE source_system = 'salesforce'")))
+    assert routed[US_DEAL] == ("Acme Trading Inc (US)", "quickbooks")
+    assert routed[UK_DEAL] == ("Acme Trading Ltd (UK)", "xero")
+
+    first = _run_all(settings)
+    # every customer of a won deal is already in its books (core.customer_xref): only invoices are created
+    assert first == {"won_deal_customers_to_quickbooks": (0, 0),
+                     "won_deals_to_quickbooks_invoices": (WORLD_US_WON + 1, 0),
+                     "won_deal_customers_to_xero": (0, 0), "won_deals_to_xero_invoices": (WORLD_UK_WON, 0)}
+
+    url = sandbox_server.url
+    [us] = qbo_invoices(url, US_DEAL)
+    assert (us["TxnDate"], us["DueDate"], us["TotalAmt"], us["CurrencyRef"]["value"]) == \
+        ("2026-03-15", "2026-03-29", 3840.0, "USD")
+    assert us["Line"][0]["SalesItemLineDetail"]["ItemRef"]["value"] == "2"
+    assert xero_invoices(url, US_DEAL) == []
+
+    [uk] = xero_invoices(url, UK_DEAL)
+    assert (uk["DateString"][:10], uk["DueDateString"][:10], uk["Total"], uk["CurrencyCode"], uk["Status"]) == \
+        ("2026-04-05", "2026-04-19", 4800.0, "GBP", "DRAFT")
+    assert xero_invoice(url, uk["InvoiceID"])["LineItems"][0]["AccountCode"] == "260"
+    assert qbo_invoices(url, UK_DEAL) == []
+
+    # won before its expected close date: dated the day it is invoiced, never in the future
+    [early] = qbo_invoices(url, future)
+    assert (early["TxnDate"], early["DueDate"], early["TotalAmt"]) == \
+        (today.isoformat(), (today + timedelta(days=14)).isoformat(), 1250.5)
+    assert xero_invoices(url, future) == []
+
+    # a rerun, and a rerun after the books are read again, send nothing
+    sandbox.state.clear_requests()
+    assert _run_all(settings) == dict.fromkeys(ORDER, (0, 0))
+    _extract_and_build(settings)
+    sandbox.state.clear_requests()
+    assert _run_all(settings) == dict.fromkeys(ORDER, (0, 0))
+    assert posts_to(sandbox, "quickbooks") == [] and posts_to(sandbox, "xero") == []
+    assert len(qbo_invoices(url, US_DEAL)) == 1 and len(xero_invoices(url, UK_DEAL)) == 1
+
+
+@pytest.mark.xfail(strict=True, reason="HubSpot deals reach core.deals without a customer: the HubSpot connector "
+                   "does not read the deal → contact association (connectors/ is outside this change)")
+def test_a_hubspot_won_deal_is_invoiced_in_its_entitys_books(settings, sandbox):
+    for system, stream in (("hubspot", "contacts"), ("hubspot", "deals")):
+        materialize_all_partitions(settings, system, stream)
+    build(settings)
+    rows = warehouse_rows(settings, "SELECT count(*) FILTER (WHERE golden_customer_id IS NOT NULL), count(*) "
+                                    "FROM core.deals WHERE source_system = 'hubspot' AND is_won")
+    assert rows[0][1] == WORLD_US_WON + WORLD_UK_WON
+    assert rows[0][0] == rows[0][1], "every HubSpot won deal has a customer to invoice"
