@@ -277,9 +277,12 @@ def query(
     output: Annotated[Path | None, typer.Option(help="write to this file instead of the terminal")] = None,
     timeout: Annotated[float, typer.Option(help="seconds to wait while a run holds the write lock")] = 60.0,
 ) -> None:
-    """Query the warehouse read-only; waits politely while a run is writing."""
+    """Query the warehouse read-only; waits politely while a run is writing.
+
+    Only reads: no writes, ATTACH/DETACH/USE, COPY/EXPORT, file reads, extensions or SET (refused, exit 2).
+    --output is the one way to save a result."""
     from .warehouse.duckdb import WarehouseLockedError
-    from .warehouse.query import WarehouseMissingError, export_query, run_query
+    from .warehouse.query import QueryRefusedError, WarehouseMissingError, export_query, run_query
 
     if fmt not in {"table", "csv", "json", "parquet"}:
         raise typer.BadParameter("--format must be table, csv, json or parquet")
@@ -293,11 +296,11 @@ def query(
             err_console.print(f"wrote {count} row(s) to {output}")
             return
         frame = run_query(_warehouse_database(), sql, timeout=timeout, say=say)
-    except (WarehouseLockedError, WarehouseMissingError) as exc:
-        err_console.print(f"[red]{exc}[/red]")
+    except (WarehouseLockedError, WarehouseMissingError, QueryRefusedError) as exc:
+        err_console.print(f"Error: {exc}", style="red", markup=False, soft_wrap=True)
         raise typer.Exit(2) from None
     except duckdb.Error as exc:
-        err_console.print(f"[red]The query failed: {exc}[/red]")
+        err_console.print(f"The query failed: {exc}", style="red", markup=False)
         raise typer.Exit(1) from None
     if fmt == "table":
         _print_frame(frame)

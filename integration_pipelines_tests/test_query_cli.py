@@ -78,7 +78,7 @@ def test_formats_tables_and_errors(tmp_path):
     bad = run_cli(["query", "SELECT nope"], warehouse)
     assert bad.returncode == 1 and "nope" in bad.stderr
     readonly = run_cli(["query", "DROP TABLE raw_demo.things"], warehouse)
-    assert readonly.returncode == 1 and "read-only" in readonly.stderr.lower()
+    assert readonly.returncode == 2 and "only reads" in readonly.stderr.lower()
     missing = run_cli(["query", "SELECT 1"], tmp_path / "absent.duckdb")
     assert missing.returncode == 2 and "no warehouse" in missing.stderr.lower()
 
@@ -119,3 +119,81 @@ def test_roi_on_a_folder_without_a_warehouse_says_what_to_do(tmp_path):
     result = run_cli(["roi", "--timeout", "5"], tmp_path / "missing" / "warehouse.duckdb")
     assert result.returncode == 2
     assert "There is no warehouse at" in result.stderr and "Traceback" not in result.stderr
+
+
+def _snapshot(warehouse: Path) -> list[tuple]:
+    with duckdb.connect(str(warehouse), read_only=True) as con:
+        tables = con.execute("SELECT database_name, schema_name, table_name FROM duckdb_tables() "
+                             "ORDER BY ALL").fetchall()
+        rows = con.execute("SELECT * FROM raw_demo.things ORDER BY id").fetchall()
+    return tables + rows
+
+
+def test_query_refuses_writes_files_extensions_and_settings(tmp_path):
+    """Every way out of "read the warehouse" is refused in one paragraph with exit 2, and nothing changes."""
+    warehouse = tmp_path / "w.duckdb"
+    make_warehouse(warehouse)
+    before = _snapshot(warehouse)
+    secret = tmp_path / "secret.csv"
+    secret.write_text("a,b\n1,2\n")
+    attempts = [
+        f"ATTACH '{tmp_path / 'other.duckdb'}' AS other",
+        "ATTACH ':memory:' AS scratch",
+        f"COPY raw_demo.things TO '{tmp_path / 'copied.csv'}'",
+        f"COPY (SELECT * FROM raw_demo.things) TO '{tmp_path / 'copied.parquet'}' (FORMAT parquet)",
+        f"EXPORT DATABASE '{tmp_path / 'exported'}'",
+        "SELECT * FROM read_csv('/etc/passwd')",
+        f"SELECT * FROM read_csv('{secret}')",
+        f"SELECT * FROM '{secret}'",
+        f"SELECT * FROM read_parquet('{tmp_path}/*.parquet')",
+        "SELECT * FROM read_json('/etc/hostname')",
+        "SELECT * FROM glob('/etc/*')",
+        "WITH x AS (SELECT * FROM read_text('/etc/passwd')) SELECT * FROM x",
+        "INSTALL httpfs",
+        "LOAD httpfs",
+        "DETACH w",
+        "USE raw_demo",
+        "SET enable_external_access = true",
+        "SELECT 1; SET lock_configuration = false",
+        "DROP TABLE raw_demo.things",
+        "INSERT INTO raw_demo.things VALUES (9, 'x')",
+        "CREATE TABLE raw_demo.more AS SELECT 1",
+    ]
+    for sql in attempts:
+        result = run_cli(["query", sql, "--timeout", "5"], warehouse)
+        assert result.returncode == 2, (sql, result.returncode, result.stderr)
+        message = " ".join(result.stderr.split())
+        assert "only reads the warehouse" in message and "--output" in message, (sql, message)
+        assert "Traceback" not in result.stderr
+    assert _snapshot(warehouse) == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["secret.csv", "w.duckdb"]
+
+
+def test_query_reads_and_output_still_writes_the_file(tmp_path):
+    warehouse = tmp_path / "w.duckdb"
+    make_warehouse(warehouse)
+    with duckdb.connect(str(warehouse)) as con:
+        con.execute("ALTER TABLE raw_demo.things ADD COLUMN seen_at TIMESTAMPTZ")
+        con.execute("ALTER TABLE raw_demo.things ADD COLUMN amount DECIMAL(10, 2)")
+        con.execute("UPDATE raw_demo.things SET seen_at = TIMESTAMPTZ '2026-03-01 10:00:00+00', amount = 12.5")
+    plain = run_cli(["query", "SELECT id, name FROM raw_demo.things WHERE name LIKE 'f%'", "--format", "json"],
+                    warehouse)
+    assert plain.returncode == 0 and json.loads(plain.stdout) == [{"id": 1, "name": "first"}]
+    described = run_cli(["query", "DESCRIBE raw_demo.things"], warehouse)
+    assert described.returncode == 0 and "amount" in described.stdout
+    csv = tmp_path / "x.csv"
+    written = run_cli(["query", "SELECT id, name FROM raw_demo.things", "--format", "csv", "--output", str(csv)],
+                      warehouse)
+    assert written.returncode == 0, written.stderr
+    assert "wrote 1 row(s)" in written.stderr
+    assert csv.read_text().splitlines() == ["id,name", "1,first"]
+    as_json = tmp_path / "x.json"
+    assert run_cli(["query", "SELECT * FROM raw_demo.things", "--format", "json", "--output", str(as_json)],
+                   warehouse).returncode == 0
+    [row] = json.loads(as_json.read_text())
+    assert row["name"] == "first" and row["amount"] == 12.5 and row["seen_at"].replace("T", " ").startswith("2026-03-01 10:00:00")
+    empty = tmp_path / "empty.parquet"
+    assert run_cli(["query", "SELECT * FROM raw_demo.things WHERE false", "--format", "parquet", "--output",
+                    str(empty)], warehouse).returncode == 0
+    assert duckdb.sql(f"SELECT count(*) FROM '{empty}'").fetchall()[0][0] == 0
+    assert not [p for p in tmp_path.iterdir() if p.name.endswith(".partial")]
