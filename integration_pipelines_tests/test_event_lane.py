@@ -17,7 +17,7 @@ from integration_pipelines.syncs.registry import discover_syncs
 from integration_pipelines.syncs.spec import SyncSpec
 from integration_pipelines.warehouse.duckdb import Warehouse
 from integration_pipelines.webhooks.landing import LocalLandingStore
-from integration_pipelines.webhooks.lane import EventLane, affected_syncs
+from integration_pipelines.webhooks.lane import EventLane, affected_syncs, direct_syncs
 from integration_pipelines.webhooks.receiver import envelope
 
 
@@ -113,3 +113,12 @@ def test_a_notice_for_a_system_this_deployment_does_not_read_is_kept_and_nothing
                      syncs=[], batch_files=10, run_id="r")
     outcome = lane.process(lane.next_batch() or "")
     assert outcome.refreshed == [] and sandbox.state.request_log("xero") == []
+
+
+def test_syncs_that_read_only_what_the_events_brought_go_first():
+    customers = spec("customers_to_books", (("core", "customers"),))
+    leads = spec("leads_to_crm", (("forms", "submissions"),))
+    follow_up = spec("lead_tasks", (("forms", "submissions"),), depends_on=("customers_to_books",))
+    stock = spec("stock_to_shop", (("odoo", "products"),))
+    ordered = [customers, leads, follow_up, stock]
+    assert [s.name for s in direct_syncs(ordered)] == ["leads_to_crm", "stock_to_shop"]
