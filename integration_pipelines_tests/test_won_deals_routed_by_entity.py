@@ -171,3 +171,43 @@ def test_a_hubspot_won_deal_is_invoiced_in_its_entitys_books(settings, sandbox):
                                     "FROM core.deals WHERE source_system = 'hubspot' AND is_won")
     assert rows[0][1] == WORLD_US_WON + WORLD_UK_WON
     assert rows[0][0] == rows[0][1], "every HubSpot won deal has a customer to invoice"
+
+
+def test_a_deal_invoiced_in_one_books_is_not_invoiced_again_when_its_entity_moves(settings, sandbox, sandbox_server,
+                                                                                   monkeypatch, tmp_path):
+    _extract_and_build(settings)
+    assert sync(settings, "won_deals_to_quickbooks_invoices").created == WORLD_US_WON
+    # the group now keeps the US company's books in Xero first (a migration): its deals route to Xero from here on
+    entities = tmp_path / "entities.yaml"
+    entities.write_text(
+        "entities:\n"
+        "  - {legal_entity: Acme Trading Inc (US), country: US, functional_currency: USD, books: [{system: xero}]}\n"
+        "  - {legal_entity: Acme Trading Ltd (UK), country: GB, functional_currency: GBP, books: [{system: xero}]}\n")
+    monkeypatch.setenv("IP_LEGAL_ENTITIES_FILE", str(entities))
+    build(settings)
+    assert warehouse_rows(settings, "SELECT books_system FROM core.deals WHERE source_id = ?", [US_DEAL]) == [("xero",)]
+    sandbox.state.clear_requests()
+    customers = sync(settings, "won_deal_customers_to_xero")
+    invoices = sync(settings, "won_deals_to_xero_invoices")
+    # only the UK deal: the US deals already have their QuickBooks invoices
+    assert (customers.created, invoices.created) == (0, WORLD_UK_WON)
+    assert xero_invoices(sandbox_server.url, US_DEAL) == []
+    assert len(qbo_invoices(sandbox_server.url, US_DEAL)) == 1
+
+
+def test_an_unusable_items_file_stops_the_plan_naming_it(settings, monkeypatch, tmp_path):
+    from integration_pipelines.syncs.catalog.won_deals_to_accounting import SYNCS
+
+    setting = next(s for s in SYNCS if s.name == "won_deals_to_xero_invoices").settings["invoice_item"]
+    assert setting.value() == ""  # unset: the shipped ref.books_accounts row applies
+    missing = tmp_path / "nope.csv"
+    monkeypatch.setenv("IP_INVOICE_ITEMS_FILE", str(missing))
+    with pytest.raises(ValueError, match=r"IP_INVOICE_ITEMS_FILE=.*nope\.csv: cannot read"):
+        setting.value()
+    other = tmp_path / "other.csv"
+    other.write_text("books_system,purpose,account_code,description\nquickbooks,won_deal_invoice_item,7,x\n")
+    monkeypatch.setenv("IP_INVOICE_ITEMS_FILE", str(other))
+    with pytest.raises(ValueError, match="no row books_system=xero, purpose=won_deal_invoice_account"):
+        setting.value()
+    other.write_text("books_system,purpose,account_code,description\nxero,won_deal_invoice_account,0400,x\n")
+    assert setting.value() == "0400"  # read as text: a leading zero stays

@@ -77,11 +77,25 @@ def _settings(system: str) -> dict[str, SyncSetting]:
             f"one ({'the QuickBooks item id' if system == 'quickbooks' else 'the Xero revenue account code'})"),
     }
 
+# A deal the other books' invoice sync has sent (or may have: in doubt) stays there, even when its entity changes
+# afterwards (a corrected country, another books of record): it is never invoiced a second time in other books.
+_INVOICED_ELSEWHERE = """
+    SELECT 1 FROM sync.ledger AS other
+    WHERE other.sync_name = '{other}' AND other.record_key = d.source_system || ':' || d.source_id
+      AND other.status IN ('synced', 'linked', 'in_doubt')"""
+_INVOICE_SYNC = {"quickbooks": "won_deals_to_quickbooks_invoices", "xero": "won_deals_to_xero_invoices"}
+
+
+def _elsewhere(system: str) -> str:
+    return _INVOICED_ELSEWHERE.format(other=next(n for s, n in _INVOICE_SYNC.items() if s != system))
+
+
 _WON_CUSTOMERS = """
     WITH won AS (
         SELECT golden_customer_id, min(currency) AS currency
-        FROM core.deals
+        FROM core.deals AS d
         WHERE is_won AND golden_customer_id IS NOT NULL AND books_system = '{system}'
+          AND NOT EXISTS ({invoiced_elsewhere})
         GROUP BY golden_customer_id
     )
     SELECT c.golden_id, c.full_name, c.email, c.phone_e164 AS phone, c.company_name, won.currency
@@ -97,6 +111,7 @@ _WON_DEALS = """
         SELECT d.*, least(d.close_date, current_date) AS won_on
         FROM core.deals AS d
         WHERE d.is_won AND d.golden_customer_id IS NOT NULL AND d.books_system = '{system}'
+          AND NOT EXISTS ({invoiced_elsewhere})
     )
     SELECT d.source_system || ':' || d.source_id AS deal_key,
            d.source_system AS crm,
@@ -129,7 +144,7 @@ SYNCS = (
         title="Won deals → QuickBooks customers",
         description="Creates the QuickBooks customer for each closed-won deal booked in QuickBooks whose customer is "
                     "not yet there.",
-        source_sql=_WON_CUSTOMERS.format(system="quickbooks"),
+        source_sql=_WON_CUSTOMERS.format(system="quickbooks", invoiced_elsewhere=_elsewhere("quickbooks")),
         source_assets=_SOURCES,
         key="golden_id",
         target="quickbooks",
@@ -151,7 +166,7 @@ SYNCS = (
         description="Invoices each closed-won deal of an entity booked in QuickBooks (US) to the deal's customer "
                     "there.",
         source_sql=_WON_DEALS.format(system="quickbooks", customer_sync="won_deal_customers_to_quickbooks",
-                                     purpose=_ACCOUNTS[0]),
+                                     purpose=_ACCOUNTS[0], invoiced_elsewhere=_elsewhere("quickbooks")),
         source_assets=_SOURCES,
         key="deal_key",
         start_column="closed_on",  # deals won before the switch-on were invoiced by hand
@@ -176,7 +191,7 @@ SYNCS = (
         name="won_deal_customers_to_xero",
         title="Won deals → Xero contacts",
         description="Creates the Xero contact for each closed-won deal booked in Xero whose customer is not yet there.",
-        source_sql=_WON_CUSTOMERS.format(system="xero"),
+        source_sql=_WON_CUSTOMERS.format(system="xero", invoiced_elsewhere=_elsewhere("xero")),
         source_assets=_SOURCES,
         key="golden_id",
         target="xero",
@@ -196,7 +211,8 @@ SYNCS = (
         title="Won deals → Xero invoices",
         description="Creates a draft sales invoice (ACCREC) in Xero for each closed-won deal of an entity booked in "
                     "Xero (UK, DE).",
-        source_sql=_WON_DEALS.format(system="xero", customer_sync="won_deal_customers_to_xero", purpose=_ACCOUNTS[1]),
+        source_sql=_WON_DEALS.format(system="xero", customer_sync="won_deal_customers_to_xero", purpose=_ACCOUNTS[1],
+                                     invoiced_elsewhere=_elsewhere("xero")),
         source_assets=_SOURCES,
         key="deal_key",
         start_column="closed_on",  # deals won before the switch-on were invoiced by hand
