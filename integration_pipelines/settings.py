@@ -39,6 +39,13 @@ class Settings(SecretFileSettings):
         default="128MB", description="DuckDB memory limit while loading a stream (beyond it, DuckDB spills to "
         "disk; a load that still runs out retries with twice the limit, up to 32 times it)"
     )
+    max_new_columns_per_load: int = Field(
+        default=200, ge=0, description="new typed columns one load may add to a raw table; an API that starts "
+        "sending more new fields at once keeps the rest in `_raw` only (with a warning), so a hostile or broken "
+        "schema cannot exhaust memory")
+    max_columns_per_table: int = Field(
+        default=1000, ge=100, description="typed columns a raw table may have at most (besides `_pk`, `_raw` ...); "
+        "fields beyond it stay in `_raw` only (with a warning)")
     duckdb_memory_limit: str | None = Field(
         default=None, description="DuckDB memory limit for models and queries (default: DuckDB's, 80% of RAM)"
     )

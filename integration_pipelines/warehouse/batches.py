@@ -111,6 +111,11 @@ def _field_names(records: Iterable[dict[str, Any]]) -> list[tuple[str, str]]:
     return list(seen.values())
 
 
+FIELDS_LEFT_IN_RAW = b"integration_pipelines.fields_left_in_raw"
+"""Arrow schema metadata of a batch (kept in its Parquet file): how many fields got no typed column."""
+_FEW_FIELDS = 100  # IP_MAX_COLUMNS_PER_TABLE is at least this, so a batch this narrow never asks the settings
+
+
 def records_to_table(
     records: Sequence[dict[str, Any]],
     *,
@@ -122,12 +127,28 @@ def records_to_table(
     first_seq: int,
     versions: Sequence[datetime | None] | None = None,
     seqs: Sequence[int] | None = None,
+    max_columns: int | None = None,
 ) -> pa.Table:
     """One Arrow batch of `records`. `versions` is the moment each snapshot was true at the source (an event's
     creation time); without it every row is as new as `extracted_at`, the moment the read started. The load
-    never lets an older version replace a newer one, so a late or replayed event cannot undo a later change."""
+    never lets an older version replace a newer one, so a late or replayed event cannot undo a later change.
+
+    At most `max_columns` (default IP_MAX_COLUMNS_PER_TABLE) fields become typed columns, the first in the
+    records' own order; the rest are counted in the schema's metadata and stay in `_raw` only. Why: a page that
+    suddenly carries thousands of new fields would otherwise build (and load) thousands of sparse columns, and
+    memory grows with the width; a raw table never takes more columns than that anyway."""
     columns: dict[str, pa.Array] = {}
-    for key, column in _field_names(records):
+    fields = _field_names(records)
+    left_in_raw = 0
+    if len(fields) > _FEW_FIELDS or (max_columns is not None and len(fields) > max_columns):
+        if max_columns is None:
+            from ..settings import load_settings
+
+            max_columns = load_settings().max_columns_per_table
+        if len(fields) > max_columns:
+            left_in_raw = len(fields) - max_columns
+            fields = fields[:max_columns]
+    for key, column in fields:
         array = _typed_array([record.get(key) for record in records])
         if array is not None:
             columns[column] = array
@@ -152,4 +173,7 @@ def records_to_table(
         columns["_raw"] = pa.array([raw.decode("utf-8", "replace") for raw in raws], type=pa.string())
     # _seq orders the records of one load: between two snapshots of one key with the same version, the higher wins
     columns["_seq"] = pa.array(range(first_seq, first_seq + n) if seqs is None else seqs, type=pa.int64())
-    return pa.table(columns)
+    table = pa.table(columns)
+    if left_in_raw:
+        table = table.replace_schema_metadata({FIELDS_LEFT_IN_RAW: str(left_in_raw).encode()})
+    return table

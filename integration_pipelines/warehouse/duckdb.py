@@ -57,6 +57,35 @@ def _create_raw_table(con: duckdb.DuckDBPyConnection, target: str, columns: Sequ
     con.execute(f"CREATE TABLE {target} ({ddl})")
 
 
+_META_NAMES = frozenset(name for name, _ in _EMPTY_COLUMNS)
+
+
+def _first_fields(staged: Sequence[tuple[str, str]], room: int) -> list[tuple[str, str]]:
+    """The metadata columns and the first `room` fields: what a new raw table is created with."""
+    kept: list[tuple[str, str]] = []
+    for name, kind in staged:
+        if name in _META_NAMES:
+            kept.append((name, kind))
+        elif room > 0:
+            kept.append((name, kind))
+            room -= 1
+    return kept
+
+
+def _fields_left_in_raw(files: Sequence[Path]) -> int:
+    """How many fields the batches themselves left out (records_to_table's per-table cap), at most: the most
+    any one spooled batch left out (they are mostly the same fields, page after page)."""
+    import pyarrow.parquet as pq
+
+    from .batches import FIELDS_LEFT_IN_RAW
+
+    most = 0
+    for path in files:
+        metadata = pq.read_schema(path).metadata or {}
+        most = max(most, int(metadata.get(FIELDS_LEFT_IN_RAW, b"0")))
+    return most
+
+
 class WarehouseLockedError(RuntimeError):
     """Another process held the DuckDB file for longer than we agreed to wait."""
 
@@ -113,6 +142,9 @@ class LoadResult:
     total_rows: int = 0
     new_columns: list[str] = field(default_factory=list)
     type_warnings: list[str] = field(default_factory=list)
+    # top-level fields that got no typed column (IP_MAX_NEW_COLUMNS_PER_LOAD / IP_MAX_COLUMNS_PER_TABLE): their
+    # values are in `_raw` only; named in `type_warnings` too
+    fields_left_in_raw: int = 0
     columns: list[tuple[str, str]] = field(default_factory=list)
     preview_markdown: str = ""
 
@@ -357,18 +389,27 @@ class Warehouse:
         else:
             con.execute("CREATE OR REPLACE TEMP VIEW _staged AS SELECT * FROM _spooled")
         result.staged = distinct
+        staged = [(n, t) for n, t in self._describe(con, "_staged") if n != "_seq"]
+        new_allowed, table_allowed = self._column_limits()
         if not self._exists(con, schema, table):
-            _create_raw_table(con, target, [c for c in self._describe(con, "_staged") if c[0] != "_seq"],
-                              raw_compression)
+            # A first load takes the API's fields as they are (a CRM object may have hundreds), up to the table's
+            # limit; IP_MAX_NEW_COLUMNS_PER_LOAD bounds what a later load adds.
+            _create_raw_table(con, target, _first_fields(staged, table_allowed), raw_compression)
         # DuckDB names are case-insensitive: a field that comes back as `name` after `Name` is the same column
         existing = {n.lower(): (n, t) for n, t in self._describe(con, target)}
-        staged = [(n, t) for n, t in self._describe(con, "_staged") if n != "_seq"]
+        typed = sum(1 for n in existing.values() if n[0] not in _META_NAMES)
+        budget = max(0, min(new_allowed, table_allowed - typed))
         select: list[str] = []
+        left_out: list[str] = []
         for name, staged_type in staged:
             col = quote_ident(name)
             if name.lower() not in existing:
+                if name not in _META_NAMES and budget <= 0:
+                    left_out.append(name)  # its values stay in `_raw`, which holds the whole record
+                    continue
                 con.execute(f"ALTER TABLE {target} ADD COLUMN {col} {staged_type}")
                 result.new_columns.append(name)
+                budget -= name not in _META_NAMES
                 select.append(col)
                 continue
             column, column_type = existing[name.lower()]
@@ -386,6 +427,16 @@ class Warehouse:
                         f"{column_type}; stored as NULL there and kept in _raw"
                     )
                 select.append(f"TRY_CAST({col} AS {column_type}) AS {as_column}")
+        batched_out = _fields_left_in_raw(files)
+        if left_out or batched_out:
+            result.fields_left_in_raw = len(left_out) + batched_out
+            shown = ", ".join(left_out[:5]) + (" ..." if len(left_out) > 5 else "")
+            result.type_warnings.append(
+                f"{result.fields_left_in_raw} field(s) got no typed column and are kept in _raw only "
+                f"(IP_MAX_NEW_COLUMNS_PER_LOAD={new_allowed} new columns per load, IP_MAX_COLUMNS_PER_TABLE="
+                f"{table_allowed} per table{'; e.g. ' + shown if shown else ''}); read them with "
+                "json_extract(_raw, '$.<field>'), or raise the limits and reload")
+            self.log.warning(f"{schema}.{table}: {result.type_warnings[-1]}")
         # A table loaded before `_hash` existed has NULL there: every row compares as changed once and is
         # rewritten with its digest.
         # Apply by version, never by arrival: a staged snapshot older than the stored one (an event delivered late,
@@ -411,6 +462,17 @@ class Warehouse:
         con.execute("DROP TABLE _changed")
         con.execute("DROP VIEW _staged")
         con.execute("DROP VIEW IF EXISTS _spooled")
+
+    max_new_columns_per_load: int | None = None  # None: IP_MAX_NEW_COLUMNS_PER_LOAD
+    max_columns_per_table: int | None = None  # None: IP_MAX_COLUMNS_PER_TABLE
+
+    def _column_limits(self) -> tuple[int, int]:
+        new, total = self.max_new_columns_per_load, self.max_columns_per_table
+        if new is None or total is None:
+            settings = load_settings()
+            new = settings.max_new_columns_per_load if new is None else new
+            total = settings.max_columns_per_table if total is None else total
+        return new, total
 
     @staticmethod
     def _exists(con: duckdb.DuckDBPyConnection, schema: str, table: str) -> bool:
