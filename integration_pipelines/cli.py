@@ -162,7 +162,7 @@ def systems(
     if as_json:
         _json_out(listed)
         return
-    console.print(table)
+    _print_whole(table)
 
 
 def _pick_systems(name: str | None):  # type: ignore[no-untyped-def]
@@ -200,7 +200,7 @@ def systems_check(
         state = r.state if r.ok else f"[red]{r.state}[/red]"
         table.add_row(r.system, r.purpose, r.mode, state, str(r.status or ""),
                       "" if r.latency_ms is None else str(r.latency_ms), r.rate_limit or "", ", ".join(r.fix))
-    console.print(table)
+    _print_whole(table)
     for r in failing:
         err_console.print(f"{r.system} ({r.purpose}): {r.error}", markup=False, highlight=False)
     console.print(f"{len(results) - len(failing)} of {len(results)} check(s) passed.")
@@ -235,7 +235,7 @@ def systems_status(
                           "" if not last else f"{stream['last_records']} / {stream['last_new']} / "
                                               f"{stream['last_changed']}",
                           str(stream["cursors"]))
-    console.print(table)
+    _print_whole(table)
     never = [f"{e['system']}/{s}" for e in status for s in e["never_extracted"]]
     console.print(f"never extracted: {', '.join(never) if never else 'none'}", markup=False)
     console.print(f"failing streams: {NOT_RECORDED_FAILURES}", markup=False)
@@ -266,7 +266,7 @@ def _print_frame(frame, title: str | None = None) -> None:  # type: ignore[no-un
     table = Table(*[str(c) for c in frame.columns], title=title)
     for row in frame.itertuples(index=False):
         table.add_row(*["" if v is None or v != v else str(v) for v in row])  # v != v: NaN / NaT
-    console.print(table)
+    _print_whole(table)
     console.print(f"[dim]{len(frame)} row(s)[/dim]")
 
 
@@ -448,7 +448,7 @@ def roi(timeout: Annotated[float, typer.Option(help="seconds to wait for a writi
     for s in summary:
         table.add_row(str(s["month"]), str(s["operations"]), str(s["hours_saved"]), str(s["labour_saved"]),
                       str(s["ipaas_cost_avoided"]), str(s["net_saving_vs_manual"]), str(s["payback_months"] or "-"))
-    console.print(table)
+    _print_whole(table)
     console.print(bar_chart(summary).strip("`\n"))
 
 
@@ -467,7 +467,7 @@ def sync_list() -> None:
     table.add_column("depends on")
     for spec in specs:
         table.add_row(spec.name, spec.target, spec.mode, spec.title, ", ".join(spec.depends_on))
-    console.print(table)
+    _print_whole(table)
 
 
 def _sync_result(name: str, dry_run: bool) -> None:
@@ -580,7 +580,7 @@ def sync_errors(
         error = error if len(error) <= 120 else error[:119] + "…"  # whole in --json
         table.add_row(r.key, r.status + (f" ({r.skip_reason})" if r.skip_reason else ""), r.operation or "",
                       str(r.attempts), error, r.next_attempt())
-    console.print(table)
+    _print_whole(table)
     console.print(f"[dim]{len(records)} record(s). `sync skip {spec.name} KEY` acknowledges one, "
                   f"`sync retry {spec.name} KEY` sends it again.[/dim]")
 
@@ -660,13 +660,22 @@ def sync_history(
     table.add_column("sync", no_wrap=True)  # copied into other commands: never cut
     for column in ("created", "updated", "deleted", "failed", "new failures", "skipped", "parked", "backoff",
                    "before start", "dry run"):
-        table.add_column(column)
+        table.add_column(column, justify="right")
     for run in runs:
         table.add_row(_when(run["finished_at"]), run["sync_name"], *(str(run[c] or 0) for c in (
             "created", "updated", "deleted", "failed", "new_failures", "skipped", "parked", "backoff",
             "before_start")), "yes" if run["dry_run"] else "")
-    console.print(table)
+    _print_whole(table)
     console.print(f"[dim]{len(runs)} run(s)[/dim]")
+
+
+def _print_whole(table: Table) -> None:
+    """A table as wide as its content needs, even in a narrow terminal or a pipe (80 columns by default): a
+    squeezed table cut names and hid whole columns of counts. The terminal wraps long lines; nothing is lost."""
+    from rich.measure import Measurement
+
+    needed = Measurement.get(console, console.options.update(width=10_000), table).maximum
+    Console(width=max(console.width, needed)).print(table)
 
 
 def _wait_for(url: str, what: str, process: subprocess.Popen, timeout: float) -> None:
