@@ -121,6 +121,7 @@ class HttpClient:
     rng: random.Random = field(default_factory=random.Random)
     log: LogSink | None = None
     log_every_request: bool = False
+    env_prefix: str = ""  # the system's variables' prefix (`QUICKBOOKS`): messages name real variables
 
     def __post_init__(self) -> None:
         self._client = httpx.Client(
@@ -199,7 +200,7 @@ class HttpClient:
                 self.system,
                 f"{self.system} {method} {redact_url(url)} still failing after {attempt_number} attempts: "
                 f"{last}. The service may be degraded; rerun later, or raise "
-                f"{self.system.upper()}_MAX_RETRIES to retry longer.",
+                f"{self.env_prefix or self.system.upper().replace(' ', '_')}_MAX_RETRIES to retry longer.",
             ) from last
 
     def _send_once(

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import os
 import random
+import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -33,7 +34,16 @@ from .http import DEFAULT_RETRY_STATUSES, HttpClient, LogSink, RetryPolicy
 from .ratelimit import TokenBucket
 from .redaction import register_secret
 from .secrets import is_set, lookup
-from .spec import BasicAuthSpec, BearerAuthSpec, EnvValue, HeaderAuthSpec, OAuth2AuthSpec, System, render_template
+from .spec import (
+    BasicAuthSpec,
+    BearerAuthSpec,
+    EnvValue,
+    HeaderAuthSpec,
+    OAuth2AuthSpec,
+    System,
+    check_web_url,
+    render_template,
+)
 from .token_store import TokenStore
 
 Purpose = Literal["read", "write"]
@@ -141,12 +151,28 @@ def resolve_system(system: System, settings: Settings, environ: dict[str, str] |
         real_token = getattr(system.auth, "token_url", None)
         token_url = _rebase(real_token, settings.sandbox_url) if real_token else None
     token_url = overrides.token_url or token_url
+    base_url = check_web_url(base_url, _url_source(system, "base_url", overrides.base_url, mode))
+    if token_url:
+        check_web_url(token_url, _url_source(system, "token_url", overrides.token_url, mode))
     resolved = ResolvedSystem(system, mode, base_url, token_url, values, overrides, purpose, used)
     if purpose == "write" and mode == "live":
         from ..provenance import refuse_sandbox_data_in_live
 
         refuse_sandbox_data_in_live(resolved, settings, env)
     return resolved
+
+
+def _url_source(system: System, field: str, override: str | None, mode: str) -> str:
+    """Where a URL came from, as the user would fix it: the `<SYSTEM>_BASE_URL` variable, the variables its
+    template is made of, the system's YAML file, or IP_SANDBOX_URL."""
+    if override:
+        return f"{system.env_prefix}_{field.upper()}"
+    if mode == "sandbox":
+        return "IP_SANDBOX_URL"
+    template = system.base_url if field == "base_url" else getattr(system.auth, "token_url", "") or ""
+    used = [system.values[key].env for key in re.findall(r"{(\w+)}", template) if key in system.values]
+    where = f"{system.title}'s {field}" + (f" in {system.source_file}" if system.source_file else "")
+    return f"{' / '.join(used)} (rendered into {where})" if used else where
 
 
 def token_store_for(resolved: ResolvedSystem) -> TokenStore | None:
@@ -212,6 +238,7 @@ def build_client(
     headers = render_template(dict(system.headers), resolved.values, where=f"{system.name} headers")
     return HttpClient(
         system=system.title,
+        env_prefix=system.env_prefix,
         base_url=resolved.base_url,
         auth=build_auth(resolved),
         retry=RetryPolicy(

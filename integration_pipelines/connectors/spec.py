@@ -350,6 +350,20 @@ class Scopes(_Spec):
         return self.writers.get(name, self.write)
 
 
+def check_web_url(url: str, where: str) -> str:
+    """`url` if it is an http(s) URL with a host (template values in the host are allowed), else a
+    ConfigurationError naming `where` (the variable or field it came from)."""
+    scheme, _, rest = url.partition("://")
+    host = rest.split("/", 1)[0].split("?", 1)[0]
+    if scheme.lower() not in ("http", "https") or not host:
+        shown = url if len(url) <= 80 else url[:77] + "..."
+        raise ConfigurationError(
+            f"{where} must be an http:// or https:// URL with a host, not {shown!r}: other schemes (file://, "
+            "ftp://, a bare path) are refused so that a setting cannot point a connector at local files or "
+            "non-web services.")
+    return url
+
+
 class System(_Spec):
     name: str
     title: str
@@ -386,6 +400,18 @@ class System(_Spec):
     @classmethod
     def _identifier(cls, value: str) -> str:
         return _check_identifier("system", value)
+
+    @field_validator("base_url")
+    @classmethod
+    def _web_base_url(cls, value: str) -> str:
+        """`https://…` (or `http://`), or a template whose first part is a value (`{base_url}`, checked once it is
+        rendered): a `file://` or other scheme would let a spec read local files or reach non-web services."""
+        if not value.startswith("{"):
+            try:
+                check_web_url(value, "base_url")
+            except ConfigurationError as exc:
+                raise ValueError(str(exc)) from None  # pydantic names the system (and custom.py its file, line)
+        return value
 
     @model_validator(mode="after")
     def _scoped_writers_exist(self) -> System:
