@@ -3,8 +3,6 @@ and a base URL that is not http(s) is refused when the system is loaded, naming 
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import httpx
 import pytest
 
@@ -29,9 +27,9 @@ def test_a_retry_budget_message_names_the_systems_variable_not_its_title(clean_e
     assert " " in quickbooks.title  # "QuickBooks Online": the title was used as the prefix
     resolved = resolve_system(quickbooks, clean_env, environ={})
     transport = httpx.MockTransport(lambda request: httpx.Response(503, json={"message": "down"}))
-    with build_client(resolved, transport=transport, sleep=lambda seconds: None) as client:
-        with pytest.raises(RetriesExhaustedError) as info:
-            client.request("GET", "/v3/company/1/query")
+    with (build_client(resolved, transport=transport, sleep=lambda seconds: None) as client,
+          pytest.raises(RetriesExhaustedError) as info):
+        client.request("GET", "/v3/company/1/query")
     message = str(info.value)
     assert "QUICKBOOKS_MAX_RETRIES" in message
     assert "ONLINE_MAX_RETRIES" not in message and "QUICKBOOKS ONLINE" not in message
