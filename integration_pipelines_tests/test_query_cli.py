@@ -14,12 +14,12 @@ import duckdb
 CLI = [sys.executable, "-m", "integration_pipelines.cli"]
 
 WRITER = textwrap.dedent("""
-    import duckdb, sys, time
+    import duckdb, sys
     con = duckdb.connect(sys.argv[1])
     con.execute("BEGIN")
     con.execute("INSERT INTO raw_demo.things VALUES (2, 'written while a query waited')")
     print("locked", flush=True)
-    time.sleep(3)
+    sys.stdin.readline()  # holds the file until the test says so: no race with how fast the CLI starts
     con.execute("COMMIT")
     con.close()
     print("writer done", flush=True)
@@ -38,27 +38,37 @@ def run_cli(args: list[str], warehouse: Path, timeout: float = 60) -> subprocess
     return subprocess.run([*CLI, *args], env=env, capture_output=True, text=True, timeout=timeout)
 
 
+def start_writer(warehouse: Path) -> subprocess.Popen:
+    writer = subprocess.Popen([sys.executable, "-c", WRITER, str(warehouse)], stdin=subprocess.PIPE,
+                              stdout=subprocess.PIPE, text=True)
+    assert writer.stdout.readline().strip() == "locked"
+    return writer
+
+
 def test_query_waits_for_a_writing_process_and_the_writer_is_unaffected(tmp_path):
     warehouse = tmp_path / "w.duckdb"
     make_warehouse(warehouse)
-    writer = subprocess.Popen([sys.executable, "-c", WRITER, str(warehouse)], stdout=subprocess.PIPE, text=True)
-    assert writer.stdout.readline().strip() == "locked"
-    result = run_cli(["query", "SELECT count(*) AS n FROM raw_demo.things", "--format", "json"], warehouse)
-    writer_out, _ = writer.communicate(timeout=30)
-    assert result.returncode == 0, result.stderr
-    assert "locked by another process; waiting" in result.stderr
-    assert json.loads(result.stdout) == [{"n": 2}]  # it read after the writer committed
+    writer = start_writer(warehouse)
+    env = {**os.environ, "IP_WAREHOUSE": str(warehouse), "COLUMNS": "200"}
+    query = subprocess.Popen([*CLI, "query", "SELECT count(*) AS n FROM raw_demo.things", "--format", "json"],
+                             env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    waiting = query.stderr.readline()  # the CLI says it waits (however long it took to start) ...
+    writer_out, _ = writer.communicate(input="commit\n", timeout=60)  # ... and only then the writer commits
+    stdout, stderr = query.communicate(timeout=120)
+    assert query.returncode == 0, waiting + stderr
+    assert "locked by another process; waiting" in (waiting + stderr).replace("\n", " ")
+    assert json.loads(stdout) == [{"n": 2}]  # it read after the writer committed
     assert writer.returncode == 0 and "writer done" in writer_out
 
 
 def test_query_gives_up_clearly_after_its_timeout(tmp_path):
     warehouse = tmp_path / "w.duckdb"
     make_warehouse(warehouse)
-    writer = subprocess.Popen([sys.executable, "-c", WRITER, str(warehouse)], stdout=subprocess.PIPE, text=True)
-    assert writer.stdout.readline().strip() == "locked"
+    writer = start_writer(warehouse)  # holds the file for as long as the CLI runs
     result = run_cli(["query", "SELECT 1", "--timeout", "0.5"], warehouse)
-    writer.communicate(timeout=30)
-    assert result.returncode == 2 and "IP_WAREHOUSE_LOCK_TIMEOUT_SECONDS" in result.stderr.replace("\n", "")
+    writer.communicate(input="commit\n", timeout=60)
+    assert result.returncode == 2 and "IP_WAREHOUSE_LOCK_TIMEOUT_SECONDS" in result.stderr.replace("\n", ""), (
+        result.returncode, result.stdout, result.stderr)
     assert writer.returncode == 0
 
 
