@@ -3,6 +3,7 @@ one consistent picture; building half of it would leave payments pointing at cus
 asset checks that show in the UI: unique and not-null keys, referential integrity, reconciliation-ready totals.
 """
 
+import graphlib
 from collections.abc import Sequence
 from datetime import timedelta
 
@@ -138,6 +139,8 @@ def build_core_assets(systems: Sequence[System]) -> dg.AssetsDefinition:
         return sorted((extract_of[t] for t in raw if t in extract_of), key=lambda k: k.path) + [
             _key(c) for c in sorted(cores) if c in CORE_TABLES]
 
+    build_order = list(graphlib.TopologicalSorter(
+        {t: [c for c in lineage.get(t, ((), ()))[1] if c in CORE_TABLES] for t in CORE_TABLES}).static_order())
     specs = [
         dg.AssetSpec(_key(table), group_name="core", description=DESCRIPTIONS.get(table, table),
                      deps=deps_of(table), kinds={"duckdb", "sql"}, freshness_policy=FRESHNESS,
@@ -155,7 +158,7 @@ def build_core_assets(systems: Sequence[System]) -> dg.AssetsDefinition:
             if report.staging_skipped:
                 context.log.info("Not built yet (their raw tables do not exist): "
                                  + "; ".join(f"{m} needs {', '.join(t)}" for m, t in report.staging_skipped.items()))
-            for table in CORE_TABLES:
+            for table in build_order:  # a table after the core tables it reads (Dagster requires it)
                 change = report.changes[f"core.{table}"]
                 columns = con.execute(f"DESCRIBE core.{table}").fetchall()
                 yield dg.MaterializeResult(asset_key=_key(table), metadata={
