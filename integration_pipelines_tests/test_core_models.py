@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import shutil
 from decimal import ROUND_HALF_UP, Decimal
+from pathlib import Path
 
 import pytest
 
@@ -28,6 +30,23 @@ def build(settings):
         report = build_all(con, [(s.name, s.category) for s in discover_systems()])
         con.execute("COMMIT")
     return report
+
+
+_STRIPE_CORE: dict[str, Path] = {}
+
+
+def stripe_core_warehouse(settings, tmp_path_factory) -> None:
+    """Stripe extracted and the core models built, in `settings`' warehouse. The sandbox world is the same in
+    every test (same seed), so it is built once per session and copied."""
+    target = Path(settings.warehouse_database)
+    if "db" in _STRIPE_CORE:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(_STRIPE_CORE["db"], target)
+        return
+    extract(settings, ("stripe",))
+    build(settings)
+    _STRIPE_CORE["db"] = tmp_path_factory.mktemp("stripe_core_warehouse") / "warehouse.duckdb"
+    shutil.copy(target, _STRIPE_CORE["db"])
 
 
 @pytest.fixture

@@ -9,11 +9,9 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 from datetime import UTC, datetime
-from pathlib import Path
 
 import dagster as dg
 import pytest
@@ -25,7 +23,7 @@ from integration_pipelines.syncs.registry import get_sync
 
 from .conftest import warehouse_rows
 from .test_alerts import Capture
-from .test_core_models import build, extract
+from .test_core_models import build, extract, stripe_core_warehouse
 from .test_syncs import add_charge, open_invoices_of_stripe_customers, posts_to, sync
 
 NAME = "payment_receipts_to_mailer"
@@ -46,23 +44,12 @@ def receipts(sandbox) -> dict[str, int]:
     return sent
 
 
-_BUILT: dict[str, Path] = {}
-
-
 @pytest.fixture
 def prepared(settings, sandbox, tmp_path_factory, monkeypatch):
     """Stripe extracted and core built (once per session, copied); the world's syncs start with the world. Returns
     the receipts due (payment key → email) and the keys of one inactive recipient's payments."""
     monkeypatch.setenv("IP_SYNC_START", "2026-03-01")
-    target = Path(settings.warehouse_database)
-    if "db" in _BUILT:
-        target.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy(_BUILT["db"], target)
-    else:
-        extract(settings, ("stripe",))
-        build(settings)
-        _BUILT["db"] = tmp_path_factory.mktemp("failed_records_warehouse") / "warehouse.duckdb"
-        shutil.copy(target, _BUILT["db"])
+    stripe_core_warehouse(settings, tmp_path_factory)
     due = dict(warehouse_rows(settings, """
         SELECT p.source_system || ':' || p.source_id, c.email FROM core.payments p
         JOIN core.customers c ON c.golden_id = p.golden_customer_id
@@ -210,9 +197,10 @@ def test_a_payment_before_the_start_never_gets_a_receipt(settings, sandbox, monk
     assert history[0]["before_start"] == history[1]["before_start"] > 0
 
 
-def test_without_a_configured_start_a_sync_starts_at_its_first_run(settings, sandbox):
+def test_without_a_configured_start_a_sync_starts_at_its_first_run(settings, sandbox, monkeypatch):
     """The sandbox world lies in the past: a sync switched on today sends none of it, and remembers when it
     started."""
+    monkeypatch.delenv("IP_SYNC_START", raising=False)  # the settings fixture starts syncs at the world's history
     extract(settings, ("stripe",))
     build(settings)
     before = datetime.now(UTC)

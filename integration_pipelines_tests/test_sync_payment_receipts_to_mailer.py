@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-import shutil
-from pathlib import Path
-
 import duckdb
 import pytest
 
 from .conftest import warehouse_rows
-from .test_core_models import build, extract
+from .test_core_models import stripe_core_warehouse
 from .test_syncs import posts_to, sync
 
 
@@ -38,22 +35,11 @@ def receipts(sandbox) -> dict[str, list[dict]]:
     return sent
 
 
-_BUILT: dict[str, Path] = {}
-
-
 @pytest.fixture
 def prepared(settings, sandbox, tmp_path_factory):
     """Stripe extracted and the core models built; the sandbox world is the same in every test (same seed), so
     the warehouse is built once per session and copied."""
-    target = Path(settings.warehouse_database)
-    if "db" in _BUILT:
-        target.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy(_BUILT["db"], target)
-    else:
-        extract(settings, ("stripe",))
-        build(settings)
-        _BUILT["db"] = tmp_path_factory.mktemp("mailer_warehouse") / "warehouse.duckdb"
-        shutil.copy(target, _BUILT["db"])
+    stripe_core_warehouse(settings, tmp_path_factory)
     expected = expected_receipts(settings)
     assert len(expected) >= 8, "the seeded world must have successful Stripe payments of known customers"
     return expected
