@@ -14,7 +14,7 @@ from .conftest import PARTITIONS
 from .dagster_dev import DevStack
 
 pytest_plugins = ["integration_pipelines_tests.dagster_dev"]
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]  # a bound on a hang of a whole dagster dev, not a speed claim
 
 
 def _day_bounds(partitions: list[str]) -> tuple[int, int]:
@@ -26,10 +26,10 @@ def _day_bounds(partitions: list[str]) -> tuple[int, int]:
 def test_launch_a_run_and_a_backfill_through_graphql(dagster_dev_stack: DevStack, sandbox_server: SandboxServer):
     ui = dagster_dev_stack.dev
     run_id = ui.launch_run("__ASSET_JOB", assets=[["stripe", "customers"]], partition=PARTITIONS[-1])
-    assert ui.wait_run(run_id) == "SUCCESS"
+    assert ui.wait_run(run_id, timeout=600) == "SUCCESS"
 
     backfill = ui.launch_backfill([["stripe", "charges"]], PARTITIONS)
-    runs = ui.wait_backfill(backfill, len(PARTITIONS))
+    runs = ui.wait_backfill(backfill, len(PARTITIONS), timeout=600)
     assert [r["status"] for r in runs] == ["SUCCESS"] * len(PARTITIONS)
     # the three partitions together hold every charge the sandbox has for those days, exactly once
     start, end = _day_bounds(PARTITIONS)

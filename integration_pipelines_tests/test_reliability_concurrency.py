@@ -31,7 +31,7 @@ from .conftest import PARTITIONS
 from .dagster_dev import BIN, DevStack
 
 pytest_plugins = ["integration_pipelines_tests.dagster_dev"]
-pytestmark = [pytest.mark.reliability, pytest.mark.slow]
+pytestmark = [pytest.mark.reliability, pytest.mark.slow, pytest.mark.timeout(900)]
 
 LOCK_NOTICE = "is locked by another process; waiting up to"
 TABLES_SQL = ("SELECT count(*) AS tables, count(*) FILTER (WHERE table_schema = 'raw_stripe' AND table_name = "
@@ -165,9 +165,9 @@ def test_sensor_nightly_and_backfill_queue_for_the_warehouse_while_a_user_querie
         while not (lanes := ui.runs(job="event_lane", created_after=began)):
             assert time.monotonic() < deadline, "the sensor started no event lane for the landed events"
             time.sleep(1)
-        backfill_runs = ui.wait_backfill(backfill, runs=2, timeout=240)
-        assert ui.wait_run(nightly, timeout=240) == "SUCCESS", ui.events(nightly)[-5:]
-        everything = ui.wait_quiet(began, timeout=240)  # incl. runs the automation sensor added meanwhile
+        backfill_runs = ui.wait_backfill(backfill, runs=2, timeout=600)
+        assert ui.wait_run(nightly, timeout=600) == "SUCCESS", ui.events(nightly)[-5:]
+        everything = ui.wait_quiet(began, timeout=600)  # incl. runs the automation sensor added meanwhile
     finally:
         results = queries.stop()
 

@@ -478,6 +478,7 @@ def _stale_landing(data_dir: Path, before: float) -> list[Path]:
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(900)  # a whole demo flow on 2 cores: a bound on a hang, not a speed claim
 def test_no_secret_leaks_anywhere_in_the_demo_flow(demo: Demo, inbox: AlertInbox):
     ui, env = demo.ui, demo.env
     yesterday = partition_for(datetime.now(UTC), "UTC")
