@@ -186,6 +186,7 @@ class MoneyWorld(RuleBasedStateMachine):
 
 
 @pytest.mark.reliability
+@pytest.mark.timeout(1200)  # 48 pipeline runs with lost answers and retries: a bound on a hang, not a speed claim
 def test_any_interleaving_books_each_card_payment_exactly_once(settings_for_properties, sandbox_server, tmp_path):
     MoneyWorld.server = sandbox_server
     MoneyWorld.base_settings = settings_for_properties
