@@ -365,7 +365,7 @@ def kill_after_an_accepted_write(settings: Settings, sandbox: Sandbox, spawn: Ca
 def assert_one_invoice_per_deal_and_a_ledger_that_names_it(settings: Settings, sandbox: Sandbox, system: str
                                                           ) -> None:
     invoice_sync = TARGETS[system][1]
-    deals = won_deals(settings)
+    deals = won_deals(settings, system)
     recorded = ledger(settings, invoice_sync)
     for deal_id, _, _ in deals:
         invoices = _invoices_for(sandbox, system, deal_id)
@@ -388,7 +388,7 @@ def sync_errors(settings: Settings, sync_name: str) -> int:
 def in_doubt(settings: Settings, sandbox: Sandbox, system: str) -> list[str]:
     """Deals the target has an invoice for that the ledger does not know about."""
     recorded = ledger(settings, TARGETS[system][1])
-    return [deal_id for deal_id, _, _ in won_deals(settings)
+    return [deal_id for deal_id, _, _ in won_deals(settings, system)
             if _invoices_for(sandbox, system, deal_id) and f"salesforce:{deal_id}" not in recorded]
 
 
@@ -412,7 +412,7 @@ def test_a_sync_killed_between_an_accepted_write_and_its_ledger_row_never_invoic
     prepare(settings, sandbox, system)
     customers = sync(settings, TARGETS[system][0])
     assert customers.failed == 0 and customers.created > 0
-    total = len(won_deals(settings))
+    total = len(won_deals(settings, system))
     assert total >= 6
 
     kill_after_an_accepted_write(settings, sandbox, spawn, system, TARGETS[system][1], writes_before=2)
@@ -430,7 +430,7 @@ def test_a_sync_killed_between_an_accepted_write_and_its_ledger_row_never_invoic
 
     run_asset(spawn, "sync", TARGETS[system][1], **TARGET_ENV).finish()
     assert_one_invoice_per_deal_and_a_ledger_that_names_it(settings, sandbox, system)
-    assert len({invoice_id(system, i) for d, _, _ in won_deals(settings)
+    assert len({invoice_id(system, i) for d, _, _ in won_deals(settings, system)
                 for i in _invoices_for(sandbox, system, d)}) == total
     assert sync_errors(settings, TARGETS[system][1]) == 0
 
@@ -445,7 +445,7 @@ def test_a_batch_killed_before_its_ledger_rows_is_replayed_whole_when_the_model_
         monkeypatch.setenv(name, value)
     prepare(settings, sandbox, system)
     assert sync(settings, TARGETS[system][0]).failed == 0
-    first = len(won_deals(settings))
+    first = len(won_deals(settings, system))
 
     kill_after_an_accepted_write(settings, sandbox, spawn, system, TARGETS[system][1], writes_before=0)
     assert_warehouse_opens_for_writing(settings)
@@ -460,7 +460,7 @@ def test_a_batch_killed_before_its_ledger_rows_is_replayed_whole_when_the_model_
                  if c.get("Email") and c["Email"].lower() in emails)
     new_deal = _plant_won_deal(sandbox, 77, buyer, 4321.0)
     re_extract_the_crm(settings, sandbox.emulator("salesforce").records["Opportunity"][new_deal])
-    assert len(won_deals(settings)) == first + 1
+    assert len(won_deals(settings, system)) == first + 1
 
     run_asset(spawn, "sync", TARGETS[system][1], **TARGET_ENV).finish()
     assert_one_invoice_per_deal_and_a_ledger_that_names_it(settings, sandbox, system)
@@ -478,7 +478,7 @@ def test_a_batch_whose_answer_was_lost_stays_journaled_and_goes_out_again_under_
         monkeypatch.setenv(name, value)
     prepare(settings, sandbox, system)
     assert sync(settings, customer_sync).failed == 0
-    first = len(won_deals(settings))
+    first = len(won_deals(settings, system))
     monkeypatch.setenv("XERO_MAX_RETRIES", "0")
     sandbox.set_faults(system, error_rate=1.0, methods=["PUT"])
     with pytest.raises(SyncFailedError, match=f"{first} of {first} records failed"):
