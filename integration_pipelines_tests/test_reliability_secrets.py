@@ -404,6 +404,8 @@ def demo(tmp_path: Path, inbox: AlertInbox) -> Iterator[Demo]:
         env[f"{system.env_prefix}_BACKOFF_BASE_SECONDS"] = "0.01"
         env[f"{system.env_prefix}_BACKOFF_CAP_SECONDS"] = "0.05"
     processes = Processes(tmp_path / "logs")
+    (tmp_path / "data").mkdir(parents=True, exist_ok=True)
+    (tmp_path / "data" / ".caught-up").write_text("skipped by the test\n")  # the test launches its own nightly
     process = processes.spawn("demo", [*CLI, "demo", "--port", str(ports["ui"]), "--sandbox-port",
                                        str(ports["sandbox"]), "--webhook-port", str(ports["webhooks"]),
                                        "--data-dir", str(tmp_path / "data")], env, PROJECT_ROOT)
