@@ -44,7 +44,8 @@ def test_sandbox_by_default_live_with_all_secrets_error_with_some(settings, syst
     sandbox = resolve_system(system, settings, environ={})
     assert sandbox.mode == "sandbox" and sandbox.base_url == settings.sandbox_url
     secrets = [v.env for v in system.values.values() if v.secret]
-    all_set = {v.env: f"FAKE-live-{v.env.lower()}" for v in system.values.values()}
+    all_set = {v.env: (f"https://fake-live-{system.name}.example.invalid" if v.env.endswith("_URL")
+                       else f"FAKE-live-{v.env.lower()}") for v in system.values.values()}
     live = resolve_system(system, settings, environ=all_set)
     assert live.mode == "live" and not live.base_url.startswith("http://127.0.0.1")
     if len(secrets) > 1:
