@@ -6,6 +6,10 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import socket
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -17,7 +21,14 @@ import standardwebhooks
 import stripe
 from hubspot.utils.signature import Signature
 
-from integration_pipelines.webhooks.config import SANDBOX_SALESFORCE_ORG_IDS, SANDBOX_SECRETS, WebhookSecrets
+from integration_pipelines.connectors.registry import discover_systems
+from integration_pipelines.connectors.runtime import credential_variables
+from integration_pipelines.webhooks.config import (
+    SANDBOX_SALESFORCE_ORG_IDS,
+    SANDBOX_SECRETS,
+    WebhookSecrets,
+    WebhookSettings,
+)
 from integration_pipelines.webhooks.server import ReceiverServer
 from integration_pipelines.webhooks.simulator import Delivery, Signer
 from integration_pipelines.webhooks.testing import make_receiver, scrubbed_environment_names
@@ -345,3 +356,80 @@ def test_rejections_are_counted_and_logged_without_secrets(server, tmp_path, cap
     assert "rejected" in caplog.text
     for secret in SANDBOX_SECRETS.values():
         assert secret not in text
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def test_serve_prints_each_providers_state_and_the_receiver_does_what_it_prints(tmp_path):
+    """`webhooks serve` in its own process: Stripe live (its secret is set), Square sandbox (nothing set, the
+    Square system runs against the sandbox), HubSpot off (HUBSPOT_TOKEN makes the HubSpot system live, and no
+    webhook secret is set), forms off (no system of its own, and a system is live), the rest disabled. The start
+    lines say so, and requests over HTTP get exactly that."""
+    port = _free_port()
+    url = f"http://127.0.0.1:{port}"
+    drop = {*scrubbed_environment_names(), *(n for s in discover_systems() for n in credential_variables(s))}
+    env = {k: v for k, v in os.environ.items() if k not in drop and not k.startswith("IP_")}
+    env |= {"IP_DATA_DIR": str(tmp_path / "data"), "IP_WEBHOOK_PUBLIC_URL": url, "PYTHONUNBUFFERED": "1",
+            "IP_WEBHOOK_PROVIDERS": "stripe,square,hubspot,forms",
+            "STRIPE_WEBHOOK_SECRET": "FAKE-test-secret", "HUBSPOT_TOKEN": "FAKE-test-hubspot-token"}
+    process = subprocess.Popen([sys.executable, "-m", "integration_pipelines.cli", "webhooks", "serve", "--port",
+                                str(port)], env=env, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               text=True)
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            assert process.poll() is None and time.monotonic() < deadline, "the receiver did not start"
+            time.sleep(0.1)
+        sign = Signer(WebhookSecrets(square_webhook_signature_key=SANDBOX_SECRETS["square_webhook_signature_key"],
+                                     forms_webhook_token=SANDBOX_SECRETS["forms_webhook_token"]),
+                      WebhookSettings(public_url=url)).sign
+        square = sign("square", json.dumps({"merchant_id": "M1", "type": "payment.created", "event_id": "e-1",
+                                            "data": {"type": "payment", "id": "p1"}}).encode())
+        forms = sign("forms", b'{"email": "a@example.test", "submission_id": "s1"}')
+        answers = {
+            "stripe live": post_to(url, stripe_delivery("evt_live", secret="FAKE-test-secret")).status_code,
+            "stripe sandbox secret": post_to(url, stripe_delivery("evt_fake")).status_code,
+            "square sandbox": post_to(url, square).status_code,
+            "hubspot off": post_to(url, hubspot_delivery(url=url)).status_code,
+            "forms off": post_to(url, forms).status_code,
+            "odoo disabled": httpx.post(f"{url}/webhooks/odoo/x", json={}).status_code,
+        }
+        metrics = httpx.get(f"{url}/metrics").text
+    finally:
+        process.terminate()
+        out, err = process.communicate(timeout=30)
+    assert answers == {"stripe live": 200, "stripe sandbox secret": 401, "square sandbox": 200, "hubspot off": 503,
+                       "forms off": 503, "odoo disabled": 404}
+    assert 'webhook_requests_rejected_total{provider="hubspot",reason="not_configured"} 1' in metrics
+    lines = out.splitlines()
+    start = lines.index("Providers (live: configured secret; sandbox: the published fake secret; off: refused):")
+    assert [line.strip() for line in lines[start + 1:start + 11]] == [
+        "stripe      live",
+        "standard    off      set IP_WEBHOOK_PROVIDERS to include standard to switch it on",
+        "square      sandbox  accepts the sandbox's published SQUARE_WEBHOOK_SIGNATURE_KEY",
+        "hubspot     off      set HUBSPOT_WEBHOOK_SECRET to switch it on (hubspot is live, so the sandbox's "
+        "published value is refused)",
+        "shopify     off      set IP_WEBHOOK_PROVIDERS to include shopify to switch it on",
+        "xero        off      set IP_WEBHOOK_PROVIDERS to include xero to switch it on",
+        "quickbooks  off      set IP_WEBHOOK_PROVIDERS to include quickbooks to switch it on",
+        "salesforce  off      set IP_WEBHOOK_PROVIDERS to include salesforce to switch it on",
+        "forms       off      set FORMS_WEBHOOK_TOKEN to switch it on (hubspot is live, so the sandbox's "
+        "published value is refused)",
+        "odoo        off      set IP_WEBHOOK_PROVIDERS to include odoo to switch it on",
+    ]
+    assert "webhook hubspot refused: not configured; set HUBSPOT_WEBHOOK_SECRET" in err
+    for secret in ("FAKE-test-secret", "FAKE-test-hubspot-token", *SANDBOX_SECRETS.values()):
+        assert secret not in out + err
+
+
+def post_to(url: str, delivery: Delivery) -> httpx.Response:
+    return httpx.post(url + delivery.path, content=delivery.body, headers=delivery.headers, timeout=10)

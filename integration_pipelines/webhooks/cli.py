@@ -41,6 +41,10 @@ def serve(
                    "the providers re-send those events).")
     typer.echo(f"Webhook receiver on http://{host}:{port}; landing store {receiver.store.root}"  # type: ignore[attr-defined]
                f"; vendors sign {receiver.config.public_url}")
+    # which providers accept events, from the same states the routes were built from (so it cannot disagree)
+    typer.echo("Providers (live: configured secret; sandbox: the published fake secret; off: refused):")
+    for line in receiver.start_lines():
+        typer.echo(f"  {line}")
     uvicorn.run(receiver.app(), host=host, port=port, log_level="info", access_log=False, lifespan="off")
 
 

@@ -11,12 +11,23 @@ still accepts one accepts forged events. `check_public_secrets` (called by `rece
 `webhooks serve`) refuses to start when `IP_WEBHOOK_PUBLIC_URL` is not loopback/localhost and any enabled
 provider still has a sandbox value; `IP_WEBHOOK_PROVIDERS` (a comma list, default all) disables the providers
 that are not used, and a disabled provider's endpoint answers 404.
+
+Fail closed per provider too: a provider whose secret is not configured (unset, so only the sandbox value) is
+accepted only while its system runs against the sandbox. Once that system is live (any of its credential
+variables is set: the rule `connectors.runtime.resolve_system` uses to leave the sandbox), the provider is off: its
+endpoint answers 503 `not_configured` and logs the variable to set. A provider with no system of its own (`forms`,
+`standard`) is off as soon as any system is live. `provider_states` is that one decision; the receiver routes by
+it and `webhooks serve` prints it at start, so the printed state is what the receiver does.
 """
 
 from __future__ import annotations
 
 import ipaddress
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 from urllib.parse import urlsplit
 
 from pydantic import Field
@@ -55,6 +66,10 @@ PROVIDER_SECRETS: dict[str, tuple[str, ...]] = {
     "odoo": ("odoo_webhook_token",),
 }
 PROVIDERS: tuple[str, ...] = tuple(PROVIDER_SECRETS)
+#: provider → the system whose mode decides whether an unset secret falls back to the sandbox value; None: no
+#: system of its own (a web form, a generic Standard Webhooks sender), so any live system switches it off
+PROVIDER_SYSTEMS: dict[str, str | None] = {p: None if p in ("standard", "forms") else p for p in PROVIDERS}
+_FAKE_VALUES: dict[str, str] = {**SANDBOX_SECRETS, "salesforce_webhook_organization_ids": SANDBOX_SALESFORCE_ORG_IDS}
 
 
 class WebhookSecrets(SecretFileSettings):
@@ -164,23 +179,108 @@ def load_webhook_secrets() -> WebhookSecrets:
     return WebhookSecrets()
 
 
-def sandbox_secret_variables(config: WebhookSettings, secrets: WebhookSecrets) -> dict[str, list[str]]:
-    """Enabled provider → the variables that still hold (or include) a published sandbox value."""
-    fake = {**SANDBOX_SECRETS, "salesforce_webhook_organization_ids": SANDBOX_SALESFORCE_ORG_IDS}
+ProviderState = Literal["live", "sandbox", "off"]
+
+
+@dataclass(frozen=True)
+class ProviderStatus:
+    """One provider's state, decided once at start: the receiver routes by it and `webhooks serve` prints it.
+
+    live: a configured (non-sandbox) secret; sandbox: only the published fake secret, accepted because the
+    provider's system runs against the sandbox; off: disabled (`IP_WEBHOOK_PROVIDERS`, endpoint 404), or not
+    configured: set but empty, or only the sandbox value while `live_systems` are live (endpoint 503
+    `not_configured`)."""
+
+    provider: str
+    state: ProviderState
+    variables: tuple[str, ...]  # the variables holding its secret (upper case)
+    disabled: bool = False  # off because IP_WEBHOOK_PROVIDERS leaves it out
+    live_systems: tuple[str, ...] = ()  # off: the live systems that refuse the sandbox secret
+
+    @property
+    def switch_on(self) -> str:
+        """The variable that would switch an off provider on."""
+        return "IP_WEBHOOK_PROVIDERS" if self.disabled else " and ".join(self.variables)
+
+    @property
+    def why(self) -> str:
+        """What the state means for an operator; empty for a live provider. Names variables, never values."""
+        if self.state == "live":
+            return ""
+        if self.state == "sandbox":
+            return f"accepts the sandbox's published {' and '.join(self.variables)}"
+        if self.disabled:
+            return f"set IP_WEBHOOK_PROVIDERS to include {self.provider} to switch it on"
+        if not self.live_systems:
+            return f"set {self.switch_on} to switch it on (it is set, but empty)"
+        return (f"set {self.switch_on} to switch it on ({', '.join(self.live_systems)} "
+                f"{'is' if len(self.live_systems) == 1 else 'are'} live, so the sandbox's published value is refused)")
+
+    def line(self) -> str:
+        """`provider  state  why`: one line of the receiver's start report."""
+        return f"{self.provider:<11} {self.state:<8} {self.why}".rstrip()
+
+
+def live_systems(environ: Mapping[str, str] | None = None) -> tuple[str, ...]:
+    """Systems that run against the real service: any of their credential variables is set (directly, as
+    `<NAME>_FILE` or in the secrets manager), which is when `resolve_system` stops using the sandbox."""
+    from ..connectors.registry import discover_systems
+    from ..connectors.runtime import credential_variables
+    from ..connectors.secrets import is_set
+
+    env = os.environ if environ is None else environ
+    return tuple(s.name for s in discover_systems() if any(is_set(n, env) for n in credential_variables(s)))
+
+
+def _values(secrets: WebhookSecrets, field: str) -> list[str]:
+    return [part.strip() for part in str(getattr(secrets, field)).split(",") if part.strip()]
+
+
+def provider_states(config: WebhookSettings, secrets: WebhookSecrets,
+                    environ: Mapping[str, str] | None = None) -> dict[str, ProviderStatus]:
+    """Every provider's state (PROVIDERS order): the one decision the receiver and its start lines share."""
+    enabled = config.enabled_providers()
+    live = live_systems(environ)
+    states: dict[str, ProviderStatus] = {}
+    for provider, fields in PROVIDER_SECRETS.items():
+        variables = tuple(field.upper() for field in fields)
+        if provider not in enabled:
+            states[provider] = ProviderStatus(provider, "off", variables, disabled=True)
+            continue
+        values = [value for field in fields for value in _values(secrets, field)]
+        if not values:  # set to an empty string: nothing could verify a request
+            states[provider] = ProviderStatus(provider, "off", variables)
+            continue
+        if any(value not in _FAKE_VALUES.values() for value in values):
+            states[provider] = ProviderStatus(provider, "live", variables)
+            continue
+        system = PROVIDER_SYSTEMS[provider]
+        refusing = tuple(s for s in live if system is None or s == system)
+        states[provider] = (ProviderStatus(provider, "off", variables, live_systems=refusing) if refusing
+                            else ProviderStatus(provider, "sandbox", variables))
+    return states
+
+
+def sandbox_secret_variables(config: WebhookSettings, secrets: WebhookSecrets,
+                             states: Mapping[str, ProviderStatus] | None = None) -> dict[str, list[str]]:
+    """Provider that accepts requests → the variables that still hold (or include) a published sandbox value."""
+    states = states if states is not None else provider_states(config, secrets)
     found: dict[str, list[str]] = {}
     for provider in config.enabled_providers():
+        if states[provider].state == "off":  # refuses every request: a published value opens nothing
+            continue
         for field in PROVIDER_SECRETS[provider]:
-            values = [part.strip() for part in str(getattr(secrets, field)).split(",")]
-            if fake[field] in values:
+            if _FAKE_VALUES[field] in _values(secrets, field):
                 found.setdefault(provider, []).append(field.upper())
     return found
 
 
-def check_public_secrets(config: WebhookSettings, secrets: WebhookSecrets) -> None:
+def check_public_secrets(config: WebhookSettings, secrets: WebhookSecrets,
+                         states: Mapping[str, ProviderStatus] | None = None) -> None:
     """Refuse (ConfigurationError) a receiver reachable from outside that would accept sandbox secrets."""
     if not config.is_public():
         return
-    found = sandbox_secret_variables(config, secrets)
+    found = sandbox_secret_variables(config, secrets, states)
     if not found:
         return
     variables = ", ".join(name for names in found.values() for name in names)

@@ -7,6 +7,11 @@ Order of work for every request, and why:
 4. land it durably (temp file, fsync, rename, directory fsync) and only then answer 2xx, so an acknowledged
    event survives a crash; a duplicate id is acknowledged and not written twice.
 Rejections write nothing, are counted on `/metrics` per provider and reason, and are logged without secrets.
+
+Each provider is live, sandbox or off (`config.provider_states`, decided once when the receiver is built): a
+provider that is off because its secret is not configured while its system is live keeps its route and answers
+every request 503 `not_configured` with a log line naming the variable, so the vendor retries until it is set
+instead of the receiver accepting the sandbox's published secret.
 """
 
 from __future__ import annotations
@@ -16,7 +21,7 @@ import logging
 import re
 import threading
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -30,11 +35,13 @@ from ..connectors.redaction import redact
 from ..settings import Settings, load_settings
 from . import verifiers as v
 from .config import (
+    ProviderStatus,
     WebhookSecrets,
     WebhookSettings,
     check_public_secrets,
     load_webhook_secrets,
     load_webhook_settings,
+    provider_states,
 )
 from .events import MalformedPayload, identify, parse_body
 from .landing import LandingStore, LocalLandingStore, safe_event_id
@@ -128,10 +135,13 @@ def _salesforce(org_ids: list[str]) -> Callable[[Request, v.SignedRequest], None
     return verify
 
 
-def build_providers(secrets: WebhookSecrets, config: WebhookSettings) -> dict[str, Provider]:
-    """The enabled providers (`IP_WEBHOOK_PROVIDERS`); a disabled one has no route, so its endpoint is a 404."""
+def build_providers(secrets: WebhookSecrets, config: WebhookSettings,
+                    states: Mapping[str, ProviderStatus] | None = None) -> dict[str, Provider]:
+    """The providers that accept requests (live or sandbox in `states`); a disabled one has no route, so its
+    endpoint is a 404, and one that is off for want of a secret is answered by `Receiver.refuse`."""
     s = secrets.values
-    enabled = config.enabled_providers()
+    states = states if states is not None else provider_states(config, secrets)
+    enabled = [name for name in config.enabled_providers() if states[name].state != "off"]
     factories: dict[str, Callable[[], Provider]] = {
         "stripe": lambda: Provider("stripe", _signed_only(v.stripe_verifier(
             s("stripe_webhook_secret"), config.stripe_tolerance_seconds)), _json_ack),
@@ -198,10 +208,15 @@ class Receiver:
     """The receiver's state: settings, secrets, the landing store and the metrics."""
 
     def __init__(self, store: LandingStore, config: WebhookSettings, secrets: WebhookSecrets,
-                 clock: Callable[[], datetime] | None = None) -> None:
+                 clock: Callable[[], datetime] | None = None, *, states: Mapping[str, ProviderStatus] | None = None,
+                 environ: Mapping[str, str] | None = None) -> None:
         self.store = store
         self.config = config
-        self.providers = build_providers(secrets, config)
+        #: every provider's state (live, sandbox, off): what the start lines print and what the routes do
+        self.states = dict(states) if states is not None else provider_states(config, secrets, environ)
+        self.providers = build_providers(secrets, config, self.states)
+        self.refused = {name: status for name, status in self.states.items()
+                        if status.state == "off" and not status.disabled}
         self.metrics = Metrics()
         self.clock = clock or (lambda: datetime.now(UTC))
 
@@ -246,6 +261,18 @@ class Receiver:
         logger.info(f"webhook {name} {kind} {event_id}: {'landed' if written else 'duplicate, acknowledged'}")
         return provider.accepted(not written)
 
+    async def refuse(self, request: Request) -> Response:
+        """A provider that is off for want of a secret: 503 (the vendor retries), and a log line naming it."""
+        name = request.url.path.split("/")[2]
+        status = self.refused[name]
+        self.metrics.reject(name, "not_configured")
+        logger.warning(f"webhook {name} refused: not configured; {status.why}")
+        return JSONResponse({"error": "not_configured"}, status_code=503)
+
+    def start_lines(self) -> list[str]:
+        """One line per provider (provider, state, and for an off one the variable that switches it on)."""
+        return [status.line() for status in self.states.values()]
+
     async def metrics_endpoint(self, request: Request) -> Response:
         return PlainTextResponse(self.metrics.render(), media_type="text/plain; version=0.0.4")
 
@@ -254,9 +281,9 @@ class Receiver:
 
     def app(self) -> Starlette:
         routes = [Route("/healthz", self.health), Route("/metrics", self.metrics_endpoint)]
-        for name in self.providers:
+        for name in [*self.providers, *self.refused]:
             path = f"/webhooks/{name}/{{token}}" if name in ("forms", "odoo") else f"/webhooks/{name}"
-            routes.append(Route(path, self.handle, methods=["POST"]))
+            routes.append(Route(path, self.handle if name in self.providers else self.refuse, methods=["POST"]))
         application = Starlette(routes=routes)
         application.state.receiver = self
         return application
@@ -268,11 +295,16 @@ def build_receiver(settings: Settings | None = None, config: WebhookSettings | N
     settings = settings or load_settings()
     config = config or load_webhook_settings()
     secrets = secrets or load_webhook_secrets()
-    check_public_secrets(config, secrets)
+    states = provider_states(config, secrets)
+    check_public_secrets(config, secrets, states)
     store = LocalLandingStore(config.store_root(settings))
-    return Receiver(store, config, secrets)
+    return Receiver(store, config, secrets, states=states)
 
 
 def create_app() -> Starlette:
-    """uvicorn factory: `uvicorn --factory integration_pipelines.webhooks.receiver:create_app`."""
-    return build_receiver().app()
+    """uvicorn factory: `uvicorn --factory integration_pipelines.webhooks.receiver:create_app`. The providers'
+    states go to the receiver's logger (`webhooks serve` prints them instead)."""
+    receiver = build_receiver()
+    for line in receiver.start_lines():  # WARNING: under uvicorn's logging config only that reaches the console
+        logger.warning(f"webhook provider {line}")
+    return receiver.app()
