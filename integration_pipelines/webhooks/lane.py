@@ -22,6 +22,7 @@ import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from graphlib import CycleError, TopologicalSorter
 from pathlib import Path
 from typing import Any
 
@@ -98,17 +99,18 @@ def affected_syncs(syncs: Sequence[SyncSpec], updated: set[tuple[str, ...]]) -> 
         more = {s.name for s in syncs if s.name not in chosen and chosen.intersection(s.depends_on)}
         grew = bool(more)
         chosen |= more
+    position = {s.name: i for i, s in enumerate(syncs)}
+    by_name = {s.name: s for s in syncs if s.name in chosen}
+    sorter = TopologicalSorter({name: [d for d in spec.depends_on if d in chosen] for name, spec in by_name.items()})
+    try:
+        sorter.prepare()
+    except CycleError:  # the registry refuses cycles; should one slip through, keep the registry's order
+        return list(by_name.values())
     ordered: list[SyncSpec] = []
-    placed: set[str] = set()
-    pending = [s for s in syncs if s.name in chosen]
-    while pending:
-        ready = [s for s in pending if placed.issuperset(d for d in s.depends_on if d in chosen)]
-        if not ready:  # a dependency cycle (the registry refuses them): keep the rest in name order
-            ready = pending
-        for spec in ready:
-            ordered.append(spec)
-            placed.add(spec.name)
-        pending = [s for s in pending if s.name not in placed]
+    while sorter.is_active():  # wave by wave, each wave in the registry's order
+        for name in sorted(sorter.get_ready(), key=position.__getitem__):
+            ordered.append(by_name[name])
+            sorter.done(name)
     return ordered
 
 
