@@ -453,11 +453,16 @@ def roi(timeout: Annotated[float, typer.Option(help="seconds to wait for a writi
 
 
 @sync_app.command("list")
-def sync_list() -> None:
+def sync_list(as_json: Annotated[bool, typer.Option("--json", help="print JSON instead of a table")] = False) -> None:
     """Every sync: target, mode, and what it reads."""
     from .syncs.registry import discover_syncs
 
     specs = discover_syncs()
+    if as_json:
+        _json_out([{"name": s.name, "title": s.title, "target": s.target, "mode": s.mode, "key": s.key,
+                    "sources": ["/".join(k) for k in s.source_assets], "depends_on": list(s.depends_on)}
+                   for s in specs])
+        return
     table = Table(title=None)
     # names are copied into `sync plan` / `sync run`: never cut them, let the title wrap instead
     table.add_column("sync", no_wrap=True, min_width=max((len(s.name) for s in specs), default=4))
