@@ -21,6 +21,11 @@ What is emulated, and why each piece matters to a client:
   payment applied to an invoice lowers its balance and links both transactions.
 - Errors: `{"Fault": {"Error": [{"Message", "Detail", "code"}], "type"}, "time"}`; authentication failures
   use Intuit's other, lower-case envelope (`{"fault": {"error": [{"message", "detail", "code"}]}}`).
+- Scopes are not enforced, on purpose: Intuit has one scope for the Accounting API,
+  `com.intuit.quickbooks.accounting`, and it grants reads and writes alike (the others are
+  `com.intuit.quickbooks.payment` and the OpenID ones). There is no read-only accounting scope, so no token a
+  client could hold would be refused a write that its reads were allowed (the Xero, HubSpot and Stripe
+  emulators, whose vendors do split reads from writes, refuse such writes).
 
 Timestamps are in the company's time zone with its offset (America/Los_Angeles here), as Intuit sends them;
 money is in decimal currency units. The accounting side of the seeded world holds every customer, every

@@ -12,6 +12,12 @@ What is emulated, and why each piece matters to a client:
   lists the organisation. The seeded refresh token (the spec's fake value) is a standing grant that never
   expires, so a long-running demo can start any number of processes from the same environment; the tokens it
   rotates into are honoured by a restarted sandbox too (see `oauth_grants`).
+- Scopes: each grant holds the scopes the user consented to (`connect(scope=…)`; the seeded grant has `SCOPE`,
+  the seeded read-only grant `READ_ONLY_SCOPE`), and the token endpoint answers with them. A call needs its
+  resource's scope (`READ_SCOPES`/`WRITE_SCOPES`: a PUT or POST needs the write scope, `accounting.transactions`
+  for invoices and payments; a GET takes either, as Xero's scopes are additive); without it Xero answers 401
+  problem details `Detail: "AuthorizationUnsuccessful"` with `WWW-Authenticate: … error="insufficient_scope"`
+  (as Xero's developer community threads show it), so a read-only connection used for writes fails like it.
 - The gateway: no/unknown/expired token → 401 problem details (`Detail: "TokenExpired: token expired at …"`);
   a missing or foreign `xero-tenant-id` → 403 `Detail: "AuthenticationUnsuccessful"`. Every answer carries
   `X-MinLimit-Remaining`, `X-DayLimit-Remaining`, `X-AppMinLimit-Remaining`; with `limit_minute(...)` a test
@@ -76,6 +82,10 @@ MAX_PAGE_SIZE = 1000
 SANDBOX_CLIENT_ID = "FAKE-sandbox-xero-client-id-0000000000000000"
 SANDBOX_CLIENT_SECRET = "FAKE-sandbox-xero-client-secret-integration-pipelines"
 SANDBOX_REFRESH_TOKEN = "FAKE-sandbox-xero-refresh-token-integration-pipelines"
+#: A second seeded grant, connected with only the `.read` scopes (the emulator's own fake value; the connector
+#: knows none of it): what a least-privilege extraction connection holds. Like the seeded grant it never expires;
+#: unlike it, the tokens it rotates into are forgotten when the sandbox restarts.
+SANDBOX_READ_ONLY_REFRESH_TOKEN = "FAKE-sandbox-xero-read-only-refresh-token-0000"
 SANDBOX_TENANT_ID = "00000000-fa4e-4000-8000-5a4db0c5e7e0"
 TOKEN_PATH = "/connect/token"
 REVOKE_PATH = "/connect/revocation"
@@ -87,6 +97,19 @@ REFRESH_UNUSED_SECONDS = 60 * 86400  # a refresh token unused for 60 days expire
 DEFAULT_PAGE_SIZE = 100
 MAX_IDEMPOTENCY_KEY = 128
 SCOPE = "offline_access accounting.transactions accounting.contacts accounting.settings"
+READ_ONLY_SCOPE = "offline_access accounting.transactions.read accounting.contacts.read accounting.settings.read"
+READ_ONLY_GRANT = "g0-read"
+#: resource → the scopes that allow writing it: Xero's broad scope, and the granular one that apps created from
+#: March 2026 are given instead (accounting.invoices, accounting.payments)
+WRITE_SCOPES: dict[str, tuple[str, ...]] = {
+    "contacts": ("accounting.contacts",),
+    "invoices": ("accounting.transactions", "accounting.invoices"),
+    "payments": ("accounting.transactions", "accounting.payments"),
+    "items": ("accounting.settings",),
+}
+#: resource → the scopes that allow reading it: each write scope, or its `.read` twin
+READ_SCOPES: dict[str, tuple[str, ...]] = {
+    resource: (*scopes, *(f"{scope}.read" for scope in scopes)) for resource, scopes in WRITE_SCOPES.items()}
 PROVIDER_NAME = "Integration Pipelines"
 ORGANISATION = "Acme Trading (Xero sandbox)"
 
@@ -378,7 +401,10 @@ class XeroEmulator(OAuthEmulator):
         self.clients[self.client_id] = self.client_secret
         self.tenant_id = SANDBOX_TENANT_ID
         self.refresh_tokens: dict[str, _RefreshToken] = {
-            SANDBOX_REFRESH_TOKEN: _RefreshToken(STANDING_GRANT, self.now(), standing=True)}
+            SANDBOX_REFRESH_TOKEN: _RefreshToken(STANDING_GRANT, self.now(), standing=True),
+            SANDBOX_READ_ONLY_REFRESH_TOKEN: _RefreshToken(READ_ONLY_GRANT, self.now(), standing=True)}
+        #: grant → the scopes the user consented to (space-separated, as the token endpoint answers them)
+        self.grant_scopes: dict[str, str] = {STANDING_GRANT: SCOPE, READ_ONLY_GRANT: READ_ONLY_SCOPE}
         self.access_tokens: dict[str, tuple[str, float]] = {}
         self.revoked_grants: set[str] = set()
         self.refresh_tokens_presented: list[str] = []
@@ -542,13 +568,16 @@ class XeroEmulator(OAuthEmulator):
         with self.sandbox.lock:
             self.revoked_grants |= {known.grant for known in self.refresh_tokens.values()}
 
-    def connect(self, client_id: str | None = None, client_secret: str | None = None) -> str:
+    def connect(self, client_id: str | None = None, client_secret: str | None = None,
+                scope: str | None = None) -> str:
         """The user connects the app (with `offline_access`): a new grant whose refresh token rotates strictly.
-        A new client id/secret pair registers that app too."""
+        A new client id/secret pair registers that app too; `scope`: what the user consented to (default: every
+        scope the connector asks for, `SCOPE`)."""
         with self.sandbox.lock:
             if client_id and client_secret:
                 self.clients[client_id] = client_secret
             grant = self.new_grant()
+            self.grant_scopes[grant] = scope or SCOPE
             token = self.mint_refresh_token(grant)
             self.refresh_tokens[token] = _RefreshToken(grant, self.now())
         return token
@@ -602,6 +631,9 @@ class XeroEmulator(OAuthEmulator):
             if issued[1] <= now:
                 expired = datetime.fromtimestamp(issued[1], UTC) if issued[1] else datetime.now(UTC)
                 return self._problem(401, f"TokenExpired: token expired at {expired:%m/%d/%Y %H:%M:%S}"), {}
+            if not self._scope_allows(request, issued[0]):
+                return self._problem(401, "AuthorizationUnsuccessful", headers={
+                    "WWW-Authenticate": 'Bearer error="insufficient_scope"'}), {}
             if request.url.path.lower() != CONNECTIONS_PATH and request.headers.get("xero-tenant-id") != self.tenant_id:
                 return self._problem(403, "AuthenticationUnsuccessful"), {}
             while self._minute_calls and self._minute_calls[0] <= now - self.minute_window:
@@ -615,6 +647,16 @@ class XeroEmulator(OAuthEmulator):
                        "X-DayLimit-Remaining": str(self._remaining("day")),
                        "X-AppMinLimit-Remaining": str(self._remaining("appminute"))}
         return None, headers
+
+    def _scope_allows(self, request: Request, grant: str) -> bool:
+        """Whether the grant's scopes cover this call: a GET reads, a PUT or POST writes (`READ_SCOPES`,
+        `WRITE_SCOPES`); `/connections` and unknown resources need none here (the route answers those)."""
+        resource = str(request.path_params.get("resource", "")).lower()
+        table = READ_SCOPES if request.method == "GET" else WRITE_SCOPES
+        if resource not in table:
+            return True
+        granted = set(self.grant_scopes.get(grant, SCOPE).split())
+        return bool(granted.intersection(table[resource]))
 
     def _envelope(self, key: str, records: list[dict[str, Any]], pagination: dict[str, int] | None = None
                   ) -> dict[str, Any]:
@@ -678,7 +720,8 @@ class XeroEmulator(OAuthEmulator):
             self.access_tokens[access] = (known.grant, now + ACCESS_TOKEN_SECONDS)
             self.refresh_tokens[rotated] = _RefreshToken(known.grant, now)
         return JSONResponse({"access_token": access, "expires_in": ACCESS_TOKEN_SECONDS,
-                             "token_type": "Bearer", "refresh_token": rotated, "scope": SCOPE},
+                             "token_type": "Bearer", "refresh_token": rotated,
+                             "scope": self.grant_scopes.get(known.grant, SCOPE)},
                             headers={"Cache-Control": "no-store"})
 
     async def _revoke(self, request: Request) -> Response:
