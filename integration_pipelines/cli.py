@@ -475,26 +475,41 @@ def sync_list(as_json: Annotated[bool, typer.Option("--json", help="print JSON i
     _print_whole(table)
 
 
-def _sync_result(name: str, dry_run: bool) -> None:
-    import json as _json
-
-    from .syncs.engine import SyncFailedError, SyncSourceMissingError, run_sync
+def _sync_result(name: str, dry_run: bool, keys: list[str] | None = None, as_json: bool = False) -> None:
+    from .syncs.engine import (
+        OLD_VALUES_UNKNOWN,
+        SAMPLE_SIZE,
+        SyncFailedError,
+        SyncSourceMissingError,
+        UnknownRecordKeysError,
+        describe_plan,
+        run_sync,
+    )
     from .warehouse.duckdb import Warehouse
 
     settings = load_settings()
     spec = _known_sync(name)
-    run_id = f"cli-{datetime.now(UTC):%Y%m%dT%H%M%S}"
+    # a selected run says so in the ledger's last_run_id and in `sync history --json`
+    run_id = f"cli-{'key-' if keys else ''}{datetime.now(UTC):%Y%m%dT%H%M%S}"
     try:
         result = run_sync(spec, Warehouse(settings.warehouse_database, log=_Say()), settings, run_id=run_id,
-                          dry_run=dry_run, log=_Say())
+                          dry_run=dry_run, log=_Say(), keys=keys or None)
     except (SyncFailedError, SyncSourceMissingError) as exc:
         err_console.print(f"[red]{exc}[/red]")
         raise typer.Exit(1) from None
-    except ConfigurationError as exc:
-        err_console.print(f"[red]{redact(str(exc))}[/red]")
+    except (ConfigurationError, UnknownRecordKeysError) as exc:
+        err_console.print(f"Error: {redact(str(exc))}", style="red", markup=False, soft_wrap=True)
         raise typer.Exit(2) from None
+    if as_json:
+        plan = result.plan
+        _json_out({"sync": spec.name, "title": spec.title, "target": spec.target, "mode": spec.mode,
+                   "dry_run": dry_run, "keys": keys or None, "counts": plan.counts(),
+                   "start": plan.start, "start_source": result.start_source if plan.start else None,
+                   "old_values": OLD_VALUES_UNKNOWN, **describe_plan(spec, plan)})
+        return
     counts = result.plan.counts()
-    console.print(f"[bold]{spec.title}[/bold] ({spec.mode} → {spec.target})" + (" — dry run" if dry_run else ""))
+    console.print(f"[bold]{spec.title}[/bold] ({spec.mode} → {spec.target})" + (" — dry run" if dry_run else "")
+                  + (f" — only {', '.join(keys)}" if keys else ""), soft_wrap=True)
     console.print(", ".join(f"{k}: {v}" for k, v in counts.items()))
     if not dry_run:
         console.print(f"created {result.created}, updated {result.updated}, deleted {result.deleted}, "
@@ -505,8 +520,33 @@ def _sync_result(name: str, dry_run: bool) -> None:
                           f"`integration-pipelines sync errors {spec.name}`")
     if result.plan.start is not None:
         console.print(f"[dim]start: {result.plan.start.isoformat()} ({result.start_source})[/dim]")
-    for sample in result.samples:
-        console.print(f"[dim]{sample['operation']} {sample['key']}[/dim] {_json.dumps(sample['payload'])}")
+    _print_planned(spec, result.plan, describe_plan(spec, result.plan, limit=SAMPLE_SIZE))
+
+
+def _print_planned(spec, plan, described: dict[str, list[dict]]) -> None:  # type: ignore[no-untyped-def]
+    """The first records of each operation with their payloads; each update with why it is sent and its fields,
+    old → new (`?`: the old value is not known, said once below)."""
+    import json as _json
+
+    def say(text: str) -> None:  # payloads may hold [brackets]: never read as markup
+        console.print(text, markup=False, highlight=False, soft_wrap=True)
+
+    for name, operation in (("creates", "create"), ("updates", "update"), ("deletes", "delete")):
+        for entry in described[name]:
+            say(f"{operation} {entry['key']} {_json.dumps(entry['payload'])}")
+            if operation == "update":
+                when = (f" (last pushed {entry['last_pushed_at'][:16].replace('T', ' ')} UTC, run "
+                        f"{entry['last_run_id']})" if entry["last_pushed_at"] else "")
+                say(f"  why: {entry['why']}{when}")
+                for change in entry["changes"]:
+                    old = _json.dumps(change["old"]) if change["old_known"] else "?"
+                    say(f"  {change['field']}: {old} → {_json.dumps(change['new'])}")
+        more = len(getattr(plan, name)) - len(described[name])
+        if more:
+            say(f"… and {more} more {name} (`integration-pipelines sync plan {spec.name} --json` lists them all)")
+    if described["updates"]:
+        say(f"Old values (?) are not known: the ledger keeps only a hash of the row last pushed, and a plan reads "
+            f"nothing from {spec.target}.")
 
 
 class _Say:
@@ -516,16 +556,28 @@ class _Say:
     warning = info
 
 
+KEY_HELP = "only the record with this key (the sync's key column; repeat for several): test one row"
+
+
 @sync_app.command("plan")
-def sync_plan(name: Annotated[str, typer.Argument(help="the sync's name (see `sync list`)")]) -> None:
-    """Dry run: what the sync would create, update and delete, with sample payloads. Sends nothing."""
-    _sync_result(name, dry_run=True)
+def sync_plan(
+    name: Annotated[str, typer.Argument(help="the sync's name (see `sync list`)")],
+    keys: Annotated[list[str] | None, typer.Option("--key", help=KEY_HELP)] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="print every planned record as JSON")] = False,
+) -> None:
+    """Dry run: what the sync would create, update and delete, with sample payloads and each update's fields.
+    Sends nothing."""
+    _sync_result(name, dry_run=True, keys=keys, as_json=as_json)
 
 
 @sync_app.command("run")
-def sync_run(name: Annotated[str, typer.Argument(help="the sync's name (see `sync list`)")]) -> None:
-    """Run one sync now, outside Dagster (the UI's `sync/<name>` asset does the same)."""
-    _sync_result(name, dry_run=False)
+def sync_run(
+    name: Annotated[str, typer.Argument(help="the sync's name (see `sync list`)")],
+    keys: Annotated[list[str] | None, typer.Option("--key", help=KEY_HELP)] = None,
+) -> None:
+    """Run one sync now, outside Dagster (the UI's `sync/<name>` asset does the same). With --key, only those
+    records, through the same plan, lock and ledger; the others are neither sent nor marked."""
+    _sync_result(name, dry_run=False, keys=keys)
 
 
 def _known_sync(name: str):  # type: ignore[no-untyped-def]

@@ -32,12 +32,18 @@
 - Start: a sync with a `start_column` acts only on records at or after its start (`IP_SYNC_<NAME>_START`,
   `IP_SYNC_START`, else the moment it first ran against this warehouse, `sync.starts`); the rest are counted as
   `before_start` and never sent. Records the target already holds (ledger id) are still updated.
+- Selected records (`keys`, `sync run NAME --key K`): the same plan, lock, ledger and sends, over the selected
+  source rows only; nothing else is planned, sent or marked, and journaled batches wait for a full run (re-sending
+  part of one would change its composition, hence its idempotency key).
+- Old values: the ledger keeps a hash of the row it last pushed, not the row, and a plan reads nothing from the
+  target, so an update's per-field description has the new values and says the old ones are not known.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import string
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -85,6 +91,32 @@ class SyncSourceMissingError(Exception):
     """The model a sync reads has not been built yet."""
 
 
+class UnknownRecordKeysError(ValueError):
+    """Keys selected for a run (`--key`) that are neither in the sync's source nor in its ledger: a typo or a
+    record of another sync, so nothing is planned or sent rather than a run that quietly does nothing."""
+
+
+OLD_VALUES_UNKNOWN = ("unknown: the ledger keeps only a hash of the row last pushed, and a plan reads nothing "
+                      "from the target")
+
+
+@dataclass(frozen=True)
+class LastPush:
+    """What the ledger knows about an update's record: why it is sent again, never what the target holds."""
+
+    status: str | None  # ledger status; None: this sync never pushed it (the target id comes from the source)
+    changed: bool  # the model row's hash differs from the one last pushed
+    pushed_at: datetime | None
+    run_id: str | None
+
+    def why(self) -> str:
+        if self.status is None:
+            return "never pushed by this sync (the target's id comes from the source)"
+        if self.changed:
+            return "the model row changed since it was last pushed"
+        return f"sent again: its last attempt ended {self.status}"
+
+
 @dataclass
 class Record:
     key: str
@@ -116,6 +148,7 @@ class SyncPlan:
     parked: int = 0  # refused IP_SYNC_MAX_ATTEMPTS times: not sent until an operator runs `sync retry`
     skipped: int = 0  # acknowledged by an operator (`sync skip`): never sent, not a failure
     start: datetime | None = None  # the start the plan applied (None: the sync has no start_column)
+    last_push: dict[str, LastPush] = field(default_factory=dict)  # per update's key: why it is sent again
 
     def counts(self) -> dict[str, int]:
         counts = {"creates": len(self.creates), "updates": len(self.updates), "deletes": len(self.deletes),
@@ -161,10 +194,11 @@ def _rows(con: duckdb.DuckDBPyConnection, sql: str) -> list[dict[str, Any]]:
 
 
 def plan_sync(con: duckdb.DuckDBPyConnection, spec: SyncSpec, *, start: datetime | None = None,
-              now: datetime | None = None) -> SyncPlan:
+              now: datetime | None = None, keys: Sequence[str] | None = None) -> SyncPlan:
     """Compare the source model with the ledger; everything heavy happens in SQL. `start`: records whose
     `start_column` is older are left out (`before_start`); `now`: the moment refused records' backoff is compared
-    with (default: the current time)."""
+    with (default: the current time); `keys`: plan only these records (the source is still checked whole, so a
+    selected run refuses a broken key column exactly as a full run does)."""
     ensure_ledger(con)
     _load_settings(con, spec)
     key = quote_ident(spec.key)
@@ -185,6 +219,8 @@ def plan_sync(con: duckdb.DuckDBPyConnection, spec: SyncSpec, *, start: datetime
     if bad[0] or bad[1]:
         raise ValueError(f"sync {spec.name}: the source has {bad[0]} rows with a null or blank {spec.key!r} and "
                          f"{bad[1]} duplicate keys; the key must identify one record. Fix the sync's source_sql.")
+    if keys is not None:
+        con.execute("DELETE FROM _sync_source WHERE NOT list_contains(?, _key)", [list(keys)])
     now = now or datetime.now(UTC)
     _diff_table(con, spec, start if spec.start_column else None)
     can_create = spec.mode in ("insert", "upsert", "mirror")
@@ -225,7 +261,9 @@ def plan_sync(con: duckdb.DuckDBPyConnection, spec: SyncSpec, *, start: datetime
         setattr(plan, name, con.execute(
             f"SELECT count(*) FROM _sync_diff d WHERE (({wants_create}) OR ({wants_update})) AND {sendable} "
             f"AND ({condition})").fetchone()[0])
-    plan.pending = con.execute("SELECT count(*) FROM sync.pending WHERE sync_name = ?", [spec.name]).fetchone()[0]
+    selected = "" if keys is None else " AND list_contains(?, record_key)"
+    plan.pending = con.execute(f"SELECT count(*) FROM sync.pending WHERE sync_name = ?{selected}",
+                               [spec.name, *([] if keys is None else [list(keys)])]).fetchone()[0]
     pending_in_source = con.execute("SELECT count(*) FROM _sync_diff WHERE _pending").fetchone()[0]
     if plan.pending:
         plan.still_wanted = {k for (k,) in con.execute(
@@ -237,6 +275,11 @@ def plan_sync(con: duckdb.DuckDBPyConnection, spec: SyncSpec, *, start: datetime
                                   ORDER BY d._key"""):
             revived_after = row.pop("_revived_after")
             target.append(Record(row.pop("_key"), row.pop("_hash"), row.pop("_external_id"), row, revived_after))
+    if plan.updates:
+        plan.last_push = {key: LastPush(*rest) for key, *rest in con.execute(f"""
+            SELECT d._key, d._status, d._ledger_hash IS DISTINCT FROM d._hash, l.last_synced_at, l.last_run_id
+            FROM _sync_diff d LEFT JOIN sync.ledger l ON l.sync_name = ? AND l.record_key = d._key
+            WHERE {update_sql}""", [spec.name]).fetchall()}
     if spec.mode == "mirror":
         for row in _rows(con, f"""SELECT record_key, external_id, EXISTS (
                                       SELECT 1 FROM sync.pending p WHERE p.sync_name = l.sync_name
@@ -246,6 +289,8 @@ def plan_sync(con: duckdb.DuckDBPyConnection, spec: SyncSpec, *, start: datetime
                                   AND status <> 'deleted'
                                   AND NOT EXISTS (SELECT 1 FROM _sync_source s WHERE s._key = l.record_key)
                                   ORDER BY record_key"""):
+            if keys is not None and row["record_key"] not in keys:  # not selected: left alone
+                continue
             if row["journaled"]:
                 plan.still_wanted.add(row["record_key"])
             else:
@@ -255,6 +300,34 @@ def plan_sync(con: duckdb.DuckDBPyConnection, spec: SyncSpec, *, start: datetime
                       - len(plan.linked) - len(plan.in_doubt) - plan.before_start - plan.backoff - plan.parked
                       - plan.skipped)
     return plan
+
+
+def unknown_keys(con: duckdb.DuckDBPyConnection, spec: SyncSpec, keys: Sequence[str]) -> list[str]:
+    """The selected keys that are neither in the sync's source nor in its ledger (a model that is not built yet
+    knows none of them, which plan_sync then reports as the missing model)."""
+    ensure_ledger(con)
+    _load_settings(con, spec)
+    key = quote_ident(spec.key)
+    try:
+        found = {k for (k,) in con.execute(
+            f"SELECT CAST(q.{key} AS VARCHAR) FROM ({spec.source_sql}) AS q "
+            f"WHERE list_contains(?, CAST(q.{key} AS VARCHAR))", [list(keys)]).fetchall()}
+    except duckdb.CatalogException:
+        return []
+    found |= {k for (k,) in con.execute("SELECT record_key FROM sync.ledger WHERE sync_name = ? "
+                                        "AND list_contains(?, record_key)", [spec.name, list(keys)]).fetchall()}
+    return [k for k in keys if k not in found]
+
+
+def _unknown_keys_message(con: duckdb.DuckDBPyConnection, spec: SyncSpec, missing: Sequence[str]) -> str:
+    """One paragraph: which keys, which sync, what a key looks like there, and how to list the real ones."""
+    example = con.execute(f"SELECT CAST({quote_ident(spec.key)} AS VARCHAR) FROM ({spec.source_sql}) AS q "
+                          "ORDER BY 1 LIMIT 1").fetchone()
+    sources = ", ".join("/".join(k) for k in spec.source_assets) or "its source SQL"
+    return (f"sync {spec.name} has no record with key {', '.join(repr(k) for k in missing)}: it is neither in the "
+            f"sync's source ({sources}, column {spec.key!r}) nor in its ledger. Nothing was planned or sent."
+            + (f" Keys there look like {example[0]!r};" if example else " The source has no rows yet;")
+            + f" `integration-pipelines sync plan {spec.name} --json` lists the records the sync would send.")
 
 
 def _load_settings(con: duckdb.DuckDBPyConnection, spec: SyncSpec) -> None:
@@ -315,11 +388,67 @@ def payload_for(spec: SyncSpec, record: Record, operation: str, system_values: d
     the database, uid and key); row columns win over system values of the same name."""
     variables = {**(system_values or {}), **_jsonable(record.row), "external_id": record.external_id,
                  "record_key": record.key}
+    # null_fields="omit": a NULL column leaves its field out (the target keeps its value) instead of clearing it
+    return spec.shape_payload(render_template(_template(spec, operation), variables, where=f"sync {spec.name} payload"))
+
+
+def _template(spec: SyncSpec, operation: str) -> dict[str, Any]:
     if operation == "delete":  # the row has left the model: only the key and the target's id are known
-        template = spec.delete_payload or {}
-    else:
-        template = (spec.update_payload if operation == "update" else None) or spec.payload
-    return render_template(template, variables, where=f"sync {spec.name} payload")
+        return spec.delete_payload or {}
+    return (spec.update_payload if operation == "update" else None) or spec.payload
+
+
+def _placeholders(system: System) -> dict[str, str]:
+    """System and login values as `<name>`: a plan never logs in and never shows a credential."""
+    return {k: f"<{k}>" for k in [*system.values, *(system.login.variables if system.login else {})]}
+
+
+def _model_fields(template: Any, payload: Any, columns: set[str], path: str = "") -> Iterator[tuple[str, Any]]:
+    """(dotted path, value) of each payload field filled from a model column: what an update can change.
+    Constants, `{external_id}`, `{record_key}` and system values are the same in every send: not listed."""
+    if isinstance(template, dict) and isinstance(payload, dict):
+        for name, part in template.items():
+            yield from _model_fields(part, payload.get(name), columns, f"{path}.{name}" if path else name)
+    elif isinstance(template, list) and isinstance(payload, list):
+        for index, (part, value) in enumerate(zip(template, payload, strict=False)):
+            yield from _model_fields(part, value, columns, f"{path}[{index}]")
+    elif isinstance(template, str) and any(name in columns for _, name, _, _ in string.Formatter().parse(template)
+                                           if name):
+        yield path, payload
+
+
+def field_changes(spec: SyncSpec, record: Record, payload: dict[str, Any]) -> list[dict[str, Any]]:
+    """An update's fields, old → new. The old value is never known here (OLD_VALUES_UNKNOWN), and says so."""
+    return [{"field": path, "old": None, "old_known": False, "new": value}
+            for path, value in _model_fields(_template(spec, "update"), payload, set(record.row))]
+
+
+def _last_push_json(last: LastPush | None) -> dict[str, Any]:
+    if last is None:  # not planned by plan_sync (a hand-made plan): nothing is known
+        return {"why": None, "ledger_status": None, "last_pushed_at": None, "last_run_id": None}
+    return {"why": last.why(), "ledger_status": last.status, "last_run_id": last.run_id,
+            "last_pushed_at": last.pushed_at.astimezone(UTC).isoformat() if last.pushed_at else None}
+
+
+def describe_plan(spec: SyncSpec, plan: SyncPlan, limit: int | None = None) -> dict[str, list[dict[str, Any]]]:
+    """The plan record by record, as `sync plan --json` prints it: each create, update and delete with its key,
+    target id and payload (system values as <placeholders>), updates with why they are sent and their fields;
+    linked and in-doubt records by key. `limit`: at most that many of each."""
+    values = _placeholders(get_system(spec.target))
+    described: dict[str, list[dict[str, Any]]] = {}
+    for name, operation, records in (("creates", "create", plan.creates), ("updates", "update", plan.updates),
+                                     ("deletes", "delete", plan.deletes)):
+        described[name] = []
+        for record in records[:limit]:
+            entry: dict[str, Any] = {"key": record.key, "external_id": record.external_id,
+                                     "payload": payload_for(spec, record, operation, values)}
+            if operation == "update":
+                entry.update(_last_push_json(plan.last_push.get(record.key)))
+                entry["changes"] = field_changes(spec, record, entry["payload"])
+            described[name].append(entry)
+    for name, records in (("linked", plan.linked), ("in_doubt", plan.in_doubt)):
+        described[name] = [{"key": r.key, "external_id": r.external_id} for r in records[:limit]]
+    return described
 
 
 def idempotency_key(spec: SyncSpec, operation: str, records: Sequence[Record]) -> str:
@@ -386,6 +515,7 @@ def run_sync(
     sync_settings: SyncSettings | None = None,
     alerter: Any = None,
     lock_timeout: float = SYNC_LOCK_SECONDS,
+    keys: Sequence[str] | None = None,
 ) -> SyncResult:
     """Plan, send and record one sync. Raises SyncFailedError only for systemic trouble (see the module doc);
     `alerter` (default: `alerts.Alerter`) announces records that fail for the first time or get parked.
@@ -394,13 +524,18 @@ def run_sync(
     and `integration-pipelines sync run` may all want the same sync at once, and two of them planning the same
     creates would send them twice. A dry run sends nothing and takes no lock. `locks.LockTimeoutError` when the
     sync stays busy elsewhere for `lock_timeout` seconds (the event lane passes 0: it never waits while it holds
-    the warehouse, or the other holder could wait for the warehouse in turn)."""
+    the warehouse, or the other holder could wait for the warehouse in turn).
+
+    `keys`: only these records (`sync run NAME --key K`), through the same lock, plan, ledger and sends; a key
+    neither in the source nor in the ledger raises UnknownRecordKeysError before anything is recorded."""
+    if keys is not None and not keys:
+        raise ValueError(f"sync {spec.name}: an empty selection of keys; pass None to run every record")
     if dry_run:
         return _run_sync(spec, warehouse, settings, run_id=run_id, dry_run=True, log=log,
-                         client_kwargs=client_kwargs, sync_settings=sync_settings, alerter=alerter)
+                         client_kwargs=client_kwargs, sync_settings=sync_settings, alerter=alerter, keys=keys)
     with exclusive(lock_path(settings.data_dir, f"sync-{spec.name}"), timeout=lock_timeout):
         return _run_sync(spec, warehouse, settings, run_id=run_id, dry_run=False, log=log,
-                         client_kwargs=client_kwargs, sync_settings=sync_settings, alerter=alerter)
+                         client_kwargs=client_kwargs, sync_settings=sync_settings, alerter=alerter, keys=keys)
 
 
 def _run_sync(
@@ -414,19 +549,29 @@ def _run_sync(
     client_kwargs: dict[str, Any] | None,
     sync_settings: SyncSettings | None,
     alerter: Any,
+    keys: Sequence[str] | None = None,
 ) -> SyncResult:
     started = datetime.now(UTC)
     policy = sync_settings or SyncSettings()
     with warehouse.connect() as con:
+        if keys is not None:
+            keys = list(dict.fromkeys(keys))
+            missing = unknown_keys(con, spec, keys)
+            if missing:
+                raise UnknownRecordKeysError(_unknown_keys_message(con, spec, missing))
         start, start_source = _resolve_start(con, spec, policy, run_id, started, record=not dry_run)
-        plan = plan_sync(con, spec, start=start, now=started)
-        interrupted = [] if dry_run else _pending_batches(con, spec)
+        plan = plan_sync(con, spec, start=start, now=started, keys=keys)
+        # a selected run leaves journaled batches to a full run: re-sending part of one changes its idempotency key
+        interrupted = [] if dry_run or keys is not None else _pending_batches(con, spec)
+    if keys is not None and plan.pending and log is not None:
+        log.warning(f"sync {spec.name}: {plan.pending} selected record(s) are journaled in an interrupted batch; "
+                    f"this run leaves them alone, and a full run (`integration-pipelines sync run {spec.name}`) "
+                    "re-sends that batch first, under its original idempotency key")
     result = SyncResult(plan=plan, dry_run=dry_run, policy=policy, start_source=start_source)
     operations = [("create", spec.create_writer, plan.creates), ("update", spec.update_writer, plan.updates),
                   ("delete", spec.delete_writer, plan.deletes)]
     system = get_system(spec.target)
-    # Samples never log in and never show a credential: system values appear as <placeholders>.
-    placeholders = {k: f"<{k}>" for k in [*system.values, *(system.login.variables if system.login else {})]}
+    placeholders = _placeholders(system)  # samples never log in and never show a credential
     for operation, _, records in operations:
         for record in records[:SAMPLE_SIZE]:
             result.samples.append({"operation": operation, "key": record.key,
