@@ -14,6 +14,7 @@ from __future__ import annotations
 import csv
 import os
 import re
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from datetime import date
 from decimal import Decimal, InvalidOperation
@@ -368,10 +369,15 @@ def _load_reporting_config(con: duckdb.DuckDBPyConnection) -> None:
     con.execute("DROP TABLE _fx_file")
 
 
-def build_staging(con: duckdb.DuckDBPyConnection, report: BuildReport) -> None:
+def build_staging(con: duckdb.DuckDBPyConnection, report: BuildReport,
+                  entities: frozenset[str] | None = None) -> None:
+    """Staging views and one typed `staging.<entity>` table per contract; only `entities` when given (the
+    others keep what the last build made)."""
     con.execute("CREATE SCHEMA IF NOT EXISTS staging")
-    built: dict[str, list[str]] = {name: [] for name in contracts()}
+    built: dict[str, list[str]] = {name: [] for name in contracts() if entities is None or name in entities}
     for model in staging_models():
+        if model.entity not in built:
+            continue
         missing = [t for t in model.requires if not _exists(con, t)]
         if missing:
             report.staging_skipped[model.name] = missing
@@ -385,6 +391,8 @@ def build_staging(con: duckdb.DuckDBPyConnection, report: BuildReport) -> None:
         built[model.entity].append(model.name)
         report.staging_built.append(model.name)
     for name, contract in contracts().items():
+        if name not in built:
+            continue
         columns = ", ".join(f"CAST({quote_ident(c)} AS {spec['type']}) AS {quote_ident(c)}"
                             for c, spec in contract.columns.items())
         if built[name]:
@@ -470,11 +478,59 @@ def build_all(con: duckdb.DuckDBPyConnection, systems: list[tuple[str, str]]) ->
     return report
 
 
-def build_committed(con: duckdb.DuckDBPyConnection, systems: list[tuple[str, str]]) -> BuildReport:
-    """`build_all` in its own transaction: readers see the previous picture or the new one, never half."""
+def scope_of(changed_raw: Collection[str]) -> tuple[frozenset[str], frozenset[str]]:
+    """The staging entities and core tables (names without `core.`) that raw tables `changed_raw` reach, from
+    the models' own SQL: an entity whose staging models read one of them, a core table that reads such an
+    entity or a reached core table. A Stripe charge reaches payments and their allocations, not the identity
+    graph, the deals or the inventory."""
+    changed = set(changed_raw)
+    entities = frozenset(m.entity for m in staging_models() if changed.intersection((*m.requires, *m.optional)))
+    lineage = core_lineage()
+    reached: set[str] = set()
+    if "customer_records" in entities:
+        reached.update(IDENTITY_TABLES)
+    for table, _, _ in core_models():  # file order is dependency order
+        name = table.split(".", 1)[1]
+        raw, cores = lineage[name]
+        if changed.intersection(raw) or reached.intersection(cores):
+            reached.add(name)
+    return entities, frozenset(reached)
+
+
+def build_scoped(con: duckdb.DuckDBPyConnection, systems: list[tuple[str, str]],
+                 changed_raw: Collection[str]) -> BuildReport:
+    """Rebuild only what `changed_raw` reaches (see `scope_of`), inside the caller's transaction; the rest of
+    core is left as the last build made it, which is what a full build would produce again since none of its
+    inputs changed. Falls back to `build_all` while a staging or core table it would rely on does not exist
+    yet. Why: the event lane rebuilds core per batch, and the identity graph alone costs seconds."""
+    from .identity import resolve  # identity imports this module
+
+    entities, reached = scope_of(changed_raw)
+    needed = [f"staging.{e}" for e in contracts()] + [t for t, _, _ in core_models()]
+    needed += [f"core.{t}" for t in IDENTITY_TABLES]
+    if not all(_exists(con, t) for t in needed):
+        return build_all(con, systems)
+    report = BuildReport()
+    if not entities:
+        return report
+    load_seeds(con)
+    write_systems(con, systems)
+    build_staging(con, report, entities)
+    if reached.intersection(IDENTITY_TABLES):
+        report.changes.update({f"core.{k}": v for k, v in resolve(con).items()})
+    for table, key, sql in core_models():
+        if table.split(".", 1)[1] in reached:
+            report.changes[table] = write_by_key(con, table, sql, key)
+    return report
+
+
+def build_committed(con: duckdb.DuckDBPyConnection, systems: list[tuple[str, str]],
+                    changed_raw: Collection[str] | None = None) -> BuildReport:
+    """`build_all` (or `build_scoped` to what `changed_raw` reaches) in its own transaction: readers see the
+    previous picture or the new one, never half."""
     con.execute("BEGIN TRANSACTION")
     try:
-        report = build_all(con, systems)
+        report = build_all(con, systems) if changed_raw is None else build_scoped(con, systems, changed_raw)
         con.execute("COMMIT")
     except BaseException:
         con.execute("ROLLBACK")

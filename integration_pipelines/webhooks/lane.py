@@ -179,10 +179,11 @@ class EventLane:
         for system, stream in sorted(ingest.refresh):  # a notice names a stream: read it through the read spec
             self._refresh(system, stream, outcome)
         outcome.updated_keys |= self._raw_keys(ingest)
-        if self.core_inputs.intersection(ingest.changed_tables):  # notices and form posts leave core alone
+        changed_inputs = self.core_inputs.intersection(ingest.changed_tables)
+        if changed_inputs:  # notices and form posts leave core alone
             core_started = time.monotonic()
-            with self.warehouse.connect() as con:
-                outcome.core = build_committed(con, self.systems)
+            with self.warehouse.connect() as con:  # only what the changed raw tables reach
+                outcome.core = build_committed(con, self.systems, changed_raw=changed_inputs)
             outcome.core_seconds = time.monotonic() - core_started
             outcome.updated_keys |= {("core", t.split(".", 1)[1]) for t, c in outcome.core.changes.items()
                                      if c.inserted or c.updated or c.deleted}
