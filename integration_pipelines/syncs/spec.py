@@ -5,6 +5,11 @@ the payload is a template filled from each source row; the mode says which opera
 that needs another sync's results (the accounting customer before the invoice that references it) reads that
 sync's ledger in its SQL (`sync.ledger`) and lists it in `depends_on`; rows whose `required_columns` are still
 null wait for a later run instead of being sent half-formed.
+
+A payload field whose template is one column (`"{phone}"`) takes that column's value, so a NULL is sent as JSON
+null, which most APIs read as "clear this field". `null_fields="omit"` leaves such fields out instead, so the
+target keeps what it holds: a sync that must only fill empty fields (web-form leads into a CRM) sets the columns
+it must not touch to NULL in its source SQL.
 """
 
 from __future__ import annotations
@@ -53,6 +58,9 @@ class SyncSpec(BaseModel):
     update_payload: dict[str, Any] | None = None
     delete_payload: dict[str, Any] | None = None
     required_columns: tuple[str, ...] = ()
+    null_fields: Literal["send", "omit"] = Field(
+        default="send", description="a payload field whose value renders as null: `send` sends JSON null (the "
+        "target usually clears the field), `omit` leaves it out so the target keeps its value")
     settings: dict[str, SyncSetting] = Field(
         default_factory=dict, description="operator configuration the source SQL reads from `_sync_settings`")
     start_column: str | None = Field(
@@ -62,6 +70,11 @@ class SyncSpec(BaseModel):
     batch_size: int | None = Field(default=None, ge=1)
     error_threshold: float = Field(default=0.25, ge=0, le=1, description="fail the run above this failure share")
     manual_minutes_per_record: float = Field(default=3.0, ge=0, description="ROI: minutes a person spends per record")
+
+    def shape_payload(self, payload: dict[str, Any]) -> dict[str, Any]:
+        """The rendered payload as it is sent: with `null_fields="omit"`, object fields whose value is null are
+        left out at every depth (list items stay, so positions keep their meaning)."""
+        return _without_nulls(payload) if self.null_fields == "omit" else payload
 
     @model_validator(mode="after")
     def _writers_fit_mode(self) -> SyncSpec:
@@ -74,3 +87,11 @@ class SyncSpec(BaseModel):
         if self.mode == "update" and not self.external_id_column:
             raise ValueError(f"sync {self.name}: mode 'update' needs external_id_column (which target record)")
         return self
+
+
+def _without_nulls(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _without_nulls(v) for k, v in value.items() if v is not None}
+    if isinstance(value, list):
+        return [_without_nulls(v) for v in value]
+    return value
