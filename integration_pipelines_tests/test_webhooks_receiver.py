@@ -28,6 +28,7 @@ from integration_pipelines.webhooks.config import (
     SANDBOX_SECRETS,
     WebhookSecrets,
     WebhookSettings,
+    provider_states,
 )
 from integration_pipelines.webhooks.server import ReceiverServer
 from integration_pipelines.webhooks.simulator import Delivery, Signer
@@ -433,3 +434,17 @@ def test_serve_prints_each_providers_state_and_the_receiver_does_what_it_prints(
 
 def post_to(url: str, delivery: Delivery) -> httpx.Response:
     return httpx.post(url + delivery.path, content=delivery.body, headers=delivery.headers, timeout=10)
+
+
+def test_a_variable_set_explicitly_counts_as_configured_even_to_a_sandbox_value():
+    """A test against the emulators runs Salesforce live with the emulator's org id: set explicitly, that is the
+    operator's choice (the line says it is the published value); left unset, the same value is refused."""
+    live = {"SALESFORCE_CLIENT_ID": "FAKE-test-id", "SALESFORCE_CLIENT_SECRET": "FAKE-test-secret",
+            "SALESFORCE_REFRESH_TOKEN": "FAKE-test-refresh"}
+    config = WebhookSettings(providers="salesforce")
+    explicit = WebhookSecrets(salesforce_webhook_organization_ids=SANDBOX_SALESFORCE_ORG_IDS)
+    assert provider_states(config, explicit, live)["salesforce"].line() == (
+        "salesforce  live     SALESFORCE_WEBHOOK_ORGANIZATION_IDS set to the sandbox's published value")
+    unset = WebhookSecrets.model_construct()  # no variable read: every field at its (sandbox) default
+    assert provider_states(config, unset, live)["salesforce"].state == "off"
+    assert provider_states(config, unset, {})["salesforce"].state == "sandbox"

@@ -12,12 +12,13 @@ still accepts one accepts forged events. `check_public_secrets` (called by `rece
 provider still has a sandbox value; `IP_WEBHOOK_PROVIDERS` (a comma list, default all) disables the providers
 that are not used, and a disabled provider's endpoint answers 404.
 
-Fail closed per provider too: a provider whose secret is not configured (unset, so only the sandbox value) is
-accepted only while its system runs against the sandbox. Once that system is live (any of its credential
-variables is set: the rule `connectors.runtime.resolve_system` uses to leave the sandbox), the provider is off: its
-endpoint answers 503 `not_configured` and logs the variable to set. A provider with no system of its own (`forms`,
-`standard`) is off as soon as any system is live. `provider_states` is that one decision; the receiver routes by
-it and `webhooks serve` prints it at start, so the printed state is what the receiver does.
+Fail closed per provider too: a provider whose secret is not configured (its variable is not set, so the sandbox
+value stands in) is accepted only while its system runs against the sandbox. Once that system is live (any of its
+credential variables is set: the rule `connectors.runtime.resolve_system` uses to leave the sandbox), the provider
+is off: its endpoint answers 503 `not_configured` and logs the variable to set. A provider with no system of its
+own (`forms`, `standard`) is off as soon as any system is live. A variable set explicitly, even to a sandbox value
+(a test against the emulators), counts as configured. `provider_states` is that one decision; the receiver routes
+by it and `webhooks serve` prints it at start, so the printed state is what the receiver does.
 """
 
 from __future__ import annotations
@@ -186,16 +187,17 @@ ProviderState = Literal["live", "sandbox", "off"]
 class ProviderStatus:
     """One provider's state, decided once at start: the receiver routes by it and `webhooks serve` prints it.
 
-    live: a configured (non-sandbox) secret; sandbox: only the published fake secret, accepted because the
-    provider's system runs against the sandbox; off: disabled (`IP_WEBHOOK_PROVIDERS`, endpoint 404), or not
-    configured: set but empty, or only the sandbox value while `live_systems` are live (endpoint 503
-    `not_configured`)."""
+    live: its secret is configured (the variable is set, in any way `WebhookSecrets` reads); sandbox: the
+    published fake secret, accepted because the provider's system runs against the sandbox; off: disabled
+    (`IP_WEBHOOK_PROVIDERS`, endpoint 404), or not configured while `live_systems` are live, or set but empty
+    (endpoint 503 `not_configured`)."""
 
     provider: str
     state: ProviderState
     variables: tuple[str, ...]  # the variables holding its secret (upper case)
     disabled: bool = False  # off because IP_WEBHOOK_PROVIDERS leaves it out
     live_systems: tuple[str, ...] = ()  # off: the live systems that refuse the sandbox secret
+    published: bool = False  # live: configured, but to the sandbox's published value (the operator's choice)
 
     @property
     def switch_on(self) -> str:
@@ -206,7 +208,7 @@ class ProviderStatus:
     def why(self) -> str:
         """What the state means for an operator; empty for a live provider. Names variables, never values."""
         if self.state == "live":
-            return ""
+            return f"{' and '.join(self.variables)} set to the sandbox's published value" if self.published else ""
         if self.state == "sandbox":
             return f"accepts the sandbox's published {' and '.join(self.variables)}"
         if self.disabled:
@@ -251,13 +253,15 @@ def provider_states(config: WebhookSettings, secrets: WebhookSecrets,
         if not values:  # set to an empty string: nothing could verify a request
             states[provider] = ProviderStatus(provider, "off", variables)
             continue
-        if any(value not in _FAKE_VALUES.values() for value in values):
-            states[provider] = ProviderStatus(provider, "live", variables)
-            continue
         system = PROVIDER_SYSTEMS[provider]
         refusing = tuple(s for s in live if system is None or s == system)
-        states[provider] = (ProviderStatus(provider, "off", variables, live_systems=refusing) if refusing
-                            else ProviderStatus(provider, "sandbox", variables))
+        published = all(value in _FAKE_VALUES.values() for value in values)
+        if set(fields) & secrets.model_fields_set and (refusing or not published):  # set by the operator
+            states[provider] = ProviderStatus(provider, "live", variables, published=published)
+        elif refusing:  # only the default stands in, and the system is live: refuse rather than trust it
+            states[provider] = ProviderStatus(provider, "off", variables, live_systems=refusing)
+        else:
+            states[provider] = ProviderStatus(provider, "sandbox", variables)
     return states
 
 
