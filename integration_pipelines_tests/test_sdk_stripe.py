@@ -169,3 +169,70 @@ def test_bad_key_not_found_and_unknown_url_answer_stripes_errors(client, sandbox
     with pytest.raises(stripe.InvalidRequestError) as raw:
         client.raw_request("get", "/v1/nonexistent")
     assert raw.value.http_status == 404
+
+
+def test_balance_transactions_carry_each_charges_fee_and_each_refund(client):
+    """Stripe's US price for a domestic card is 2.9% + 30¢ (stripe.com/pricing); a refund costs nothing and the
+    charge's fee is not returned, so a refund's balance transaction is the negative amount with no fee."""
+    customer = client.v1.customers.create(params={"email": "fees@example.com", "name": "Fee Payer"})
+    charge = client.v1.charges.create(params={"amount": 10000, "currency": "usd", "customer": customer.id,
+                                              "description": "Order 77"})
+    assert isinstance(charge.balance_transaction, str) and charge.balance_transaction.startswith("txn_")
+    txn = client.v1.balance_transactions.retrieve(charge.balance_transaction)
+    assert (txn.object, txn.type, txn.reporting_category, txn.source, txn.currency) == \
+        ("balance_transaction", "charge", "charge", charge.id, "usd")
+    assert (txn.amount, txn.fee, txn.net) == (10000, 320, 9680), "$100.00 at 2.9% + 30¢: fee $3.20, net $96.80"
+    assert [(d.type, d.amount, d.currency) for d in txn.fee_details] == [("stripe_fee", 320, "usd")]
+    assert txn.available_on > txn.created and txn.status in ("pending", "available")
+    expanded = client.v1.charges.retrieve(charge.id, params={"expand": ["balance_transaction"]})
+    assert expanded.balance_transaction.id == txn.id and expanded.balance_transaction.fee == 320
+
+    first = client.v1.refunds.create(params={"charge": charge.id, "amount": 1000})
+    second = client.v1.refunds.create(params={"charge": charge.id, "amount": 500})
+    for refund, amount in ((first, 1000), (second, 500)):
+        moved = client.v1.balance_transactions.retrieve(refund.balance_transaction)
+        assert (moved.type, moved.source, moved.amount, moved.fee, moved.net, moved.fee_details) == \
+            ("refund", refund.id, -amount, 0, -amount, [])
+
+    # a list: newest first, cursor paging by `starting_after`, `created`, `type`, `source` and `currency` filters
+    mine = {"created": {"gte": charge.created}}
+    paged = list(client.v1.balance_transactions.list(params={**mine, "limit": 1}).auto_paging_iter())
+    assert sorted(t.id for t in paged) == sorted([txn.id, first.balance_transaction, second.balance_transaction])
+    page = client.v1.balance_transactions.list(params={**mine, "limit": 2})
+    assert page.object == "list" and page.url == "/v1/balance_transactions" and page.has_more is True
+    refunds = client.v1.balance_transactions.list(params={**mine, "type": "refund"})
+    assert sorted(t.source for t in refunds.data) == sorted([first.id, second.id])
+    assert [t.id for t in client.v1.balance_transactions.list(params={"source": charge.id}).data] == [txn.id]
+    assert [t.id for t in client.v1.balance_transactions.list(
+        params={**mine, "currency": "usd", "type": "charge"}).data] == [txn.id]
+    assert client.v1.balance_transactions.list(params={**mine, "currency": "eur"}).data == []
+    with pytest.raises(stripe.InvalidRequestError) as too_many:
+        client.v1.balance_transactions.list(params={"limit": 101})
+    assert too_many.value.http_status == 400 and too_many.value.param == "limit"
+    with pytest.raises(stripe.InvalidRequestError) as missing:
+        client.v1.balance_transactions.retrieve("txn_doesnotexist")
+    assert missing.value.http_status == 404 and missing.value.code == "resource_missing"
+
+
+@pytest.mark.parametrize(("amount", "currency", "fee"), [
+    (10000, "gbp", 170),  # stripe.com/gb/pricing: 1.5% + 20p for standard UK cards
+    (10000, "eur", 175),  # stripe.com/de/pricing: 1.5% + 0.25 € for standard EEA cards
+    (500, "usd", 45),     # 2.9% of $5.00 is 14.5¢: rounded half up to 15¢, + 30¢
+])
+def test_each_currency_is_priced_as_its_countrys_standard_card(client, amount, currency, fee):
+    customer = client.v1.customers.create(params={"email": f"fees-{currency}@example.com"})
+    charge = client.v1.charges.create(params={"amount": amount, "currency": currency, "customer": customer.id})
+    txn = client.v1.balance_transactions.retrieve(charge.balance_transaction)
+    assert (txn.currency, txn.amount, txn.fee, txn.net) == (currency, amount, fee, amount - fee)
+
+
+def test_every_world_charge_has_its_balance_transaction(client, sandbox, sandbox_server):
+    charges = sandbox.emulator("stripe").dump("charges")
+    listed = {t.source: t for t in client.v1.balance_transactions.list(
+        params={"type": "charge", "limit": 100}).auto_paging_iter()}
+    assert {c["id"]: c["balance_transaction"] for c in charges} == {s: t.id for s, t in listed.items()}
+    restricted = stripe.StripeClient("rk_test_FAKE_sandbox_charges_only_key_0000",
+                                     base_addresses={"api": sandbox_server.url}, max_network_retries=0)
+    with pytest.raises(stripe.PermissionError) as denied:
+        restricted.v1.balance_transactions.list()
+    assert "'rak_balance_read' permission" in str(denied.value)

@@ -4,6 +4,18 @@ newest first), `starting_after`/`ending_before`, `created[...]` filters, form-en
 customer, charge, invoice, refund or dispute appends an Event (`GET /v1/events`), as Stripe does, so a reader
 can learn that an OLD record changed (a refund ten days after the charge) without re-reading every record.
 
+Balance transactions (`GET /v1/balance_transactions[/{id}]`): every captured charge and every refund moves the
+account's balance by one, as at Stripe, and names it in its `balance_transaction` field. A charge's carries the
+processing fee (`fee`, `fee_details`, `net` = amount - fee), a refund's a negative amount and no fee (Stripe keeps
+the original charge's fee and charges nothing to refund). The fee is Stripe's published standard price for a
+domestic card in the account's country (FEE_SCHEDULE): stripe.com/pricing 2.9% + 30¢ (US, USD),
+stripe.com/gb/pricing 1.5% + 20p for standard UK cards (GBP), stripe.com/de/pricing 1.5% + 0.25 € for standard
+EEA cards (EUR); the percentage part is rounded half up to the minor unit. The sandbox's one account stands for
+the group's accounts: a charge is priced and settled in its own currency (no conversion, `exchange_rate` null), as
+each entity's own Stripe account would; premium, international and converted cards are not emulated. Funds become
+`available` at midnight UTC two days after the charge (Stripe's standard US rolling payout schedule); there are no
+payouts, so the `payout` filter finds nothing.
+
 The emulator keeps its own vendor facts (API version, limits, parameter lists) rather than importing the
 project's connector: an emulator that borrowed the reader's beliefs could never catch the reader being wrong.
 """
@@ -35,23 +47,29 @@ SANDBOX_API_KEY = "sk_test_FAKE_sandbox_key_integration_pipelines"
 # Restricted keys (`rk_test_...`): each grants None, "read" or "write" per resource; "write" includes reading, as
 # in Stripe's dashboard. A request outside a key's permissions gets Stripe's 403 naming the `rak_` permission
 # that would allow it. These fake keys are the emulator's own: the connectors know nothing of them.
-_ALL_RESOURCES = ("customer", "charge", "invoice", "refund", "dispute", "event")
+_ALL_RESOURCES = ("customer", "charge", "invoice", "refund", "dispute", "event", "balance")
 RESTRICTED_KEYS: dict[str, dict[str, str]] = {
     "rk_test_FAKE_sandbox_read_only_key_0000": {resource: "read" for resource in _ALL_RESOURCES},
-    "rk_test_FAKE_sandbox_read_write_key_0000": {**{r: "write" for r in _ALL_RESOURCES}, "event": "read"},
+    "rk_test_FAKE_sandbox_read_write_key_0000": {**{r: "write" for r in _ALL_RESOURCES}, "event": "read",
+                                                 "balance": "read"},
     "rk_test_FAKE_sandbox_charges_only_key_0000": {"charge": "read"},
 }
 _RESOURCE_OF = {"customers": "customer", "charges": "charge", "invoices": "invoice", "refunds": "refund",
-                "disputes": "dispute", "events": "event"}
+                "disputes": "dispute", "events": "event", "balance_transactions": "balance"}
 #: The API version the sandbox account is pinned to: events render `data.object` in it and say so.
 API_VERSION = "2025-09-30.clover"
 #: Stripe serves events for 30 days; older ones are gone from `/v1/events`.
 EVENT_RETENTION_SECONDS = 30 * 24 * 3600
 MAX_LIMIT = 100
 MAX_TYPES = 20
+#: Standard processing fee of a domestic card by currency (the account country's price list; see the module
+#: docstring): (percentage in basis points, fixed part in minor units). Another currency is priced as USD.
+FEE_SCHEDULE: dict[str, tuple[int, int]] = {"usd": (290, 30), "gbp": (150, 20), "eur": (150, 25)}
+#: Days from a charge to its funds' `available_on` (Stripe's standard US payout schedule: two business days).
+AVAILABLE_AFTER_DAYS = 2
 
 _OBJECT = {"customers": "customer", "charges": "charge", "invoices": "invoice", "refunds": "refund",
-           "disputes": "dispute", "events": "event"}
+           "disputes": "dispute", "events": "event", "balance_transactions": "balance_transaction"}
 # What each endpoint takes (stripe-python 16's params/*.py); anything else is Stripe's "unknown parameter" 400.
 _LIST_PARAMS: dict[str, frozenset[str]] = {
     "customers": frozenset({"created", "email", "ending_before", "expand", "limit", "starting_after", "test_clock"}),
@@ -65,9 +83,13 @@ _LIST_PARAMS: dict[str, frozenset[str]] = {
                            "starting_after"}),
     "events": frozenset({"created", "delivery_success", "ending_before", "expand", "limit", "starting_after",
                          "type", "types"}),
+    "balance_transactions": frozenset({"created", "currency", "ending_before", "expand", "limit", "payout",
+                                       "source", "starting_after", "type"}),
 }
-#: List parameters that filter by equality on the field of the same name.
+#: List parameters that filter by equality on the field of the same name (balance transactions: their own set,
+#: since `type` there is exact while the events' `type` takes wildcards).
 _EQUALITY_FILTERS = ("customer", "email", "status", "collection_method", "charge", "payment_intent")
+_BALANCE_FILTERS = ("currency", "payout", "source", "type")
 _CREATE_PARAMS: dict[str, frozenset[str]] = {
     "customers": frozenset({"address", "balance", "business_name", "cash_balance", "description", "email", "expand",
                             "individual_name", "invoice_prefix", "invoice_settings", "metadata", "name",
@@ -105,15 +127,17 @@ _DISPUTE_REASONS = ("bank_cannot_process", "check_returned", "credit_not_process
 _SYMBOL = {"usd": "$", "gbp": "£", "eur": "€"}
 _KEY = re.compile(r"([^\[\]]+)((?:\[[^\[\]]*\])*)")
 #: Fields holding another object's id that `expand[]` may replace with the object (field → its stream). A charge's
-#: `refunds` list is expandable too (handled on its own); `balance_transaction`, `payment_intent` and the like are
-#: expandable at Stripe but the sandbox keeps no such objects: asking for them is refused (docs/sandbox-fidelity.md).
+#: `refunds` list is expandable too (handled on its own); `payment_intent` and the like are expandable at Stripe
+#: but the sandbox keeps no such objects: asking for them is refused (docs/sandbox-fidelity.md). A balance
+#: transaction's `source` (a charge or a refund) is not expandable here.
 _EXPANDABLE: dict[str, dict[str, str]] = {
     "customers": {},
-    "charges": {"customer": "customers", "invoice": "invoices"},
+    "charges": {"customer": "customers", "invoice": "invoices", "balance_transaction": "balance_transactions"},
     "invoices": {"customer": "customers"},
-    "refunds": {"charge": "charges"},
+    "refunds": {"charge": "charges", "balance_transaction": "balance_transactions"},
     "disputes": {"charge": "charges"},
     "events": {},
+    "balance_transactions": {},
 }
 #: Search (`GET /v1/<stream>/search`): the resources that have it, their query fields (Stripe's "query fields for
 #: customers/charges", the subset this sandbox holds) with each field's type, and the page size bounds.
@@ -218,6 +242,18 @@ def _expand(params: dict[str, Any]) -> set[str]:
     return {expand} if isinstance(expand, str) else {str(e) for e in expand}
 
 
+def stripe_fee(amount: int, currency: str) -> int:
+    """The processing fee of a captured charge, in its minor units (FEE_SCHEDULE; percentage rounded half up)."""
+    basis_points, fixed = FEE_SCHEDULE.get(currency.lower(), FEE_SCHEDULE["usd"])
+    return (amount * basis_points + 5_000) // 10_000 + fixed
+
+
+def _available_on(created: int) -> int:
+    """Midnight UTC AVAILABLE_AFTER_DAYS after the day of `created`: when the funds join the available balance."""
+    day = 24 * 3600
+    return (created // day + AVAILABLE_AFTER_DAYS) * day
+
+
 def _unknown(given: Iterable[str], allowed: frozenset[str]) -> None:
     for name in given:
         if name not in allowed:
@@ -227,7 +263,7 @@ def _unknown(given: Iterable[str], allowed: frozenset[str]) -> None:
 class StripeEmulator(Emulator):
     name = "stripe"
     prefixes = ("/v1/",)
-    streams = ("customers", "charges", "invoices", "refunds", "disputes", "events")
+    streams = ("customers", "charges", "invoices", "refunds", "disputes", "events", "balance_transactions")
 
     def __init__(self, world: World, sandbox: SandboxState) -> None:
         super().__init__(world, sandbox)
@@ -317,6 +353,7 @@ class StripeEmulator(Emulator):
                 "refunded": False, "status": "succeeded",
             }
             happened(charge["created"], "charge.succeeded", charge)
+            self._charge_moved_balance(charge)
             if payment.refunded:
                 before = copy.deepcopy(charge)
                 refund = self._apply_refund(charge, min(payment.refunded, payment.amount), None, {},
@@ -416,7 +453,7 @@ class StripeEmulator(Emulator):
         for stream in _SEARCH_FIELDS:  # before `/v1/<stream>/{id}`, which would take "search" for an id
             routes.append(Route(f"/v1/{stream}/search", self._handler(self._search_endpoint(stream)),
                                 methods=["GET"]))
-        for stream in ("customers", "charges", "invoices", "refunds", "disputes"):
+        for stream in ("customers", "charges", "invoices", "refunds", "disputes", "balance_transactions"):
             methods = ["GET", "POST"] if stream in _CREATE_PARAMS or stream == "invoices" else ["GET"]
             routes.append(Route(f"/v1/{stream}", self._handler(self._list_endpoint(stream)), methods=methods))
             methods = ["GET", "POST"] if stream in _UPDATE_PARAMS else ["GET"]
@@ -452,9 +489,10 @@ class StripeEmulator(Emulator):
             if stream == "events":
                 candidates = self._visible_events(candidates, params)
             candidates = self._created_filter(candidates, params.get("created"))
-            for field in _EQUALITY_FILTERS:
+            for field in _BALANCE_FILTERS if stream == "balance_transactions" else _EQUALITY_FILTERS:
                 if field in params:
-                    candidates = [r for r in candidates if r.get(field) == params[field]]
+                    wanted = str(params[field]).lower() if field == "currency" else params[field]
+                    candidates = [r for r in candidates if r.get(field) == wanted]
             candidates.sort(key=lambda o: self._order(stream, o), reverse=True)
             after, before = params.get("starting_after"), params.get("ending_before")
             for name, cursor in (("starting_after", after), ("ending_before", before)):
@@ -582,6 +620,8 @@ class StripeEmulator(Emulator):
         """The object as served, with `expand` applied: each path (`customer`, `customer.…`, `invoice`) replaces
         an id with the object it names (a null stays null; a deleted customer is its `deleted` stub); `refunds` on
         a charge is only there when expanded (API versions ≥ 2022-11-15). Unknown paths are Stripe's 400."""
+        if stream == "balance_transactions":
+            obj = {**obj, "status": "available" if obj["available_on"] <= self.now() else "pending"}
         if not expand:
             return obj
         self._check_expand(stream, expand)
@@ -857,6 +897,8 @@ class StripeEmulator(Emulator):
         }
         with self.sandbox.lock:
             self.objects["charges"][charge_id] = charge
+            if capture:
+                self._charge_moved_balance(charge)
             self._record("charge.succeeded", charge, None, origin)
             if customer is not None and customer.get("currency") is None:
                 self.update("customers", customer["id"], {"currency": currency}, origin=origin)
@@ -926,7 +968,33 @@ class StripeEmulator(Emulator):
         self.objects["refunds"][refund_id] = refund
         charge["amount_refunded"] += amount
         charge["refunded"] = charge["amount_refunded"] >= charge["amount"]
+        self._balance_transaction(refund["balance_transaction"], source=refund_id, type_="refund", amount=-amount,
+                                  fee=0, currency=charge["currency"], created=created,
+                                  description=f"REFUND FOR CHARGE ({charge.get('description') or charge['id']})")
         return refund
+
+    def _charge_moved_balance(self, charge: dict[str, Any]) -> dict[str, Any]:
+        """The balance transaction of a captured charge: its amount in, Stripe's fee out (FEE_SCHEDULE)."""
+        return self._balance_transaction(
+            charge["balance_transaction"], source=charge["id"], type_="charge", amount=charge["amount"],
+            fee=stripe_fee(charge["amount"], charge["currency"]), currency=charge["currency"],
+            created=charge["created"], description=charge.get("description"))
+
+    def _balance_transaction(self, txn_id: str, *, source: str, type_: str, amount: int, fee: int, currency: str,
+                             created: int, description: str | None) -> dict[str, Any]:
+        """One movement of the balance, as `GET /v1/balance_transactions/{id}` answers it (`status` is set when
+        served: pending until `available_on`)."""
+        txn = {
+            "id": txn_id, "object": "balance_transaction", "amount": amount, "available_on": _available_on(created),
+            "balance_type": "payments", "created": created, "currency": currency, "description": description,
+            "exchange_rate": None, "fee": fee,
+            "fee_details": [{"amount": fee, "application": None, "currency": currency,
+                             "description": "Stripe processing fees", "type": "stripe_fee"}] if fee else [],
+            "net": amount - fee, "reporting_category": type_, "source": source, "status": "pending", "type": type_,
+        }
+        with self.sandbox.lock:
+            self.objects["balance_transactions"][txn_id] = txn
+        return txn
 
     def open_dispute(self, charge_id: str, amount: int | None = None, reason: str = "fraudulent") -> dict[str, Any]:
         """The cardholder's bank disputes a charge (Stripe has no API to do this; it happens to you): the
