@@ -57,6 +57,10 @@ def running_stack(root: Path, sandbox_server: SandboxServer, systems: str) -> It
 
 def test_every_lead_reaches_hubspot_once_while_leads_keep_arriving(tmp_path: Path, sandbox_server: SandboxServer):
     with running_stack(tmp_path, sandbox_server, "hubspot") as (ui, receiver_url):
+        # the CRM's contacts, read once: a form post only fills what a known contact leaves empty
+        first = ui.launch_run("__ASSET_JOB", assets=[["hubspot", "contacts"]])
+        assert ui.wait_run(first, timeout=GENEROUS) == "SUCCESS", [
+            e for e in ui.events(first) if e.get("level") == "ERROR" or e.get("error")][:3]
         probe = LeadProbe(receiver_url, sandbox_server.url, SANDBOX_TOKEN, uuid.uuid4().hex[:8])
         traffic = Traffic(probe, rate=4.0)
         traffic.start()

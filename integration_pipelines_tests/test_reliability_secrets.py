@@ -396,6 +396,7 @@ def demo(tmp_path: Path, inbox: AlertInbox) -> Iterator[Demo]:
     env = clean_environment()
     env |= live_sandbox_environment(sandbox_url, system_secret_variables())
     env |= webhook_secret_values() | alert_environment(inbox)
+    env["SALESFORCE_WEBHOOK_ORGANIZATION_IDS"] = SANDBOX_SALESFORCE_ORG_IDS  # live Salesforce: the org allow-list
     env |= {"DAGSTER_HOME": str(tmp_path / "data" / "dagster"), "IP_DATA_DIR": str(tmp_path / "data"),
             "IP_TIMEZONE": "UTC", "IP_ALERT_UI_BASE_URL": f"http://127.0.0.1:{ports['ui']}",
             "IP_WEBHOOK_SENSOR_INTERVAL_SECONDS": "2", "PYTHONUNBUFFERED": "1", "COLUMNS": "200"}
