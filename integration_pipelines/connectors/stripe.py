@@ -51,10 +51,10 @@ SYSTEM = System(
     error_message_paths=("error.message",),
     scopes=Scopes(
         read=("rak_customer_read", "rak_charge_read", "rak_invoice_read", "rak_refund_read", "rak_dispute_read",
-              "rak_event_read"),
+              "rak_event_read", "rak_balance_read"),
         note="A restricted key (`rk_live_...`, Dashboard → Developers → API keys → Create restricted key) with Read "
-        "on Customers, Charges, Refunds, Invoices, Disputes and Events; no sync writes to Stripe, so no "
-        "write key is needed.",
+        "on Customers, Charges, Refunds, Invoices, Disputes, Events and Balance (balance transactions: the "
+        "processing fees); no sync writes to Stripe, so no write key is needed.",
     ),
     streams=(
         _list("customers", "/v1/customers", "Customers"),
@@ -62,6 +62,10 @@ SYSTEM = System(
         _list("invoices", "/v1/invoices", "Invoices billed through Stripe"),
         _list("refunds", "/v1/refunds", "Refunds (each partial or repeated refund of a charge)"),
         _list("disputes", "/v1/disputes", "Disputes (chargebacks) opened by cardholders' banks"),
+        # Stripe puts no fee on a charge: it is on the charge's balance transaction, created with the charge (same
+        # `created`, so the same daily window) and never changed afterwards, hence no change feed is needed.
+        _list("balance_transactions", "/v1/balance_transactions",
+              "Balance transactions: each charge's processing fee and net, each refund's movement"),
         Stream(
             name="events",
             description="The Events API: every change to a charge, customer or invoice (refunds, disputes, edits "
