@@ -1,22 +1,34 @@
-"""Scenario 10: card payments and refunds → QuickBooks journal entries, gross, processor fee and net.
+"""Scenario 10: card payments and refunds → journal entries (gross, processor fee, net) in each entity's books.
 
 A processor pays out the gross charge less its fee; the books must show the fee as an expense and only the net
 reaching the processor's clearing (bank) account. Scenario 6 records each charge at gross into Undeposited
 Funds; here each charge becomes one balanced journal entry moving it out: credit Undeposited Funds (gross),
-debit the processor clearing account (net) and merchant fees (fee). Each refund becomes a second entry:
-debit sales refunds, credit the clearing account (the refunded amount; processors keep their fee).
+debit the processor clearing account (net) and merchant fees (fee). Each refund becomes its own entry: debit
+sales refunds, credit the clearing account (the refunded amount; processors keep their fee).
 
-Fees: Square reports them on the payment (`processing_fee`, core.payments.fee_minor). Stripe does not put the
-fee on the charge: it is on the charge's balance transaction (`GET /v1/balance_transactions/{id}` or
-`expand[]=data.balance_transaction`), which the Stripe connector does not read yet, so core.payments.fee_minor is
-null for Stripe and its charges *wait* (`required_columns`) rather than being booked with a made-up fee of 0.
-Stripe refunds need no fee and are booked. A refund is booked once, at the refunded amount first seen, dated
-the payment's date (core.payments has no refund date); a later second partial refund is not booked (see the
-module's report: updating a QBO entry needs its current SyncToken, which a sync payload cannot carry yet).
+Which books: the books of record of the legal entity the payment belongs to (core.payments.legal_entity, the
+entity whose invoice it settles; a refund follows its payment, core.refunds.legal_entity), from the group's
+legal-entities file (ref.legal_entities.books_system, see seeds/legal_entities.yaml). Only QuickBooks has a
+journal-entry writer (connectors/quickbooks.py `save_journalentry`), so these two syncs post the entries of the
+entities that book in QuickBooks, and hold every other entry as *waiting* (`books_route` is null) with its reason
+in `waiting_reason`, never booking it in another company's books: an entity whose books are Xero (the UK and
+German companies: the Xero connector has no manual-journal writer yet), and a payment that settles no invoice of
+the books of record (legal entity 'Unassigned', so whose books it belongs in is unknown).
 
-Duplicates: insert mode keyed by `<processor>:<payment id>` (+ `:refund`), QBO `requestid` on every write, and
-a DocNumber naming the payment on each entry (journal entries are not refused on a repeated DocNumber, so the
-ledger and the requestid are the protection). Account ids are per company (set them for yours).
+Fees: Square reports them on the payment (`processing_fee`); Stripe on the charge's balance transaction
+(stream stripe/balance_transactions, staging/stripe__payments.sql). A payment whose fee is not known yet waits
+(`fee` is required) rather than being booked with a made-up fee of 0.
+
+Refunds: one entry per refund (core.refunds), at its own amount and dated the day it was made, so a second
+partial refund is a second entry. Refunds whose amount the source does not give one by one (several Square refunds
+on a payment, see staging/square__refunds.sql) wait.
+
+Exactly once: insert mode keyed by `<processor>:<payment id>` (fees) and `<processor>:<refund id>` (refunds), a
+QBO `requestid` on every write, and a DocNumber naming the payment or refund (journal entries are not refused on
+a repeated DocNumber, so the ledger and the requestid are the protection). Match before create: earlier versions
+of the refund sync booked one entry per payment (`<processor>:<payment id>:refund`) at the amount refunded by
+then; the refunds made before that entry was pushed are linked to it (`booked_entry_id`), not booked again, and
+only later refunds are new entries. Account ids are per company (set them for yours).
 """
 
 from ..spec import SyncSpec
@@ -26,16 +38,82 @@ PROCESSOR_CLEARING = "36"
 MERCHANT_FEES = "37"
 SALES_REFUNDS = "38"
 
-_PAYMENTS = """
-    WITH p AS (
-        SELECT p.source_system AS processor, p.source_id AS payment_id, p.currency,
-               CASE WHEN cur.minor_exponent = 0 THEN 1 ELSE 100 END AS unit,
-               p.amount_minor, p.fee_minor, p.refunded_minor, p.paid_at
+#: The books system these syncs post to: entries of entities whose books of record are elsewhere wait here.
+BOOKS = "quickbooks"
+
+# Each entity's books of record and the minor-unit divisor of each currency.
+_ROUTE = """books AS (SELECT legal_entity, books_system FROM ref.legal_entities),
+    units AS (SELECT currency, CASE WHEN minor_exponent = 0 THEN 1 ELSE 100 END AS unit FROM ref.currencies)"""
+
+
+def _reason(payment: str) -> str:
+    """SQL: why an entry cannot be booked in QuickBooks, or null when it can (`payment` names it in the text)."""
+    return f"""CASE WHEN b.books_system IS NULL
+             THEN 'no legal entity: the {payment} settles no invoice of the books of record, so whose books it '
+                  || 'belongs in is unknown (legal_entity ' || coalesce(x.legal_entity, 'null') || ')'
+             WHEN b.books_system <> '{BOOKS}'
+             THEN x.legal_entity || ' keeps its books in ' || b.books_system || ', which has no journal-entry '
+                  || 'writer yet: not booked in another company''s {BOOKS}'
+        END"""
+
+
+_FEES = f"""
+    WITH {_ROUTE},
+    x AS (
+        SELECT p.source_system AS processor, p.source_id AS payment_id, p.currency, p.legal_entity,
+               coalesce(u.unit, 100) AS unit, p.amount_minor, p.fee_minor, p.paid_at
         FROM core.payments AS p
-        LEFT JOIN ref.currencies AS cur ON cur.currency = p.currency
+        LEFT JOIN units AS u ON u.currency = p.currency
         WHERE p.kind = 'processor' AND p.status IN ('succeeded', 'refunded')
     )
+    SELECT x.processor || ':' || x.payment_id AS entry_key, x.processor, x.payment_id, x.currency, x.legal_entity,
+           b.books_system,
+           CASE WHEN b.books_system = '{BOOKS}' THEN b.books_system END AS books_route,
+           coalesce({_reason("payment")},
+                    CASE WHEN x.fee_minor IS NULL THEN 'the processor fee is not known yet (a Stripe charge''s fee '
+                         || 'is on its balance transaction: stripe/balance_transactions)' END) AS waiting_reason,
+           CAST(x.amount_minor AS DECIMAL(18, 2)) / x.unit AS gross,
+           CAST(x.fee_minor AS DECIMAL(18, 2)) / x.unit AS fee,
+           CAST(x.amount_minor - x.fee_minor AS DECIMAL(18, 2)) / x.unit AS net,
+           strftime(x.paid_at, '%Y-%m-%d') AS paid_date,
+           left(x.processor, 2) || '-' || right(x.payment_id, 18) AS doc_number,
+           x.paid_at
+    FROM x
+    LEFT JOIN books AS b ON b.legal_entity = x.legal_entity
 """
+
+_REFUNDS = f"""
+    WITH {_ROUTE},
+    x AS (
+        SELECT r.source_system AS processor, r.source_id AS refund_id, r.payment_source_id AS payment_id,
+               r.currency, r.legal_entity, coalesce(u.unit, 100) AS unit, r.amount_minor, r.refunded_at
+        FROM core.refunds AS r
+        LEFT JOIN units AS u ON u.currency = r.currency
+        WHERE r.status = 'succeeded'
+    ),
+    -- entries of the earlier one-entry-per-payment refund sync: they hold every refund made before they were pushed
+    per_payment AS (
+        SELECT record_key, external_id, last_synced_at FROM sync.ledger
+        WHERE sync_name = 'processor_refunds_to_quickbooks' AND ends_with(record_key, ':refund')
+          AND external_id IS NOT NULL
+    )
+    SELECT x.processor || ':' || x.refund_id AS entry_key, x.processor, x.refund_id, x.payment_id, x.currency,
+           x.legal_entity, b.books_system,
+           CASE WHEN b.books_system = '{BOOKS}' THEN b.books_system END AS books_route,
+           coalesce({_reason("refunded payment")},
+                    CASE WHEN x.amount_minor IS NULL THEN 'the refund''s own amount is not known: the processor '
+                         || 'reports only the total of several refunds on the payment' END) AS waiting_reason,
+           CAST(x.amount_minor AS DECIMAL(18, 2)) / x.unit AS amount,
+           strftime(x.refunded_at, '%Y-%m-%d') AS refund_date,
+           left(x.processor, 2) || 'R' || right(x.refund_id, 18) AS doc_number,
+           pp.external_id AS booked_entry_id,
+           x.refunded_at
+    FROM x
+    LEFT JOIN books AS b ON b.legal_entity = x.legal_entity
+    LEFT JOIN per_payment AS pp ON pp.record_key = x.processor || ':' || x.payment_id || ':refund'
+                               AND x.refunded_at <= pp.last_synced_at
+"""
+
 
 def _line(amount: str, posting: str, account: str, description: str) -> dict:
     return {"DetailType": "JournalEntryLineDetail", "Amount": amount, "Description": description,
@@ -46,24 +124,16 @@ SYNCS = (
     SyncSpec(
         name="processor_fees_to_quickbooks",
         title="Card payments → QuickBooks journal entries (gross, fee, net)",
-        description="Books each card payment's processor fee and net payout as a balanced journal entry.",
-        source_sql=_PAYMENTS + """
-            SELECT processor || ':' || payment_id AS entry_key, processor, payment_id, currency,
-                   CAST(amount_minor AS DECIMAL(18, 2)) / unit AS gross,
-                   CAST(fee_minor AS DECIMAL(18, 2)) / unit AS fee,
-                   CAST(amount_minor - fee_minor AS DECIMAL(18, 2)) / unit AS net,
-                   strftime(paid_at, '%Y-%m-%d') AS paid_date,
-                   left(processor, 2) || '-' || right(payment_id, 18) AS doc_number,
-                   paid_at
-            FROM p
-        """,
+        description="Books each card payment's processor fee and net payout as a balanced journal entry in the "
+                    "QuickBooks of the payment's legal entity; other entities' payments wait (waiting_reason).",
+        source_sql=_FEES,
         source_assets=(("core", "payments"),),
         key="entry_key",
         start_column="paid_at",
-        target="quickbooks",
+        target=BOOKS,
         mode="insert",
         create_writer="save_journalentry",
-        required_columns=("fee",),
+        required_columns=("books_route", "fee"),
         payload={
             "TxnDate": "{paid_date}",
             "DocNumber": "{doc_number}",
@@ -80,28 +150,25 @@ SYNCS = (
     SyncSpec(
         name="processor_refunds_to_quickbooks",
         title="Card refunds → QuickBooks journal entries",
-        description="Books each card refund against the processor clearing account as a journal entry.",
-        source_sql=_PAYMENTS + """
-            SELECT processor || ':' || payment_id || ':refund' AS entry_key, processor, payment_id, currency,
-                   CAST(refunded_minor AS DECIMAL(18, 2)) / unit AS refunded,
-                   strftime(paid_at, '%Y-%m-%d') AS paid_date,
-                   paid_at
-            FROM p
-            WHERE refunded_minor > 0
-        """,
-        source_assets=(("core", "payments"),),
+        description="Books each card refund (every partial refund on its own, on its own date) against the "
+                    "processor clearing account in the QuickBooks of the payment's legal entity.",
+        source_sql=_REFUNDS,
+        source_assets=(("core", "refunds"),),
         key="entry_key",
-        start_column="paid_at",
-        target="quickbooks",
+        start_column="refunded_at",  # a refund made after the switch-on is booked, even of an older payment
+        target=BOOKS,
         mode="insert",
         create_writer="save_journalentry",
+        external_id_column="booked_entry_id",
+        required_columns=("books_route", "amount"),
         payload={
-            "TxnDate": "{paid_date}",
+            "TxnDate": "{refund_date}",
+            "DocNumber": "{doc_number}",
             "CurrencyRef": {"value": "{currency}"},
-            "PrivateNote": "{processor} refund of payment {payment_id}",
+            "PrivateNote": "{processor} refund {refund_id} of payment {payment_id}",
             "Line": [
-                _line("{refunded}", "Debit", SALES_REFUNDS, "{processor} refund of {payment_id}"),
-                _line("{refunded}", "Credit", PROCESSOR_CLEARING, "{processor} refund of {payment_id}"),
+                _line("{amount}", "Debit", SALES_REFUNDS, "{processor} refund {refund_id} of {payment_id}"),
+                _line("{amount}", "Credit", PROCESSOR_CLEARING, "{processor} refund {refund_id} of {payment_id}"),
             ],
         },
         manual_minutes_per_record=3.0,
