@@ -1,6 +1,6 @@
 """Run each competitor in its own child process and measure it from outside: wall time, and the child's own
-peak RSS from `wait4` (the kernel's ru_maxrss of that child and the children it waited for), so one competitor's
-memory never bleeds into another's figure."""
+CPU time and peak RSS from `wait4` (the kernel's rusage of that child and the children it waited for), so one
+competitor's CPU and memory never bleed into another's figure, nor the server's into the client's."""
 
 from __future__ import annotations
 
@@ -35,6 +35,7 @@ class Measured:
     peak_rss_mb: float
     result: dict[str, Any] = field(default_factory=dict)
     error: str | None = None
+    cpu_seconds: float = float("nan")  # user + system of the child (all its threads), from wait4's rusage
 
 
 def _env(extra: dict[str, str] | None) -> dict[str, str]:
@@ -79,13 +80,14 @@ def run_worker(name: str, args: dict[str, Any], *, label: str | None = None, tim
         wall = time.perf_counter() - started
         proc.returncode = os.waitstatus_to_exitcode(status)
     peak = usage.ru_maxrss / 1024 if usage else float("nan")  # Linux: KiB
+    cpu = usage.ru_utime + usage.ru_stime if usage else float("nan")
     text = out_path.read_text(errors="replace")
     lines = [line for line in text.splitlines() if line.startswith(RESULT_PREFIX)]
     if proc.returncode != 0 or not lines:
         tail = err_path.read_text(errors="replace").strip().splitlines()[-12:]
         reason = killed or f"exit {proc.returncode}"
-        return Measured(label, wall, peak, {}, f"{reason}: " + " | ".join(tail)[-1500:])
-    return Measured(label, wall, peak, json.loads(lines[-1][len(RESULT_PREFIX):]))
+        return Measured(label, wall, peak, {}, f"{reason}: " + " | ".join(tail)[-1500:], cpu)
+    return Measured(label, wall, peak, json.loads(lines[-1][len(RESULT_PREFIX):]), cpu_seconds=cpu)
 
 
 def _tree_rss_mb(pid: int) -> float:
@@ -99,8 +101,10 @@ def _tree_rss_mb(pid: int) -> float:
 
 
 class ServerProcess:
-    """A server in its own process (so its CPU and memory are not the client's). It prints `PORT <n>` once
-    listening and exits when its stdin closes; `stop()` returns its own peak RSS (MB) from `wait4`."""
+    """A server in its own process (so its CPU and memory are not the client's). It prints `PORT <n>` (then
+    optional `key=value` facts about itself) once listening and exits when its stdin closes; `stop()` returns
+    its own peak RSS (MB) from `wait4`; `cpu_seconds()` reads its CPU time so far, to charge the server's share
+    of each competitor's run to the server and not to the competitor."""
 
     def __init__(self, argv: list[str], env: dict[str, str] | None = None, log: Path | None = None) -> None:
         self.log = open(log, "wb") if log else subprocess.DEVNULL  # noqa: SIM115
@@ -111,7 +115,26 @@ class ServerProcess:
             self.stop()
             raise RuntimeError(f"{' '.join(argv)} did not start: {line!r}")
         self.url = f"http://127.0.0.1:{int(line.split()[1])}"
+        self.info = dict(word.split("=", 1) for word in line.split()[2:] if "=" in word)
         self.peak_rss_mb = float("nan")
+
+    def cpu_seconds(self) -> float:
+        """User + system CPU time of the server process so far (its threads included)."""
+        import psutil
+
+        try:
+            times = psutil.Process(self.proc.pid).cpu_times()
+        except psutil.Error:
+            return float("nan")
+        return times.user + times.system
+
+    def get_json(self, path: str) -> dict[str, Any]:
+        """One GET on the server's own bookkeeping endpoint (`/_bench/...`), outside any timed run (urllib, so
+        the runner does not grow by httpx's imports: children's ru_maxrss starts at the runner's RSS at fork)."""
+        from urllib.request import urlopen
+
+        with urlopen(self.url + path, timeout=10) as response:
+            return json.loads(response.read())
 
     def stop(self) -> float:
         if self.proc.returncode is None:
@@ -143,7 +166,8 @@ class ServerProcess:
 
 
 def stripe_server(records: int, max_seconds: float = 3600) -> ServerProcess:
-    """The synthetic Stripe list endpoint (benchmarks/synthetic_stripe.py) serving `records` charges."""
+    """The cached synthetic Stripe list endpoint (benchmarks/synthetic_stripe.py) serving `records` charges;
+    it returns once every page is rendered and mapped, so the cache's build is never inside a timed run."""
     return ServerProcess(["-m", "benchmarks.synthetic_stripe", "--records", str(records), "--max-seconds",
                           str(max_seconds)])
 

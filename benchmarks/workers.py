@@ -1,7 +1,7 @@
 """What runs inside each measured child process: `python -m benchmarks.workers <name> '<json args>'`.
 
 Every worker imports what it needs itself (imports are part of what a user pays), does its work, and prints one
-`RESULT {json}` line. The parent measures wall time and peak RSS from outside (benchmarks/harness.py).
+`RESULT {json}` line. The parent measures wall time, CPU time and peak RSS from outside (benchmarks/harness.py).
 """
 
 from __future__ import annotations
@@ -50,6 +50,73 @@ def extract_project(args: dict[str, Any]) -> dict[str, Any]:
     return {"rows": rows, "work_seconds": work, "pages": log[0], "requests": log[1], "records_read": log[2],
             "inserted": log[3], "updated": log[4], "unchanged": log[5], "rows_written": log[3] + log[4],
             "extract_seconds": log[6]}
+
+
+def _last_id(body: bytes) -> tuple[int, str | None, bool]:
+    """Records on a page, the last one's id and `has_more`, found with byte searches instead of a JSON parse,
+    so the two transport-only clients below cost next to nothing per record. Only the synthetic records
+    (`ch_bench…` ids) are recognized; a refund inside a record carries a `re_bench` id."""
+    marker = b'{"id":"ch_bench'
+    count = body.count(marker)
+    at = body.rfind(marker)
+    last = body[at + 7:at + 23].decode() if at >= 0 else None
+    return count, last, b'"has_more":true' in body[:100]
+
+
+def extract_server_alone(args: dict[str, Any]) -> dict[str, Any]:
+    """The server's own pace: a raw-socket HTTP/1.1 client on one keep-alive connection reading every page
+    of the same requests the floor makes and discarding it. Its wall time is the most any client could gain
+    from a faster server; it must be small against every competitor's, or the server is the floor."""
+    import socket
+    from urllib.parse import urlencode, urlsplit
+
+    started = time.perf_counter()
+    target = urlsplit(args["url"])
+    requests = records = received = 0
+    with socket.create_connection((target.hostname, target.port)) as sock, sock.makefile("rb") as stream:
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        params: dict[str, Any] = _window()
+        while True:
+            sock.sendall(f"GET /v1/charges?{urlencode(params)} HTTP/1.1\r\nHost: {target.netloc}\r\n"
+                         f"Authorization: Bearer {API_KEY}\r\n\r\n".encode())
+            requests += 1
+            status = stream.readline()
+            if b" 200 " not in status:
+                raise RuntimeError(f"server answered {status!r}")
+            length = 0
+            while (line := stream.readline()) not in (b"\r\n", b""):
+                if line[:15].lower() == b"content-length:":
+                    length = int(line[15:])
+            body = stream.read(length)
+            received += len(body)
+            count, last, has_more = _last_id(body)
+            records += count
+            if not has_more or not last:
+                break
+            params = {**_window(), "starting_after": last}
+    return {"rows": records, "work_seconds": time.perf_counter() - started, "requests": requests,
+            "bytes": received}
+
+
+def extract_httpx_alone(args: dict[str, Any]) -> dict[str, Any]:
+    """The transport every Python competitor uses: httpx reading every page (the floor's requests) without
+    parsing it. The floor's wall minus this is what parsing, NDJSON and the load cost."""
+    import httpx
+
+    started = time.perf_counter()
+    requests = records = 0
+    with httpx.Client(base_url=args["url"], headers={"Authorization": f"Bearer {API_KEY}"}, timeout=30) as client:
+        params: dict[str, Any] = _window()
+        while True:
+            response = client.get("/v1/charges", params=params)
+            requests += 1
+            response.raise_for_status()
+            count, last, has_more = _last_id(response.content)
+            records += count
+            if not has_more or not last:
+                break
+            params = {**_window(), "starting_after": last}
+    return {"rows": records, "work_seconds": time.perf_counter() - started, "requests": requests}
 
 
 def extract_floor(args: dict[str, Any]) -> dict[str, Any]:
@@ -375,8 +442,8 @@ def webhook_load(args: dict[str, Any]) -> dict[str, Any]:
 
 
 # -- 5. sensor ---------------------------------------------------------------------------------------------------
-WORKERS = {f.__name__: f for f in (extract_project, extract_floor, extract_dlt, noop_sandbox, plan_setup, plan,
-                                   plan_floor, webhook_load)}
+WORKERS = {f.__name__: f for f in (extract_project, extract_server_alone, extract_httpx_alone, extract_floor,
+                                   extract_dlt, noop_sandbox, plan_setup, plan, plan_floor, webhook_load)}
 
 
 def main() -> None:
