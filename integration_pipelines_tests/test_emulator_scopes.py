@@ -22,6 +22,8 @@ from integration_pipelines.sandbox.xero import (
 INVOICE = {"Invoices": [{"Type": "ACCREC", "Contact": {"Name": "FAKE Scope Test Ltd"},
                          "LineItems": [{"Description": "Consulting", "Quantity": 1, "UnitAmount": 100.0,
                                         "AccountCode": "200"}]}]}
+JOURNAL = {"ManualJournals": [{"Narration": "FAKE scope test fee", "Status": "POSTED", "JournalLines": [
+    {"LineAmount": 1.70, "AccountCode": "404"}, {"LineAmount": -1.70, "AccountCode": "615"}]}]}
 
 
 def xero_access_token(base_url: str, refresh_token: str) -> tuple[str, str]:
@@ -45,13 +47,17 @@ def test_a_read_only_xero_connection_reads_and_its_writes_get_xeros_401(sandbox_
             "POST /Invoices": client.post("/Invoices", json=INVOICE),
             "POST /Contacts": client.post("/Contacts", json={"Contacts": [{"Name": "FAKE Scope Test Ltd"}]}),
             "PUT /Payments": client.put("/Payments", json={"Payments": []}),
+            "PUT /ManualJournals": client.put("/ManualJournals", json=JOURNAL),
+            "POST /ManualJournals": client.post("/ManualJournals", json=JOURNAL),
         }
+        assert client.get("/ManualJournals", params={"page": 1}).status_code == 200
     for call, answer in refused.items():
         assert answer.status_code == 401, call
         body = answer.json()
         assert (body["Title"], body["Status"], body["Detail"]) == ("Unauthorized", 401, "AuthorizationUnsuccessful")
         assert answer.headers["www-authenticate"] == 'Bearer error="insufficient_scope"'
     assert len(sandbox.emulator("xero").dump("invoices")) == before  # nothing was written
+    assert not [j for j in sandbox.emulator("xero").dump("manual_journals") if "scope test" in j["Narration"]]
 
 
 def test_a_xero_grant_holds_the_scopes_the_user_consented_to(sandbox_server, sandbox):
@@ -65,6 +71,23 @@ def test_a_xero_grant_holds_the_scopes_the_user_consented_to(sandbox_server, san
         assert client.post("/Contacts", json={"Contacts": [{"Name": "FAKE Other Ltd"}]}).status_code == 401
     _, scope = xero_access_token(sandbox_server.url, SANDBOX_REFRESH_TOKEN)  # the seeded grant: every scope
     assert scope == "offline_access accounting.transactions accounting.contacts accounting.settings"
+
+
+def test_manual_journals_take_the_broad_scope_or_their_own_granular_one(sandbox_server, sandbox):
+    """Since Xero's scope split (2 March 2026) new apps are given `accounting.manualjournals` instead of
+    `accounting.transactions`; either writes journals, and the granular one writes nothing else."""
+    granular = sandbox.emulator("xero").connect(scope="offline_access accounting.manualjournals")
+    invoices_only = sandbox.emulator("xero").connect(scope="offline_access accounting.invoices")
+    answers = {}
+    for name, refresh in (("granular", granular), ("invoices only", invoices_only)):
+        token, _ = xero_access_token(sandbox_server.url, refresh)
+        headers = {"Authorization": f"Bearer {token}", "xero-tenant-id": SANDBOX_TENANT_ID,
+                   "Accept": "application/json"}
+        with httpx.Client(base_url=f"{sandbox_server.url}/api.xro/2.0", headers=headers) as client:
+            answers[name] = (client.put("/ManualJournals", json=JOURNAL).status_code,
+                             client.get("/ManualJournals", params={"page": 1}).status_code,
+                             client.put("/Invoices", json=INVOICE).status_code)
+    assert answers == {"granular": (200, 200, 401), "invoices only": (401, 401, 200)}
 
 
 def test_the_engine_names_the_write_variable_when_the_xero_write_token_is_read_only(settings, sandbox_server,

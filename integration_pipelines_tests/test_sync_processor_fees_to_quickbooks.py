@@ -1,6 +1,6 @@
 """Scenario 10: card payments and refunds → balanced QuickBooks journal entries with the processor fee, in the books
-of the payment's legal entity only (the US company books in QuickBooks; the UK and German companies in Xero, which
-has no journal writer, so theirs wait with a stated reason)."""
+of the payment's legal entity only (the US company books in QuickBooks; the UK and German companies in Xero, so
+theirs wait here with a stated reason and are journaled by the Xero syncs: test_sync_processor_fees_to_xero.py)."""
 
 from __future__ import annotations
 
@@ -111,7 +111,7 @@ def test_payments_and_refunds_are_booked_once_with_fees_in_their_entitys_books(s
     sandbox.state.clear_requests()
     dry = sync(settings, FEES, dry_run=True)
     assert dry.plan.counts()["creates"] == len(planted["square_us"]) + len(planted["stripe_us"])
-    # UK and German payments (Xero books: no journal writer) and the payment without an invoice wait
+    # UK and German payments (Xero books: the Xero syncs journal them) and the payment without an invoice wait
     assert dry.plan.counts()["waiting"] == len(planted["square_other"]) + len(planted["stripe_other"]) + 1
     assert sandbox.state.request_log("quickbooks") == []
 
@@ -128,13 +128,15 @@ def test_payments_and_refunds_are_booked_once_with_fees_in_their_entitys_books(s
 
 def test_every_waiting_entry_says_why(settings, sandbox):
     planted = prepare(settings, sandbox)
+    with duckdb.connect(settings.warehouse_database) as con:
+        ensure_ledger(con)  # the source reads the other books' ledgers (an entry is booked in one books only)
     rows = warehouse_rows(settings, f"SELECT entry_key, legal_entity, books_route, waiting_reason FROM "
                                     f"({get_sync(FEES).source_sql}) WHERE books_route IS NULL")
     reasons = {key: (entity, reason) for key, entity, _, reason in rows}
     uk = next(p for p in planted["square_other"] if p["amount_money"]["currency"] == "GBP")
     assert reasons[f"square:{uk['id']}"] == (
-        "Acme Trading Ltd (UK)", "Acme Trading Ltd (UK) keeps its books in xero, which has no journal-entry writer "
-        "yet: not booked in another company's quickbooks")
+        "Acme Trading Ltd (UK)", "Acme Trading Ltd (UK) keeps its books in xero: its entries are journaled by the "
+        "xero syncs, not in another company's quickbooks")
     orphan = planted["orphan"]["id"]
     assert reasons[f"stripe:{orphan}"] == (
         "Unassigned", "no legal entity: the payment settles no invoice of the books of record, so whose books it "

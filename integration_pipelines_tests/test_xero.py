@@ -24,7 +24,8 @@ from integration_pipelines.warehouse.duckdb import Warehouse
 from .conftest import loaded_keys, materialize_stream, warehouse_rows
 
 STREAMS = [s.name for s in SYSTEM.streams]
-RESOURCE = {"contacts": "Contacts", "invoices": "Invoices", "payments": "Payments", "items": "Items"}
+RESOURCE = {"contacts": "Contacts", "invoices": "Invoices", "payments": "Payments", "items": "Items",
+            "manual_journals": "ManualJournals"}
 CLIENT_ID = SYSTEM.values["client_id"].sandbox
 CLIENT_SECRET = SYSTEM.values["client_secret"].sandbox
 REFRESH_TOKEN = SYSTEM.values["refresh_token"].sandbox
@@ -290,6 +291,29 @@ def test_create_payments_settles_the_invoice_once(settings, sandbox):
     assert settled["Status"] == "PAID" and settled["AmountDue"] == 0 and settled["AmountPaid"] == settled["Total"]
     assert [p["PaymentID"] for p in emulator.dump("payments")].count(paid.external_ids[0]) == 1
     assert settled["UpdatedDateUTC"] != open_invoice["UpdatedDateUTC"], "a payment changes its invoice too"
+
+
+def test_create_manual_journals_once_per_key_and_refusals_read_like_xeros(settings, sandbox):
+    emulator = _emulator(sandbox)
+    journal = {"Narration": "stripe payment ch_1 (Acme Trading Ltd (UK)): fee [fee stripe:ch_1]", "Date": "2026-03-08",
+               "Status": "POSTED", "LineAmountTypes": "NoTax", "JournalLines": [
+                   {"LineAmount": 1.7, "AccountCode": "404", "Description": "fee", "TaxType": "NONE"},
+                   {"LineAmount": -1.7, "AccountCode": "615", "Description": "fee", "TaxType": "NONE"}]}
+    resolved, client = _client(settings)
+    writer = SYSTEM.writer("create_manual_journals")
+    with client:
+        first = send_write(client, resolved, writer, [journal], idempotency_key="sync:journal:1")
+        retried = send_write(client, resolved, writer, [journal], idempotency_key="sync:journal:1")
+        assert first.external_ids == retried.external_ids and len(first.external_ids) == 1
+        unbalanced = {**journal, "JournalLines": [{**journal["JournalLines"][0], "LineAmount": 2.0},
+                                                  journal["JournalLines"][1]]}
+        with pytest.raises(ApiError, match=re.escape("The total debits (2.00) must equal total credits (1.70)")):
+            send_write(client, resolved, writer, [unbalanced], idempotency_key="sync:journal:2")
+    [created] = [j for j in emulator.dump("manual_journals") if j["Narration"] == journal["Narration"]]
+    assert created["ManualJournalID"] == first.external_ids[0] and created["Status"] == "POSTED"
+    assert created["Date"] == "/Date(1772928000000+0000)/"  # 2026-03-08, midnight UTC
+    assert [(line["AccountCode"], line["LineAmount"]) for line in created["JournalLines"]] == [("404", 1.7),
+                                                                                              ("615", -1.7)]
 
 
 def test_save_contacts_creates_then_updates_by_contact_id(settings, sandbox):

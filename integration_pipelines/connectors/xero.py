@@ -8,8 +8,9 @@ Facts the spec leans on:
   read that refreshes twice works); persisting it across processes is an engine feature still to come.
 - Every API call names the organisation in `xero-tenant-id`; a missing or unknown tenant is 403
   `{"Title": "Forbidden", "Detail": "AuthenticationUnsuccessful"}`, a bad or expired token is 401.
-- Lists (`/Contacts`, `/Invoices`, `/Payments`) page with `page=N&pageSize=M` (M ≤ 1000, default 100) and say
-  how many pages exist in `pagination.pageCount`; `/Items` is not paginated and returns everything at once.
+- Lists (`/Contacts`, `/Invoices`, `/Payments`, `/ManualJournals`) page with `page=N&pageSize=M` (M ≤ 1000,
+  default 100) and say how many pages exist in `pagination.pageCount`; `/Items` is not paginated and returns
+  everything at once.
 - Changes are found with the `If-Modified-Since` header (UTC, `2026-03-08T10:00:00`), which matches on
   `UpdatedDateUTC`. The cursor is that field, sent by Xero as a Microsoft JSON date `/Date(1767225600000+0000)/`.
 - Pages are ordered by the record's own id (`order=InvoiceID`; ids are among Xero's "optimised" orderings for
@@ -29,9 +30,18 @@ Facts the spec leans on:
 - Limits per organisation: 60 calls a minute, 5 in flight, 5,000 a day (and 10,000 a minute per app). Every
   answer reports `X-MinLimit-Remaining`, `X-DayLimit-Remaining`, `X-AppMinLimit-Remaining`; a 429 names the
   limit in `X-Rate-Limit-Problem` and says when to come back in `Retry-After`.
-- Writes: creates are `PUT` (`{"Invoices": [...]}`, `{"Payments": [...]}`), create-or-update is `POST`
-  (`{"Contacts": [...]}`, matched by `ContactID`); all take an `Idempotency-Key` header (≤ 128 characters)
-  whose replay returns the first answer. Xero recommends at most 50 elements per batch.
+- Writes: creates are `PUT` (`{"Invoices": [...]}`, `{"Payments": [...]}`, `{"ManualJournals": [...]}`),
+  create-or-update is `POST` (`{"Contacts": [...]}`, matched by `ContactID`); all take an `Idempotency-Key` header
+  (≤ 128 characters) whose replay returns the first answer. Xero recommends at most 50 elements per batch.
+- Manual journals: `Narration`, `Date`, `Status` (DRAFT by default, or POSTED), `LineAmountTypes` and at least two
+  `JournalLines` whose signed `LineAmount`s (debit positive, credit negative) add up to zero, each on an
+  `AccountCode` of the organisation's chart that is not a bank account (Xero refuses bank accounts in manual
+  journals). A journal has no currency field: Xero books it in the organisation's base currency. Xero keeps no
+  business key on a journal, so match before create is the caller's: the stream `manual_journals` (journal lines
+  included, as Xero sends them only on paged reads) lets a sync find a journal whose `Narration` carries its record
+  key (syncs/catalog/processor_fees_to_xero.py). Scope: `accounting.transactions`, like the other writes here; an
+  app created after Xero's scope split (2 March 2026) is given the granular `accounting.manualjournals` (and
+  `accounting.manualjournals.read`) instead.
 """
 
 from __future__ import annotations
@@ -131,7 +141,7 @@ SYSTEM = System(
               "accounting.settings.read"),
         write=("offline_access", "accounting.contacts", "accounting.transactions"),
         writers={"create_invoices": ("accounting.transactions",), "create_payments": ("accounting.transactions",),
-                 "save_contacts": ("accounting.contacts",)},
+                 "create_manual_journals": ("accounting.transactions",), "save_contacts": ("accounting.contacts",)},
         note="OAuth 2.0 scopes requested when the app is connected; a read-only connection is a second "
         "authorization of the app with only the `.read` scopes (its own refresh token: XERO_READ_REFRESH_TOKEN).",
     ),
@@ -143,6 +153,8 @@ SYSTEM = System(
         _stream("payments", "Payments", "PaymentID", "Payments applied to invoices"),
         _stream("items", "Items", "ItemID", "Products and services (items), with stock for tracked ones",
                 paginated=False),
+        _stream("manual_journals", "ManualJournals", "ManualJournalID", "Manual journals (narration, status and "
+                "journal lines), drafts and voided ones included: what a journal-entry sync matches before it creates"),
     ),
     writers=(
         Writer(
@@ -166,6 +178,18 @@ SYSTEM = System(
             batch_size=BATCH_SIZE,
             results_path="Payments",
             id_path="PaymentID",
+            idempotency=IDEMPOTENCY,
+        ),
+        Writer(
+            name="create_manual_journals",
+            description="Create manual journals (balanced JournalLines: debit positive, credit negative; DRAFT unless "
+            "Status POSTED is sent); a replayed key returns the first answer instead of a second journal",
+            method="PUT",
+            path=f"{API_ROOT}/ManualJournals",
+            batch_envelope="ManualJournals",
+            batch_size=BATCH_SIZE,
+            results_path="ManualJournals",
+            id_path="ManualJournalID",
             idempotency=IDEMPOTENCY,
         ),
         Writer(

@@ -15,20 +15,21 @@ What is emulated, and why each piece matters to a client:
 - Scopes: each grant holds the scopes the user consented to (`connect(scope=…)`; the seeded grant has `SCOPE`,
   the seeded read-only grant `READ_ONLY_SCOPE`), and the token endpoint answers with them. A call needs its
   resource's scope (`READ_SCOPES`/`WRITE_SCOPES`: a PUT or POST needs the write scope, `accounting.transactions`
-  for invoices and payments; a GET takes either, as Xero's scopes are additive); without it Xero answers 401
+  or its granular successor for invoices, payments and manual journals (`accounting.manualjournals`: see
+  WRITE_SCOPES for why both); a GET takes either, as Xero's scopes are additive); without it Xero answers 401
   problem details `Detail: "AuthorizationUnsuccessful"` with `WWW-Authenticate: … error="insufficient_scope"`
   (as Xero's developer community threads show it), so a read-only connection used for writes fails like it.
 - The gateway: no/unknown/expired token → 401 problem details (`Detail: "TokenExpired: token expired at …"`);
   a missing or foreign `xero-tenant-id` → 403 `Detail: "AuthenticationUnsuccessful"`. Every answer carries
   `X-MinLimit-Remaining`, `X-DayLimit-Remaining`, `X-AppMinLimit-Remaining`; with `limit_minute(...)` a test
   makes the per-minute limit bite (429, `Retry-After`, `X-Rate-Limit-Problem: minute`).
-- Lists: `GET /api.xro/2.0/{Contacts|Invoices|Payments}` with `page` and `pageSize` (1..1000, default 100)
-  answer `{"Id","Status","ProviderName","DateTimeUTC","pagination":{page,pageSize,pageCount,itemCount},
-  "<Resource>":[…]}`; without `page` everything comes back at once (invoices then without line items, as Xero
-  does). `/Items` is never paginated. Filters: `If-Modified-Since` (ISO 8601 with or without zone, or an HTTP
-  date) on `UpdatedDateUTC`, `where` (a subset of Xero's expression language: comparisons, `&&`/`||`/AND/OR,
-  `.Contains/.StartsWith/.EndsWith`, `DateTime(y,m,d)`, `Guid("…")`), `order` ("Field [ASC|DESC], …"), `IDs`,
-  `Statuses`, `includeArchived`. Bad query values → 400 `QueryParseException`.
+- Lists: `GET /api.xro/2.0/{Contacts|Invoices|Payments|ManualJournals}` with `page` and `pageSize` (1..1000,
+  default 100) answer `{"Id","Status","ProviderName","DateTimeUTC","pagination":{page,pageSize,pageCount,itemCount},
+  "<Resource>":[…]}`; without `page` everything comes back at once (invoices then without line items, manual
+  journals without journal lines, as Xero does). `/Items` is never paginated. Filters: `If-Modified-Since` (ISO
+  8601 with or without zone, or an HTTP date) on `UpdatedDateUTC`, `where` (a subset of Xero's expression
+  language: comparisons, `&&`/`||`/AND/OR, `.Contains/.StartsWith/.EndsWith`, `DateTime(y,m,d)`, `Guid("…")`),
+  `order` ("Field [ASC|DESC], …"), `IDs`, `Statuses`, `includeArchived`. Bad query values → 400 `QueryParseException`.
 - Writes: `PUT` creates, `POST` creates too, and updates contacts named by `ContactID` and invoices named by
   `InvoiceID` (in the body or as `POST /Invoices/{id}`), with Xero's rules: DRAFT/SUBMITTED invoices are editable
   and may move to DRAFT, SUBMITTED, AUTHORISED or DELETED; AUTHORISED ones are editable while no payment is
@@ -39,6 +40,16 @@ What is emulated, and why each piece matters to a client:
   `summarizeErrors=false`, 200 with the failed elements flagged. `Idempotency-Key` (≤ 128 characters) replays the
   first answer; the same key with a different request is refused. A payment lowers its invoice's `AmountDue`,
   and settles it (`Status: PAID`) when nothing is left.
+- Manual journals (`PUT`/`POST /ManualJournals`, `{"ManualJournals": [{Narration, Date, Status, LineAmountTypes,
+  JournalLines: [{LineAmount, AccountCode, Description, TaxType}]}]}`, `GET /ManualJournals[/{id}]`): a narration
+  and at least two lines; `LineAmount` is signed (debit positive, credit negative) and the lines must balance to
+  zero; every `AccountCode` must be in the organisation's chart (`CHART_OF_ACCOUNTS`) and not a bank account
+  (Xero never lets a manual journal touch a bank account); created DRAFT (default) or POSTED; a DRAFT one can be
+  posted or deleted later, a POSTED one voided. A journal has no currency: Xero books it in the organisation's base
+  currency. Failures answer the same 400 `ValidationException` with `Elements[].ValidationErrors[]` (the messages'
+  exact wording for journals is unconfirmed; "Account code '…' is not a valid code for this document." is Xero's
+  wording for an account a document cannot use, confirmed on invoice lines). The books hold a few journals of the
+  bookkeeper's own (`HAND_JOURNALS`: posted, one voided duplicate, one draft).
 
 Money is in decimal units; dates are Microsoft JSON dates (`/Date(1772841600000+0000)/`), `Date`/`DueDate` at
 midnight UTC with a `DateString` twin. The books hold every person as a contact (names made unique, as Xero
@@ -63,7 +74,7 @@ import uuid
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 from urllib.parse import parse_qsl
 
@@ -100,11 +111,15 @@ SCOPE = "offline_access accounting.transactions accounting.contacts accounting.s
 READ_ONLY_SCOPE = "offline_access accounting.transactions.read accounting.contacts.read accounting.settings.read"
 READ_ONLY_GRANT = "g0-read"
 #: resource → the scopes that allow writing it: Xero's broad scope, and the granular one that apps created from
-#: March 2026 are given instead (accounting.invoices, accounting.payments)
+#: March 2026 are given instead (accounting.invoices, accounting.payments, accounting.manualjournals). Manual
+#: journals take `accounting.transactions` or `accounting.manualjournals`: Xero's scope split (2 March 2026) moves
+#: them out of the broad scope into their own granular one, and apps connected before it keep the broad scope until
+#: September 2027, so both are live grants a client may hold; either one lets it write them, as in Xero.
 WRITE_SCOPES: dict[str, tuple[str, ...]] = {
     "contacts": ("accounting.contacts",),
     "invoices": ("accounting.transactions", "accounting.invoices"),
     "payments": ("accounting.transactions", "accounting.payments"),
+    "manualjournals": ("accounting.transactions", "accounting.manualjournals"),
     "items": ("accounting.settings",),
 }
 #: resource → the scopes that allow reading it: each write scope, or its `.read` twin
@@ -119,10 +134,46 @@ RESOURCES = {
     "invoices": ("invoices", "Invoices", "InvoiceID"),
     "payments": ("payments", "Payments", "PaymentID"),
     "items": ("items", "Items", "ItemID"),
+    "manualjournals": ("manual_journals", "ManualJournals", "ManualJournalID"),
 }
-PAGINATED = frozenset({"contacts", "invoices", "payments"})
-_TYPE_NAMES = {"contacts": "Contact", "invoices": "Invoice", "payments": "Payment", "items": "Item"}
-BANK_ACCOUNTS = {"090": "Business Bank Account", "091": "Business Savings Account"}
+#: stream → its id field (a stream's name is not always its resource's: manual_journals ↔ ManualJournals)
+ID_FIELDS = {stream: id_field for stream, _, id_field in RESOURCES.values()}
+PAGINATED = frozenset({"contacts", "invoices", "payments", "manual_journals"})
+#: lists that leave out their records' lines unless paged, as Xero does (invoices' LineItems, journals' JournalLines)
+LINES_ONLY_WHEN_PAGED = {"invoices": "LineItems", "manual_journals": "JournalLines"}
+_TYPE_NAMES = {"contacts": "Contact", "invoices": "Invoice", "payments": "Payment", "items": "Item",
+               "manual_journals": "ManualJournal"}
+#: The sandbox organisation's chart of accounts: code → (name, type). Xero's default chart (codes as it ships them),
+#: plus the two accounts the group added for card processors (a business sets up such accounts itself, as the
+#: QuickBooks company has its processor clearing, merchant fee and sales refund accounts). Manual journal lines are
+#: checked against it; BANK accounts take payments and can never be used in a manual journal (help.xero.com, "You
+#: can't post a manual journal to a bank account in Xero").
+CHART_OF_ACCOUNTS: dict[str, tuple[str, str]] = {
+    "090": ("Business Bank Account", "BANK"), "091": ("Business Savings Account", "BANK"),
+    "200": ("Sales", "REVENUE"), "205": ("Sales Refunds", "REVENUE"), "260": ("Other Revenue", "REVENUE"),
+    "310": ("Cost of Goods Sold", "DIRECTCOSTS"), "404": ("Bank Fees", "EXPENSE"),
+    "412": ("Consulting & Accounting", "EXPENSE"), "416": ("Depreciation", "DEPRECIATN"),
+    "433": ("Insurance", "EXPENSE"), "453": ("Office Expenses", "EXPENSE"), "469": ("Rent", "OVERHEADS"),
+    "477": ("Wages and Salaries", "EXPENSE"), "485": ("Subscriptions", "EXPENSE"),
+    "615": ("Card Processor Clearing", "CURRENT"), "620": ("Prepayments", "PREPAYMENT"),
+    "630": ("Inventory", "INVENTORY"), "710": ("Office Equipment", "FIXED"),
+    "711": ("Less Accumulated Depreciation on Office Equipment", "FIXED"), "850": ("Suspense", "CURRLIAB"),
+}
+#: Tax types a journal line may name, with their rate in percent (UK VAT codes and the zero ones every org has).
+TAX_RATES = {"NONE": 0.0, "EXEMPTINPUT": 0.0, "EXEMPTOUTPUT": 0.0, "ZERORATEDINPUT": 0.0, "ZERORATEDOUTPUT": 0.0,
+             "INPUT2": 20.0, "OUTPUT2": 20.0}
+LINE_AMOUNT_TYPES = ("NoTax", "Exclusive", "Inclusive")
+#: The bookkeeper's own manual journals, as every organisation's books hold them (none of them books a card fee):
+#: (day of the world, narration, debit account, credit account, status). The fourth repeats the first by mistake
+#: and was voided.
+HAND_JOURNALS = (
+    (0, "Depreciation of office equipment, February", "416", "711", "POSTED"),
+    (0, "Insurance prepayment released for March", "433", "620", "POSTED"),
+    (1, "Reclass: software subscription coded to office expenses", "485", "453", "POSTED"),
+    (1, "Depreciation of office equipment, February", "416", "711", "VOIDED"),
+    (2, "Accountancy fees accrued for the quarter (for review)", "412", "850", "DRAFT"),
+    (2, "Rent prepayment released for March", "469", "620", "POSTED"),
+)
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 _DOTNET = re.compile(r"/Date\((-?\d+)([+-]\d{4})?\)/")
 _TITLES = {400: "Bad Request", 401: "Unauthorized", 403: "Forbidden", 404: "Not Found", 409: "Conflict",
@@ -391,7 +442,7 @@ class _RefreshToken:
 class XeroEmulator(OAuthEmulator):
     name = "xero"
     prefixes = (f"{API_ROOT}/", TOKEN_PATH, REVOKE_PATH, *CONNECTIONS_PATHS)
-    streams = ("contacts", "invoices", "payments", "items")
+    streams = ("contacts", "invoices", "payments", "items", "manual_journals")
     refresh_prefix = "FAKE-xero-refresh-"
 
     def __init__(self, world: World, sandbox: SandboxState) -> None:
@@ -418,8 +469,10 @@ class XeroEmulator(OAuthEmulator):
         self._minute_calls: deque[float] = deque()
         self._day_calls = 0
         self.objects: dict[str, dict[str, dict[str, Any]]] = {stream: {} for stream in self.streams}
-        self.accounts = {code: {"AccountID": _guid(world.seed, "xero-account", code), "Code": code, "Name": name}
-                         for code, name in BANK_ACCOUNTS.items()}
+        self.chart = {code: {"AccountID": _guid(world.seed, "xero-account", code), "Code": code, "Name": name,
+                             "Type": type_} for code, (name, type_) in CHART_OF_ACCOUNTS.items()}
+        #: the accounts a payment may go to (bank accounts; Xero also allows accounts with payments enabled)
+        self.accounts = {code: account for code, account in self.chart.items() if account["Type"] == "BANK"}
         self._next_invoice_number = 1001 + len(world.invoices) + 1000
         self._build(world)
 
@@ -491,6 +544,21 @@ class XeroEmulator(OAuthEmulator):
                 "PaymentID": _guid(seed, "xero-payment", payment.key), "Date": _date_fields("Date", payment.created_at)
                 ["Date"], "Amount": record["Total"], "Reference": f"Paid via {payment.processor.title()}",
                 "Account": self.accounts["090"]}, payment.created_at)
+        self._seed_manual_journals(world)
+
+    def _seed_manual_journals(self, world: World) -> None:
+        """The journals of HAND_JOURNALS, dated in the world's days; the voided duplicate has the first's amount."""
+        rng = world.rng("xero-manual-journals")
+        amounts: list[float] = []
+        for number, (day, narration, debit, credit, status) in enumerate(HAND_JOURNALS):
+            amount = amounts[0] if number == 3 else _money(rng.randint(5_000, 150_000))
+            amounts.append(amount)
+            when = world.start + timedelta(days=day, hours=rng.randint(9, 17), minutes=rng.randint(0, 59))
+            lines = [self._journal_line(amount, self.chart[debit], narration),
+                     self._journal_line(-amount, self.chart[credit], narration)]
+            self._store("manual_journals", self._journal_record(
+                _guid(world.seed, "xero-manual-journal", number), narration, _midnight(when), status, "NoTax",
+                lines, when))
 
     @staticmethod
     def _line(seed: int, invoice_key: object, number: int, code: str | None, description: str,
@@ -551,11 +619,27 @@ class XeroEmulator(OAuthEmulator):
         invoice["UpdatedDateUTC"] = dotnet(when)
         return payment
 
+    @staticmethod
+    def _journal_line(amount: float, account: dict[str, Any], description: str | None, tax_type: str = "NONE",
+                      tax_amount: float = 0.0) -> dict[str, Any]:
+        """A journal line as Xero answers it: the account by code and id, the amount signed (debit positive)."""
+        line = {"Description": description, "TaxType": tax_type, "TaxAmount": tax_amount, "LineAmount": amount,
+                "AccountCode": account["Code"], "Tracking": [], "AccountID": account["AccountID"], "IsBlank": False}
+        return {k: v for k, v in line.items() if v is not None}
+
+    @staticmethod
+    def _journal_record(mid: str, narration: str, day: datetime, status: str, line_amount_types: str,
+                        lines: list[dict[str, Any]], updated: datetime, *, url: str | None = None,
+                        cash_basis: bool = True) -> dict[str, Any]:
+        return {"Date": dotnet(day), "Status": status, "LineAmountTypes": line_amount_types,
+                "UpdatedDateUTC": dotnet(updated), "ManualJournalID": mid, "Narration": narration,
+                "JournalLines": lines, "Url": url, "ShowOnCashBasisReports": cash_basis, "HasAttachments": False}
+
     def _store(self, stream: str, record: dict[str, Any]) -> None:
         """Keep a record as Xero serialises it: fields without a value are left out, never sent as null."""
         for field in [k for k, v in record.items() if v is None]:
             del record[field]
-        self.objects[stream][record[RESOURCES[stream][2]]] = record
+        self.objects[stream][record[ID_FIELDS[stream]]] = record
 
     # -- test and demo controls ------------------------------------------------------------------------
     def expire_access_tokens(self) -> None:
@@ -813,9 +897,9 @@ class XeroEmulator(OAuthEmulator):
         for path, descending in reversed(order):
             rows.sort(key=lambda r, path=path: _sort_key(json_path(r, path)), reverse=descending)
         if resource[0] not in PAGINATED or "page" not in params:
-            if stream == "invoices":
-                for row in rows:  # a list without paging is a summary: no line items
-                    row.pop("LineItems", None)
+            if stream in LINES_ONLY_WHEN_PAGED:
+                for row in rows:  # a list without paging is a summary: no line items, no journal lines
+                    row.pop(LINES_ONLY_WHEN_PAGED[stream], None)
             return JSONResponse(self._envelope(key, rows), headers=headers)
         page = self._int_param(params, "page", 1, 1, None)
         size = self._int_param(params, "pageSize", DEFAULT_PAGE_SIZE, 1, MAX_PAGE_SIZE)
@@ -852,7 +936,7 @@ class XeroEmulator(OAuthEmulator):
             return self._api_exception(400, 14, "PostDataInvalidException", f"Expected a list of {key}",
                                        headers=headers)
         if record_id is not None:
-            elements = [{**e, RESOURCES[stream][2]: record_id} for e in elements]
+            elements = [{**e, resource[2]: record_id} for e in elements]
         idem_key = request.headers.get("idempotency-key")
         if idem_key is not None and len(idem_key) > MAX_IDEMPOTENCY_KEY:
             return self._api_exception(400, 10, "ValidationException",
@@ -875,7 +959,8 @@ class XeroEmulator(OAuthEmulator):
     def _save(self, stream: str, key: str, method: str, elements: list[dict[str, Any]], summarize: bool
               ) -> tuple[int, Any]:
         """Validate every element first; with summarizeErrors (the default) one bad element saves nothing."""
-        check = {"invoices": self._check_invoice, "payments": self._check_payment, "contacts": self._check_contact}
+        check = {"invoices": self._check_invoice, "payments": self._check_payment, "contacts": self._check_contact,
+                 "manual_journals": self._check_manual_journal}
         checked = [check[stream](element, method) for element in elements]
         failed = [(element, errors) for element, (errors, _) in zip(elements, checked, strict=True) if errors]
         if failed and summarize:
@@ -1144,6 +1229,126 @@ class XeroEmulator(OAuthEmulator):
 
         return errors, save
 
+    # -- manual journals -------------------------------------------------------------------------------
+    def _check_manual_journal(self, element: dict[str, Any], method: str
+                              ) -> tuple[list[str], Callable[[datetime], dict[str, Any]]]:
+        """A new manual journal (`PUT`, or `POST` without a `ManualJournalID`): a narration, at least two lines on
+        accounts of the chart that are not bank accounts, debits (positive) equal to credits (negative), created as
+        DRAFT (the default) or POSTED."""
+        if element.get("ManualJournalID"):
+            return self._check_manual_journal_update(element, method)
+        errors: list[str] = []
+        narration = element.get("Narration")
+        if not isinstance(narration, str) or not narration.strip():
+            errors.append("Narration must be specified")
+        status = element.get("Status", "DRAFT")
+        if status not in ("DRAFT", "POSTED"):
+            errors.append("Manual journal not of valid status for creation")
+        amount_types = element.get("LineAmountTypes", "NoTax")
+        if amount_types not in LINE_AMOUNT_TYPES:
+            errors.append(f"'{amount_types}' is not a valid LineAmountTypes")
+        day = parse_request_date(element["Date"]) if element.get("Date") else _midnight(_now())
+        if day is None:
+            errors.append("Date must be a valid date")
+        lines, line_errors = self._journal_lines(element.get("JournalLines"), amount_types)
+        errors += line_errors
+
+        def save(now: datetime) -> dict[str, Any]:
+            record = self._journal_record(
+                str(uuid.uuid4()), str(narration), _midnight(day or now), status, amount_types, lines, now,
+                url=element.get("Url"), cash_basis=bool(element.get("ShowOnCashBasisReports", True)))
+            self._store("manual_journals", record)
+            return record
+
+        return errors, save
+
+    def _check_manual_journal_update(self, element: dict[str, Any], method: str
+                                     ) -> tuple[list[str], Callable[[datetime], dict[str, Any]]]:
+        """`POST` naming a `ManualJournalID`: only the fields sent change. A DRAFT journal may be edited and moved to
+        POSTED or DELETED, a POSTED one edited or VOIDED; VOIDED and DELETED ones are closed (the edit rules for
+        posted journals are unconfirmed: Xero's app lets a person edit them, so the emulator does too)."""
+        existing = self.objects["manual_journals"].get(str(element["ManualJournalID"]).lower())
+        if existing is None or method == "PUT":
+            return [f"The ManualJournalID '{element['ManualJournalID']}' could not be found" if existing is None
+                    else "A manual journal with this ManualJournalID already exists: use POST to update it"
+                    ], lambda now: {}
+        allowed = {"DRAFT": {"DRAFT", "POSTED", "DELETED"}, "POSTED": {"POSTED", "VOIDED"}}
+        old, new = existing["Status"], element.get("Status", existing["Status"])
+        if old not in allowed or new not in allowed[old]:
+            return ["Manual journal not of valid status for modification"], lambda now: existing
+        errors: list[str] = []
+        if "Narration" in element and not str(element["Narration"] or "").strip():
+            errors.append("Narration must be specified")
+        amount_types = element.get("LineAmountTypes", existing["LineAmountTypes"])
+        if amount_types not in LINE_AMOUNT_TYPES:
+            errors.append(f"'{amount_types}' is not a valid LineAmountTypes")
+        day = parse_request_date(element["Date"]) if element.get("Date") else None
+        if element.get("Date") and day is None:
+            errors.append("Date must be a valid date")
+        lines: list[dict[str, Any]] | None = None
+        if "JournalLines" in element:
+            lines, line_errors = self._journal_lines(element["JournalLines"], amount_types)
+            errors += line_errors
+
+        def save(now: datetime) -> dict[str, Any]:
+            for field in ("Narration", "Url", "ShowOnCashBasisReports"):
+                if field in element:
+                    existing[field] = element[field]
+            if lines is not None:
+                existing["JournalLines"] = lines
+            if day is not None:
+                existing["Date"] = dotnet(_midnight(day))
+            existing.update(Status=new, LineAmountTypes=amount_types, UpdatedDateUTC=dotnet(now))
+            return existing
+
+        return errors, save
+
+    def _journal_lines(self, raw: Any, amount_types: str) -> tuple[list[dict[str, Any]], list[str]]:
+        """Journal lines as stored, and what is wrong with them: each names a number and an account of the chart
+        (by code or id) that is not a bank account; the debits must equal the credits (with the tax of `Exclusive`
+        lines added, as Xero posts it)."""
+        if not isinstance(raw, list) or len(raw) < 2 or not all(isinstance(line, dict) for line in raw):
+            return [], ["A manual journal must have at least two journal lines"]
+        lines: list[dict[str, Any]] = []
+        errors: list[str] = []
+        for line in raw:
+            try:
+                amount = round(float(line["LineAmount"]), 2)
+            except (KeyError, TypeError, ValueError):
+                errors.append("Line Amount must be a valid number")
+                continue
+            account, problem = self._journal_account(line)
+            tax_type = line.get("TaxType") or "NONE"
+            if tax_type not in TAX_RATES:
+                errors.append(f"The TaxType code '{tax_type}' does not exist or cannot be used for this type of "
+                              "transaction.")
+            if account is None:
+                errors.append(problem)
+                continue
+            rate = TAX_RATES.get(tax_type, 0.0)
+            tax = 0.0 if amount_types == "NoTax" else round(
+                amount * rate / 100 if amount_types == "Exclusive" else amount * rate / (100 + rate), 2)
+            lines.append(self._journal_line(amount, account, line.get("Description"), tax_type, tax))
+        if not errors:
+            posted = [line["LineAmount"] + (line["TaxAmount"] if amount_types == "Exclusive" else 0.0)
+                      for line in lines]
+            debits, credits = sum(a for a in posted if a > 0), -sum(a for a in posted if a < 0)
+            if round(debits - credits, 2) != 0:
+                errors.append(f"The total debits ({debits:.2f}) must equal total credits ({credits:.2f})")
+        return lines, errors
+
+    def _journal_account(self, line: dict[str, Any]) -> tuple[dict[str, Any] | None, str]:
+        """The chart's account a journal line names (by `AccountCode`, else `AccountID`), or why there is none. A
+        bank account is never valid on a manual journal: Xero refuses it like an unknown code."""
+        code, account_id = line.get("AccountCode"), line.get("AccountID")
+        if not code and not account_id:
+            return None, "Account code must be specified"
+        account = self.chart.get(str(code)) if code else next(
+            (a for a in self.chart.values() if a["AccountID"] == str(account_id).lower()), None)
+        if account is None or account["Type"] == "BANK":
+            return None, f"Account code '{code or account_id}' is not a valid code for this document."
+        return account, ""
+
     # -- ground truth ----------------------------------------------------------------------------------
     def dump(self, stream: str) -> list[dict[str, Any]]:
         with self.sandbox.lock:
@@ -1163,10 +1368,12 @@ class XeroEmulator(OAuthEmulator):
                 elif stream == "payments":
                     record["IsReconciled"] = True
                     record["Reference"] = f"{record['Reference']} (reconciled {stamp})"
+                elif stream == "manual_journals":
+                    record["Narration"] = f"{record['Narration']} (reviewed {stamp})"
                 else:
                     record["Description"] = f"{record['Name']} (revised {stamp})"
                 record["UpdatedDateUTC"] = dotnet(_now())
-                touched.append(record[RESOURCES[stream][2]])
+                touched.append(record[ID_FIELDS[stream]])
         return touched
 
 
