@@ -29,8 +29,11 @@ lock: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/integration-pipelines demo
 
+# Two workers (pytest-xdist): the tests that start a whole Dagster stack or demo share one worker (xdist_group
+# "stack"), the rest spread over both. TEST_WORKERS=0 runs everything in one process. The slowest 30 are listed.
+TEST_WORKERS ?= 2
 test: $(STAMP)
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadgroup --durations=30
 
 bench: $(STAMP)
 	$(SYNC) --extra dev --extra bench

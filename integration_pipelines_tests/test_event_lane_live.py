@@ -26,7 +26,8 @@ from integration_pipelines.webhooks.probe import LeadProbe, Traffic
 from .dagster_dev import CLI, DagsterDev, Processes, free_port, stack_environment, start_dagster_dev, wait_http
 
 pytest_plugins = ["integration_pipelines_tests.dagster_dev"]
-pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]  # a bound on a hang of a whole dagster dev, not a speed claim
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(900),  # a bound on a hang of a whole dagster dev, not a speed claim
+              pytest.mark.xdist_group("stack")]  # one whole stack at a time (make test runs two workers)
 
 GENEROUS = 240.0  # seconds: a bound on a hung pipeline on a loaded 2-core machine, not a latency claim
 

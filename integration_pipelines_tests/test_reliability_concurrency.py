@@ -32,7 +32,8 @@ from .conftest import PARTITIONS
 from .dagster_dev import BIN, DevStack
 
 pytest_plugins = ["integration_pipelines_tests.dagster_dev"]
-pytestmark = [pytest.mark.reliability, pytest.mark.slow, pytest.mark.timeout(900)]
+pytestmark = [pytest.mark.reliability, pytest.mark.slow, pytest.mark.timeout(900),
+              pytest.mark.xdist_group("stack")]  # one whole stack at a time (make test runs two workers)
 
 LOCK_NOTICE = "is locked by another process; waiting up to"
 TABLES_SQL = ("SELECT count(*) AS tables, count(*) FILTER (WHERE table_schema = 'raw_stripe' AND table_name = "
