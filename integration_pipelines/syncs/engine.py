@@ -200,7 +200,7 @@ def plan_sync(con: duckdb.DuckDBPyConnection, spec: SyncSpec, *, start: datetime
     with (default: the current time); `keys`: plan only these records (the source is still checked whole, so a
     selected run refuses a broken key column exactly as a full run does)."""
     ensure_ledger(con)
-    _load_settings(con, spec)
+    load_sync_settings(con, spec)
     key = quote_ident(spec.key)
     try:
         con.execute(f"""CREATE OR REPLACE TEMP TABLE _sync_source AS
@@ -306,7 +306,7 @@ def unknown_keys(con: duckdb.DuckDBPyConnection, spec: SyncSpec, keys: Sequence[
     """The selected keys that are neither in the sync's source nor in its ledger (a model that is not built yet
     knows none of them, which plan_sync then reports as the missing model)."""
     ensure_ledger(con)
-    _load_settings(con, spec)
+    load_sync_settings(con, spec)
     key = quote_ident(spec.key)
     try:
         found = {k for (k,) in con.execute(
@@ -330,7 +330,7 @@ def _unknown_keys_message(con: duckdb.DuckDBPyConnection, spec: SyncSpec, missin
             + f" `integration-pipelines sync plan {spec.name} --json` lists the records the sync would send.")
 
 
-def _load_settings(con: duckdb.DuckDBPyConnection, spec: SyncSpec) -> None:
+def load_sync_settings(con: duckdb.DuckDBPyConnection, spec: SyncSpec) -> None:
     """`_sync_settings (name, value)`: the sync's configuration (SyncSpec.settings) as its source SQL reads it."""
     con.execute("CREATE OR REPLACE TEMP TABLE _sync_settings (name VARCHAR PRIMARY KEY, value VARCHAR)")
     if spec.settings:

@@ -21,6 +21,7 @@ from typing import Any
 import duckdb
 
 from ..warehouse.duckdb import quote_ident
+from .engine import load_sync_settings
 from .ledger import ensure_ledger
 from .spec import SyncSpec
 
@@ -105,6 +106,7 @@ def markdown_table(records: Sequence[FailingRecord], limit: int = 20) -> str:
 
 def _source_keys(con: duckdb.DuckDBPyConnection, spec: SyncSpec, keys: Sequence[str]) -> set[str]:
     key = quote_ident(spec.key)
+    load_sync_settings(con, spec)  # a source that reads `_sync_settings` (routes, start dates) finds them
     try:
         return {k for (k,) in con.execute(
             f"SELECT CAST(q.{key} AS VARCHAR) FROM ({spec.source_sql}) AS q "
