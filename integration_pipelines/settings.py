@@ -56,6 +56,19 @@ class Settings(SecretFileSettings):
         "creation time and have no change feed (Square payments, Shopify orders ...), so a refund or an edit days "
         "after a record was created still arrives; 0 = only the partition")
     weekly_full_refresh_cron: str = Field(default="0 3 * * 0", description="weekly full re-read (cron)")
+    freshness_hours: float = Field(
+        default=26.0, gt=0, description="an extract asset not successfully read for this many hours is WARN in "
+        "Dagster's freshness (a nightly schedule plus two hours of slack)")
+    freshness_fail_hours: float = Field(
+        default=50.0, gt=0, description="... and FAIL after this many (two nightly runs missed); more than "
+        "IP_FRESHNESS_HOURS")
+    row_count_drop_share: float = Field(
+        default=0.1, ge=0, le=1, description="a raw table holding this share fewer rows than after its previous "
+        "successful load makes the extract's `row_count_not_dropped` check WARN (upserts never delete, so a drop "
+        "means rows were removed outside the load: a reset, a restored or replaced warehouse file)")
+    default_owner: str = Field(
+        default="", description="owner of every extract asset whose system sets no `<SYSTEM>_OWNER`: an email "
+        "address or `team:<name>`, as Dagster accepts; empty = no owner")
     reconciliation_warn_at: int = Field(default=1, ge=1, description="mismatches that make a check WARN")
     reconciliation_error_at: int = Field(default=10, ge=1, description="mismatches that make a check ERROR")
     timezone: str = Field(
@@ -84,6 +97,16 @@ class Settings(SecretFileSettings):
         """DuckDB's MotherDuck extension reads its token from the environment on its own: redact that one too."""
         for name in ("motherduck_token", "MOTHERDUCK_TOKEN"):
             register_secret(os.environ.get(name))
+        return self
+
+    @model_validator(mode="after")
+    def _freshness_windows_in_order(self) -> Settings:
+        """Dagster's time-window freshness policy needs the warn window inside the fail window; say so in the
+        variables' own names instead of an invariant error from Dagster when the definitions load."""
+        if self.freshness_fail_hours <= self.freshness_hours:
+            raise ValueError(
+                f"IP_FRESHNESS_FAIL_HOURS ({self.freshness_fail_hours:g}) must be more than IP_FRESHNESS_HOURS "
+                f"({self.freshness_hours:g}): an extract asset is WARN after the second and FAIL after the first.")
         return self
 
     @property
@@ -116,6 +139,9 @@ class SystemOverrides(BaseSettings):
     log_requests: bool = Field(
         default=False, description="every request of this system in the run log, not only retries and errors"
     )
+    owner: str | None = Field(
+        default=None, description="owner of this system's extract assets in Dagster (an email address or "
+        "`team:<name>`); unset = IP_DEFAULT_OWNER")
 
 
 def load_settings() -> Settings:

@@ -15,6 +15,7 @@ from ..connectors.spec import Stream, System
 from ..extraction import ExtractResult, extract_stream, raw_schema
 from ..resources import WarehouseResource
 from ..settings import Settings
+from .raw_checks import freshness_policy, previous_row_count, raw_check_results, raw_check_specs, system_owners
 
 WAREHOUSE_POOL = "warehouse"
 
@@ -99,6 +100,8 @@ def _state_key(context: dg.AssetExecutionContext) -> str:
 
 
 def build_extract_asset(system: System, stream: Stream, settings: Settings) -> dg.AssetsDefinition:
+    """One stream's asset, carrying the raw-level checks, freshness policy and owner of `raw_checks.py`."""
+    key = dg.AssetKey([system.name, stream.name])
     partitions = daily_partitions(settings) if stream.partitioned == "daily" else None
     description = (
         f"{stream.description or stream.name} from {system.title}, landed in "
@@ -106,7 +109,7 @@ def build_extract_asset(system: System, stream: Stream, settings: Settings) -> d
     )
 
     @dg.asset(
-        key=dg.AssetKey([system.name, stream.name]),
+        key=key,
         group_name=system.name,
         description=description,
         partitions_def=partitions,
@@ -114,19 +117,24 @@ def build_extract_asset(system: System, stream: Stream, settings: Settings) -> d
         kinds={system.name, "duckdb"},
         tags={"system": system.name, "category": system.category},
         metadata={"table": f"{raw_schema(system.name)}.{stream.name}", "primary_key": stream.primary_key},
+        check_specs=raw_check_specs(key),
+        freshness_policy=freshness_policy(settings),
+        owners=system_owners(system, settings),
     )
     def _extract(
         context: dg.AssetExecutionContext, config: ExtractConfig, warehouse: WarehouseResource
     ) -> dg.MaterializeResult:
         resolved = resolve_system(system, settings)
         window = read_window(context, system, stream, settings) if partitions is not None else None
+        previous_rows = previous_row_count(context, key)  # before this load's own event exists
+        store = warehouse.get(log=context.log)
         if window is not None and window[1] - window[0] > timedelta(days=1):
             context.log.info(f"nightly run: re-reading {system.title} {stream.name} from {window[0]:%Y-%m-%d} "
                              "(IP_NIGHTLY_REREAD_DAYS) for changes to older records")
         result = extract_stream(
             resolved=resolved,
             stream=stream,
-            warehouse=warehouse.get(log=context.log),
+            warehouse=store,
             settings=settings,
             run_id=context.run.run_id,
             window_start=window[0] if window else None,
@@ -145,7 +153,13 @@ def build_extract_asset(system: System, stream: Stream, settings: Settings) -> d
                 f"{applied.unchanged} unchanged, {applied.stale} older than what the warehouse holds.")
         for warning in result.load.type_warnings:
             context.log.warning(warning)
-        return dg.MaterializeResult(metadata=_metadata(result, resolved.mode))
+        checks = raw_check_results(context, store, key, raw_schema(system.name), stream.name,
+                                   result.load.total_rows, previous_rows, settings)
+        for check in checks:
+            if not check.passed:
+                context.log.warning(f"{system.title} {stream.name}: check {check.check_name} failed: "
+                                    f"{check.description}")
+        return dg.MaterializeResult(metadata=_metadata(result, resolved.mode), check_results=checks)
 
     return _extract
 
