@@ -11,7 +11,7 @@ from integration_pipelines.connectors.registry import get_system
 from integration_pipelines.connectors.runtime import build_client, resolve_system
 from integration_pipelines.connectors.soap import build_soap_client
 from integration_pipelines.syncs.catalog.purchase_requests_routes import ERPS, routed_requests
-from integration_pipelines.syncs.engine import SyncFailedError, _load_settings, plan_sync
+from integration_pipelines.syncs.engine import SyncFailedError, load_sync_settings, plan_sync
 from integration_pipelines.syncs.ledger import ensure_ledger
 from integration_pipelines.syncs.registry import check_syncs, discover_syncs, get_sync
 from integration_pipelines.warehouse.duckdb import Warehouse
@@ -276,7 +276,7 @@ def routed(settings) -> dict[str, list[str]]:
         ensure_ledger(con)
         for erp in ERPS:
             spec = get_sync(f"purchase_requests_to_{erp}")
-            _load_settings(con, spec)
+            load_sync_settings(con, spec)
             for (key,) in con.execute(f"WITH {routed_requests(erp)} SELECT request_id FROM requests").fetchall():
                 found.setdefault(key, []).append(erp)
     return found
