@@ -15,7 +15,7 @@ from .dagster_dev import DevStack
 
 pytest_plugins = ["integration_pipelines_tests.dagster_dev"]
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(900),  # a bound on a hang of a whole dagster dev, not a speed claim
-              pytest.mark.xdist_group("stack")]  # one whole stack at a time (make test runs two workers)
+              pytest.mark.xdist_group("stack")]  # meant to share one worker: see the Makefile
 
 
 def _day_bounds(partitions: list[str]) -> tuple[int, int]:

@@ -27,7 +27,7 @@ from .dagster_dev import CLI, DagsterDev, Processes, free_port, stack_environmen
 
 pytest_plugins = ["integration_pipelines_tests.dagster_dev"]
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(900),  # a bound on a hang of a whole dagster dev, not a speed claim
-              pytest.mark.xdist_group("stack")]  # one whole stack at a time (make test runs two workers)
+              pytest.mark.xdist_group("stack")]  # meant to share one worker: see the Makefile
 
 GENEROUS = 240.0  # seconds: a bound on a hung pipeline on a loaded 2-core machine, not a latency claim
 

@@ -208,7 +208,7 @@ LOCATIONS = """{ workspaceOrError { __typename ... on Workspace { locationEntrie
 
 
 @pytest.mark.slow
-@pytest.mark.xdist_group("stack")  # one whole demo at a time (make test runs two workers)
+@pytest.mark.xdist_group("stack")  # meant to share one worker: see the Makefile
 @pytest.mark.timeout(900)
 def test_demo_from_the_wheel_in_an_empty_folder(wheel_install: WheelInstall):
     ports = {"ui": free_port(), "sandbox": free_port(), "webhooks": free_port()}

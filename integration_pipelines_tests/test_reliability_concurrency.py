@@ -33,7 +33,7 @@ from .dagster_dev import BIN, DevStack
 
 pytest_plugins = ["integration_pipelines_tests.dagster_dev"]
 pytestmark = [pytest.mark.reliability, pytest.mark.slow, pytest.mark.timeout(900),
-              pytest.mark.xdist_group("stack")]  # one whole stack at a time (make test runs two workers)
+              pytest.mark.xdist_group("stack")]  # meant to share one worker: see the Makefile
 
 LOCK_NOTICE = "is locked by another process; waiting up to"
 TABLES_SQL = ("SELECT count(*) AS tables, count(*) FILTER (WHERE table_schema = 'raw_stripe' AND table_name = "

@@ -481,7 +481,7 @@ def _stale_landing(data_dir: Path, before: float) -> list[Path]:
 
 
 @pytest.mark.slow
-@pytest.mark.xdist_group("stack")  # one whole demo at a time (make test runs two workers)
+@pytest.mark.xdist_group("stack")  # meant to share one worker: see the Makefile
 @pytest.mark.timeout(900)  # a whole demo flow on 2 cores: a bound on a hang, not a speed claim
 def test_no_secret_leaks_anywhere_in_the_demo_flow(demo: Demo, inbox: AlertInbox):
     ui, env = demo.ui, demo.env
