@@ -29,11 +29,12 @@ lock: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/integration-pipelines demo
 
-# Two workers (pytest-xdist). The tests that start a whole Dagster stack or demo are marked xdist_group("stack")
-# to share one worker, but with pytest 9.2 xdist 3.8 cannot honour the mark (it renames item._nodeid, which pytest 9
-# no longer reads), so two stacks may run at once; the suite passes that way too. TEST_WORKERS=0 runs everything in
-# one process. The slowest 30 are listed.
-TEST_WORKERS ?= 2
+# One process by default. TEST_WORKERS=2 runs two pytest-xdist workers: 41 min instead of 65 on 2 cores, but one
+# property test (test_money_properties, a QuickBooks token lock held past 120 s) failed once that way and its cause
+# is not proven fixed, so CI stays on one process for now. The stack tests are marked xdist_group("stack") to share
+# a worker, which xdist 3.8 cannot honour under pytest 9.2 (it renames item._nodeid, which pytest 9 no longer
+# reads). The slowest 30 tests are listed.
+TEST_WORKERS ?= 0
 test: $(STAMP)
 	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadgroup --durations=30
 

@@ -221,6 +221,24 @@ class OAuth2Auth(httpx.Auth):
             request.url = request.url.copy_with(scheme=url.scheme, host=url.host, port=url.port)
             request.headers["Host"] = url.netloc.decode()
 
+    def sync_auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
+        """httpx's own wrapper, plus closing the inner flow when httpx abandons it (a token request whose answer
+        was lost raises inside the client, which closes only this outer generator): the inner one may hold the
+        token store's lock across its token request, and must release it now, not when the garbage collector
+        gets to it; until then every refresh in this process waits on the lock."""
+        flow = self.auth_flow(request)
+        try:
+            request = next(flow)
+            while True:
+                response = yield request
+                response.read()  # requires_response_body
+                try:
+                    request = flow.send(response)
+                except StopIteration:
+                    break
+        finally:
+            flow.close()
+
     def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
         token = self._valid_token()
         if token is None:
