@@ -40,6 +40,21 @@ hypothesis_settings.register_profile("dev")
 hypothesis_settings.load_profile("ci" if os.environ.get("CI", "").lower() not in ("", "0", "false") else "dev")
 
 
+@pytest.hookimpl(trylast=True)
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Let `--dist loadgroup` keep the `xdist_group("stack")` tests on one worker, so two `dagster dev` stacks never
+    compete for the 2 cores at once. pytest-xdist 3.8 marks a grouped test by assigning `item._nodeid` (the
+    controller groups on the `@stack` suffix), but pytest 9 reads a node's id from `item._id`, so the suffix was
+    lost and the stack tests spread over both workers (shown on a 5-test project). Running after xdist's hook,
+    this carries its renamed id into the attribute pytest 9 reads. Without xdist (`-n 0`) nothing is renamed."""
+    from _pytest.nodeid import coerce_node_id  # private, like xdist's own rename: remove once xdist sets _id
+
+    for item in items:
+        renamed = item.__dict__.get("_nodeid")
+        if isinstance(renamed, str) and renamed != item.nodeid:
+            item._id = coerce_node_id(renamed)
+
+
 @pytest.fixture(scope="session")
 def sandbox_server() -> Iterator[SandboxServer]:
     server = SandboxServer(Sandbox(seed=7, scale=1.0, anchor=ANCHOR, days=WORLD_DAYS)).start()
