@@ -233,14 +233,14 @@ def build_alert_sensors(settings: Settings) -> list[dg.SensorDefinition]:
                description="Alert when an expected webhook provider has sent nothing for too long.")
     def alert_on_silent_webhooks(context: dg.SensorEvaluationContext) -> dg.SkipReason:
         from .webhooks.config import load_webhook_settings
-        from .webhooks.landing import LocalLandingStore
+        from .webhooks.landing import open_landing_store
 
         alerter = Alerter(settings)
         config = alerter.config
         providers = [p.strip() for p in config.webhook_providers.split(",") if p.strip()]
         if not config.webhook_silence_minutes or not providers:
             return dg.SkipReason("set IP_ALERT_WEBHOOK_SILENCE_MINUTES and IP_ALERT_WEBHOOK_PROVIDERS to watch")
-        store = LocalLandingStore(load_webhook_settings().store_root(settings))
+        store = open_landing_store(settings, load_webhook_settings())
         now = time.time()
         for provider in providers:
             last = store.last_received(provider)

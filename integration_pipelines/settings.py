@@ -30,6 +30,10 @@ class Settings(SecretFileSettings):
     warehouse: str | None = Field(
         default=None, description="DuckDB database: a file path, or an `md:` MotherDuck database"
     )
+    landing_url: str | None = Field(
+        default=None, description="webhook landing store: unset = the local folder (IP_WEBHOOK_STORE_DIR, else "
+        "IP_DATA_DIR); `s3://bucket/prefix` = an S3-compatible bucket shared by several machines, reached with the "
+        "standard AWS variables (AWS_ENDPOINT_URL, AWS_ACCESS_KEY_ID ...; the `shared-storage` extra)")
     sandbox_url: str = Field(default="http://127.0.0.1:8765", description="where the local emulators listen")
     partitions_start: date = Field(default=date(2026, 1, 1), description="first daily partition")
     enabled_systems: str = Field(default="", description="comma-separated system names; empty = all")

@@ -11,13 +11,13 @@ from ..connectors.redaction import redact
 from ..settings import load_settings
 from .config import load_webhook_settings
 from .ingest import replay as replay_files
-from .landing import AREAS, LocalLandingStore
+from .landing import AREAS, LandingStore, LocalLandingStore, open_landing_store
 
 webhooks_app = typer.Typer(help="The webhook receiver and its landing store.", no_args_is_help=True)
 
 
-def _store() -> LocalLandingStore:
-    return LocalLandingStore(load_webhook_settings().store_root(load_settings()))
+def _store() -> LandingStore:
+    return open_landing_store(load_settings(), load_webhook_settings())
 
 
 @webhooks_app.command("serve")
@@ -39,7 +39,7 @@ def serve(
     if swept:
         typer.echo(f"Removed {swept} temp file(s) a killed receiver left in the landing store (never acknowledged; "
                    "the providers re-send those events).")
-    typer.echo(f"Webhook receiver on http://{host}:{port}; landing store {receiver.store.root}"  # type: ignore[attr-defined]
+    typer.echo(f"Webhook receiver on http://{host}:{port}; landing store {receiver.store.location}"
                f"; vendors sign {receiver.config.public_url}")
     # which providers accept events, from the same states the routes were built from (so it cannot disagree)
     typer.echo("Providers (live: configured secret; sandbox: the published fake secret; off: refused):")
@@ -66,7 +66,7 @@ def status() -> None:
     """Count files per area and provider; show the first line of each failure."""
     store = _store()
     temps = sum(1 for area in (*AREAS, "seen") if (store.root / area).is_dir()
-                for _ in (store.root / area).rglob(".*.tmp"))
+                for _ in (store.root / area).rglob(".*.tmp")) if isinstance(store, LocalLandingStore) else 0
     if temps:
         typer.echo(f"temp files (a writer died mid-write; `webhooks serve` removes those older than 10 min): {temps}")
     for area in AREAS:

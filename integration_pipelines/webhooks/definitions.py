@@ -27,7 +27,7 @@ from ..settings import Settings, load_settings
 from ..syncs.spec import SyncSpec
 from .config import WebhookSettings, load_webhook_settings
 from .ingest import ingest_batch
-from .landing import LocalLandingStore
+from .landing import LandingStore, LocalLandingStore
 from .lane import BatchOutcome, EventLane, SyncOutcome, hold_lane, lane_lock
 
 WAREHOUSE_POOL = "warehouse"
@@ -39,11 +39,17 @@ SENSOR_NAME = "webhook_landing_sensor"
 
 
 class LandingResource(dg.ConfigurableResource):
-    """The landing store (a local folder today; the interface allows an object store)."""
+    """The landing store: the local folder `root`, or the S3-compatible bucket `url` (IP_LANDING_URL) when set.
+    `root` also holds the event lane's lock file, which is per machine (docs/warehouse-shared.md)."""
 
     root: str
+    url: str = ""
 
-    def store(self) -> LocalLandingStore:
+    def store(self) -> LandingStore:
+        if self.url:
+            from .landing_s3 import S3LandingStore
+
+            return S3LandingStore.from_url(self.url)
         return LocalLandingStore(Path(self.root))
 
 
@@ -251,6 +257,6 @@ def build_webhook_definitions(settings: Settings | None = None, *, warehouse: Wa
         resources={
             "warehouse": warehouse or WarehouseResource(
                 database=settings.warehouse_database, lock_timeout_seconds=settings.warehouse_lock_timeout_seconds),
-            "webhook_landing": LandingResource(root=str(config.store_root(settings))),
+            "webhook_landing": LandingResource(root=str(config.store_root(settings)), url=settings.landing_url or ""),
         },
     )

@@ -12,7 +12,8 @@ Why claiming by rename: the sensor moves the files it hands to a run out of `lan
 that arrives while a tick runs is simply still in `landing/` at the next tick; no timestamp cursor can skip it.
 
 The interface (`LandingStore`: land, list, read, move, claim, write_note) is small on purpose, so an object
-store can replace the local disk; `LocalLandingStore` is the local-disk implementation.
+store can replace the local disk; `LocalLandingStore` is the local-disk implementation, `S3LandingStore`
+(landing_s3.py) the S3-compatible one, and `open_landing_store` picks one by `IP_LANDING_URL`.
 """
 
 from __future__ import annotations
@@ -27,10 +28,16 @@ import uuid
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from ..settings import Settings
+    from .config import WebhookSettings
 
 AREAS = ("landing", "claimed", "processed", "failed")
 _SAFE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
 _SAFE_NAME = re.compile(r"^[a-z0-9_]{1,32}$")
+_DAY = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 
 
 def safe_event_id(raw: str) -> str:
@@ -60,6 +67,15 @@ class EventFile:
 
 class LandingStore(ABC):
     """What the receiver, the event lane and the replay command need from storage."""
+
+    @property
+    def location(self) -> str:
+        """Where the store is, for messages (a folder, or an s3:// URL)."""
+        return type(self).__name__
+
+    def last_received(self, provider: str) -> float | None:
+        """When the provider's last new event landed (epoch seconds), None if never or unknown."""
+        return None
 
     @abstractmethod
     def land(self, provider: str, day: str, event_id: str, data: bytes) -> bool:
@@ -129,6 +145,10 @@ class LocalLandingStore(LandingStore):
     def __init__(self, root: Path) -> None:
         self.root = Path(root)
         self._locks = [threading.Lock() for _ in range(64)]
+
+    @property
+    def location(self) -> str:
+        return str(self.root)
 
     # -- paths --------------------------------------------------------------------------------------------
     def path(self, ref: EventFile) -> Path:
@@ -277,3 +297,17 @@ class LocalLandingStore(LandingStore):
                     directory.rmdir()
         with contextlib.suppress(OSError):
             base.rmdir()
+
+
+def open_landing_store(settings: Settings | None = None, config: WebhookSettings | None = None) -> LandingStore:
+    """The deployment's landing store: `IP_LANDING_URL=s3://bucket/prefix` is an S3-compatible bucket (the
+    `shared-storage` extra), unset is the local folder (IP_WEBHOOK_STORE_DIR, else IP_DATA_DIR)."""
+    from ..settings import load_settings
+    from .config import load_webhook_settings
+
+    settings = settings or load_settings()
+    if settings.landing_url:
+        from .landing_s3 import S3LandingStore
+
+        return S3LandingStore.from_url(settings.landing_url)
+    return LocalLandingStore((config or load_webhook_settings()).store_root(settings))

@@ -44,7 +44,7 @@ from .config import (
     provider_states,
 )
 from .events import MalformedPayload, identify, parse_body
-from .landing import LandingStore, LocalLandingStore, safe_event_id
+from .landing import LandingStore, open_landing_store, safe_event_id
 
 logger = logging.getLogger("integration_pipelines.webhooks")
 
@@ -297,7 +297,7 @@ def build_receiver(settings: Settings | None = None, config: WebhookSettings | N
     secrets = secrets or load_webhook_secrets()
     states = provider_states(config, secrets)
     check_public_secrets(config, secrets, states)
-    store = LocalLandingStore(config.store_root(settings))
+    store = open_landing_store(settings, config)
     return Receiver(store, config, secrets, states=states)
 
 

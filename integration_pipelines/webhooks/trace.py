@@ -19,7 +19,7 @@ import duckdb
 from ..warehouse.duckdb import quote_ident
 from .events import MalformedPayload, Row, parse_body, rows_for
 from .ingest import EVENTS_SCHEMA
-from .landing import AREAS, LocalLandingStore, safe_event_id
+from .landing import AREAS, LandingStore, LocalLandingStore, safe_event_id
 
 SHOWN_CHARS = 400
 
@@ -57,9 +57,11 @@ def _plain(value: Any) -> Any:
     return str(value)
 
 
-def find_files(store: LocalLandingStore, event_id: str, provider: str | None) -> list[dict[str, Any]]:
+def find_files(store: LandingStore, event_id: str, provider: str | None) -> list[dict[str, Any]]:
     """Every copy of the event in the landing store (normally one), with the failure note when it failed."""
     name = safe_event_id(event_id)
+    if not isinstance(store, LocalLandingStore):
+        return _find_by_listing(store, name, provider)
     providers = provider or "*"
     found: list[dict[str, Any]] = []
     for area in AREAS:
@@ -117,7 +119,27 @@ def _short(row: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def trace_event(con: duckdb.DuckDBPyConnection | None, store: LocalLandingStore, event_id: str,
+def _find_by_listing(store: LandingStore, name: str, provider: str | None) -> list[dict[str, Any]]:
+    """`find_files` on a store without folders to glob (S3): list each area (a tool's pace, not the lane's)."""
+    found: list[dict[str, Any]] = []
+    for area in AREAS:
+        refs = ([r for b in store.batches() for r in store.list(area, provider, batch=b)] if area == "claimed"
+                else store.list(area, provider))
+        for ref in refs:
+            if ref.event_id != name:
+                continue
+            where = store.url(ref) if hasattr(store, "url") else f"{store.location} {area}/{ref.key}"
+            entry: dict[str, Any] = {"area": area, "path": where, "provider": ref.provider, "day": ref.day}
+            if area == "claimed":
+                entry["batch"] = ref.batch
+            text = (store.read_note(ref) or "").strip() if area == "failed" else ""
+            if text:
+                entry["error"] = text.splitlines()[-1]
+            found.append(entry)
+    return found
+
+
+def trace_event(con: duckdb.DuckDBPyConnection | None, store: LandingStore, event_id: str,
                 provider: str | None = None) -> EventTrace:
     trace = EventTrace(event_id, provider)
     trace.files = find_files(store, event_id, provider)
