@@ -475,7 +475,40 @@ def sync_list(as_json: Annotated[bool, typer.Option("--json", help="print JSON i
     _print_whole(table)
 
 
-def _sync_result(name: str, dry_run: bool, keys: list[str] | None = None, as_json: bool = False) -> None:
+def _confirm_live_target(spec, settings, yes: bool) -> None:  # type: ignore[no-untyped-def]
+    """A sync into a real service says so before it sends anything, and asks, unless `--yes`. Nobody can answer on
+    a stdin that is not a terminal (cron, CI, a pipe): there it refuses at once instead of waiting. A sandbox target
+    needs no confirmation. A target that cannot be written at all (half-set credentials, sandbox data in the
+    warehouse) fails here with its own paragraph, before the question."""
+    from .connectors.registry import get_system
+    from .provenance import account_of
+
+    resolved = resolve_system(get_system(spec.target), settings, purpose="write")
+    if resolved.mode != "live":
+        return
+    title = resolved.system.title
+    used = sorted({name for key, name in resolved.sources.items() if resolved.system.values[key].secret})
+    statement = (f"sync {spec.name} writes to the real {title} ({account_of(resolved)}), not its sandbox: "
+                 f"the {resolved.purpose} credentials in {', '.join(used)}.")
+    if yes:
+        err_console.print(statement + " Confirmed by --yes.", markup=False, highlight=False, soft_wrap=True)
+        return
+    if not sys.stdin.isatty():
+        err_console.print(
+            f"Error: {statement} Refusing to run it without a confirmation, and there is no terminal to ask on "
+            f"(stdin is not interactive). Check what it would send with `integration-pipelines sync plan "
+            f"{spec.name}`, then run it again with --yes (as a scheduled job must).",
+            style="red", markup=False, highlight=False, soft_wrap=True)
+        raise typer.Exit(2)
+    err_console.print(statement + f" `integration-pipelines sync plan {spec.name}` shows what it would send.",
+                      markup=False, highlight=False, soft_wrap=True)
+    if not typer.confirm(f"Send to the real {title}?", default=False, err=True):
+        err_console.print("Nothing was sent.", markup=False)
+        raise typer.Exit(1)
+
+
+def _sync_result(name: str, dry_run: bool, keys: list[str] | None = None, as_json: bool = False,
+                 yes: bool = False) -> None:
     from .syncs.engine import (
         OLD_VALUES_UNKNOWN,
         SAMPLE_SIZE,
@@ -492,6 +525,8 @@ def _sync_result(name: str, dry_run: bool, keys: list[str] | None = None, as_jso
     # a selected run says so in the ledger's last_run_id and in `sync history --json`
     run_id = f"cli-{'key-' if keys else ''}{datetime.now(UTC):%Y%m%dT%H%M%S}"
     try:
+        if not dry_run:
+            _confirm_live_target(spec, settings, yes)
         result = run_sync(spec, Warehouse(settings.warehouse_database, log=_Say()), settings, run_id=run_id,
                           dry_run=dry_run, log=_Say(), keys=keys or None)
     except (SyncFailedError, SyncSourceMissingError) as exc:
@@ -574,10 +609,13 @@ def sync_plan(
 def sync_run(
     name: Annotated[str, typer.Argument(help="the sync's name (see `sync list`)")],
     keys: Annotated[list[str] | None, typer.Option("--key", help=KEY_HELP)] = None,
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="do not ask before writing to a real (live) target; "
+                                      "needed when stdin is not a terminal")] = False,
 ) -> None:
     """Run one sync now, outside Dagster (the UI's `sync/<name>` asset does the same). With --key, only those
-    records, through the same plan, lock and ledger; the others are neither sent nor marked."""
-    _sync_result(name, dry_run=False, keys=keys)
+    records, through the same plan, lock and ledger; the others are neither sent nor marked. A target in live mode
+    is named and confirmed first (y/N), unless --yes; without a terminal and without --yes it refuses (exit 2)."""
+    _sync_result(name, dry_run=False, keys=keys, yes=yes)
 
 
 def _known_sync(name: str):  # type: ignore[no-untyped-def]

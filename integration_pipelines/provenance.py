@@ -18,8 +18,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING
+from urllib.parse import urlsplit
 
 from .connectors.errors import ConfigurationError
+from .connectors.redaction import redact
 
 if TYPE_CHECKING:
     from .connectors.runtime import ResolvedSystem
@@ -28,6 +30,27 @@ if TYPE_CHECKING:
 ALLOW_ENV = "IP_ALLOW_SANDBOX_DATA_IN_LIVE"
 MODE_COLUMN = "source_mode"
 _TRUE = {"1", "true", "yes", "on"}
+
+
+#: non-secret values that say which account, company or tenant of a service is meant, in the order they are shown
+ACCOUNT_VALUE_KEYS = ("shop", "realm_id", "tenant_id", "account_id", "company_id", "org_id", "db")
+
+
+def account_of(resolved: ResolvedSystem) -> str:
+    """Which account of the service a resolution talks to, in words that are safe anywhere: the base URL's host
+    (and port), plus the spec's non-secret account values that the host does not already name (QuickBooks'
+    realm id, Xero's tenant id, NetSuite's account id, an Odoo database), e.g.
+    `quickbooks.api.intuit.com realm_id=9130350000000000` or, for the sandbox, `127.0.0.1:8765 realm_id=...`.
+    Never a secret nor a hash of one: only values the spec marks `secret=False`, and the text is dropped for the
+    bare host if any registered secret shows in it."""
+    host = urlsplit(resolved.base_url).netloc.rpartition("@")[2].lower()  # never a URL's user:password@
+    public = resolved.public_values
+    extras = [f"{key}={public[key]}" for key in ACCOUNT_VALUE_KEYS
+              if public.get(key) and str(public[key]).lower() not in host]
+    text = " ".join([host, *extras]).strip()
+    if redact(text) == text:
+        return text
+    return host if redact(host) == host else "unknown"
 
 
 class SandboxDataInLiveError(ConfigurationError):
