@@ -193,7 +193,7 @@ def land_many(bucket: str, count: int) -> list[str]:
 
 
 def test_two_claiming_processes_claim_every_event_exactly_once(bucket: str, aws_env: dict[str, str]):
-    ids = land_many(bucket, 120)
+    ids = land_many(bucket, 80)
     claimers = [start_claimer(aws_env, bucket, name) for name in ("a", "b")]
     for process in claimers:
         process.stdin.write("go\n")
@@ -240,7 +240,7 @@ def test_a_token_left_by_a_dead_mover_blocks_only_for_the_lease(bucket: str):
 def test_a_claimer_killed_mid_claim_loses_no_event(bucket: str, aws_env: dict[str, str]):
     """kill -9 while moving: every event is still somewhere; after the lease a new claimer takes the rest, and
     at most the few moves in flight at the kill are copies in two places (applied twice, absorbed by upsert)."""
-    ids = land_many(bucket, 150)
+    ids = land_many(bucket, 100)
     victim = start_claimer(aws_env, bucket, "victim", limit=50, lease=1.0)
     victim.stdin.write("go\n")
     victim.stdin.flush()

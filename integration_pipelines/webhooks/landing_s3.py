@@ -50,6 +50,7 @@ S3-compatible servers expect).
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import os
 import socket
@@ -61,6 +62,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 from urllib.parse import urlsplit
 
+from ..connectors.redaction import register_secret
 from .landing import _DAY, _SAFE_NAME, EventFile, LandingStore, safe_event_id
 
 _LOST = frozenset({"PreconditionFailed", "ConditionalRequestConflict", "412", "409"})
@@ -81,11 +83,20 @@ def parse_s3_url(url: str) -> tuple[str, str]:
 
 
 def s3_client() -> Any:
-    """A boto3 S3 client from the standard AWS environment, with retries on throttling and 5xx answers."""
+    """A boto3 S3 client from the standard AWS environment, with retries on throttling and 5xx answers; one per
+    endpoint and credentials in a process (the sensor opens the store every tick, and a client takes a while)."""
+    endpoint = os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
+    for name in ("AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"):
+        register_secret(os.environ.get(name))
+    return _client(endpoint, os.environ.get("AWS_ACCESS_KEY_ID"), os.environ.get("AWS_SECRET_ACCESS_KEY"),
+                   os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION"))
+
+
+@functools.lru_cache(maxsize=8)
+def _client(endpoint: str | None, key_id: str | None, secret: str | None, region: str | None) -> Any:
     import boto3
     from botocore.config import Config
 
-    endpoint = os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
     config = Config(retries={"mode": "standard", "max_attempts": 5}, max_pool_connections=32,
                     s3={"addressing_style": "path"} if endpoint else None)
     return boto3.client("s3", config=config)
