@@ -15,6 +15,16 @@ subqueries are not supported. Records are deleted (`DELETE …/sobjects/<Object>
 `IsDeleted` true, gone from `query`, still in `queryAll`, and a retrieve or second delete is 404
 `ENTITY_IS_DELETED`. `GET …/sobjects`, `…/sobjects/<Object>` and `…/sobjects/<Object>/describe` describe the schema.
 
+Who may do what: every refresh token is a grant (`grants`), with the OAuth scopes the user consented to for the
+connected app and the object permissions of the user it runs as (`PERMISSION_SETS`). The token answer's `scope`
+says the grant's scopes; a session whose scopes lack `api` (and `full`) gets 401 `INVALID_SESSION_ID` "This session
+is not valid for use with the REST API" on every REST call. A write the user's object permissions do not allow is
+403 `[{"message": "insufficient access rights on object id", "errorCode": "INSUFFICIENT_ACCESS_OR_READONLY"}]`
+(inside an sObject Collection, that record's result carries it as `statusCode`; a collection none of whose records
+the user may write is refused whole), and an object the user may not read is, to SOQL, an unknown object. Seeded:
+the sandbox refresh token (scopes `refresh_token api`, every permission), `SANDBOX_READ_ONLY_REFRESH_TOKEN` (Read
+only) and `SANDBOX_NO_API_REFRESH_TOKEN` (scopes `refresh_token id`); `connect(scope, permissions)` makes others.
+
 Where the sandbox is kinder than Salesforce, on purpose: `Sforce-Query-Options: batchSize=N` is honoured for any
 N from 1 (Salesforce uses at least 200), so tests can page through a small org.
 """
@@ -28,7 +38,8 @@ import json
 import re
 import threading
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
@@ -180,6 +191,46 @@ SCHEMA: dict[str, dict[str, FieldDef]] = {
 KEY_PREFIX = {"Account": "001", "Contact": "003", "Opportunity": "006", "Case": "500", "User": "005"}
 STREAM_OBJECTS = {"accounts": "Account", "contacts": "Contact", "opportunities": "Opportunity", "cases": "Case"}
 _OBJECT_BY_LOWER = {name.lower(): name for name in SCHEMA}
+
+# -- who may do what: the connected app's OAuth scopes and the integration user's object permissions -------------
+#: Refresh tokens of further connected-app grants (the emulator's own fake values; the connectors know none of
+#: them): a read-only integration user (object permission Read only), and a connected app whose OAuth scopes lack
+#: `api` (its sessions cannot call the REST API at all).
+SANDBOX_READ_ONLY_REFRESH_TOKEN = "FAKE-sandbox-salesforce-read-only-refresh-token-0000"
+SANDBOX_NO_API_REFRESH_TOKEN = "FAKE-sandbox-salesforce-no-api-scope-refresh-token-0000"
+#: Object permissions (Setup → Permission Sets → Object Settings), per object: read, create, edit, delete.
+ALL_OBJECT_PERMISSIONS = frozenset({"read", "create", "edit", "delete"})
+PERMISSION_SETS: dict[str, dict[str, frozenset[str]]] = {
+    "integration": {name: ALL_OBJECT_PERMISSIONS for name in SCHEMA},
+    "read_only": {name: frozenset({"read"}) for name in SCHEMA},
+}
+DEFAULT_SCOPE = "refresh_token api"
+#: A write the user's object permissions do not allow: Salesforce's error list, 403 for a single-record call (a
+#: per-record `statusCode` inside an sObject Collection's results). Reports differ on 400 vs 403 (unconfirmed).
+INSUFFICIENT_ACCESS = "INSUFFICIENT_ACCESS_OR_READONLY"
+INSUFFICIENT_ACCESS_MESSAGE = "insufficient access rights on object id"
+#: A session whose connected app was not granted the `api` (or `full`) OAuth scope, on any REST call: 401.
+NOT_FOR_REST = "This session is not valid for use with the REST API"
+
+
+@dataclass(frozen=True)
+class Grant:
+    """What one refresh token (and every session refreshed from it) may do: the OAuth scopes the user consented to
+    for the connected app, and the object permissions of the user it runs as."""
+
+    scope: str
+    permissions: Mapping[str, frozenset[str]]
+
+    @property
+    def rest_api(self) -> bool:
+        return bool({"api", "full"} & set(self.scope.split()))
+
+    def may(self, sobject: str, action: str) -> bool:
+        return action in self.permissions.get(sobject, frozenset())
+
+
+#: The grant of the request being served (set once its session is known); None outside a request (test code).
+_CURRENT_GRANT: ContextVar[Grant | None] = ContextVar("salesforce_grant", default=None)
 
 
 def _field(sobject: str, name: str) -> FieldDef | None:
@@ -502,6 +553,15 @@ class _Cursor:
     endpoint: str
 
 
+def _access_error(sobject: str, action: str) -> SalesforceError | None:
+    """Salesforce's refusal when the current request's user lacks `action` (read, create, edit, delete) on
+    `sobject`; None when allowed, or outside a request."""
+    grant = _CURRENT_GRANT.get()
+    if grant is None or grant.may(sobject, action):
+        return None
+    return SalesforceError(403, INSUFFICIENT_ACCESS, INSUFFICIENT_ACCESS_MESSAGE, [])
+
+
 class SalesforceEmulator(Emulator):
     name = "salesforce"
     prefixes = ("/services/",)
@@ -511,7 +571,16 @@ class SalesforceEmulator(Emulator):
         super().__init__(world, sandbox)
         self.client_id = SANDBOX_CLIENT_ID
         self.client_secret = SANDBOX_CLIENT_SECRET
-        self.refresh_tokens = {SANDBOX_REFRESH_TOKEN}
+        integration = PERMISSION_SETS["integration"]
+        #: refresh token → its grant (OAuth scopes, object permissions)
+        self.grants: dict[str, Grant] = {
+            SANDBOX_REFRESH_TOKEN: Grant(DEFAULT_SCOPE, integration),
+            SANDBOX_READ_ONLY_REFRESH_TOKEN: Grant(DEFAULT_SCOPE, PERMISSION_SETS["read_only"]),
+            SANDBOX_NO_API_REFRESH_TOKEN: Grant("refresh_token id", integration),
+        }
+        self.refresh_tokens = set(self.grants)
+        #: session (access token) → the grant it was issued under
+        self.session_grants: dict[str, Grant] = {}
         self.org_id = sf_id("00D", world.seed, "org")
         self.user_id = sf_id("005", world.seed, "integration-user")
         self.sessions: set[str] = set()
@@ -739,6 +808,27 @@ class SalesforceEmulator(Emulator):
         """Field-level security takes a field away from the integration user: SOQL naming it fails."""
         self.hidden_fields.add((sobject, field_name))
 
+    def connect(self, scope: str = DEFAULT_SCOPE,
+                permissions: str | Mapping[str, frozenset[str] | set[str]] = "integration") -> str:
+        """A user authorizes the connected app with these OAuth scopes, running as a user with these object
+        permissions (a name in PERMISSION_SETS, or object → {read, create, edit, delete}); returns the grant's
+        refresh token."""
+        chosen = PERMISSION_SETS[permissions] if isinstance(permissions, str) else {
+            _OBJECT_BY_LOWER.get(k.lower(), k): frozenset(v) for k, v in permissions.items()}
+        with self._lock:
+            refresh = f"FAKE-sandbox-salesforce-refresh-{token(self.world.seed, 'grant', len(self.grants), length=24)}"
+            self.grants[refresh] = Grant(" ".join(scope.split()), chosen)
+            self.refresh_tokens.add(refresh)
+        return refresh
+
+    @staticmethod
+    def _require(sobject: str, action: str) -> None:
+        """Raise Salesforce's refusal when the request's user lacks `action` on `sobject` (no check outside a
+        request)."""
+        error = _access_error(sobject, action)
+        if error is not None:
+            raise error
+
     # -- routes -------------------------------------------------------------------------------------------------
     def routes(self) -> list[Route]:
         data = "/services/data/v{version}"
@@ -803,9 +893,13 @@ class SalesforceEmulator(Emulator):
                     self.sessions.clear()
                     self._sessions_left = None
             valid = scheme.lower() in {"bearer", "oauth"} and credential.strip() in self.sessions
-        if valid:
-            return None
-        return self._error(SalesforceError(401, "INVALID_SESSION_ID", "Session expired or invalid"))
+            grant = self.session_grants.get(credential.strip()) if valid else None
+        if not valid:
+            return self._error(SalesforceError(401, "INVALID_SESSION_ID", "Session expired or invalid"))
+        if grant is not None and not grant.rest_api:
+            return self._error(SalesforceError(401, "INVALID_SESSION_ID", NOT_FOR_REST))
+        _CURRENT_GRANT.set(grant)
+        return None
 
     # -- OAuth ------------------------------------------------------------------------------------------------
     async def _token(self, request: Request) -> Response:
@@ -827,16 +921,20 @@ class SalesforceEmulator(Emulator):
         if grant == "refresh_token" and form.get("refresh_token") not in self.refresh_tokens:
             return self._oauth_error("invalid_grant", "expired access/refresh token")
         with self._lock:
+            # client credentials run as the app's configured run-as user: the integration user
+            granted = self.grants.get(form.get("refresh_token", "")) if grant == "refresh_token" else None
+            granted = granted or Grant(DEFAULT_SCOPE, PERMISSION_SETS["integration"])
             self.tokens_issued += 1
             access = f"{self.org_id[:15]}!AQ{token(self.world.seed, 'session', self.tokens_issued, length=40)}"
             self.sessions.add(access)
+            self.session_grants[access] = granted
         instance = str(request.base_url).rstrip("/")
         identity = f"{instance}/id/{self.org_id}/{self.user_id}"
         issued_at = str(int(self.now() * 1000))
         signature = base64.b64encode(
             hmac.new(self.client_secret.encode(), (identity + issued_at).encode(), hashlib.sha256).digest()
         ).decode()
-        return JSONResponse({"access_token": access, "signature": signature, "scope": "refresh_token api",
+        return JSONResponse({"access_token": access, "signature": signature, "scope": granted.scope,
                              "instance_url": instance, "id": identity, "token_type": "Bearer",
                              "issued_at": issued_at})
 
@@ -893,6 +991,8 @@ class SalesforceEmulator(Emulator):
         """Parse, then resolve the object and every field against the schema, as Salesforce's compiler does."""
         query, positions = SoqlParser(text).parse()
         sobject = _OBJECT_BY_LOWER.get(query.sobject.lower())
+        if sobject is not None and _access_error(sobject, "read") is not None:
+            sobject = None  # an object the user may not read does not exist for them
         if sobject is None:
             raise SalesforceError(400, "INVALID_TYPE", _caret(
                 text, positions[":object"].pos,
@@ -1066,6 +1166,7 @@ class SalesforceEmulator(Emulator):
             raise SalesforceError(404, "NOT_FOUND", _NOT_FOUND)
         if record["IsDeleted"]:
             raise SalesforceError(404, "ENTITY_IS_DELETED", "entity is deleted", [])
+        self._require(sobject, {"GET": "read", "DELETE": "delete"}.get(request.method, "edit"))
         if request.method == "GET":
             return JSONResponse(self._shape(sobject, record, version, self._fields_param(sobject, request)))
         if request.method == "DELETE":
@@ -1146,6 +1247,8 @@ class SalesforceEmulator(Emulator):
         body = await self._body(request) if request.method == "PATCH" else {}
         with self._lock:
             existing = self._by_external(sobject, definition.name, value)
+            self._require(sobject, {"GET": "read", "DELETE": "delete"}.get(
+                request.method, "edit" if existing is not None else "create"))
             if request.method in ("GET", "DELETE"):
                 if existing is None:
                     raise SalesforceError(404, "NOT_FOUND", _NOT_FOUND)
@@ -1167,6 +1270,7 @@ class SalesforceEmulator(Emulator):
         sobject = self._sobject(request)
         if request.method == "GET":  # sObject Basic Information
             return JSONResponse({"objectDescribe": self._object_summary(sobject, version), "recentItems": []})
+        self._require(sobject, "create")
         values = await self._body(request)
         with self._lock:
             self._raise_first(self._validate(sobject, values, creating=True, record=None))
@@ -1189,11 +1293,18 @@ class SalesforceEmulator(Emulator):
 
     async def _collection_create(self, request: Request, version: str) -> Response:
         records, all_or_none = await self._collection_body(request)
+        types = {_OBJECT_BY_LOWER[raw["attributes"]["type"].lower()] for raw in records}
+        if types and all(_access_error(sobject, "create") for sobject in types):
+            self._require(sorted(types)[0], "create")  # nothing in the call could be created: refused whole
         with self._lock:
             plans = []
             for raw in records:
                 sobject = _OBJECT_BY_LOWER[raw["attributes"]["type"].lower()]
                 values = {k: v for k, v in raw.items() if k != "attributes"}
+                denied = _access_error(sobject, "create")
+                if denied is not None:
+                    plans.append((sobject, values, None, [denied]))
+                    continue
                 errors = self._validate(sobject, values, creating=True, record=None)
                 if "Id" in values or "id" in values:
                     errors.append(SalesforceError(400, "INVALID_FIELD", "cannot specify Id in an insert call",
@@ -1209,6 +1320,8 @@ class SalesforceEmulator(Emulator):
             raise SalesforceError(400, "INVALID_FIELD",
                                   f"Field name provided, {ext_field} is not an External ID or indexed field for "
                                   f"{sobject}")
+        if _access_error(sobject, "create") and _access_error(sobject, "edit"):
+            self._require(sobject, "edit")  # the user can neither create nor edit these: refused whole
         records, all_or_none = await self._collection_body(request)
         with self._lock:
             plans = []
@@ -1231,7 +1344,9 @@ class SalesforceEmulator(Emulator):
                     continue
                 seen.add(str(key).lower())
                 existing = self._by_external(sobject, definition.name, str(key))
-                errors = self._validate(sobject, values, creating=existing is None, record=existing)
+                denied = _access_error(sobject, "edit" if existing is not None else "create")
+                errors = [denied] if denied is not None else self._validate(
+                    sobject, values, creating=existing is None, record=existing)
                 plans.append((sobject, values, existing, errors))
             return JSONResponse(self._commit(plans, all_or_none, with_created=True))
 

@@ -3,6 +3,10 @@
 What this emulator holds to, because clients depend on it:
 - auth by `X-Shopify-Access-Token`; a missing or wrong token is 401
   `{"errors": "[API] Invalid API key or access token (unrecognized login or wrong password)"}`;
+- access scopes per app: the sandbox token holds them all; the tokens in `SCOPED_TOKENS` (a read-only app, a
+  read-write app, an inventory-only app) hold fewer, and a call needing a scope the app lacks is 403
+  `{"errors": "[API] This action requires merchant approval for write_inventory scope."}` (a GET needs
+  `read_<resource>`, anything else `write_<resource>`; `write_` includes `read_`; `shop.json` needs none);
 - lists `GET /admin/api/2025-10/{customers,orders,products,inventory_levels}.json` → `{"<resource>": [...]}`,
   ascending ids, `limit` 1..250 (default 50, anything else a 400), filters `ids`, `since_id`,
   `created_at_min/max`, `updated_at_min/max` (inclusive; naive times are in the shop's zone), orders'
@@ -60,8 +64,19 @@ from .world import Invoice, Person, Product, World
 API_VERSION = "2025-10"
 API_ROOT = f"/admin/api/{API_VERSION}"
 MAX_PAGE_SIZE = 250
-#: The shop's (fake) Admin API access token; the connector's sandbox mode sends the same string.
+#: The shop's (fake) Admin API access token; the connector's sandbox mode sends the same string. It holds every
+#: access scope.
 SANDBOX_ACCESS_TOKEN = "shpat_FAKE_sandbox_token_integration_pipelines"
+#: Access tokens of custom apps installed with fewer access scopes (the emulator's own fake tokens; the connectors
+#: know none of them). A call needing a scope the app was not granted gets Shopify's 403 (`scope_error`).
+#: A `write_` scope includes its `read_` scope, as Shopify grants it.
+_READ_SCOPES = ("read_customers", "read_orders", "read_products", "read_inventory", "read_locations")
+_WRITE_SCOPES = ("write_customers", "write_products", "write_inventory", "write_orders")
+SCOPED_TOKENS: dict[str, frozenset[str]] = {
+    "shpat_FAKE_sandbox_read_only_0000": frozenset(_READ_SCOPES),
+    "shpat_FAKE_sandbox_read_write_0000": frozenset(_READ_SCOPES + _WRITE_SCOPES),
+    "shpat_FAKE_sandbox_inventory_only_0000": frozenset({"read_inventory", "write_inventory", "read_locations"}),
+}
 RESOURCES = ("customers", "orders", "products", "inventory_levels")
 #: Fields a `PUT customers/{id}.json` / `products/{id}.json` may change; Shopify ignores read-only ones.
 CUSTOMER_WRITABLE = frozenset({"email", "first_name", "last_name", "phone", "note", "tags", "tax_exempt",
@@ -87,6 +102,9 @@ SHOP_ID = 60_112_233_445
 PRIMARY_LOCATION_ID = 65_143_849_123
 SHOP_TIMEZONE = "America/New_York"
 INVALID_TOKEN = "[API] Invalid API key or access token (unrecognized login or wrong password)"
+#: Resource (first path segment after the API root) → the access scope's subject; `shop.json` needs none.
+SCOPE_OF_RESOURCE = {"customers": "customers", "orders": "orders", "products": "products",
+                     "inventory_levels": "inventory", "locations": "locations"}
 RATE_LIMIT_MESSAGE = "Exceeded 2 calls per second for api client. Reduce request rates to resume uninterrupted service."
 #: Query parameters a `page_info` request may carry besides `page_info` itself.
 PAGE_INFO_COMPANIONS = frozenset({"limit", "fields", "page_info"})
@@ -99,6 +117,11 @@ FILTERS: dict[str, tuple[str, ...]] = {
     "inventory_levels": ("location_ids", "inventory_item_ids", "updated_at_min"),
 }
 ORDER_STATUSES = ("open", "closed", "cancelled", "any")
+
+
+def scope_error(scope: str) -> str:
+    """Shopify's `errors` text for a call that needs an access scope the app was not granted (403)."""
+    return f"[API] This action requires merchant approval for {scope} scope."
 
 
 def _shop_zone() -> tzinfo:
@@ -135,6 +158,8 @@ class ShopifyEmulator(Emulator):
     def __init__(self, world: World, sandbox: SandboxState) -> None:
         super().__init__(world, sandbox)
         self.access_token = SANDBOX_ACCESS_TOKEN
+        #: access token → the access scopes its app was granted (the sandbox token has them all)
+        self.scoped_tokens: dict[str, frozenset[str]] = dict(SCOPED_TOKENS)
         self.zone = _shop_zone()
         self.rng = world.rng("shopify")
         self.records: dict[str, dict[int, dict[str, Any]]] = {r: {} for r in RESOURCES}
@@ -367,8 +392,13 @@ class ShopifyEmulator(Emulator):
         """Auth, then the call limit, then the handler; Shopify's error shape for whatever goes wrong."""
 
         async def endpoint(request: Request) -> Response:
-            if request.headers.get("x-shopify-access-token") != self.access_token:
+            supplied = request.headers.get("x-shopify-access-token")
+            granted = self.scoped_tokens.get(supplied or "")
+            if supplied != self.access_token and granted is None:
                 return self.error_response(401, INVALID_TOKEN)
+            missing = None if granted is None else self._missing_scope(request, granted)
+            if missing is not None:
+                return self.error_response(403, scope_error(missing))
             if not self._take_call():
                 return self.rate_limit_response(RATE_LIMIT_RETRY_AFTER)
             try:
@@ -377,6 +407,18 @@ class ShopifyEmulator(Emulator):
                 return self.error_response(error.status, error.errors)
 
         return endpoint
+
+    @staticmethod
+    def _missing_scope(request: Request, granted: frozenset[str]) -> str | None:
+        """The access scope this call needs and the app lacks: `read_<subject>` for a GET, `write_<subject>` for
+        anything else (a `write_` scope also reads). None when the call needs nothing more."""
+        rest = request.url.path.removeprefix(API_ROOT + "/")
+        subject = SCOPE_OF_RESOURCE.get(rest.split("/", 1)[0].removesuffix(".json"))
+        if subject is None:
+            return None
+        if request.method == "GET":
+            return None if {f"read_{subject}", f"write_{subject}"} & granted else f"read_{subject}"
+        return None if f"write_{subject}" in granted else f"write_{subject}"
 
     def routes(self) -> list[BaseRoute]:
         routes: list[BaseRoute] = [
