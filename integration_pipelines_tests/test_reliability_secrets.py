@@ -251,11 +251,43 @@ def webhook_secret_values() -> dict[str, str]:
 
 
 # Tokens the emulators issue at runtime (OAuth access/refresh tokens, sessions): secrets we never configured.
+# Refresh tokens are minted `<prefix><grant>.<nonce>.<signature>` (sandbox/oauth_grants.py).
+_MINTED = r"g\d+(?:-[0-9a-f]{8})?\.[A-Za-z0-9_-]{24}\.[0-9a-f]{20}"
+ISSUED_REFRESH_TOKENS = {
+    "xero issued refresh token": re.compile(r"FAKE-xero-refresh-" + _MINTED),
+    "quickbooks issued refresh token": re.compile(r"AB11FAKE" + _MINTED),
+}
 ISSUED_TOKENS = {
     "xero issued token": re.compile(r"FAKE-xero-(?:access|refresh)-[A-Za-z0-9_-]{20}"),
     "quickbooks issued token": re.compile(r"\.\.sandbox\.[A-Za-z0-9_-]{30}"),
     "salesforce session": re.compile(r"00D[A-Za-z0-9]{12}!AQ[A-Za-z0-9]{20}"),
+    **ISSUED_REFRESH_TOKENS,
 }
+TOKEN_STORE = "data/secrets/tokens/"  # under the data folder: <IP_DATA_DIR>/secrets/tokens/<system>.json
+
+
+def stored_refresh_tokens(data_dir: Path) -> dict[str, str]:
+    """The refresh tokens a plain (unencrypted) token store holds, by file; encrypted files hold none readable."""
+    found = {}
+    for path in sorted((data_dir / "secrets" / "tokens").glob("*.json")):
+        document = json.loads(path.read_text())
+        if not document.get("encrypted"):
+            found[f"stored in {path.name}"] = document["refresh_token"]
+    return found
+
+
+def only_in_a_plain_store(findings: list[Finding], root: Path, refresh_tokens: set[str]) -> list[Finding]:
+    """The findings that are leaks: all of them, except an issued refresh token (one of the secrets named in
+    `refresh_tokens`, or a match of ISSUED_REFRESH_TOKENS) inside a token store file that is not encrypted: the
+    store's job is to hold it (docs/credentials.md). `root` is the folder the findings' places are relative to."""
+    def legitimate(f: Finding) -> bool:
+        where = f.where.split(":")[0]
+        if not where.startswith(TOKEN_STORE) or not where.endswith(".json"):
+            return False
+        if f.secret not in ISSUED_REFRESH_TOKENS and f.secret not in refresh_tokens:
+            return False
+        return not json.loads((root / where).read_text()).get("encrypted")
+    return [f for f in findings if not legitimate(f)]
 
 
 # -- the alert channels --------------------------------------------------------------------------------------
@@ -559,9 +591,19 @@ def test_no_secret_leaks_anywhere_in_the_demo_flow(demo: Demo, inbox: AlertInbox
     assert len(set(configured.values())) == len(configured), "two variables share a value: findings would be ambiguous"
     all_secrets = configured | {f"wrong {k}": v for k, v in wrong.items()}
     all_secrets["salesforce SessionId"] = SALESFORCE_SESSION
+    # the refresh tokens the emulators issued and the token store kept (plain: IP_TOKEN_STORE_KEY is not set here),
+    # each looked for in every form, everywhere; the store itself is the one place allowed to hold them
+    stored = stored_refresh_tokens(demo.data_dir)
+    assert "stored in xero.json" in stored, "live Xero rotates its refresh token: the store must hold the newest"
+    for name, token in stored.items():
+        assert any(p.fullmatch(token) for p in ISSUED_REFRESH_TOKENS.values()), f"{name} is not a token it issued"
+    all_secrets |= stored
     scanner = SecretScanner(all_secrets, ISSUED_TOKENS, basic_auth_forms(configured) | {
         f"wrong {k}": v for k, v in basic_auth_forms(wrong).items()})
-    findings = scanner.tree(demo.root)
+    in_tree = scanner.tree(demo.root)
+    assert f"{TOKEN_STORE}xero.json" in {f.where for f in in_tree if f.secret == "stored in xero.json"}, \
+        "the scan must find the token it is told to look for where it is kept"
+    findings = only_in_a_plain_store(in_tree, demo.root, set(stored))
     findings += [f for i, text in enumerate(inbox.posts) for f in scanner.text(text, f"alert post {i}")]
     findings += [f for i, text in enumerate(inbox.mails) for f in scanner.text(text, f"alert email {i}")]
     findings += [f for run_id, texts in failed.items() for t in texts for f in scanner.text(t, f"error of {run_id}")]
@@ -585,6 +627,71 @@ def test_no_secret_leaks_anywhere_in_the_demo_flow(demo: Demo, inbox: AlertInbox
     print(f"\nscanned {coverage.files} files ({coverage.kinds}), {coverage.duckdb_tables} DuckDB tables, "
           f"{coverage.sqlite_rows} SQLite rows, {len(inbox.posts)} alert posts, {len(inbox.mails)} alert emails, "
           f"{len(failed)} failed runs; {len(all_secrets)} secrets in {len(scanner.needles)} forms")
+
+
+# -- the token store: issued refresh tokens are kept there, and only there (encrypted: nowhere readable) ----------
+
+
+def _live_oauth_environment(sandbox_url: str, data_dir: Path) -> dict[str, str]:
+    """Xero and QuickBooks in live mode against the emulators, every value from the environment (the spec's sandbox
+    values, which the emulators accept: the standing grant), nothing else of this project's configuration."""
+    env = clean_environment() | {"IP_DATA_DIR": str(data_dir), "IP_SANDBOX_URL": sandbox_url, "COLUMNS": "200",
+                                 "PYTHONUNBUFFERED": "1"}
+    for name in ("xero", "quickbooks"):
+        system = next(s for s in discover_systems() if s.name == name)
+        env |= {value.env: value.sandbox for value in system.values.values()}
+        env[f"{system.env_prefix}_BASE_URL"] = sandbox_url
+        env[f"{system.env_prefix}_TOKEN_URL"] = _rebase(system.auth.token_url, sandbox_url)
+    return env
+
+
+@pytest.mark.parametrize("encrypted", [False, True], ids=["plain store", "IP_TOKEN_STORE_KEY"])
+def test_issued_refresh_tokens_are_in_the_token_store_only_and_nowhere_when_it_is_encrypted(
+        encrypted, sandbox, sandbox_server, tmp_path):
+    """Two runs a day apart, each a separate `integration-pipelines extract` process per system in live mode:
+    Xero rotates its refresh token on every refresh, QuickBooks once it is older than 24 hours, so each run stores
+    a newly issued token. Then every file of the folder (warehouse, token store, lock files, the runs' output) is
+    searched for every refresh token the emulators issued, in every form, and for the store's key. Without a key
+    the store is the one place that holds them (it must, or the next process could not refresh); with
+    `IP_TOKEN_STORE_KEY` they are nowhere, store included, and neither is the key."""
+    data_dir, logs = tmp_path / "data", tmp_path / "logs"
+    logs.mkdir()
+    env = _live_oauth_environment(sandbox_server.url, data_dir)
+    key = distinctive("IP_TOKEN_STORE_KEY") if encrypted else None
+    if key:
+        env["IP_TOKEN_STORE_KEY"] = key
+    xero, quickbooks = sandbox.emulator("xero"), sandbox.emulator("quickbooks")
+    for run in range(2):
+        quickbooks.advance_clock(25 * 3600)  # a day later: QuickBooks answers with a new refresh token
+        xero.advance_clock(25 * 3600)
+        for target in ("xero/contacts", "quickbooks/customers"):
+            done = subprocess.run([*CLI, "extract", target], env=env, cwd=tmp_path, capture_output=True, text=True,
+                                  timeout=300)
+            (logs / f"run{run}-{target.replace('/', '-')}.log").write_text(done.stdout + "\n" + done.stderr)
+            assert done.returncode == 0, done.stderr[-2000:]
+
+    configured = {env[v.env] for s in discover_systems() for v in s.values.values() if v.env in env}
+    issued = {f"{name} issued {i}": token
+              for name, emulator in (("xero", xero), ("quickbooks", quickbooks))
+              for i, token in enumerate(t for t in emulator.refresh_tokens if t.startswith(emulator.refresh_prefix)
+                                        and t not in configured)}
+    assert sum(n.startswith("xero") for n in issued) >= 2 and sum(n.startswith("quickbooks") for n in issued) >= 2
+    files = {p.name: json.loads(p.read_text()) for p in (data_dir / "secrets" / "tokens").glob("*.json")}
+    assert set(files) == {"xero.json", "quickbooks.json"}
+    assert all(document["encrypted"] is encrypted for document in files.values())
+
+    scanner = SecretScanner(issued | ({"IP_TOKEN_STORE_KEY": key} if key else {}), ISSUED_REFRESH_TOKENS)
+    findings = scanner.tree(tmp_path)
+    assert scanner.coverage.kinds.get("duckdb") == 1 and scanner.coverage.duckdb_tables >= 3, scanner.coverage
+    if encrypted:
+        report = sorted({(f.secret, f.form, f.where) for f in findings})
+        assert report == [], "found with the store encrypted:\n" + "\n".join(map(str, report))
+        return
+    leaks = sorted({(f.secret, f.form, f.where) for f in only_in_a_plain_store(findings, tmp_path, set(issued))})
+    assert leaks == [], "issued refresh tokens outside the token store:\n" + "\n".join(map(str, leaks))
+    kept = {f.where for f in findings if f.form == "plain" and f.secret in issued}
+    assert kept == {f"{TOKEN_STORE}xero.json", f"{TOKEN_STORE}quickbooks.json"}, kept
+    assert {files["xero.json"]["refresh_token"], files["quickbooks.json"]["refresh_token"]} <= set(issued.values())
 
 
 # -- the scanner is trusted because it finds what is planted ------------------------------------------------------
