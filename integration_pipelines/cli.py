@@ -855,7 +855,13 @@ def demo(
            # the partitions start where the sandbox's history does, not months before it
            "IP_PARTITIONS_START": os.environ.get("IP_PARTITIONS_START", history_start.isoformat()),
            # the demo's integrations act on the sandbox's whole history (a real business sets its own start)
-           "IP_SYNC_START": os.environ.get("IP_SYNC_START", history_start.isoformat())}
+           "IP_SYNC_START": os.environ.get("IP_SYNC_START", history_start.isoformat()),
+           # alerts link to this UI, not to the default port
+           "IP_ALERT_UI_BASE_URL": os.environ.get("IP_ALERT_UI_BASE_URL", f"http://127.0.0.1:{port}"),
+           # Dagster's StartRun call waits until the new run process has imported the code location; on a busy
+           # machine that took over Dagster's 60 s default and the daemon failed the first-start catch-up run
+           # ("DEADLINE_EXCEEDED ... marked as failed from outside the execution context", seen at load ~20)
+           "DAGSTER_GRPC_TIMEOUT_SECONDS": os.environ.get("DAGSTER_GRPC_TIMEOUT_SECONDS", "300")}
     bin_dir = Path(sys.executable).parent
     processes: list[subprocess.Popen] = []
 
@@ -891,7 +897,8 @@ def demo(
                                  "--receiver-url", receiver_url, "--interval", "5"], env))
         processes.append(_spawn([str(bin_dir / "dagster"), "dev", "-w", str(dagster_home / "workspace.yaml"),
                                  "-h", "127.0.0.1", "-p", str(port)], env))
-        _wait_for(f"http://127.0.0.1:{port}/server_info", "dagster dev", processes[-1], 180)
+        # its first start imports every system's code: ~30 s on a quiet 2-core machine, over 180 s on a busy one
+        _wait_for(f"http://127.0.0.1:{port}/server_info", "dagster dev", processes[-1], 600)
         console.print(f"[green]Dagster UI ready[/green] on http://127.0.0.1:{port}  (Ctrl-C stops everything)")
         _first_catch_up(data_dir, f"http://127.0.0.1:{port}", date.fromisoformat(env["IP_PARTITIONS_START"]))
         while all(p.poll() is None for p in processes):
