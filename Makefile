@@ -17,7 +17,7 @@ $(STAMP): pyproject.toml uv.lock
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(UV) --version 2>/dev/null | grep -qx "uv $(UV_VERSION)" || \
 		$(BIN)/python -m pip install --quiet --disable-pip-version-check "uv==$(UV_VERSION)"
-	$(SYNC) --extra dev
+	$(SYNC) --extra dev --extra deploy
 	touch $(STAMP)
 
 install: $(STAMP)
