@@ -20,9 +20,10 @@ from .connectors.runtime import ResolvedSystem, build_client
 from .connectors.soap import build_soap_client, read_soap_pages
 from .connectors.spec import Stream
 from .feeds import SnapshotRouter
+from .provenance import account_of
 from .settings import Settings
 from .warehouse.batches import records_to_table
-from .warehouse.duckdb import LoadResult, StreamState, Warehouse
+from .warehouse.duckdb import LoadResult, RowSource, StreamState, Warehouse
 from .warehouse.spool import Spool, sweep_stale_spools
 
 UNPARTITIONED = "all"
@@ -149,20 +150,24 @@ def extract_stream(
             flush()
             requests = client.requests_sent
         cursor_text = max_cursor.isoformat() if max_cursor else None
-        if router is not None:  # before the feed's own load, which commits its cursor
-            applied = router.load(warehouse, raw_schema(system.name))
-        load = warehouse.load_spool(
-            schema=raw_schema(system.name),
-            table=stream.name,
-            files=spool.files,
-            state=StreamState(system.name, stream.name, state_key, cursor_text),
-            run_id=run_id,
-            log_row={
-                "run_id": run_id, "system": system.name, "stream": stream.name, "state_key": state_key,
-                "started_at": started, "pages": pages, "requests": requests, "records": records,
-                "cursor": cursor_text, "source_mode": resolved.mode,
-            },
-        )
+        # every row loaded by this read says where it came from: mode and account, constants added in SQL
+        source = RowSource(resolved.mode, account_of(resolved))
+        with warehouse.row_source(source):
+            if router is not None:  # before the feed's own load, which commits its cursor
+                applied = router.load(warehouse, raw_schema(system.name))
+            load = warehouse.load_spool(
+                schema=raw_schema(system.name),
+                table=stream.name,
+                files=spool.files,
+                state=StreamState(system.name, stream.name, state_key, cursor_text),
+                run_id=run_id,
+                log_row={
+                    "run_id": run_id, "system": system.name, "stream": stream.name, "state_key": state_key,
+                    "started_at": started, "pages": pages, "requests": requests, "records": records,
+                    "cursor": cursor_text, "source_mode": resolved.mode, "source_account": source.account,
+                },
+                source=source,
+            )
     finally:
         spool.cleanup()
         if router is not None:

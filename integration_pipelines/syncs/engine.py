@@ -43,6 +43,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import string
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -70,6 +71,7 @@ from ..connectors.writer import (
     write_client,
 )
 from ..locks import exclusive, lock_path
+from ..provenance import account_of, check_write_target
 from ..settings import Settings
 from ..warehouse.duckdb import Warehouse, quote_ident
 from .ledger import ensure_ledger
@@ -77,6 +79,16 @@ from .settings import SyncSettings
 from .spec import SyncSpec
 
 SYNC_LOCK_SECONDS = 600.0  # waiting longer than this for the same sync elsewhere fails this run readably
+
+
+@dataclass(frozen=True)
+class _Target:
+    """Where this run's writes go, as the ledger and the journal record it: system, mode, account (never a
+    secret: `provenance.account_of`)."""
+
+    system: str
+    mode: str
+    account: str
 
 SAMPLE_SIZE = 5
 
@@ -493,14 +505,19 @@ def _pending_batches(con: duckdb.DuckDBPyConnection, spec: SyncSpec) -> list[_Ba
     return list(batches.values())
 
 
-def _journal(con: duckdb.DuckDBPyConnection, spec: SyncSpec, batch: _Batch, run_id: str, now: datetime) -> None:
+def _journal(con: duckdb.DuckDBPyConnection, spec: SyncSpec, batch: _Batch, run_id: str, now: datetime,
+             target: _Target | None = None) -> None:
     """Write-ahead: the batch as it will be sent, inside the caller's transaction; positions only grow, so
-    journaled batches are re-sent in the order they were first sent, whichever run journaled them."""
+    journaled batches are re-sent in the order they were first sent, whichever run journaled them. Each record
+    also says where it goes (system, mode, account)."""
     position = con.execute("SELECT coalesce(max(position) + 1, 0) FROM sync.pending").fetchone()[0]
+    where = [target.system, target.mode, target.account] if target is not None else [None, None, None]
     con.executemany(
-        "INSERT OR REPLACE INTO sync.pending VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        """INSERT OR REPLACE INTO sync.pending (sync_name, record_key, operation, idempotency_key, position, row_hash,
+               external_id, row_json, run_id, journaled_at, target_system, target_mode, target_account)
+           VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
         [[spec.name, r.key, batch.operation, batch.key, position + i, r.row_hash or None, r.external_id,
-          json.dumps(_jsonable(r.row), default=str), run_id, now] for i, r in enumerate(batch.records)])
+          json.dumps(_jsonable(r.row), default=str), run_id, now, *where] for i, r in enumerate(batch.records)])
 
 
 def run_sync(
@@ -571,6 +588,20 @@ def _run_sync(
     operations = [("create", spec.create_writer, plan.creates), ("update", spec.update_writer, plan.updates),
                   ("delete", spec.delete_writer, plan.deletes)]
     system = get_system(spec.target)
+    resolution: dict[str, Any] = {}
+
+    def resolved_target() -> tuple[Any, _Target]:
+        """The target resolved for writing (once, when the run first records or sends anything): the refusal of
+        mixed sandbox and live data happens here (provenance.py), before anything is written."""
+        if not resolution:
+            resolved = resolve_system(system, settings, purpose="write")  # a live target is checked in there
+            if resolved.mode == "sandbox":  # live data into the sandbox, or a ledger of the real service's ids
+                with warehouse.connect() as con:
+                    check_write_target(con, resolved, settings, os.environ, warehouse.database)
+            resolution["resolved"] = resolved
+            resolution["target"] = _Target(system.name, resolved.mode, account_of(resolved))
+        return resolution["resolved"], resolution["target"]
+
     placeholders = _placeholders(system)  # samples never log in and never show a credential
     for operation, _, records in operations:
         for record in records[:SAMPLE_SIZE]:
@@ -578,7 +609,8 @@ def _run_sync(
                                    "payload": payload_for(spec, record, operation, placeholders)})
     if not dry_run and plan.linked:  # nothing to send: the target already holds them
         _record(warehouse, spec, "create", [_Outcome(Record(r.key, "", r.external_id, r.row), r.external_id, None,
-                                                     {}, status="linked") for r in plan.linked], run_id, result)
+                                                     {}, status="linked") for r in plan.linked], run_id, result,
+                target=resolved_target()[1])
     batches: list[tuple[AnyWriter, _Batch]] = []
     for operation, writer_name, records in [] if dry_run else operations:
         if records and writer_name is not None:
@@ -589,7 +621,7 @@ def _run_sync(
     resend, check = _sort_interrupted(warehouse, spec, system, interrupted, run_id, result, log)
     recheck = _recheck_writer(spec, system, plan) if not dry_run else None
     if not dry_run and (resend or check or batches or recheck):
-        resolved = resolve_system(system, settings, purpose="write")
+        resolved, target = resolved_target()
         with write_client(resolved, log=log, **(client_kwargs or {})) as client:  # REST or SOAP: one dispatch
             system_values = {**resolved.values, **login_variables(http_of(client), resolved)}
             if resend and log is not None:
@@ -597,23 +629,25 @@ def _run_sync(
                             "recording the outcome, under their original idempotency keys")
             for writer, batch in resend:  # first, exactly as they were sent: the target replays what it saved
                 outcomes = _send(client, resolved, writer, spec, batch, system_values)
-                _record(warehouse, spec, batch.operation, outcomes, run_id, result)
+                _record(warehouse, spec, batch.operation, outcomes, run_id, result, target=target)
                 result.resumed += len(batch.records)
             for writer, batch in check:  # unkeyed creates: never re-sent blindly; found, absent, or held in doubt
                 why = "an earlier run sent it (or was about to) without recording the outcome"
                 outcomes = _look_up_records(client, resolved, writer, spec, batch.records, system_values, why)
-                _record(warehouse, spec, batch.operation, outcomes, run_id, result)
+                _record(warehouse, spec, batch.operation, outcomes, run_id, result, target=target)
             if recheck is not None:  # creates held in doubt by earlier runs: the lookup may know by now
                 why = "an earlier run could not tell whether the target applied it"
                 outcomes = _look_up_records(client, resolved, recheck, spec, plan.in_doubt, system_values, why)
                 _record(warehouse, spec, "create", [o for o in outcomes if o.status in ("linked", "absent")],
-                        run_id, result)
+                        run_id, result, target=target)
             if batches:  # journal the first batch; each outcome's transaction journals the next one
-                _record(warehouse, spec, batches[0][1].operation, [], run_id, result, journal_next=batches[0][1])
+                _record(warehouse, spec, batches[0][1].operation, [], run_id, result, journal_next=batches[0][1],
+                        target=target)
             for index, (writer, batch) in enumerate(batches):
                 outcomes = _send(client, resolved, writer, spec, batch, system_values)
                 following = batches[index + 1][1] if index + 1 < len(batches) else None
-                _record(warehouse, spec, batch.operation, outcomes, run_id, result, journal_next=following)
+                _record(warehouse, spec, batch.operation, outcomes, run_id, result, journal_next=following,
+                        target=target)
     _log_run(warehouse, spec, run_id, started, result)
     if result.in_doubt and log is not None:
         log.warning(f"sync {spec.name}: {result.in_doubt} record(s) are in doubt and will not be sent again "
@@ -844,10 +878,12 @@ _COUNTER = {"create": "created", "update": "updated", "delete": "deleted"}
 
 
 def _record(warehouse: Warehouse, spec: SyncSpec, operation: str, outcomes: list[_Outcome], run_id: str,
-            result: SyncResult, *, journal_next: _Batch | None = None, forget: _Batch | None = None) -> None:
+            result: SyncResult, *, journal_next: _Batch | None = None, forget: _Batch | None = None,
+            target: _Target | None = None) -> None:
     """One transaction: the batch's outcomes into the ledger (and errors), its journal rows resolved, and the
     next batch journaled, so a crash at any instant leaves either the journal or the ledger, never neither.
-    `forget` drops a journaled batch without an outcome (the model no longer sends it)."""
+    `forget` drops a journaled batch without an outcome (the model no longer sends it). `target`: where the
+    outcomes went, recorded per ledger entry in `sync.ledger_targets` and per journaled record."""
     now = datetime.now(UTC)
     with warehouse.connect() as con:
         con.execute("BEGIN TRANSACTION")
@@ -855,6 +891,15 @@ def _record(warehouse: Warehouse, spec: SyncSpec, operation: str, outcomes: list
             ensure_ledger(con)
             for o in outcomes:
                 _record_outcome(con, spec, operation, o, run_id, now, result)
+            if target is not None and outcomes:  # one statement for the batch, not one per record
+                con.execute(
+                    """INSERT INTO sync.ledger_targets
+                       SELECT ?, unnest(?::VARCHAR[]), ?, ?, ?, ?, ?
+                       ON CONFLICT (sync_name, record_key) DO UPDATE SET target_system = excluded.target_system,
+                         target_mode = excluded.target_mode, target_account = excluded.target_account,
+                         run_id = excluded.run_id, recorded_at = excluded.recorded_at""",
+                    [spec.name, list(dict.fromkeys(o.record.key for o in outcomes)), target.system, target.mode,
+                     target.account, run_id, now])
             done = [o.record.key for o in outcomes if o.error is None and o.status in (None, "linked")]
             if done:  # went through: its failure history is over (a later failure is a new one)
                 result.recovered += [k for (k,) in con.execute(
@@ -870,7 +915,7 @@ def _record(warehouse: Warehouse, spec: SyncSpec, operation: str, outcomes: list
                     con.execute("UPDATE sync.pending SET idempotency_key = ? WHERE sync_name = ? AND record_key = ?",
                                 [o.in_doubt_key, spec.name, o.record.key])
             if journal_next is not None:
-                _journal(con, spec, journal_next, run_id, now)
+                _journal(con, spec, journal_next, run_id, now, target)
             con.execute("COMMIT")
         except BaseException:
             con.execute("ROLLBACK")

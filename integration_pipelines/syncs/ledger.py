@@ -25,6 +25,16 @@ failed (its hash), how often it was sent and refused, first and last error time,
 run may send it again (exponential backoff), and when it was parked or skipped (with the operator's reason). A
 changed row is a new version and starts again at one attempt. `sync.starts` records, once, the moment each sync
 first ran against this warehouse: its start date when `IP_SYNC_<NAME>_START` / `IP_SYNC_START` are unset.
+
+Where each entry went (issue 15, sandbox and live never mix): `sync.ledger_targets` holds, per ledger entry (same
+key), the target system, its mode (`sandbox` | `live`) and its account (`provenance.account_of`: the host and the
+realm/tenant/shop, never a credential) at the time the entry was last written; `sync.pending` carries the same
+three columns for each journaled record. A ledger entry's external id belongs to that account, so a write into
+another mode or another live account refuses while such entries exist (`provenance.py`). Entries written before
+these columns existed have no `ledger_targets` row (or NULLs in `sync.pending`): unknown, never taken as a match or
+a mismatch. Why a table beside the ledger rather than two more ledger columns: `INSERT INTO sync.ledger VALUES
+(...)` with the ledger's nine columns is written in operators' scripts, tests and the benchmarks; a tenth column
+would break every one of them.
 """
 
 from __future__ import annotations
@@ -64,7 +74,18 @@ DDL = (
         idempotency_key VARCHAR NOT NULL, position BIGINT NOT NULL, row_hash VARCHAR, external_id VARCHAR,
         row_json VARCHAR NOT NULL, run_id VARCHAR, journaled_at TIMESTAMPTZ NOT NULL,
         PRIMARY KEY (sync_name, record_key))""",
+    # the target each journaled record goes to (NULL: journaled before these columns existed)
+    *(f"ALTER TABLE sync.pending ADD COLUMN IF NOT EXISTS {c} VARCHAR"
+      for c in ("target_system", "target_mode", "target_account")),
+    """CREATE TABLE IF NOT EXISTS sync.ledger_targets (
+        sync_name VARCHAR NOT NULL, record_key VARCHAR NOT NULL, target_system VARCHAR NOT NULL,
+        target_mode VARCHAR NOT NULL, target_account VARCHAR, run_id VARCHAR, recorded_at TIMESTAMPTZ,
+        PRIMARY KEY (sync_name, record_key))""",
 )
+
+#: Ledger statuses whose entry holds (or may hold) an id of the target's account: a record created, linked, archived
+#: there, or sent without a known outcome. A failed, parked or skipped entry never reached it.
+HOLDS_TARGET_ID = ("synced", "linked", "deleted", "in_doubt")
 
 
 def ensure_ledger(con: duckdb.DuckDBPyConnection) -> None:

@@ -25,9 +25,14 @@ logger = logging.getLogger("integration_pipelines.warehouse")
 _LOCK_MARKERS = ("could not set lock", "conflicting lock", "database is locked")
 
 
+#: Where each raw row came from (issue 15, sandbox and live never mix): the mode its system ran in (`sandbox` |
+#: `live`) and the account (`provenance.account_of`: host plus realm/tenant/shop, never a credential). Constants of
+#: a load, added in SQL as the rows are inserted (nothing per record in Python). NULL: loaded before these columns
+#: existed, or by a load that did not say (`load_spool(source=None)`): unknown.
+SOURCE_COLUMNS = (("_source_mode", "VARCHAR"), ("_source_account", "VARCHAR"))
 _EMPTY_COLUMNS = (("_pk", "VARCHAR"), ("_cursor", "VARCHAR"), ("_source_system", "VARCHAR"),
                   ("_extracted_at", "TIMESTAMPTZ"), ("_run_id", "VARCHAR"), ("_raw", "VARCHAR"), ("_hash", "VARCHAR"),
-                  ("_version", "TIMESTAMPTZ"))
+                  ("_version", "TIMESTAMPTZ"), *SOURCE_COLUMNS)
 _zstd_for_raw: bool | None = None
 
 
@@ -58,6 +63,7 @@ def _create_raw_table(con: duckdb.DuckDBPyConnection, target: str, columns: Sequ
 
 
 _META_NAMES = frozenset(name for name, _ in _EMPTY_COLUMNS)
+_SOURCE_NAMES = frozenset(name for name, _ in SOURCE_COLUMNS)
 
 
 def _first_fields(staged: Sequence[tuple[str, str]], room: int) -> list[tuple[str, str]]:
@@ -124,6 +130,15 @@ def table_name(schema: str, table: str) -> str:
 
 
 @dataclass(frozen=True)
+class RowSource:
+    """Where the rows of a load came from: written into every inserted or updated row's `_source_mode` and
+    `_source_account`."""
+
+    mode: str
+    account: str | None
+
+
+@dataclass(frozen=True)
 class StreamState:
     system: str
     stream: str
@@ -169,6 +184,18 @@ class Warehouse:
         self.memory_limit = memory_limit or (settings.duckdb_memory_limit if settings else None)
         self.load_memory_limit = load_memory_limit or (settings.load_memory_limit if settings else None)
         self._session: duckdb.DuckDBPyConnection | None = None
+        self._row_source: RowSource | None = None
+
+    @contextmanager
+    def row_source(self, source: RowSource | None) -> Iterator[None]:
+        """Every `load_spool` inside that does not name its own source records this one: an extract wraps its
+        loads (its own stream's and a change feed's snapshots of other streams) in the mode and account it read
+        them with."""
+        before, self._row_source = self._row_source, source
+        try:
+            yield
+        finally:
+            self._row_source = before
 
     @property
     def is_file(self) -> bool:
@@ -262,8 +289,9 @@ class Warehouse:
                    started_at TIMESTAMPTZ, finished_at TIMESTAMPTZ, pages BIGINT, requests BIGINT,
                    records BIGINT, inserted BIGINT, updated BIGINT, unchanged BIGINT, cursor VARCHAR)"""
         )
-        # sandbox or live: live writes refuse to carry sandbox-extracted data (provenance.py)
+        # sandbox or live, and which account: live writes refuse to carry sandbox-extracted data (provenance.py)
         con.execute("ALTER TABLE ops.extract_log ADD COLUMN IF NOT EXISTS source_mode VARCHAR")
+        con.execute("ALTER TABLE ops.extract_log ADD COLUMN IF NOT EXISTS source_account VARCHAR")
 
     def read_state(self, system: str, stream: str, state_key: str) -> str | None:
         if self.is_file and not Path(self.database).exists():
@@ -286,13 +314,17 @@ class Warehouse:
         state: StreamState | None,
         run_id: str,
         log_row: dict[str, Any] | None = None,
+        source: RowSource | None = None,
     ) -> LoadResult:
         """Upsert every spooled batch by `_pk` and advance the stream's cursor, in one transaction.
 
         Rows whose original JSON is unchanged are left alone, so a rerun writes nothing. A column the API
         added is added; a value whose type no longer fits its column is cast where it can be and kept in
-        `_raw` where it cannot, with a warning in the result.
+        `_raw` where it cannot, with a warning in the result. `source` (default: the enclosing `row_source`)
+        is written into each inserted or updated row; an unchanged row that now comes from another mode or
+        account counts as changed, so each row always says where it was last read from.
         """
+        source = source or self._row_source
         limit = self.load_memory_limit
         with self.connect(memory_limit=limit) as con:
             # row order in a raw table means nothing, and keeping it costs the insert memory per thread
@@ -302,7 +334,7 @@ class Warehouse:
                 result = LoadResult(table=f"{schema}.{table}")
                 con.execute("BEGIN TRANSACTION")
                 try:
-                    self._load(con, schema, table, files, state, run_id, log_row, result, raw_compression)
+                    self._load(con, schema, table, files, state, run_id, log_row, result, raw_compression, source)
                     con.execute("COMMIT")
                     return result
                 except duckdb.OutOfMemoryException as exc:
@@ -338,16 +370,21 @@ class Warehouse:
         log_row: dict[str, Any] | None,
         result: LoadResult,
         raw_compression: str = "",
+        source: RowSource | None = None,
     ) -> None:
         """The statements of one load attempt, inside the caller's transaction."""
         target = table_name(schema, table)
         self.ensure_ops(con)
         con.execute(f"CREATE SCHEMA IF NOT EXISTS {quote_ident(schema)}")
         if files:
-            self._upsert(con, schema, table, files, result, raw_compression)
+            self._upsert(con, schema, table, files, result, raw_compression, source)
         elif not self._exists(con, schema, table):
             # An empty read still leaves a queryable table; the API's columns arrive with data.
             _create_raw_table(con, target, _EMPTY_COLUMNS, raw_compression)
+        else:
+            self._ensure_source_columns(con, target)
+        if log_row is not None and source is not None:
+            log_row = {"source_mode": source.mode, "source_account": source.account, **log_row}
         if state is not None:
             con.execute(
                 "INSERT OR REPLACE INTO ops.stream_state VALUES (?, ?, ?, ?, ?, ?)",
@@ -366,9 +403,16 @@ class Warehouse:
             result.columns = self._describe(con, target)
             result.preview_markdown = self._preview(con, target, result.columns)
 
+    def _ensure_source_columns(self, con: duckdb.DuckDBPyConnection, target: str) -> None:
+        """A raw table made before rows recorded their source gains the columns (its old rows: NULL, unknown)."""
+        have = {n.lower() for n, _ in self._describe(con, target)}
+        for name, kind in SOURCE_COLUMNS:
+            if name not in have:
+                con.execute(f"ALTER TABLE {target} ADD COLUMN {quote_ident(name)} {kind}")
+
     def _upsert(
         self, con: duckdb.DuckDBPyConnection, schema: str, table: str, files: Sequence[Path], result: LoadResult,
-        raw_compression: str = "",
+        raw_compression: str = "", source: RowSource | None = None,
     ) -> None:
         """Why it is shaped like this: memory stays flat however big the stream. The spool's Parquet files are
         the staging area (a view, read as needed, never copied into DuckDB memory); change detection joins only
@@ -395,6 +439,7 @@ class Warehouse:
             # A first load takes the API's fields as they are (a CRM object may have hundreds), up to the table's
             # limit; IP_MAX_NEW_COLUMNS_PER_LOAD bounds what a later load adds.
             _create_raw_table(con, target, _first_fields(staged, table_allowed), raw_compression)
+        self._ensure_source_columns(con, target)
         # DuckDB names are case-insensitive: a field that comes back as `name` after `Name` is the same column
         existing = {n.lower(): (n, t) for n, t in self._describe(con, target)}
         typed = sum(1 for n in existing.values() if n[0] not in _META_NAMES)
@@ -403,6 +448,8 @@ class Warehouse:
         left_out: list[str] = []
         for name, staged_type in staged:
             col = quote_ident(name)
+            if name.lower() in _SOURCE_NAMES:
+                continue  # ours, written from the load's source below; never a field of the API's
             if name.lower() not in existing:
                 if name not in _META_NAMES and budget <= 0:
                     left_out.append(name)  # its values stay in `_raw`, which holds the whole record
@@ -442,12 +489,20 @@ class Warehouse:
         # Apply by version, never by arrival: a staged snapshot older than the stored one (an event delivered late,
         # a captured delivery replayed, a read that started before a newer event was applied) is left out. Rows
         # loaded before `_version` existed have NULL there and count as older than anything.
+        # A row read from another mode or account than the stored one is rewritten even when its JSON is the same:
+        # its `_source_mode`/`_source_account` must say where it was last read from.
+        provenance, moved = "", ""
+        if source is not None:
+            mode = quote_literal(source.mode)
+            account = "NULL" if source.account is None else quote_literal(source.account)
+            provenance = f", {mode} AS _source_mode, {account}::VARCHAR AS _source_account"
+            moved = f" OR t._source_mode IS DISTINCT FROM {mode} OR t._source_account IS DISTINCT FROM {account}"
         con.execute(
             f"""CREATE OR REPLACE TEMP TABLE _changed AS
                 SELECT s._pk, t._pk IS NULL AS _is_new,
                        t._pk IS NOT NULL AND s._version < t._version AS _is_stale
                 FROM _staged s LEFT JOIN {target} t USING (_pk)
-                WHERE t._pk IS NULL OR t._hash IS DISTINCT FROM s._hash"""
+                WHERE t._pk IS NULL OR t._hash IS DISTINCT FROM s._hash{moved}"""
         )
         stale = con.execute("SELECT count(*) FROM _changed WHERE _is_stale").fetchone()[0]
         if stale:
@@ -457,7 +512,7 @@ class Warehouse:
         result.unchanged = result.staged - changed - stale
         if changed:
             con.execute(f"DELETE FROM {target} WHERE _pk IN (SELECT _pk FROM _changed WHERE NOT _is_new)")
-            con.execute(f"INSERT INTO {target} BY NAME SELECT {', '.join(select)} FROM _staged "
+            con.execute(f"INSERT INTO {target} BY NAME SELECT {', '.join(select)}{provenance} FROM _staged "
                         "WHERE _pk IN (SELECT _pk FROM _changed)")
         con.execute("DROP TABLE _changed")
         con.execute("DROP VIEW _staged")
