@@ -18,6 +18,7 @@ from .resources import WarehouseResource
 from .schedules import build_jobs_and_schedules
 from .settings import Settings, load_overrides, load_settings
 from .syncs.registry import discover_syncs
+from .webhooks.change_poll import build_change_poll_sensors
 from .webhooks.definitions import build_webhook_definitions
 
 
@@ -56,6 +57,9 @@ def build_definitions(settings: Settings | None = None) -> dg.Definitions:
                 minimum_interval_seconds=30,
             ),
             *build_alert_sensors(settings),
+            # ERPs that send no webhooks (NetSuite, the legacy ERP, SAP), when enabled: asked every
+            # IP_CHANGE_POLL_SECONDS what changed; a change lands a notice the event lane acts on like a webhook's.
+            *build_change_poll_sensors(systems, settings),
         ],
     )
     return dg.Definitions.merge(pipelines, build_webhook_definitions(settings, warehouse=warehouse, systems=systems,

@@ -160,3 +160,106 @@ def test_mode_is_upsert_keyed_by_storefront_and_sku(name):
 
     spec = get_sync(name)
     assert spec.mode == "upsert" and spec.key == "stock_key"
+
+
+# -- which ERP's count: one ERP of record per SKU, configured; ambiguity waits instead of being summed ----------
+ALL_STOCK_STREAMS = (*STOCK_STREAMS, ("sap", "material_stock"), ("netsuite", "inventory_items"),
+                     ("legacy_erp", "stock_levels"))
+
+
+def erp_stock(settings, name: str = "inventory_to_shopify") -> dict[str, tuple]:
+    """The sync's per-SKU choice as its plan computes it: sku → (erp_of_record, quantity, waiting_reason)."""
+    from integration_pipelines.syncs.catalog.inventory_to_storefronts import ERP_STOCK
+    from integration_pipelines.syncs.engine import load_sync_settings
+    from integration_pipelines.syncs.registry import get_sync
+    from integration_pipelines.warehouse.duckdb import Warehouse
+
+    with Warehouse(settings.warehouse_database).connect() as con:
+        load_sync_settings(con, get_sync(name))
+        rows = con.execute(f"SELECT sku, erp_of_record, quantity, waiting_reason FROM ({ERP_STOCK})").fetchall()
+    return {sku: (erp, quantity, reason) for sku, erp, quantity, reason in rows}
+
+
+def test_each_sku_gets_its_erp_of_record_count_and_nothing_is_added_across_erps(settings, sandbox, monkeypatch):
+    monkeypatch.setenv("IP_STOCK_ROUTES", "GADGET=netsuite; CABLE=legacy_erp:MAIN+EAST ;WIDGET-L=sap:1010/101A")
+    for sku, quantity in ERP_COUNTS.items():  # Odoo counts every SKU differently from the other ERPs
+        set_odoo_stock(sandbox, sku, quantity)
+    legacy = sandbox.emulator("legacy_erp")
+    for warehouse, on_hand in (("MAIN", 100), ("EAST", 20), ("WEST", 5000)):  # WEST does not supply the shops
+        legacy.simulate("stock_levels", {"sku": "CABLE", "warehouse": warehouse, "onHand": on_hand})
+    extract(settings, ALL_STOCK_STREAMS)
+    build(settings)
+    shop, square = sync(settings, "inventory_to_shopify"), sync(settings, "inventory_to_square")
+    assert shop.failed == square.failed == 0
+    expected = {"WIDGET-S": 142,  # Odoo, the default ERP of record
+                "GADGET": 146,  # NetSuite's on-hand (its items hold the world's count), not Odoo's 151
+                "CABLE": 120,  # the legacy ERP's MAIN (100) and EAST (20), not WEST, not Odoo's 190
+                "WIDGET-L": 30}  # SAP's plant 1010, storage location 101A, not Odoo's 0
+    assert_storefronts_match(sandbox, expected)
+    # services: the default ERP (Odoo) keeps no stock for them, NetSuite and the legacy ERP do: a finding, not sent
+    chosen = erp_stock(settings)
+    for sku in ("SERVICE-HR", "SUPPORT-Y"):
+        erp, quantity, reason = chosen[sku]
+        assert (erp, quantity) == ("odoo", None)
+        assert "odoo (the ERP of record) holds no stock record" in reason and "legacy_erp, netsuite" in reason
+    assert shop.plan.counts()["waiting"] == square.plan.counts()["waiting"] == 2
+    # acknowledged by the operator: `SKU=none` leaves the shop's own count alone and the finding goes away
+    monkeypatch.setenv("IP_STOCK_ROUTES", "GADGET=netsuite;CABLE=legacy_erp:MAIN+EAST;WIDGET-L=sap:1010/101A;"
+                                          "SERVICE-HR=none;SUPPORT-Y=none")
+    assert sync(settings, "inventory_to_shopify", dry_run=True).plan.counts()["waiting"] == 0
+
+
+def test_a_sku_its_erp_of_record_holds_twice_waits_instead_of_being_summed(settings, sandbox):
+    odoo = sandbox.emulator("odoo")
+    with odoo.sandbox.lock:  # a second Odoo product with GADGET as internal reference (Odoo does not forbid it)
+        original = next(p for p in odoo.records["product.product"].values() if p["default_code"] == "GADGET")
+        pid = odoo._new_id("product.product")
+        odoo.records["product.product"][pid] = {**original, "id": pid, "name": "Gadget (old)"}
+        odoo._set_quant(pid, 7.0, _now())
+    prepare(settings, sandbox)
+    result = sync(settings, "inventory_to_shopify")
+    assert result.failed == 0 and result.plan.counts()["waiting"] == 1
+    erp, quantity, reason = erp_stock(settings)["GADGET"]
+    assert erp == "odoo" and quantity is None
+    assert "odoo holds GADGET more than once at WH/Stock (2 records)" in reason
+    assert shopify_levels(sandbox)["GADGET"] == 146, "the shop keeps its count; 151 + 7 is never sent"
+    levels = shopify_levels(sandbox)
+    assert {k: levels[k] for k in ("CABLE", "WIDGET-L", "WIDGET-S")} == {"CABLE": 190, "WIDGET-L": 0, "WIDGET-S": 142}
+
+
+def test_sap_stock_is_no_longer_taken_silently_when_odoo_lacks_a_sku(settings, sandbox, monkeypatch):
+    """Before, SAP's count stood in whenever Odoo had no record of a SKU (not read yet, archived, renamed), so a
+    shop's stock could jump between two ERPs' counts. Now SAP counts where it is the configured ERP of record."""
+    extract(settings, (("sap", "material_stock"), ("shopify", "products"), ("shopify", "inventory_levels")))
+    build(settings)
+    before = shopify_levels(sandbox)
+    assert sync(settings, "inventory_to_shopify").plan.counts()["waiting"] == 4  # Odoo is not read: nothing sent
+    assert shopify_levels(sandbox) == before
+    assert "held by sap" in erp_stock(settings)["CABLE"][2]
+    monkeypatch.setenv("IP_STOCK_ERP", "sap")
+    monkeypatch.setenv("IP_STOCK_ROUTES", "CABLE=sap:1010/101A")
+    sandbox.emulator("sap").touch("material_stock", 1)  # a goods receipt of 5 CABLE into 101A (207 → 212)
+    extract(settings, (("sap", "material_stock"),))
+    build(settings)
+    result = sync(settings, "inventory_to_shopify")
+    assert result.failed == 0
+    levels = shopify_levels(sandbox)
+    assert levels["CABLE"] == 212, "101A only: 207 + 5 (101B's 1 is not named)"
+    assert (levels["GADGET"], levels["WIDGET-L"], levels["WIDGET-S"]) == (146, 30, 138)  # every storage location
+
+
+@pytest.mark.parametrize(("routes", "erp", "message"), [
+    ("GADGET=quickbooks", "odoo", 'IP_STOCK_ROUTES: GADGET=quickbooks: "quickbooks" is not an ERP of record'),
+    ("GADGET=netsuite;GADGET=sap", "odoo", "IP_STOCK_ROUTES routes the SKU GADGET more than once"),
+    ("GADGET", "odoo", 'IP_STOCK_ROUTES: "GADGET" is not SKU=erp'),
+    ("", "shopify", 'IP_STOCK_ERP=shopify: "shopify" is not an ERP of record'),
+])
+def test_a_route_that_names_no_erp_stops_the_sync_naming_the_variable(settings, sandbox, monkeypatch, routes, erp,
+                                                                      message):
+    monkeypatch.setenv("IP_STOCK_ROUTES", routes)
+    monkeypatch.setenv("IP_STOCK_ERP", erp)
+    extract(settings, (("odoo", "products"), ("shopify", "products"), ("shopify", "inventory_levels")))
+    build(settings)
+    with pytest.raises(Exception, match=message.replace("(", r"\(")):
+        sync(settings, "inventory_to_shopify", dry_run=True)
+    assert posts_to(sandbox, "shopify") == []

@@ -2,6 +2,10 @@
 UsernameToken). Stock levels and purchase orders are read page by page (`page`/`pageSize`, `totalPages`);
 incremental reads pass `changedSince`. Purchase orders are created with `CreatePurchaseOrder`, idempotent by the
 business key `poNumber`: the ERP answers `exists` with the order it already holds instead of adding a second.
+
+The ERP sends no events. `CHANGE_PROBES` is the question the change poll (webhooks/change_poll.py) asks it every
+few seconds instead: `GetStockLevels(changedSince)`, the same call an incremental read makes (a stock level's
+`updatedAt` moves whenever its count does).
 """
 
 from __future__ import annotations
@@ -89,3 +93,6 @@ SYSTEM = System(
         ),
     ),
 )
+
+#: stream → the reads whose answers say it changed (change_poll.py asks them from its own cursor)
+CHANGE_PROBES: dict[str, tuple[Stream, ...]] = {"stock_levels": (SYSTEM.stream("stock_levels"),)}

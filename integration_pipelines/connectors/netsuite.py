@@ -2,7 +2,15 @@
 
 Reads are `search` with `searchPreferences.pageSize`, continued by `searchMoreWithId(searchId, pageIndex)` until
 `totalPages`; incremental reads add `lastModifiedDate onOrAfter <cursor>` to the search (the stored cursor minus
-a lookback for clock skew). Auth is Token-Based Authentication (a signed `tokenPassport` header per request).
+a lookback for clock skew). Inventory items are the exception: an item's `quantityOnHand` is computed from
+inventory transactions (adjustments, receipts, fulfillments …), which do not edit the item, so its
+`lastModifiedDate` does not move when its stock does; `inventory_items` is therefore re-read in full every time
+(a snapshot, like SAP's stock: unchanged rows are not rewritten), in pages of 1000, NetSuite's largest.
+
+No webhooks: NetSuite can call out only from a SuiteScript someone deploys in the account. `CHANGE_PROBES` are the
+cheap questions the change poll (webhooks/change_poll.py) asks instead, every few seconds: "which stock-moving
+transactions, and which items, changed since …", both searches on `lastModifiedDate`.
+Auth is Token-Based Authentication (a signed `tokenPassport` header per request).
 `ExceededConcurrentRequestLimitFault` / `WS_REQUEST_BLOCKED` are retried with backoff like a 429. Writes are
 `upsert` keyed by `externalId`, NetSuite's own idempotency mechanism.
 """
@@ -32,17 +40,18 @@ PURCHASES = "urn:purchases_2024_2.transactions.webservices.netsuite.com"
 LOOKBACK_SECONDS = 300
 
 
-def _search(search_type: str, record_type: str | None) -> tuple[dict[str, Any], dict[str, Any]]:
+def _search(search_type: str, record_types: tuple[str, ...]) -> tuple[dict[str, Any], dict[str, Any]]:
     """(full, incremental) `search` arguments; transactions are one search filtered by `type`."""
     base: dict[str, Any] = {"_type": f"{{{COMMON}}}{search_type}"}
-    if record_type:
-        base["type"] = {"operator": "anyOf", "searchValue": [record_type]}
+    if record_types:
+        base["type"] = {"operator": "anyOf", "searchValue": list(record_types)}
     since = {"lastModifiedDate": {"operator": "onOrAfter", "searchValue": "{cursor_iso}"}}
     return {"searchRecord": base}, {"searchRecord": {**base, **since}}
 
 
-def _stream(name: str, description: str, search_type: str, record_type: str | None = None) -> Stream:
-    full, incremental = _search(search_type, record_type)
+def _stream(name: str, description: str, search_type: str, *record_types: str, incremental: bool = True,
+            page_size: int = 50) -> Stream:
+    full, since = _search(search_type, record_types)
     return Stream(
         name=name,
         description=description,
@@ -50,11 +59,11 @@ def _stream(name: str, description: str, search_type: str, record_type: str | No
         primary_key="internalId",
         cursor_field="lastModifiedDate",
         lookback_seconds=LOOKBACK_SECONDS,
-        page_size=50,
+        page_size=page_size,
         soap=SoapCall(
             operation="search",
             arguments=full,
-            incremental_arguments=incremental,
+            incremental_arguments=since if incremental else None,
             soap_headers={"searchPreferences": {"bodyFieldsOnly": True, "pageSize": "{page_size}"}},
             records_path="recordList.record",
             success_path="status.isSuccess",
@@ -93,7 +102,9 @@ SYSTEM = System(
     auth=NoAuthSpec(),
     scopes=Scopes(
         read=("Log in using Access Tokens (Full)", "SOAP Web Services (Full)", "Lists → Customers (View)",
-              "Lists → Items (View)", "Transactions → Invoice (View)", "Transactions → Purchase Order (View)"),
+              "Lists → Items (View)", "Transactions → Invoice (View)", "Transactions → Purchase Order (View)",
+              "Transactions → Find Transaction, Adjust Inventory, Item Receipt, Item Fulfillment (View; the change "
+              "poll's search of stock-moving transactions)"),
         write=("Log in using Access Tokens (Full)", "SOAP Web Services (Full)",
                "Transactions → Purchase Order (Create)"),
         writers={"upsert_purchase_order": ("Transactions → Purchase Order (Create)",)},
@@ -102,7 +113,8 @@ SYSTEM = System(
     streams=(
         _stream("customers", "Customers", "CustomerSearchBasic"),
         _stream("invoices", "Invoices (transactions of type _invoice)", "TransactionSearchBasic", "_invoice"),
-        _stream("inventory_items", "Inventory items", "ItemSearchBasic", "_inventoryItem"),
+        _stream("inventory_items", "Inventory items with their on-hand quantity (a snapshot: re-read in full)",
+                "ItemSearchBasic", "_inventoryItem", incremental=False, page_size=1000),
         _stream("purchase_orders", "Purchase orders (transactions of type _purchaseOrder)",
                 "TransactionSearchBasic", "_purchaseOrder"),
     ),
@@ -133,3 +145,20 @@ SYSTEM = System(
         ),
     ),
 )
+
+#: Transaction types (the search's `TransactionType` values) that move an item's on-hand quantity: adjustments,
+#: transfers, receipts, fulfillments, invoices / cash sales / credit memos / cash refunds (where items ship or come
+#: back on them, without Advanced Shipping) and assembly builds. Inventory worksheets are not searchable this way; a
+#: stock change made by one is seen by the nightly read.
+STOCK_TRANSACTIONS = ("_inventoryAdjustment", "_inventoryTransfer", "_itemReceipt", "_itemFulfillment", "_invoice",
+                      "_cashSale", "_creditMemo", "_cashRefund", "_assemblyBuild", "_assemblyUnbuild")
+
+#: stream → the questions whose answers say it changed (change_poll.py asks them, newest first by
+#: lastModifiedDate, from its own cursor): stock-moving transactions, and item edits (new, renamed, inactivated).
+CHANGE_PROBES: dict[str, tuple[Stream, ...]] = {
+    "inventory_items": (
+        _stream("stock_movements", "Transactions that moved stock", "TransactionSearchBasic", *STOCK_TRANSACTIONS,
+                page_size=100),
+        _stream("item_edits", "Item records edited", "ItemSearchBasic", "_inventoryItem", page_size=100),
+    ),
+}

@@ -25,6 +25,10 @@ Why the streams look the way they do:
     created but never changed are still seen.
   - `A_MatlStkInAcctMod` (stock per material, plant, storage location, batch, stock type …) has no change
     timestamp at all: it is a snapshot, re-read in full on every run; unchanged rows are not rewritten.
+    SAP sends no webhooks here either, so the change poll (webhooks/change_poll.py) asks `CHANGE_PROBES`: the same
+    entity set with only its key and quantity (`$select`), compared by digest with the previous answer. The
+    cheaper question a real S/4HANA answers is "which material documents (goods movements) were posted since …"
+    (`API_MATERIAL_DOCUMENT_SRV`); the sandbox does not emulate material documents, so that is not used yet.
 - Sales orders are daily-partitioned on `CreationDate` (documents pile up; master data does not), with the
   change filter added inside each partition once it has a cursor.
 - The stock entity's key has eleven fields (Material, Plant, StorageLocation, Batch, Supplier, Customer,
@@ -260,3 +264,25 @@ SYSTEM = System(
         ),
     ),
 )
+
+#: stream → the reads whose answers say it changed (change_poll.py): stock has no change timestamp, so the probe is
+#: the stock snapshot itself, narrowed to its key and quantity, and compared by digest with the last answer.
+CHANGE_PROBES: dict[str, tuple[Stream, ...]] = {
+    "material_stock": (
+        Stream(
+            name="material_stock_quantities",
+            description="Stock quantities per material, plant, storage location and stock type",
+            request=RequestTemplate(
+                path=f"{ODATA_ROOT}/API_MATERIAL_STOCK_SRV/A_MatlStkInAcctMod",
+                params={**_params(",".join(STOCK_KEY)),
+                        "$select": ",".join((*STOCK_KEY, "MatlWrhsStkQtyInMatlBaseUnit"))},
+            ),
+            records_path="d.results",
+            envelope_path="d",
+            primary_key="__metadata.id",
+            paginator=OffsetPaginator(start=0),
+            page_size=PAGE_SIZE,
+            max_pages=50,
+        ),
+    ),
+}

@@ -4,6 +4,12 @@ idempotent `CreatePurchaseOrder` keyed by `poNumber`. Faults are SOAP 1.2 faults
 `env:Receiver` as 500); an overloaded server answers `env:Receiver/erp:ServerBusy`.
 
 Stock levels are the world's products in three warehouses; purchase orders derive from `world.rng("legacy_erp")`.
+
+Stock changes: the inventory web service only reads stock (its WSDL has no operation that writes a count); people
+book receipts and counts in the ERP's own screens. The sandbox stands in for those screens with a control route,
+`POST /_sandbox/legacy_erp/stock_levels/simulate` with `{"sku", "warehouse", "onHand"}` (a count: the new on-hand
+figure) or `{"sku", "warehouse", "adjustBy"}` (a receipt or a write-off), which moves `updatedAt` as the ERP does, so
+`GetStockLevels(changedSince)` returns the row.
 """
 
 from __future__ import annotations
@@ -230,12 +236,36 @@ class LegacyErpEmulator(Emulator):
         response.append(self._record("purchaseOrder", existing, PO_FIELDS))
         return soap_response(SOAP12, envelope(SOAP12, response))
 
+    # -- the ERP's own screens (the sandbox control route) -----------------------------------------------
+    def simulate(self, stream: str, request: dict[str, Any]) -> dict[str, Any]:
+        """A clerk books stock: `onHand` (a count, the new figure) or `adjustBy` (a receipt or a write-off) for one
+        SKU in one warehouse. Answers the stock level as `GetStockLevels` now returns it."""
+        if stream != "stock_levels":
+            raise NotImplementedError(f"{self.name} cannot simulate {stream}")
+        key = f"{request['warehouse']}:{request['sku']}"
+        if ("onHand" in request) == ("adjustBy" in request):
+            raise ValueError("give exactly one of onHand (a count) and adjustBy (a receipt or write-off)")
+        with self.sandbox.lock:
+            row = self.objects["stock_levels"][key]
+            if "onHand" in request:
+                row["onHand"] = int(request["onHand"])
+            else:
+                row["onHand"] += int(request["adjustBy"])
+            row["reserved"] = min(row["reserved"], max(row["onHand"], 0))
+            row["available"] = row["onHand"] - row["reserved"]
+            row["updatedAt"] = max(datetime.now(UTC), row["updatedAt"] + timedelta(microseconds=1))
+            return self._plain(row)
+
     # -- ground truth ---------------------------------------------------------------------------------
     def dump(self, stream: str) -> list[dict[str, Any]]:
         key = "id" if stream == "stock_levels" else "poNumber"
         rows = sorted(self.objects[stream].values(), key=lambda r: r[key])
-        return [{k: (v.isoformat() if isinstance(v, (date, datetime)) else str(v) if isinstance(v, Decimal) else v)
-                 for k, v in r.items() if k != "lines"} for r in rows]
+        return [self._plain(r) for r in rows]
+
+    @staticmethod
+    def _plain(row: dict[str, Any]) -> dict[str, Any]:
+        return {k: (v.isoformat() if isinstance(v, (date, datetime)) else str(v) if isinstance(v, Decimal) else v)
+                for k, v in row.items() if k != "lines"}
 
     def touch(self, stream: str, count: int) -> list[str]:
         key = "id" if stream == "stock_levels" else "poNumber"

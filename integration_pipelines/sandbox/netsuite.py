@@ -5,6 +5,13 @@ NetSuite's faults (`invalidCredentialsFault`, `exceededConcurrentRequestLimitFau
 
 Records come from the shared world: every person is a customer, every invoice an invoice, every product an
 inventory item; purchase orders are derived with `world.rng("netsuite")`.
+
+Stock moves as it does in NetSuite: an item's `quantityOnHand` is read-only and computed from inventory
+transactions, so a stock count is an `add` of an `InventoryAdjustment` (lines of item, location, `adjustQtyBy`).
+The adjustment is a transaction with its own `lastModifiedDate` (found by a `TransactionSearchBasic` of type
+`_inventoryAdjustment`); the item record is not edited, so the item's `lastModifiedDate` stays where it was (NetSuite's
+own connector treats "the item's inventory changed at a location" as a trigger separate from the item's
+lastModifiedDate). `touch` (the sandbox control route) still bumps an item's count and its lastModifiedDate.
 """
 
 from __future__ import annotations
@@ -53,6 +60,8 @@ RECORD_TYPES = {  # stream → (namespace, xsi:type, prefix, NetSuite record typ
     "invoices": ("urn:sales_2024_2.transactions.webservices.netsuite.com", "Invoice", "tranSales", "invoice"),
     "purchase_orders": ("urn:purchases_2024_2.transactions.webservices.netsuite.com", "PurchaseOrder", "tranPurch",
                         "purchaseOrder"),
+    "inventory_adjustments": ("urn:inventory_2024_2.transactions.webservices.netsuite.com", "InventoryAdjustment",
+                              "tranInvt", "inventoryAdjustment"),
 }
 FIELDS = {  # schema order of each record type (the WSDL's xsd:sequence)
     "customers": ["entityId", "companyName", "firstName", "lastName", "email", "phone", "subsidiary", "currency",
@@ -63,12 +72,20 @@ FIELDS = {  # schema order of each record type (the WSDL's xsd:sequence)
                  "amountRemaining", "memo", "lastModifiedDate", "itemList"],
     "purchase_orders": ["tranId", "entity", "tranDate", "currency", "status", "total", "memo", "lastModifiedDate",
                         "itemList"],
+    "inventory_adjustments": ["tranId", "tranDate", "account", "adjLocation", "memo", "createdDate",
+                              "lastModifiedDate", "inventoryList"],
 }
 LINE_FIELDS = ["item", "quantity", "rate", "amount"]
+ADJUSTMENT_LINE_FIELDS = ["item", "location", "adjustQtyBy", "memo"]
+#: sublist field → (its line element, the line's fields in schema order)
+SUBLISTS = {"itemList": ("item", LINE_FIELDS), "inventoryList": ("inventory", ADJUSTMENT_LINE_FIELDS)}
 SEARCH_STREAMS = {"CustomerSearchBasic": "customers", "ItemSearchBasic": "inventory_items"}
-TRANSACTION_TYPES = {"_invoice": "invoices", "_purchaseOrder": "purchase_orders"}
+TRANSACTION_TYPES = {"_invoice": "invoices", "_purchaseOrder": "purchase_orders",
+                     "_inventoryAdjustment": "inventory_adjustments"}
 CURRENCIES = {"USD": "1", "GBP": "2", "EUR": "4"}
 VENDORS = [("801", "Northwind Supplies"), ("802", "Contoso Components"), ("803", "Fabrikam Parts")]
+LOCATIONS = {"1": "Main Warehouse"}  # the account's one inventory location (internalId → name)
+ADJUSTMENT_ACCOUNT = "212"  # "Inventory Adjustments" in the sandbox's chart of accounts
 TIMESTAMP_TOLERANCE = 300
 
 
@@ -79,7 +96,7 @@ def _ref(internal_id: str, name: str | None = None) -> dict[str, Any]:
 class NetSuiteEmulator(Emulator):
     name = "netsuite"
     prefixes = ("/services/NetSuitePort",)
-    streams = ("customers", "invoices", "inventory_items", "purchase_orders")
+    streams = ("customers", "invoices", "inventory_items", "purchase_orders", "inventory_adjustments")
 
     def __init__(self, world, sandbox) -> None:  # type: ignore[no-untyped-def]
         super().__init__(world, sandbox)
@@ -295,9 +312,12 @@ class NetSuiteEmulator(Emulator):
     def _write(self, name: str, operation: etree._Element) -> Response:
         node = child(operation, "record")
         response_name = f"{name}Response"
+        if node is not None and xsi_type(node) == "InventoryAdjustment" and name == "add":
+            return self._add_adjustment(node, response_name)
         if node is None or xsi_type(node) != "PurchaseOrder":
             return self._write_result(response_name, self._status(
-                False, "INVALID_RCRD_TYPE", "The sandbox writes PurchaseOrder records only."), None)
+                False, "INVALID_RCRD_TYPE", "The sandbox writes PurchaseOrder records (add, upsert) and "
+                "InventoryAdjustment records (add) only."), None)
         external_id = node.get("externalId")
         if name == "upsert" and not external_id:
             return self._write_result(response_name, self._status(
@@ -320,6 +340,62 @@ class NetSuiteEmulator(Emulator):
             existing["total"] = round(sum(line.get("amount") or 0 for line in existing["itemList"]), 2)
             existing["lastModifiedDate"] = datetime.now(UTC)
         ref = {"internalId": existing["internalId"], "externalId": external_id, "type": "purchaseOrder"}
+        return self._write_result(response_name, self._status(True), ref)
+
+    def _add_adjustment(self, node: etree._Element, response_name: str) -> Response:
+        """A stock count or correction: each line moves one item's on-hand quantity at a location by `adjustQtyBy`.
+        The item record itself is not edited (its lastModifiedDate stays); the adjustment is the change."""
+        def refused(code: str, message: str) -> Response:
+            return self._write_result(response_name, self._status(False, code, message), None)
+
+        external_id = node.get("externalId")
+        account = child(node, "account")
+        if account is None or not account.get("internalId"):
+            return refused("USER_ERROR", "Please enter value(s) for: Adjustment Account")
+        header_location = child(node, "adjLocation")
+        lines = []
+        for line in children(child(node, "inventoryList"), "inventory"):
+            item, location = child(line, "item"), child(line, "location")
+            by = text(line, "adjustQtyBy")
+            item_id = item.get("internalId") if item is not None else None
+            location_id = (location.get("internalId") if location is not None else None) or (
+                header_location.get("internalId") if header_location is not None else None)
+            if not item_id:
+                return refused("USER_ERROR", "Please enter value(s) for: Item")
+            if item_id not in self.objects["inventory_items"]:
+                return refused("INVALID_KEY_OR_REF", f"Invalid item reference key {item_id}.")
+            if location_id not in LOCATIONS:
+                return refused("INVALID_KEY_OR_REF", f"Invalid location reference key {location_id}.")
+            try:
+                quantity = float(by or "")
+            except ValueError:
+                return refused("USER_ERROR", "Please enter value(s) for: Adjust Qty. By")
+            lines.append({"item": _ref(item_id, self.objects["inventory_items"][item_id]["displayName"]),
+                          "location": _ref(location_id, LOCATIONS[location_id]), "adjustQtyBy": quantity,
+                          "memo": text(line, "memo")})
+        if not lines:
+            return refused("USER_ERROR", "You must enter at least one line item for this transaction.")
+        now = datetime.now(UTC)
+        with self.sandbox.lock:
+            if external_id and any(r.get("externalId") == external_id
+                                   for r in self.objects["inventory_adjustments"].values()):
+                return refused("DUP_RCRD", f"A record with externalId {external_id} already exists.")
+            self.next_id += 1
+            rid = str(self.next_id)
+            tran_date = text(node, "tranDate")
+            self.objects["inventory_adjustments"][rid] = {
+                "internalId": rid, "externalId": external_id, "tranId": f"ADJ{rid}",
+                "tranDate": parse_datetime(tran_date) if tran_date else now,
+                "account": _ref(account.get("internalId") or "", text(account, "name")),
+                "adjLocation": _ref(header_location.get("internalId") or "", text(header_location, "name"))
+                if header_location is not None else None,
+                "memo": text(node, "memo"), "createdDate": now, "lastModifiedDate": now, "inventoryList": lines,
+            }
+            for line in lines:
+                item = self.objects["inventory_items"][line["item"]["internalId"]]
+                item["quantityOnHand"] = float(item["quantityOnHand"]) + line["adjustQtyBy"]
+                item["quantityAvailable"] = float(item["quantityAvailable"]) + line["adjustQtyBy"]
+        ref = {"internalId": rid, "externalId": external_id, "type": "inventoryAdjustment"}
         return self._write_result(response_name, self._status(True), ref)
 
     def _read_record(self, node: etree._Element) -> dict[str, Any]:
@@ -391,11 +467,12 @@ class NetSuiteEmulator(Emulator):
             value = record.get(name)
             if value is None:
                 continue
-            if name == "itemList":
-                item_list = etree.SubElement(node, f"{{{ns}}}itemList")
+            if name in SUBLISTS:
+                line_tag, line_fields = SUBLISTS[name]
+                item_list = etree.SubElement(node, f"{{{ns}}}{name}")
                 for line in value:
-                    item = etree.SubElement(item_list, f"{{{ns}}}item")
-                    for line_field in LINE_FIELDS:
+                    item = etree.SubElement(item_list, f"{{{ns}}}{line_tag}")
+                    for line_field in line_fields:
                         if line.get(line_field) is not None:
                             self._field(item, ns, line_field, line[line_field])
             else:

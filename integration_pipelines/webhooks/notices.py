@@ -11,11 +11,17 @@ send whole objects. The maps below are the providers' documented vocabularies:
 - QuickBooks: entity `name` (classic `eventNotifications`) or the CloudEvents `type` `qbo.<entity>.<op>.v1`.
 - Salesforce: the outbound message's `sObject` type.
 - Odoo: the automated action's `_model`.
+
+NetSuite, SAP and the legacy ERP send nothing; the change poll (`change_poll.py`) asks them what changed and lands
+its own notice, `{"source": "change_poll", "stream": <stream>, …}` under the ERP's name, which names the stream to
+read (only streams that poll watches: `CHANGE_POLLED`).
 """
 
 from __future__ import annotations
 
 from typing import Any
+
+from ..connectors import legacy_erp, netsuite, sap
 
 HUBSPOT = {"contact": ("contacts",), "company": ("companies",), "deal": ("deals",)}
 HUBSPOT_ARCHIVE = {"contact.deletion", "contact.merge", "contact.restore", "contact.privacyDeletion"}
@@ -26,6 +32,9 @@ SALESFORCE = {"account": ("accounts",), "contact": ("contacts",), "opportunity":
 ODOO = {"res.partner": ("partners",), "sale.order": ("sale_orders",), "purchase.order": ("purchase_orders",),
         "product.product": ("products",), "product.template": ("products",), "stock.quant": ("products",),
         "stock.move": ("products",)}
+#: the ERPs the change poll watches (they have no webhooks): system → the streams its probes answer for
+CHANGE_POLLED: dict[str, tuple[str, ...]] = {
+    module.SYSTEM.name: tuple(module.CHANGE_PROBES) for module in (netsuite, legacy_erp, sap)}
 
 
 def streams_for_notice(provider: str, notice: dict[str, Any]) -> set[tuple[str, str]]:
@@ -46,6 +55,9 @@ def streams_for_notice(provider: str, notice: dict[str, Any]) -> set[tuple[str, 
         found = set(SALESFORCE.get(str((notice.get("sObject") or {}).get("type", "")).lower(), ()))
     elif provider == "odoo":
         found = set(ODOO.get(str(notice.get("_model", "")), ()))
+    elif provider in CHANGE_POLLED and notice.get("source") == "change_poll":
+        stream = str(notice.get("stream", ""))
+        found = {stream} if stream in CHANGE_POLLED[provider] else set()
     else:
         found = set()
     return {(provider, stream) for stream in found}
