@@ -7,6 +7,9 @@ Expected values are written by hand from Square's API reference (Customers API; 
 
 from __future__ import annotations
 
+import calendar
+from datetime import UTC, date, datetime, timedelta
+
 import httpx
 import pytest
 from square import Square
@@ -125,3 +128,79 @@ def test_bad_token_not_found_and_unknown_endpoint(client, sandbox_server):
         "detail": "API endpoint for URL path `/v2/nonexistent` and HTTP method `GET` is not found."}]}
     wrong_method = httpx.patch(f"{sandbox_server.url}/v2/customers/X", headers=headers, json={})
     assert wrong_method.status_code == 404 and wrong_method.json()["errors"][0]["code"] == "NOT_FOUND"
+
+
+# -- subscriptions (Square API reference: Subscriptions API; SubscriptionStatus PENDING, ACTIVE, CANCELED,
+# DEACTIVATED, PAUSED; a cancel schedules the end of the billed period) --------------------------------------------
+
+def _plan_variation(client, name: str) -> str:
+    return next(v.id for v in client.catalog.list(types="SUBSCRIPTION_PLAN_VARIATION")
+                if v.subscription_plan_variation_data.name == name)
+
+
+def test_subscriptions_create_search_retrieve_and_cancel(client, sandbox):
+    customer = client.customers.create(given_name="Sub", family_name="Scriber",
+                                       email_address="square.subscriber@example.com").customer
+    variations = list(client.catalog.list(types="SUBSCRIPTION_PLAN_VARIATION"))
+    assert {v.type for v in variations} == {"SUBSCRIPTION_PLAN_VARIATION"}
+    basic = next(v for v in variations if v.subscription_plan_variation_data.name == "Basic monthly")
+    phase = basic.subscription_plan_variation_data.phases[0]
+    assert (phase.cadence, phase.pricing.type, phase.pricing.price_money.amount,
+            phase.pricing.price_money.currency) == ("MONTHLY", "STATIC", 2900, "USD")
+
+    made = client.subscriptions.create(idempotency_key="sdk-square-sub-1", location_id="L1SANDBOX",
+                                       customer_id=customer.id, plan_variation_id=basic.id).subscription
+    today = datetime.now(UTC).date()
+    assert made.status == "ACTIVE" and made.start_date == today.isoformat() and made.version == 1
+    # the first month is billed at once: through the day before the same day of next month
+    next_month = date(today.year + today.month // 12, today.month % 12 + 1, 1)
+    renews = next_month.replace(day=min(today.day, calendar.monthrange(next_month.year, next_month.month)[1]))
+    assert made.charged_through_date == (renews - timedelta(days=1)).isoformat()
+    again = client.subscriptions.create(idempotency_key="sdk-square-sub-1", location_id="L1SANDBOX",
+                                        customer_id=customer.id, plan_variation_id=basic.id).subscription
+    assert again.id == made.id
+    later = client.subscriptions.create(location_id="L1SANDBOX", customer_id=customer.id,
+                                        plan_variation_id=_plan_variation(client, "Pro yearly"),
+                                        start_date="2099-01-01").subscription
+    assert later.status == "PENDING" and later.charged_through_date is None
+
+    got = client.subscriptions.get(subscription_id=made.id).subscription
+    assert (got.customer_id, got.plan_variation_id, got.location_id) == (customer.id, basic.id, "L1SANDBOX")
+    found = client.subscriptions.search(query={"filter": {"customer_ids": [customer.id]}}).subscriptions
+    assert [s.id for s in found] == [made.id, later.id], "by customer, then in order of creation"
+
+    canceled = client.subscriptions.cancel(subscription_id=made.id)
+    assert canceled.subscription.status == "ACTIVE" and canceled.subscription.canceled_date == renews.isoformat()
+    assert [(a.type, a.effective_date) for a in canceled.actions] == [("CANCEL", renews.isoformat())]
+    gone = client.subscriptions.cancel(subscription_id=later.id).subscription
+    assert gone.status == "CANCELED", "a subscription that has not started is canceled at once"
+    with pytest.raises(ApiError) as twice:
+        client.subscriptions.cancel(subscription_id=later.id, request_options=NO_RETRY)
+    assert twice.value.status_code == 400
+    with pytest.raises(ApiError) as missing:
+        client.subscriptions.get(subscription_id="no-such-subscription", request_options=NO_RETRY)
+    assert missing.value.status_code == 404 and missing.value.body["errors"][0]["code"] == "NOT_FOUND"
+    with pytest.raises(ApiError) as no_plan:
+        client.subscriptions.create(location_id="L1SANDBOX", customer_id=customer.id,
+                                    plan_variation_id="NOSUCHPLAN", request_options=NO_RETRY)
+    assert no_plan.value.status_code == 400 and no_plan.value.body["errors"][0]["field"] == "plan_variation_id"
+
+
+def test_the_world_has_a_square_subscription_in_every_status_and_search_pages(client, sandbox):
+    pages = client.subscriptions.search(limit=2)
+    first = list(pages.subscriptions or [])
+    assert len(first) == 2 and pages.cursor
+    everything = []
+    cursor = None
+    while True:
+        page = client.subscriptions.search(limit=2, cursor=cursor)
+        everything += page.subscriptions or []
+        cursor = page.cursor
+        if not cursor:
+            break
+    assert sorted(s.status for s in everything) == ["ACTIVE", "CANCELED", "DEACTIVATED", "PAUSED", "PENDING"]
+    customers = {c["id"] for c in sandbox.emulator("square").dump("customers")}
+    assert {s.customer_id for s in everything} <= customers
+    assert [s.created_at for s in everything] == sorted(s.created_at for s in everything)
+    assert client.subscriptions.search(query={"filter": {"customer_ids": ["NOBODY"]}}).subscriptions is None, \
+        "an empty result is `{}`"

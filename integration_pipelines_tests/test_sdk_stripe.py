@@ -236,3 +236,129 @@ def test_every_world_charge_has_its_balance_transaction(client, sandbox, sandbox
     with pytest.raises(stripe.PermissionError) as denied:
         restricted.v1.balance_transactions.list()
     assert "'rak_balance_read' permission" in str(denied.value)
+
+
+# -- subscriptions (Stripe API reference: Subscriptions; API version 2025-09-30.clover, where the billing period is
+# on the subscription's items since 2025-03-31.basil) ---------------------------------------------------------------
+
+def _price(client: stripe.StripeClient, lookup_key: str) -> stripe.Price:
+    [price] = client.v1.prices.list(params={"lookup_keys": [lookup_key]}).data
+    return price
+
+
+def test_subscriptions_create_retrieve_list_update_and_cancel(client, sandbox):
+    customer = client.v1.customers.create(params={"email": "subscriber@example.com", "name": "Sub Scriber"})
+    pro = _price(client, "pro-monthly-usd")
+    assert (pro.nickname, pro.unit_amount, pro.currency, pro.recurring.interval, pro.type) == (
+        "Pro monthly", 9900, "usd", "month", "recurring")
+
+    made = client.v1.subscriptions.create(params={"customer": customer.id, "items": [{"price": pro.id}],
+                                                  "metadata": {"crm": "c-1"}},
+                                          options={"idempotency_key": "sdk-sub-1"})
+    assert made.id.startswith("sub_") and made.object == "subscription" and made.status == "active"
+    assert made.customer == customer.id and made.currency == "usd" and made.cancel_at_period_end is False
+    assert made.canceled_at is None and made.trial_end is None and made.latest_invoice is None
+    [item] = made["items"].data
+    assert item.object == "subscription_item" and item.price.id == pro.id and item.quantity == 1
+    assert item.current_period_start == made.created == made.start_date
+    assert 28 * 86400 <= item.current_period_end - item.current_period_start <= 31 * 86400, "one calendar month"
+    assert "current_period_end" not in made, "since 2025-03-31 the period is on the items only"
+    again = client.v1.subscriptions.create(params={"customer": customer.id, "items": [{"price": pro.id}],
+                                                   "metadata": {"crm": "c-1"}},
+                                           options={"idempotency_key": "sdk-sub-1"})
+    assert again.id == made.id, "a retried create with the same key makes one subscription"
+
+    got = client.v1.subscriptions.retrieve(made.id, params={"expand": ["customer"]})
+    assert got.customer.email == "subscriber@example.com" and got.metadata.to_dict() == {"crm": "c-1"}
+    assert [s.id for s in client.v1.subscriptions.list(params={"customer": customer.id}).data] == [made.id]
+
+    trial = client.v1.subscriptions.create(params={"customer": customer.id, "items": [{"price": pro.id}],
+                                                   "trial_period_days": 14})
+    assert trial.status == "trialing" and trial.trial_end - trial.trial_start == 14 * 86400
+    assert trial["items"].data[0].current_period_end == trial.trial_end, "the trial is the first period"
+    ended = client.v1.subscriptions.update(trial.id, params={"trial_end": "now"})
+    assert ended.status == "active" and ended.trial_end <= ended["items"].data[0].current_period_start
+
+    leaving = client.v1.subscriptions.update(made.id, params={"cancel_at_period_end": True})
+    assert leaving.status == "active" and leaving.cancel_at_period_end is True
+    assert leaving.cancel_at == leaving["items"].data[0].current_period_end
+    staying = client.v1.subscriptions.update(made.id, params={"cancel_at_period_end": False})
+    assert staying.cancel_at_period_end is False and staying.cancel_at is None
+
+    canceled = client.v1.subscriptions.cancel(trial.id)
+    assert canceled.status == "canceled" and canceled.canceled_at is not None and canceled.ended_at is not None
+    assert client.v1.subscriptions.retrieve(trial.id).status == "canceled"
+    # the default list leaves canceled subscriptions out; `status=canceled` and `status=all` show them
+    assert [s.id for s in client.v1.subscriptions.list(params={"customer": customer.id}).data] == [made.id]
+    assert [s.id for s in client.v1.subscriptions.list(
+        params={"customer": customer.id, "status": "canceled"}).data] == [trial.id]
+    assert {s.id for s in client.v1.subscriptions.list(
+        params={"customer": customer.id, "status": "all"}).auto_paging_iter()} == {made.id, trial.id}
+    with pytest.raises(stripe.InvalidRequestError) as twice:
+        client.v1.subscriptions.update(trial.id, params={"cancel_at_period_end": True})
+    assert twice.value.http_status == 400 and "A canceled subscription can only update" in str(twice.value)
+
+    types = [e["type"] for e in reversed(sandbox.emulator("stripe").events())
+             if e["data"]["object"].get("id") in (made.id, trial.id)]
+    assert types == ["customer.subscription.created", "customer.subscription.created",
+                     "customer.subscription.updated", "customer.subscription.updated",
+                     "customer.subscription.updated", "customer.subscription.deleted"]
+    update = next(e for e in sandbox.emulator("stripe").events() if e["type"] == "customer.subscription.updated"
+                  and e["data"]["object"]["id"] == made.id and e["data"]["object"]["cancel_at_period_end"])
+    assert update["data"]["previous_attributes"] == {"cancel_at": None, "cancel_at_period_end": False,
+                                                     "cancellation_details": {"reason": None}}
+
+
+def test_subscription_lists_filter_page_and_refuse_as_stripe_does(client, sandbox):
+    customer = client.v1.customers.create(params={"email": "many@example.com"})
+    basic = _price(client, "basic-monthly-gbp")
+    made = [client.v1.subscriptions.create(params={"customer": customer.id, "items": [{"price": basic.id}]})
+            for _ in range(3)]
+    page = client.v1.subscriptions.list(params={"customer": customer.id, "limit": 2})
+    assert page.object == "list" and page.url == "/v1/subscriptions" and len(page.data) == 2 and page.has_more
+    listed = [s.id for s in client.v1.subscriptions.list(
+        params={"customer": customer.id, "limit": 2}).auto_paging_iter()]
+    assert sorted(listed) == sorted(s.id for s in made)
+    assert len(client.v1.subscriptions.list(params={"price": basic.id, "customer": customer.id}).data) == 3
+    assert client.v1.subscriptions.list(params={"customer": customer.id, "status": "trialing"}).data == []
+    since = client.v1.subscriptions.list(params={"customer": customer.id, "created": {"gte": made[0].created}})
+    assert len(since.data) == 3
+
+    emulator = sandbox.emulator("stripe")
+    emulator.set_subscription_status(made[0].id, "past_due")  # its renewal payment failed
+    assert [s.id for s in client.v1.subscriptions.list(
+        params={"customer": customer.id, "status": "past_due"}).data] == [made[0].id]
+    changed = next(e for e in emulator.events() if e["type"] == "customer.subscription.updated"
+                   and e["data"]["object"]["id"] == made[0].id)
+    assert changed["data"]["previous_attributes"] == {"status": "active"}
+
+    with pytest.raises(stripe.InvalidRequestError) as bad_status:
+        client.v1.subscriptions.list(params={"status": "lapsed"})
+    assert bad_status.value.http_status == 400 and bad_status.value.param == "status"
+    with pytest.raises(stripe.InvalidRequestError) as no_price:
+        client.v1.subscriptions.create(params={"customer": customer.id, "items": [{"price": "price_missing"}]})
+    assert no_price.value.code == "resource_missing" and no_price.value.param == "items[0][price]"
+    with pytest.raises(stripe.InvalidRequestError) as no_customer:
+        client.v1.subscriptions.create(params={"customer": "cus_missing", "items": [{"price": basic.id}]})
+    assert no_customer.value.code == "resource_missing" and no_customer.value.param == "customer"
+    with pytest.raises(stripe.InvalidRequestError) as missing:
+        client.v1.subscriptions.retrieve("sub_doesnotexist")
+    assert missing.value.http_status == 404 and missing.value.user_message == "No such subscription: 'sub_doesnotexist'"
+
+    client.v1.customers.delete(customer.id)  # Stripe cancels a deleted customer's subscriptions at once
+    assert {s.status for s in client.v1.subscriptions.list(
+        params={"customer": customer.id, "status": "all"}).auto_paging_iter()} == {"canceled"}
+
+
+def test_the_world_has_a_subscription_in_every_status_on_its_customers(client, sandbox, sandbox_server):
+    everything = list(client.v1.subscriptions.list(params={"status": "all", "limit": 100}).auto_paging_iter())
+    assert sorted(s.status for s in everything) == ["active", "active", "active", "canceled", "past_due",
+                                                    "trialing"]
+    customers = {c["id"] for c in sandbox.emulator("stripe").dump("customers")}
+    assert {s.customer for s in everything} <= customers
+    assert len(client.v1.subscriptions.list(params={"limit": 100}).data) == 5, "canceled left out by default"
+    restricted = stripe.StripeClient("rk_test_FAKE_sandbox_charges_only_key_0000",
+                                     base_addresses={"api": sandbox_server.url}, max_network_retries=0)
+    with pytest.raises(stripe.PermissionError) as denied:
+        restricted.v1.subscriptions.list()
+    assert "'rak_subscription_read' permission" in str(denied.value)

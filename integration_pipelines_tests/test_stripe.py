@@ -50,7 +50,7 @@ def test_every_partition_lands_exactly_the_sandbox_records(settings, sandbox, st
     raw, cursor, source, run_id = warehouse_rows(
         settings, f"SELECT _raw, _cursor, _source_system, _run_id FROM raw_stripe.{stream} LIMIT 1")[0]
     assert json.loads(raw)["object"] in {"customer", "charge", "invoice", "refund", "dispute", "event",
-                                        "balance_transaction"}
+                                        "balance_transaction", "subscription"}
     assert cursor.isdigit() and source == "stripe" and run_id
 
 

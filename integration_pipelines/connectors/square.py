@@ -12,7 +12,11 @@ Facts the spec leans on (Square API reference and the squareup SDK's models):
   has a cursor, filtered by `updated_at_begin_time` as well (refunds and fee changes move `updated_at`, not
   `created_at`); orders are searched by `date_time_filter.updated_at`, which Square only accepts when the sort
   field is the same timestamp; the catalog is listed, then searched with `begin_time` (exclusive); inventory
-  counts are retrieved with `updated_after` (on `calculated_at`). Square's change propagation is "well under 30
+  counts are retrieved with `updated_after` (on `calculated_at`); subscription plan variations are catalog objects,
+  listed and searched like the items. Subscriptions are searched (`POST /v2/subscriptions/search`), which has no
+  time filter at all (Square filters by customer, location and source only, in order of creation), so that stream
+  is read whole every time (a seller holds few); its changes reach the warehouse in between as `subscription.created`
+  / `subscription.updated` webhooks, which carry the whole subscription. Square's change propagation is "well under 30
   seconds, occasionally a minute or longer", hence a five-minute lookback on every cursor.
 - The location is not configuration: a login step asks `GET /v2/locations/main` once per client, the same
   default location `ListPayments` uses, and orders and inventory read that location.
@@ -67,6 +71,12 @@ _ORDERS_SEARCH = RequestTemplate(
     },
 )
 
+_SUBSCRIPTIONS_SEARCH = RequestTemplate(
+    method="POST",
+    path="/v2/subscriptions/search",
+    body={"query": {"filter": {"location_ids": ["{location_id}"]}}, "limit": "{page_size}"},
+)
+
 _INVENTORY_RETRIEVE = RequestTemplate(
     method="POST",
     path="/v2/inventory/counts/batch-retrieve",
@@ -89,8 +99,8 @@ SYSTEM = System(
             env="SQUARE_ACCESS_TOKEN",
             sandbox="FAKE-sandbox-square-access-token-integration-pipelines",
             description="a production access token (Developer Console → your application → Credentials) "
-            "with CUSTOMERS_READ/WRITE, PAYMENTS_READ, ORDERS_READ, ITEMS_READ, INVENTORY_READ/WRITE and "
-            "MERCHANT_PROFILE_READ",
+            "with CUSTOMERS_READ/WRITE, PAYMENTS_READ, ORDERS_READ, ITEMS_READ, INVENTORY_READ/WRITE, "
+            "SUBSCRIPTIONS_READ and MERCHANT_PROFILE_READ",
         )
     },
     auth=BearerAuthSpec(token="access_token"),
@@ -104,7 +114,7 @@ SYSTEM = System(
     ),
     scopes=Scopes(
         read=("CUSTOMERS_READ", "PAYMENTS_READ", "ORDERS_READ", "ITEMS_READ", "INVENTORY_READ",
-              "MERCHANT_PROFILE_READ"),
+              "SUBSCRIPTIONS_READ", "MERCHANT_PROFILE_READ"),
         write=("CUSTOMERS_WRITE", "INVENTORY_WRITE", "MERCHANT_PROFILE_READ"),
         writers={"create_customer": ("CUSTOMERS_WRITE",), "inventory_changes": ("INVENTORY_WRITE",)},
         note="OAuth permissions of the application's access token (a personal access token has all of them).",
@@ -195,6 +205,34 @@ SYSTEM = System(
             primary_key="catalog_object_id",
             cursor_field="calculated_at",
             page_size=1000,
+        ),
+        _stream(
+            "subscription_plan_variations",
+            "Subscription plan variations (what a subscriber pays, and how often): catalog objects",
+            "objects",
+            RequestTemplate(path="/v2/catalog/list", params={"types": "SUBSCRIPTION_PLAN_VARIATION"}),
+            incremental_request=RequestTemplate(
+                method="POST",
+                path="/v2/catalog/search",
+                body={
+                    "object_types": ["SUBSCRIPTION_PLAN_VARIATION"],
+                    "begin_time": "{cursor_iso}",
+                    "include_deleted_objects": True,
+                    "limit": "{page_size}",
+                },
+            ),
+            primary_key="id",
+            cursor_field="updated_at",
+            page_size=LIST_LIMIT,
+        ),
+        _stream(
+            "subscriptions",
+            "Subscriptions at the main location, in every status (PENDING, ACTIVE, DEACTIVATED, PAUSED, CANCELED); "
+            "read whole each time (Square's search has no change filter), changed in between by webhooks",
+            "subscriptions",
+            _SUBSCRIPTIONS_SEARCH,
+            primary_key="id",
+            page_size=LIST_LIMIT,
         ),
     ),
     writers=(

@@ -11,13 +11,14 @@ from .spec import BearerAuthSpec, EnvValue, RequestTemplate, Scopes, SnapshotFee
 EVENTS_LOOKBACK_SECONDS = 600
 
 
-def _list(name: str, path: str, description: str) -> Stream:
+def _list(name: str, path: str, description: str, **params: str) -> Stream:
     return Stream(
         name=name,
         description=description,
         request=RequestTemplate(
             path=path,
-            params={"limit": "{page_size}", "created[gte]": "{window_start_unix}", "created[lt]": "{window_end_unix}"},
+            params={"limit": "{page_size}", "created[gte]": "{window_start_unix}", "created[lt]": "{window_end_unix}",
+                    **params},
         ),
         records_path="data",
         envelope_path="data",
@@ -51,10 +52,10 @@ SYSTEM = System(
     error_message_paths=("error.message",),
     scopes=Scopes(
         read=("rak_customer_read", "rak_charge_read", "rak_invoice_read", "rak_refund_read", "rak_dispute_read",
-              "rak_event_read", "rak_balance_read"),
+              "rak_event_read", "rak_balance_read", "rak_subscription_read"),
         note="A restricted key (`rk_live_...`, Dashboard → Developers → API keys → Create restricted key) with Read "
-        "on Customers, Charges, Refunds, Invoices, Disputes, Events and Balance (balance transactions: the "
-        "processing fees); no sync writes to Stripe, so no write key is needed.",
+        "on Customers, Charges, Refunds, Invoices, Disputes, Events, Balance (balance transactions: the "
+        "processing fees) and Subscriptions; no sync writes to Stripe, so no write key is needed.",
     ),
     streams=(
         _list("customers", "/v1/customers", "Customers"),
@@ -66,10 +67,16 @@ SYSTEM = System(
         # `created`, so the same daily window) and never changed afterwards, hence no change feed is needed.
         _list("balance_transactions", "/v1/balance_transactions",
               "Balance transactions: each charge's processing fee and net, each refund's movement"),
+        # A subscription's status changes long after its `created` day (a trial ends, a renewal fails): those changes
+        # reach the stream through the change feed below (`customer.subscription.*` events) and the webhooks. The
+        # list leaves canceled subscriptions out unless asked for every status.
+        _list("subscriptions", "/v1/subscriptions",
+              "Subscriptions in every status (trialing, active, past_due, canceled ...), with their items' prices "
+              "and billing periods", status="all"),
         Stream(
             name="events",
-            description="The Events API: every change to a charge, customer or invoice (refunds, disputes, edits "
-            "to old records), applied to those streams by version",
+            description="The Events API: every change to a charge, customer, invoice or subscription (refunds, "
+            "disputes, a subscription's new status, edits to old records), applied to those streams by version",
             request=RequestTemplate(path="/v1/events", params={"limit": "{page_size}"}),
             incremental_request=RequestTemplate(
                 path="/v1/events", params={"limit": "{page_size}", "created[gte]": "{cursor_unix}"}),
@@ -83,7 +90,8 @@ SYSTEM = System(
             page_size=100,
             snapshots=SnapshotFeed(object_path="data.object", type_path="data.object.object",
                                    streams={"charge": "charges", "customer": "customers", "invoice": "invoices",
-                                            "refund": "refunds", "dispute": "disputes"},
+                                            "refund": "refunds", "dispute": "disputes",
+                                            "subscription": "subscriptions"},
                                    version_field="created", version_format="unix", newest_first=True),
         ),
     ),

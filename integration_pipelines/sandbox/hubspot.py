@@ -76,10 +76,12 @@ SCHEMA: dict[str, tuple[str, ...]] = {
     # real admin would in Settings → Properties) for the payments → CRM sync.
     # `support_status` (an enumeration) and `open_tickets` (a number) serve the tickets → CRM sync; `quote_id` on
     # deals is a custom property with "unique values" set (`hasUniqueValue`), the quote → deal sync's upsert key.
+    # `subscription_status` (an enumeration), `subscription_plan` and `subscription_renews_on` (a date, YYYY-MM-DD)
+    # serve the subscription status → CRM sync.
     # `hs_merged_object_ids`, `hs_all_contact_vids` and `hs_additional_emails` are HubSpot's own merge trail.
     "contacts": (*STANDARD_PROPERTIES["contacts"], "website", "hs_email_domain", "hs_lead_status", "payment_status",
-                 "last_payment_date", "support_status", "open_tickets", "hs_merged_object_ids",
-                 "hs_all_contact_vids", "hs_additional_emails"),
+                 "last_payment_date", "support_status", "open_tickets", "subscription_status", "subscription_plan",
+                 "subscription_renews_on", "hs_merged_object_ids", "hs_all_contact_vids", "hs_additional_emails"),
     "companies": (*STANDARD_PROPERTIES["companies"], "website", "description"),
     "deals": (*STANDARD_PROPERTIES["deals"], "description", "hs_priority", "quote_id"),
 }
@@ -88,6 +90,7 @@ UNIQUE_PROPERTIES: dict[str, tuple[str, ...]] = {"contacts": ("email",), "compan
 #: Enumeration properties whose writes are checked against their options (HubSpot's `INVALID_OPTION`).
 ENUM_OPTIONS: dict[tuple[str, str], tuple[str, ...]] = {
     ("contacts", "support_status"): ("open", "escalated", "resolved"),
+    ("contacts", "subscription_status"): ("trialing", "active", "past_due", "canceled"),
     ("deals", "deal_currency_code"): ("USD", "EUR", "GBP", "CAD", "AUD"),  # the portal's enabled currencies
 }
 #: Returned by a list or search that names no properties (HubSpot's documented defaults).

@@ -6,19 +6,31 @@ What the seller holds, derived from the shared world: the customers who pay thro
 world sends to the "square" processor), their payments and one order per payment (the invoice lines as line
 items), the product catalog as items with one variation carrying the SKU, and the stock of every variation at
 the one location `L1SANDBOX`.
+
+Subscriptions (Subscriptions API: `POST /v2/subscriptions`, `POST /v2/subscriptions/search`, `GET
+/v2/subscriptions/{id}`, `POST /v2/subscriptions/{id}/cancel`) on the world's plans, each a catalog
+`SUBSCRIPTION_PLAN` with one `SUBSCRIPTION_PLAN_VARIATION` (STATIC price in the seller's USD, `MONTHLY` or `ANNUAL`
+cadence; `GET /v2/catalog/list?types=SUBSCRIPTION_PLAN_VARIATION` and the catalog search list them). Statuses
+`PENDING` (its `start_date` is still ahead), `ACTIVE`, `CANCELED`, `DEACTIVATED` (Square stopped billing it) and
+`PAUSED`; `charged_through_date` is the last day billed. A cancel of an ACTIVE subscription sets `canceled_date` to
+the end of the billed period and leaves it ACTIVE until then, as Square documents; the sandbox does not move time on
+by itself, so the switch to CANCELED, like a deactivation or a pause, is the sandbox side `set_subscription_status`
+(control API `POST /_sandbox/square/subscriptions/simulate`). Search has no time filter (Square's has none) and
+answers in order of creation. No invoice or payment is made for a subscription.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
 import inspect
 import json
 import re
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
@@ -28,7 +40,7 @@ from starlette.routing import Route
 
 from .base import Emulator, SandboxState, bearer_token, fingerprint
 from .ids import token
-from .world import Payment, World
+from .world import Payment, Subscription, World, add_interval
 
 #: The seller's (fake) access token the sandbox accepts; the connector's sandbox mode sends the same string.
 SANDBOX_ACCESS_TOKEN = "FAKE-sandbox-square-access-token-integration-pipelines"
@@ -39,6 +51,14 @@ CUSTOMER_FIELDS = frozenset({"given_name", "family_name", "company_name", "nickn
                              "phone_number", "reference_id", "note", "birthday", "tax_ids"})
 MERCHANT_ID = "MLSANDBOX0000"
 CATALOG_PAGE_SIZE = 100  # ListCatalog's page size is fixed by Square ("currently set to be 100")
+#: Square's SubscriptionStatus values (COMPLETED, a plan that ran its course, is not emulated).
+SUBSCRIPTION_STATUSES = ("PENDING", "ACTIVE", "CANCELED", "DEACTIVATED", "PAUSED")
+#: What CreateSubscription takes besides `idempotency_key` (squareup 46's `subscriptions.create`).
+_SUBSCRIPTION_CREATE_FIELDS = frozenset({"location_id", "plan_variation_id", "customer_id", "start_date",
+                                         "canceled_date", "tax_percentage", "price_override_money", "card_id",
+                                         "timezone", "source", "monthly_billing_anchor_date", "phases"})
+#: A billing interval as a subscription phase's `cadence`.
+_CADENCE = {"day": "DAILY", "week": "WEEKLY", "month": "MONTHLY", "year": "ANNUAL"}
 _VERSION_FORMAT = re.compile(r"\d{4}-\d{2}-\d{2}")
 _STATUS_CODES = {500: "INTERNAL_SERVER_ERROR", 502: "BAD_GATEWAY", 503: "SERVICE_UNAVAILABLE",
                  504: "GATEWAY_TIMEOUT", 404: "NOT_FOUND", 400: "BAD_REQUEST", 401: "UNAUTHORIZED",
@@ -92,6 +112,12 @@ def _money(amount: int, currency: str) -> dict[str, Any]:
     return {"amount": amount, "currency": currency}
 
 
+def _uuid(*parts: object) -> str:
+    """Square's subscription and action ids are UUIDs (`8151fc89-da15-4eb9-a685-1a70883cebfc`); deterministic."""
+    digest = hashlib.sha256(":".join(map(str, parts)).encode()).hexdigest()
+    return f"{digest[:8]}-{digest[8:12]}-4{digest[13:16]}-a{digest[17:20]}-{digest[20:32]}"
+
+
 def _square_id(*parts: object, length: int = 26) -> str:
     """Square-looking ids (`JDKYHBWT1D4F8MFH63DBMEN8Y4`): upper-case letters and digits, deterministic."""
     return token("square", *parts, length=length).upper()
@@ -130,7 +156,8 @@ def _limit(value: Any, *, field: str, default: int, maximum: int, strict: bool) 
 class SquareEmulator(Emulator):
     name = "square"
     prefixes = ("/v2/",)
-    streams = ("customers", "payments", "orders", "catalog_items", "inventory_counts")
+    streams = ("customers", "payments", "orders", "catalog_items", "inventory_counts", "subscriptions",
+               "subscription_plan_variations")
 
     def __init__(self, world: World, sandbox: SandboxState) -> None:
         super().__init__(world, sandbox)
@@ -147,9 +174,12 @@ class SquareEmulator(Emulator):
         self.searches: deque[tuple[str, dict[str, Any]]] = deque(maxlen=1000)
         self.customer_ids: dict[int, str] = {}  # world person key → Square customer id
         self.variation_ids: dict[int, str] = {}  # world product key → Square item variation id
+        self.plans: dict[str, dict[str, Any]] = {}  # catalog SUBSCRIPTION_PLAN objects, variations nested
+        self.subscriptions: dict[str, dict[str, Any]] = {}
         self._build_catalog()
         self._build_customers()
         self._build_sales()
+        self._build_subscriptions()
 
     # -- the seller's data, from the world ----------------------------------------------------------
     def _build_location(self) -> dict[str, Any]:
@@ -357,6 +387,10 @@ class SquareEmulator(Emulator):
             Route("/v2/catalog/search", e(self._search_catalog), methods=["POST"]),
             Route("/v2/inventory/counts/batch-retrieve", e(self._retrieve_counts), methods=["POST"]),
             Route("/v2/inventory/changes/batch-create", e(self._create_changes), methods=["POST"]),
+            Route("/v2/subscriptions", e(self._create_subscription), methods=["POST"]),
+            Route("/v2/subscriptions/search", e(self._search_subscriptions), methods=["POST"]),
+            Route("/v2/subscriptions/{subscription_id}", e(self._retrieve_subscription), methods=["GET"]),
+            Route("/v2/subscriptions/{subscription_id}/cancel", e(self._cancel_subscription), methods=["POST"]),
         ]
 
     # -- request helpers ----------------------------------------------------------------------------------
@@ -655,6 +689,11 @@ class SquareEmulator(Emulator):
                 rows.append(item)
             if "ITEM_VARIATION" in wanted:
                 rows.extend(item["item_data"]["variations"])
+        for plan in sorted(self.plans.values(), key=lambda p: p["id"]):
+            if "SUBSCRIPTION_PLAN" in wanted:
+                rows.append(plan)
+            if "SUBSCRIPTION_PLAN_VARIATION" in wanted:
+                rows.extend(plan["subscription_plan_data"]["subscription_plan_variations"])
         return rows
 
     def _list_catalog(self, request: Request) -> tuple[int, Any]:
@@ -784,6 +823,209 @@ class SquareEmulator(Emulator):
             answer["changes"] = created
         return 200, answer
 
+    # -- subscriptions ----------------------------------------------------------------------------------
+    def _build_subscriptions(self) -> None:
+        """The world's plans as catalog subscription plans, and its Square subscriptions as they stand."""
+        seed = self.world.seed
+        created = self.world.start - timedelta(days=100)
+        for plan in self.world.subscription_plans:
+            plan_id = _square_id("plan", seed, plan.code, length=24)
+            variation_id = _square_id("plan-variation", seed, plan.code, length=24)
+            common = {"updated_at": iso(created), "created_at": iso(created),
+                      "version": int(created.timestamp() * 1000), "is_deleted": False,
+                      "present_at_all_locations": True}
+            variation = {
+                "type": "SUBSCRIPTION_PLAN_VARIATION", "id": variation_id, **common,
+                "subscription_plan_variation_data": {
+                    "name": plan.name, "subscription_plan_id": plan_id, "can_prorate": False,
+                    "phases": [{"uid": _square_id("phase", seed, plan.code, length=26), "ordinal": 0,
+                                "cadence": _CADENCE[plan.interval],
+                                "pricing": {"type": "STATIC", "price_money": _money(plan.unit_amount, "USD")}}],
+                },
+            }
+            self.plans[plan_id] = {
+                "type": "SUBSCRIPTION_PLAN", "id": plan_id, **common,
+                "subscription_plan_data": {"name": plan.name.split()[0], "all_items": False,
+                                           "subscription_plan_variations": [variation]},
+            }
+        for fact in self.world.subscriptions:
+            if fact.processor == "square" and fact.person.key in self.customer_ids:
+                self._build_subscription(fact)
+
+    def _variation(self, variation_id: Any) -> dict[str, Any] | None:
+        return next((v for p in self.plans.values() for v in p["subscription_plan_data"]["subscription_plan_variations"]
+                     if v["id"] == variation_id), None)
+
+    def _variation_of_plan(self, code: str) -> dict[str, Any]:
+        found = self._variation(_square_id("plan-variation", self.world.seed, code, length=24))
+        assert found is not None, code
+        return found
+
+    @staticmethod
+    def _interval(variation: dict[str, Any]) -> str:
+        cadence = variation["subscription_plan_variation_data"]["phases"][-1]["cadence"]
+        return {v: k for k, v in _CADENCE.items()}.get(cadence, "month")
+
+    def _subscription(self, sub_id: str, variation: dict[str, Any], customer_id: str, created: datetime,
+                      start: date, *, card_id: str | None = None) -> dict[str, Any]:
+        phase = variation["subscription_plan_variation_data"]["phases"][0]
+        return {
+            "id": sub_id, "location_id": LOCATION_ID, "plan_variation_id": variation["id"],
+            "customer_id": customer_id, "start_date": start.isoformat(), "status": "PENDING", "invoice_ids": [],
+            "version": 1, "created_at": iso(created), "card_id": card_id, "timezone": "UTC",
+            "source": {"name": "Acme Online Store"}, "monthly_billing_anchor_date": start.day,
+            "phases": [{"uid": _square_id("sub-phase", sub_id, length=26), "ordinal": 0,
+                        "plan_phase_uid": phase["uid"]}],
+        }
+
+    def _bill(self, record: dict[str, Any], first_day: date) -> None:
+        """The period from `first_day` is billed: ACTIVE, charged through the day before the next period."""
+        interval = self._interval(self._variation(record["plan_variation_id"]) or {})
+        following = add_interval(datetime(first_day.year, first_day.month, first_day.day, tzinfo=UTC), interval)
+        record["charged_through_date"] = (following.date() - timedelta(days=1)).isoformat()
+        record["status"] = "ACTIVE"
+
+    def _build_subscription(self, fact: Subscription) -> None:
+        sub_id = _uuid("subscription", self.world.seed, fact.key)
+        record = self._subscription(sub_id, self._variation_of_plan(fact.plan.code), self.customer_ids[fact.person.key],
+                                    fact.created_at, fact.period_start.date(),
+                                    card_id=f"ccof:{_square_id('card', self.world.seed, fact.key, length=16)}")
+        if fact.status != "PENDING":
+            self._bill(record, fact.period_start.date())
+        if fact.status in ("DEACTIVATED", "PAUSED"):
+            record["status"] = fact.status
+            record["version"] += 1
+        elif fact.status == "CANCELED":
+            record.update(status="CANCELED", canceled_date=(fact.canceled_at or fact.created_at).date().isoformat())
+            record["version"] += 1
+        self.subscriptions[sub_id] = record
+
+    async def _create_subscription(self, request: Request) -> tuple[int, Any]:
+        """CreateSubscription: `location_id`, `customer_id` and `plan_variation_id` are required here (the sandbox
+        has no itemised subscriptions); a `start_date` ahead of today makes it PENDING, else the first period is
+        billed at once (ACTIVE, `charged_through_date` its last day)."""
+        body = await self._json(request)
+        key = body.get("idempotency_key")
+        fields = {k: v for k, v in body.items() if k != "idempotency_key"}
+        unknown = sorted(set(fields) - _SUBSCRIPTION_CREATE_FIELDS)
+        if unknown:
+            raise SquareError(400, "UNKNOWN_BODY_PARAMETER", f"Unknown body parameter `{unknown[0]}`.", unknown[0])
+        for name in ("location_id", "customer_id", "plan_variation_id"):
+            if not fields.get(name):
+                raise SquareError(400, "MISSING_REQUIRED_PARAMETER", f"Missing required parameter `{name}`.", name)
+        self._location_ids({"location_ids": [fields["location_id"]]}, required=True)
+        if fields["customer_id"] not in self.customers:
+            raise SquareError(400, "NOT_FOUND", f"Customer with ID `{fields['customer_id']}` not found.",
+                              "customer_id")
+        variation = self._variation(fields["plan_variation_id"])
+        if variation is None:
+            raise SquareError(400, "NOT_FOUND", f"Subscription plan variation `{fields['plan_variation_id']}` not "
+                              "found.", "plan_variation_id")
+        today = _now().date()
+        try:
+            start = date.fromisoformat(str(fields.get("start_date") or today.isoformat()))
+        except ValueError:
+            raise SquareError(400, "INVALID_DATE", f"Invalid date `{fields.get('start_date')}`: expected "
+                              "YYYY-MM-DD.", "start_date") from None
+        money = fields.get("price_override_money")
+        if money is not None and not (isinstance(money, dict) and isinstance(money.get("amount"), int)
+                                      and money.get("currency") == "USD"):
+            raise SquareError(400, "INVALID_VALUE", "`price_override_money` must be an amount in the location's "
+                              "currency (USD).", "price_override_money")
+
+        def produce() -> tuple[int, Any]:
+            sub_id = _uuid("subscription", "new", time.time_ns())
+            record = self._subscription(sub_id, variation, fields["customer_id"], _now(), start,
+                                        card_id=fields.get("card_id"))
+            if money is not None:
+                record["price_override_money"] = dict(money)
+            if fields.get("timezone"):
+                record["timezone"] = fields["timezone"]
+            if isinstance(fields.get("source"), dict):
+                record["source"] = {"name": fields["source"].get("name")}
+            if start <= today:
+                self._bill(record, start)
+            with self.sandbox.lock:
+                self.subscriptions[sub_id] = record
+            return 200, {"subscription": record}
+
+        return self._idempotent(key, {"path": "/v2/subscriptions", "body": fields}, produce)
+
+    async def _search_subscriptions(self, request: Request) -> tuple[int, Any]:
+        """SearchSubscriptions: `query.filter` by `customer_ids`, `location_ids`, `source_names`; in order of
+        creation (by customer first when customers are named), `limit` 1..200 (default 200)."""
+        body = await self._json(request)
+        limit = _limit(body.get("limit"), field="limit", default=200, maximum=200, strict=True)
+        query = body.get("query") or {}
+        if not isinstance(query, dict):
+            raise SquareError(400, "EXPECTED_OBJECT", "Expected `query` to be an object.", "query")
+        filters = query.get("filter") or {}
+        with self.sandbox.lock:
+            rows = sorted(self.subscriptions.values(), key=lambda s: (s["created_at"], s["id"]))
+        for field, value in (("customer_ids", "customer_id"), ("location_ids", "location_id")):
+            wanted = filters.get(field)
+            if wanted is None:
+                continue
+            if not isinstance(wanted, list):
+                raise SquareError(400, "EXPECTED_ARRAY", f"Expected `query.filter.{field}` to be an array.",
+                                  f"query.filter.{field}")
+            rows = [s for s in rows if s[value] in wanted]
+        if filters.get("source_names") is not None:
+            rows = [s for s in rows if (s.get("source") or {}).get("name") in filters["source_names"]]
+        if filters.get("customer_ids"):
+            rows.sort(key=lambda s: (s["location_id"], s["customer_id"], s["created_at"], s["id"]))
+        return self._page(rows, body.get("cursor"), limit, {"query": query}, "subscriptions")
+
+    def _retrieve_subscription(self, request: Request) -> tuple[int, Any]:
+        found = self.subscriptions.get(request.path_params["subscription_id"])
+        if found is None:
+            raise SquareError(404, "NOT_FOUND", f"Subscription `{request.path_params['subscription_id']}` not found.")
+        return 200, {"subscription": found}
+
+    def _cancel_subscription(self, request: Request) -> tuple[int, Any]:
+        """CancelSubscription: an ACTIVE subscription gets `canceled_date` = the day after the billed period and a
+        scheduled CANCEL action, and stays ACTIVE until then; a PENDING, DEACTIVATED or PAUSED one is CANCELED at
+        once; a CANCELED one is refused."""
+        sub_id = request.path_params["subscription_id"]
+        with self.sandbox.lock:
+            record = self.subscriptions.get(sub_id)
+            if record is None:
+                raise SquareError(404, "NOT_FOUND", f"Subscription `{sub_id}` not found.")
+            if record["status"] == "CANCELED" or (record["status"] == "ACTIVE" and record.get("canceled_date")):
+                raise SquareError(400, "BAD_REQUEST", f"Subscription `{sub_id}` is already canceled.")
+            if record["status"] == "ACTIVE":
+                ends = date.fromisoformat(record["charged_through_date"]) + timedelta(days=1)
+                record["canceled_date"] = ends.isoformat()
+                record["version"] += 1
+                action = {"id": _uuid("action", sub_id, "cancel"), "type": "CANCEL",
+                          "effective_date": ends.isoformat()}
+                return 200, {"subscription": record, "actions": [action]}
+            record.update(status="CANCELED", canceled_date=_now().date().isoformat())
+            record["version"] += 1
+            return 200, {"subscription": record}
+
+    def set_subscription_status(self, sub_id: str, status: str) -> dict[str, Any]:
+        """What Square does to a subscription by itself, as of today: a PENDING one starts (ACTIVE, first period
+        billed), a scheduled cancel takes effect or the seller's cancel is immediate (CANCELED, `canceled_date`),
+        Square stops billing it (DEACTIVATED), it is paused (PAUSED) or resumed (ACTIVE). Raises ValueError for an
+        unknown status or a CANCELED subscription."""
+        if status not in SUBSCRIPTION_STATUSES:
+            raise ValueError(f"unknown subscription status {status!r}; Square's are {', '.join(SUBSCRIPTION_STATUSES)}")
+        with self.sandbox.lock:
+            record = self.subscriptions.get(sub_id)
+            if record is None:
+                raise ValueError(f"no Square subscription {sub_id}")
+            if record["status"] == "CANCELED":
+                raise ValueError(f"subscription {sub_id} is CANCELED; its status cannot change")
+            today = _now().date()
+            if status == "ACTIVE" and record["status"] == "PENDING":
+                self._bill(record, today)
+            elif status == "CANCELED":
+                record["canceled_date"] = today.isoformat()
+            record["status"] = status
+            record["version"] += 1
+            return record
+
     # -- ground truth ---------------------------------------------------------------------------------
     def dump(self, stream: str) -> list[dict[str, Any]]:
         with self.sandbox.lock:
@@ -797,7 +1039,18 @@ class SquareEmulator(Emulator):
                 return sorted((i for i in self.items.values() if not i["is_deleted"]), key=lambda i: i["id"])
             if stream == "inventory_counts":
                 return sorted(self.counts.values(), key=lambda c: c["catalog_object_id"])
+            if stream == "subscriptions":
+                return sorted(self.subscriptions.values(), key=lambda s: (s["created_at"], s["id"]))
+            if stream == "subscription_plan_variations":
+                return self._catalog_objects(["SUBSCRIPTION_PLAN_VARIATION"], include_deleted=False)
         raise KeyError(f"square has no stream {stream!r}")
+
+    def simulate(self, stream: str, request: dict[str, Any]) -> dict[str, Any]:
+        """`subscriptions`: a subscription changes status without an API call (`subscription`, `status`), as
+        `set_subscription_status` says → the subscription."""
+        if stream != "subscriptions":
+            raise NotImplementedError(f"square cannot simulate {stream}")
+        return self.set_subscription_status(str(request["subscription"]), str(request["status"]))
 
     def touch(self, stream: str, count: int) -> list[str]:
         """Change `count` records as the seller would in the Dashboard; their change timestamp becomes now."""
@@ -831,6 +1084,14 @@ class SquareEmulator(Emulator):
                     quantity = Decimal(record["quantity"])
                     record["quantity"] = _decimal_text(quantity - 1 if quantity > 0 else Decimal(5))  # or restocked
                     record["calculated_at"] = iso(now)
+                elif stream == "subscriptions":  # the subscriber's card on file replaced
+                    record["card_id"] = f"ccof:{_square_id('card', time.time_ns(), length=16)}"
+                    record["version"] += 1
+                elif stream == "subscription_plan_variations":  # the plan's price raised by one unit
+                    price = record["subscription_plan_variation_data"]["phases"][-1]["pricing"]["price_money"]
+                    price["amount"] += 100
+                    record["version"] = max(int(now.timestamp() * 1000), record["version"] + 1)
+                    record["updated_at"] = iso(now)
                 touched.append(record["catalog_object_id"] if stream == "inventory_counts" else record["id"])
         return touched
 

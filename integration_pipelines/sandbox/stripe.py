@@ -16,6 +16,18 @@ each entity's own Stripe account would; premium, international and converted car
 `available` at midnight UTC two days after the charge (Stripe's standard US rolling payout schedule); there are no
 payouts, so the `payout` filter finds nothing.
 
+Subscriptions (`/v1/subscriptions`, stripe-python's `client.v1.subscriptions` list/retrieve/create/update/cancel) on
+recurring prices (`/v1/prices`, one per plan of the world and currency, looked up by `lookup_key`), shaped as in the
+pinned API version: since 2025-03-31.basil a subscription's billing period is on each of its items
+(`items.data[].current_period_start/end`), not on the subscription. Statuses `trialing`, `active`, `past_due`,
+`unpaid`, `incomplete`, `incomplete_expired`, `paused` and `canceled`; the list leaves canceled ones out unless
+`status=canceled|ended|all`. Each change records `customer.subscription.created` / `.updated` (with
+previous_attributes) / `.deleted`. What the API cannot do, because it happens to you (a renewal payment that fails,
+a trial that runs out), is the sandbox side `set_subscription_status` (control API: `POST
+/_sandbox/stripe/subscriptions/simulate`). The sandbox bills nothing for a subscription: no invoice, charge or
+balance transaction is made (`latest_invoice` stays null), so the money scenarios see only the world's payments; a
+create succeeds without a payment method, as its cards never decline.
+
 The emulator keeps its own vendor facts (API version, limits, parameter lists) rather than importing the
 project's connector: an emulator that borrowed the reader's beliefs could never catch the reader being wrong.
 """
@@ -30,6 +42,7 @@ import json
 import re
 import time
 from collections.abc import Awaitable, Callable, Iterable
+from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import parse_qsl
 
@@ -39,7 +52,7 @@ from starlette.routing import Route
 
 from .base import Emulator, SandboxState, bearer_token, fingerprint
 from .ids import token
-from .world import World
+from .world import Subscription, World, add_interval
 
 #: The fake secret key the sandbox accepts (the same string the project's Stripe connector uses in sandbox mode).
 SANDBOX_API_KEY = "sk_test_FAKE_sandbox_key_integration_pipelines"
@@ -47,7 +60,7 @@ SANDBOX_API_KEY = "sk_test_FAKE_sandbox_key_integration_pipelines"
 # Restricted keys (`rk_test_...`): each grants None, "read" or "write" per resource; "write" includes reading, as
 # in Stripe's dashboard. A request outside a key's permissions gets Stripe's 403 naming the `rak_` permission
 # that would allow it. These fake keys are the emulator's own: the connectors know nothing of them.
-_ALL_RESOURCES = ("customer", "charge", "invoice", "refund", "dispute", "event", "balance")
+_ALL_RESOURCES = ("customer", "charge", "invoice", "refund", "dispute", "event", "balance", "subscription", "price")
 RESTRICTED_KEYS: dict[str, dict[str, str]] = {
     "rk_test_FAKE_sandbox_read_only_key_0000": {resource: "read" for resource in _ALL_RESOURCES},
     "rk_test_FAKE_sandbox_read_write_key_0000": {**{r: "write" for r in _ALL_RESOURCES}, "event": "read",
@@ -55,7 +68,8 @@ RESTRICTED_KEYS: dict[str, dict[str, str]] = {
     "rk_test_FAKE_sandbox_charges_only_key_0000": {"charge": "read"},
 }
 _RESOURCE_OF = {"customers": "customer", "charges": "charge", "invoices": "invoice", "refunds": "refund",
-                "disputes": "dispute", "events": "event", "balance_transactions": "balance"}
+                "disputes": "dispute", "events": "event", "balance_transactions": "balance",
+                "subscriptions": "subscription", "prices": "price"}
 #: The API version the sandbox account is pinned to: events render `data.object` in it and say so.
 API_VERSION = "2025-09-30.clover"
 #: Stripe serves events for 30 days; older ones are gone from `/v1/events`.
@@ -69,7 +83,10 @@ FEE_SCHEDULE: dict[str, tuple[int, int]] = {"usd": (290, 30), "gbp": (150, 20), 
 AVAILABLE_AFTER_DAYS = 2
 
 _OBJECT = {"customers": "customer", "charges": "charge", "invoices": "invoice", "refunds": "refund",
-           "disputes": "dispute", "events": "event", "balance_transactions": "balance_transaction"}
+           "disputes": "dispute", "events": "event", "balance_transactions": "balance_transaction",
+           "subscriptions": "subscription", "prices": "price"}
+#: An object's event types are `<object>.<change>`, except a subscription's: `customer.subscription.<change>`.
+_EVENT_PREFIX = {**_OBJECT, "subscriptions": "customer.subscription"}
 # What each endpoint takes (stripe-python 16's params/*.py); anything else is Stripe's "unknown parameter" 400.
 _LIST_PARAMS: dict[str, frozenset[str]] = {
     "customers": frozenset({"created", "email", "ending_before", "expand", "limit", "starting_after", "test_clock"}),
@@ -85,7 +102,17 @@ _LIST_PARAMS: dict[str, frozenset[str]] = {
                          "type", "types"}),
     "balance_transactions": frozenset({"created", "currency", "ending_before", "expand", "limit", "payout",
                                        "source", "starting_after", "type"}),
+    "subscriptions": frozenset({"automatic_tax", "collection_method", "created", "current_period_end",
+                                "current_period_start", "customer", "customer_account", "ending_before", "expand",
+                                "limit", "plan", "price", "starting_after", "status", "test_clock"}),
+    "prices": frozenset({"active", "created", "currency", "ending_before", "expand", "limit", "lookup_keys",
+                         "product", "recurring", "starting_after", "type"}),
 }
+#: `status` of a subscription list: Stripe's values, plus `ended` (canceled or incomplete_expired) and `all`.
+SUBSCRIPTION_STATUSES = ("active", "canceled", "incomplete", "incomplete_expired", "past_due", "paused", "trialing",
+                         "unpaid")
+_LIST_STATUSES = (*SUBSCRIPTION_STATUSES, "ended", "all")
+_ENDED = ("canceled", "incomplete_expired")
 #: List parameters that filter by equality on the field of the same name (balance transactions: their own set,
 #: since `type` there is exact while the events' `type` takes wildcards).
 _EQUALITY_FILTERS = ("customer", "email", "status", "collection_method", "charge", "payment_intent")
@@ -101,7 +128,25 @@ _CREATE_PARAMS: dict[str, frozenset[str]] = {
                           "statement_descriptor_suffix", "transfer_data", "transfer_group"}),
     "refunds": frozenset({"amount", "charge", "currency", "customer", "expand", "instructions_email", "metadata",
                           "origin", "payment_intent", "reason", "refund_application_fee", "reverse_transfer"}),
+    "subscriptions": frozenset({"add_invoice_items", "application_fee_percent", "automatic_tax", "backdate_start_date",
+                                "billing_cycle_anchor", "billing_cycle_anchor_config", "billing_mode",
+                                "billing_schedules", "billing_thresholds", "cancel_at", "cancel_at_period_end",
+                                "collection_method", "currency", "customer", "customer_account", "days_until_due",
+                                "default_payment_method", "default_source", "default_tax_rates", "description",
+                                "discounts", "expand", "invoice_settings", "items", "metadata", "off_session",
+                                "on_behalf_of", "payment_behavior", "payment_settings",
+                                "pending_invoice_item_interval", "proration_behavior", "transfer_data", "trial_end",
+                                "trial_from_plan", "trial_period_days", "trial_settings"}),
 }
+#: Subscription parameters the sandbox takes and acts on (or, for the proration and payment options, takes and has
+#: nothing to do with, since it bills nothing); Stripe's other ones are answered with a 400 naming the parameter
+#: as not emulated rather than being silently dropped.
+_SUBSCRIPTION_EMULATED = frozenset({"cancel_at", "cancel_at_period_end", "cancellation_details", "collection_method",
+                                    "currency", "customer", "days_until_due", "default_payment_method",
+                                    "description", "expand", "items", "metadata", "off_session", "pause_collection",
+                                    "payment_behavior", "proration_behavior", "proration_date", "trial_end",
+                                    "trial_period_days"})
+_CANCEL_PARAMS = frozenset({"cancellation_details", "expand", "invoice_now", "prorate"})
 _UPDATE_PARAMS: dict[str, frozenset[str]] = {
     "customers": frozenset({"address", "balance", "business_name", "cash_balance", "default_source", "description",
                             "email", "expand", "individual_name", "invoice_prefix", "invoice_settings", "metadata",
@@ -116,6 +161,14 @@ _UPDATE_PARAMS: dict[str, frozenset[str]] = {
                            "number", "on_behalf_of", "payment_settings", "rendering", "shipping_cost",
                            "shipping_details", "statement_descriptor", "transfer_data"}),
     "refunds": frozenset({"expand", "metadata"}),
+    "subscriptions": frozenset({"add_invoice_items", "application_fee_percent", "automatic_tax", "billing_cycle_anchor",
+                                "billing_schedules", "billing_thresholds", "cancel_at", "cancel_at_period_end",
+                                "cancellation_details", "collection_method", "days_until_due",
+                                "default_payment_method", "default_source", "default_tax_rates", "description",
+                                "discounts", "expand", "invoice_settings", "items", "metadata", "off_session",
+                                "on_behalf_of", "pause_collection", "payment_behavior", "payment_settings",
+                                "pending_invoice_item_interval", "proration_behavior", "proration_date",
+                                "transfer_data", "trial_end", "trial_from_plan", "trial_settings"}),
 }
 _INT_FIELDS = frozenset({"amount", "balance", "due_date", "days_until_due", "next_invoice_sequence",
                          "application_fee_amount", "automatically_finalizes_at"})
@@ -138,6 +191,8 @@ _EXPANDABLE: dict[str, dict[str, str]] = {
     "disputes": {"charge": "charges"},
     "events": {},
     "balance_transactions": {},
+    "subscriptions": {"customer": "customers", "latest_invoice": "invoices"},
+    "prices": {},
 }
 #: Search (`GET /v1/<stream>/search`): the resources that have it, their query fields (Stripe's "query fields for
 #: customers/charges", the subset this sandbox holds) with each field's type, and the page size bounds.
@@ -254,6 +309,26 @@ def _available_on(created: int) -> int:
     return (created // day + AVAILABLE_AFTER_DAYS) * day
 
 
+def _filters_of(stream: str) -> tuple[str, ...]:
+    """The list parameters that filter `stream` by equality on the field of the same name."""
+    if stream == "balance_transactions":
+        return _BALANCE_FILTERS
+    if stream == "subscriptions":  # `status` is its own (`_subscription_filter`)
+        return ("customer", "collection_method")
+    if stream == "prices":
+        return ()
+    return _EQUALITY_FILTERS
+
+
+def _boolean(value: Any, param: str) -> bool:
+    if isinstance(value, bool):
+        return value
+    text = str(value).lower()
+    if text not in ("true", "false"):
+        raise StripeRefusal(400, f"Invalid boolean: {value}", param=param)
+    return text == "true"
+
+
 def _unknown(given: Iterable[str], allowed: frozenset[str]) -> None:
     for name in given:
         if name not in allowed:
@@ -263,7 +338,8 @@ def _unknown(given: Iterable[str], allowed: frozenset[str]) -> None:
 class StripeEmulator(Emulator):
     name = "stripe"
     prefixes = ("/v1/",)
-    streams = ("customers", "charges", "invoices", "refunds", "disputes", "events", "balance_transactions")
+    streams = ("customers", "charges", "invoices", "refunds", "disputes", "events", "balance_transactions",
+               "subscriptions", "prices")
 
     def __init__(self, world: World, sandbox: SandboxState) -> None:
         super().__init__(world, sandbox)
@@ -360,6 +436,10 @@ class StripeEmulator(Emulator):
                                             charge["created"], f"re_{token(seed, 're', payment.key)}")
                 happened(charge["created"], "charge.refunded", charge, _diff(before, charge))
                 happened(charge["created"], "refund.created", refund)
+        self._build_prices()
+        for subscription in world.subscriptions:
+            if subscription.processor == "stripe" and subscription.person.key in customer_ids:
+                self._build_subscription(subscription, customer_ids[subscription.person.key], happened)
         for at, order, type_, snapshot, previous in sorted(history, key=lambda h: (h[0], h[1])):
             self._record(type_, snapshot, previous, _automatic(), created=at,
                          event_id=f"evt_{token(seed, 'evt', order, type_, snapshot['id'])}", copy_snapshot=False)
@@ -449,6 +529,11 @@ class StripeEmulator(Emulator):
             Route("/v1/events", self._handler(self._list_endpoint("events")), methods=["GET"]),
             Route("/v1/events/{id}", self._handler(self._object_endpoint("events")), methods=["GET"]),
             Route("/v1/charges/{id}/refunds", self._handler(self._charge_refunds), methods=["GET"]),
+            Route("/v1/subscriptions", self._handler(self._list_endpoint("subscriptions")), methods=["GET", "POST"]),
+            Route("/v1/subscriptions/{id}", self._handler(self._subscription_endpoint),
+                  methods=["GET", "POST", "DELETE"]),
+            Route("/v1/prices", self._handler(self._list_endpoint("prices")), methods=["GET"]),
+            Route("/v1/prices/{id}", self._handler(self._object_endpoint("prices")), methods=["GET"]),
         ]
         for stream in _SEARCH_FIELDS:  # before `/v1/<stream>/{id}`, which would take "search" for an id
             routes.append(Route(f"/v1/{stream}/search", self._handler(self._search_endpoint(stream)),
@@ -489,7 +574,11 @@ class StripeEmulator(Emulator):
             if stream == "events":
                 candidates = self._visible_events(candidates, params)
             candidates = self._created_filter(candidates, params.get("created"))
-            for field in _BALANCE_FILTERS if stream == "balance_transactions" else _EQUALITY_FILTERS:
+            if stream == "subscriptions":
+                candidates = self._subscription_filter(candidates, params)
+            elif stream == "prices":
+                candidates = self._price_filter(candidates, params)
+            for field in _filters_of(stream):
                 if field in params:
                     wanted = str(params[field]).lower() if field == "currency" else params[field]
                     candidates = [r for r in candidates if r.get(field) == wanted]
@@ -603,6 +692,42 @@ class StripeEmulator(Emulator):
         _unknown(params, frozenset({"ending_before", "expand", "limit", "starting_after"}))
         rows = [r for r in self.objects["refunds"].values() if r["charge"] == charge_id]
         return JSONResponse(self.list_page("refunds", params, f"/v1/charges/{charge_id}/refunds", rows))
+
+    def _subscription_filter(self, rows: list[dict[str, Any]], params: dict[str, Any]) -> list[dict[str, Any]]:
+        """`status` (default: every status but canceled; `ended` = canceled or incomplete_expired; `all`), `price`
+        / `plan` (a price on one of its items), `current_period_start[...]` / `current_period_end[...]` (of its
+        items: the period lives there since API version 2025-03-31)."""
+        status = params.get("status")
+        if status is not None and status not in _LIST_STATUSES:
+            raise StripeRefusal(400, f"Invalid status: must be one of {', '.join(_LIST_STATUSES)}", param="status")
+        if status is None:
+            rows = [r for r in rows if r["status"] != "canceled"]
+        elif status == "ended":
+            rows = [r for r in rows if r["status"] in _ENDED]
+        elif status != "all":
+            rows = [r for r in rows if r["status"] == status]
+        for param in ("price", "plan"):
+            if param in params:
+                rows = [r for r in rows if any(i["price"]["id"] == params[param] for i in r["items"]["data"])]
+        for field in ("current_period_start", "current_period_end"):
+            if field in params:
+                keep = {r["id"] for r in self._created_filter(
+                    [{"id": r["id"], "created": min(i[field] for i in r["items"]["data"])} for r in rows],
+                    params[field])}
+                rows = [r for r in rows if r["id"] in keep]
+        return rows
+
+    @staticmethod
+    def _price_filter(rows: list[dict[str, Any]], params: dict[str, Any]) -> list[dict[str, Any]]:
+        if "active" in params:
+            rows = [r for r in rows if r["active"] == _boolean(params["active"], "active")]
+        for field in ("currency", "product", "type"):
+            if field in params:
+                rows = [r for r in rows if r[field] == str(params[field]).lower()]
+        if "lookup_keys" in params:
+            keys = params["lookup_keys"] if isinstance(params["lookup_keys"], list) else [params["lookup_keys"]]
+            rows = [r for r in rows if r["lookup_key"] in set(keys)]
+        return rows
 
     def _check_expand(self, stream: str, expand: Iterable[str]) -> None:
         """Stripe's 400 for a path that is not an expandable property (`expand[]=email`), checked before a write."""
@@ -831,7 +956,7 @@ class StripeEmulator(Emulator):
         _unknown(form, _CREATE_PARAMS[stream])
         origin = self._origin(request)
         make = {"customers": self._create_customer, "charges": self._create_charge,
-                "refunds": self._create_refund}[stream]
+                "refunds": self._create_refund, "subscriptions": self._create_subscription}[stream]
         expand = _expand(form)
         self._check_expand(stream, expand)
         return self._idempotent(
@@ -1030,13 +1155,17 @@ class StripeEmulator(Emulator):
     def delete_customer(self, customer_id: str, origin: Origin | None = None) -> dict[str, Any]:
         """`DELETE /v1/customers/{id}`: the customer leaves every list and search, `customer.deleted` is recorded
         (with the customer as it was), and retrieving the id afterwards answers the `deleted` stub, as Stripe
-        does; a second delete is a 404. Charges and invoices keep the customer's id."""
+        does; a second delete is a 404. Charges and invoices keep the customer's id; its subscriptions are
+        canceled at once (`customer.subscription.deleted` each), as Stripe cancels a deleted customer's."""
         with self.sandbox.lock:
             customer = self.objects["customers"].pop(customer_id, None)
             if customer is None:
                 raise StripeRefusal(404, f"No such customer: '{customer_id}'", code="resource_missing", param="id")
             stub = {"id": customer_id, "object": "customer", "deleted": True}
             self.deleted[customer_id] = stub
+            for subscription in list(self.objects["subscriptions"].values()):  # Stripe cancels them at once
+                if subscription["customer"] == customer_id and subscription["status"] not in _ENDED:
+                    self.cancel_subscription(subscription["id"], origin=origin)
             self._record("customer.deleted", customer, None, origin)
         return dict(stub)
 
@@ -1066,8 +1195,423 @@ class StripeEmulator(Emulator):
                     obj[field] = value
             previous = _diff(before, obj)
             if previous:
-                self._record(f"{_OBJECT[stream]}.updated", obj, previous, origin)
+                self._record(f"{_EVENT_PREFIX[stream]}.updated", obj, previous, origin)
         return obj
+
+    # -- subscriptions -----------------------------------------------------------------------------
+    def _price_id(self, code: str, currency: str) -> str:
+        return f"price_{token(self.world.seed, 'price', code, currency, length=24)}"
+
+    def _build_prices(self) -> None:
+        """One recurring price per plan of the world and currency the group sells in: `lookup_key`
+        `<plan>-<currency>` (e.g. `pro-monthly-usd`), `nickname` the plan's name (`Pro monthly`)."""
+        created = _unix(self.world.start) - 90 * 24 * 3600
+        for plan in self.world.subscription_plans:
+            product = f"prod_{token(self.world.seed, 'prod', plan.code)}"
+            for currency in ("usd", "gbp", "eur"):
+                price_id = self._price_id(plan.code, currency)
+                self.objects["prices"][price_id] = self._price(
+                    price_id, product, currency, plan.unit_amount, plan.interval, 1, created,
+                    nickname=plan.name, lookup_key=f"{plan.code}-{currency}")
+
+    @staticmethod
+    def _price(price_id: str, product: str, currency: str, unit_amount: int, interval: str, interval_count: int,
+               created: int, *, nickname: str | None = None, lookup_key: str | None = None,
+               active: bool = True) -> dict[str, Any]:
+        return {
+            "id": price_id, "object": "price", "active": active, "billing_scheme": "per_unit", "created": created,
+            "currency": currency, "custom_unit_amount": None, "livemode": False, "lookup_key": lookup_key,
+            "metadata": {}, "nickname": nickname, "product": product,
+            "recurring": {"interval": interval, "interval_count": interval_count, "meter": None,
+                          "trial_period_days": None, "usage_type": "licensed"},
+            "tax_behavior": "unspecified", "tiers_mode": None, "transform_quantity": None, "type": "recurring",
+            "unit_amount": unit_amount, "unit_amount_decimal": str(unit_amount),
+        }
+
+    @staticmethod
+    def _item(item_id: str, subscription_id: str, price: dict[str, Any], quantity: int, created: int,
+              period: tuple[int, int]) -> dict[str, Any]:
+        return {"id": item_id, "object": "subscription_item", "billing_thresholds": None, "created": created,
+                "current_period_end": period[1], "current_period_start": period[0], "discounts": [],
+                "metadata": {}, "price": copy.deepcopy(price), "quantity": quantity,
+                "subscription": subscription_id, "tax_rates": []}
+
+    @staticmethod
+    def _subscription(subscription_id: str, customer_id: str, items: list[dict[str, Any]], *, created: int,
+                      status: str, start_date: int, anchor: int, trial: tuple[int, int] | None = None,
+                      collection_method: str = "charge_automatically", days_until_due: int | None = None,
+                      description: str | None = None, metadata: dict[str, str] | None = None) -> dict[str, Any]:
+        """A subscription as API version 2025-09-30.clover serves it: the billing period on its items."""
+        return {
+            "id": subscription_id, "object": "subscription", "application": None, "application_fee_percent": None,
+            "automatic_tax": {"disabled_reason": None, "enabled": False, "liability": None},
+            "billing_cycle_anchor": anchor, "billing_cycle_anchor_config": None,
+            "billing_mode": {"flexible": None, "type": "classic", "updated_at": None}, "billing_thresholds": None,
+            "cancel_at": None, "cancel_at_period_end": False, "canceled_at": None,
+            "cancellation_details": {"comment": None, "feedback": None, "reason": None},
+            "collection_method": collection_method, "created": created, "currency": items[0]["price"]["currency"],
+            "customer": customer_id, "days_until_due": days_until_due, "default_payment_method": None,
+            "default_source": None, "default_tax_rates": [], "description": description, "discounts": [],
+            "ended_at": None, "invoice_settings": {"account_tax_ids": None, "issuer": {"type": "self"}},
+            "items": {"object": "list", "data": items, "has_more": False, "total_count": len(items),
+                      "url": f"/v1/subscription_items?subscription={subscription_id}"},
+            "latest_invoice": None, "livemode": False, "metadata": dict(metadata or {}),
+            "next_pending_invoice_item_invoice": None, "on_behalf_of": None, "pause_collection": None,
+            "payment_settings": {"payment_method_options": None, "payment_method_types": None,
+                                 "save_default_payment_method": "off"},
+            "pending_invoice_item_interval": None, "pending_setup_intent": None, "pending_update": None,
+            "schedule": None, "start_date": start_date, "status": status, "test_clock": None, "transfer_data": None,
+            "trial_end": trial[1] if trial else None,
+            "trial_settings": {"end_behavior": {"missing_payment_method": "create_invoice"}},
+            "trial_start": trial[0] if trial else None,
+        }
+
+    def _build_subscription(self, fact: Subscription, customer_id: str,
+                            happened: Callable[..., None]) -> None:
+        """A world subscription and its history of events: created as it began, then the change that brought it
+        to its status (a failed renewal, a cancellation, a cancellation scheduled for the period's end)."""
+        seed = self.world.seed
+        sub_id = f"sub_{token(seed, 'sub', fact.key, length=24)}"
+        price = self.objects["prices"][self._price_id(fact.plan.code, fact.currency.lower())]
+        created = _unix(fact.created_at)
+        period = (_unix(fact.period_start), _unix(fact.period_end))
+        trial = (created, _unix(fact.trial_end)) if fact.trial_end else None
+        item_id = f"si_{token(seed, 'si', fact.key)}"
+        if fact.status == "past_due":  # migrated with its start backdated one period; its first renewal failed
+            before = (_unix(add_interval(fact.period_start, fact.plan.interval, -1)), period[0])
+            record = self._subscription(sub_id, customer_id, [self._item(item_id, sub_id, price, 1, created, before)],
+                                        created=created, status="active", start_date=before[0], anchor=before[0])
+            happened(created, "customer.subscription.created", record)
+            old = copy.deepcopy(record)
+            record["status"] = "past_due"
+            record["items"]["data"][0].update(current_period_start=period[0], current_period_end=period[1])
+            happened(period[0], "customer.subscription.updated", record, _diff(old, record))
+        else:
+            record = self._subscription(
+                sub_id, customer_id, [self._item(item_id, sub_id, price, 1, created, period)], created=created,
+                status="trialing" if trial else "active", start_date=created, anchor=period[1] if trial else created,
+                trial=trial)
+            happened(created, "customer.subscription.created", record)
+            if fact.status == "canceled":
+                moment = _unix(fact.canceled_at or fact.changed_at or fact.created_at)
+                record.update(status="canceled", canceled_at=moment, ended_at=moment)
+                record["cancellation_details"] = {**record["cancellation_details"],
+                                                  "reason": "cancellation_requested"}
+                happened(moment, "customer.subscription.deleted", record)
+            elif fact.cancel_at_period_end:
+                old = copy.deepcopy(record)
+                record.update(cancel_at_period_end=True, cancel_at=period[1])
+                record["cancellation_details"] = {**record["cancellation_details"],
+                                                  "reason": "cancellation_requested"}
+                happened(_unix(fact.changed_at or fact.created_at), "customer.subscription.updated", record,
+                         _diff(old, record))
+        self.objects["subscriptions"][sub_id] = record
+
+    def _item_prices(self, items: Any) -> list[tuple[dict[str, Any], int, dict[str, Any]]]:
+        """(price, quantity, the item's own parameters) per `items[n]`: a `price` id or inline `price_data`; an
+        item naming only its `id` (an update) has no price ({})."""
+        if not isinstance(items, list) or not items:
+            raise StripeRefusal(400, "Invalid array: items must be a non-empty array of items.", param="items")
+        out = []
+        for n, item in enumerate(items):
+            where = f"items[{n}]"
+            if not isinstance(item, dict):
+                raise StripeRefusal(400, f"Invalid object: {where}", param=where)
+            quantity = _integer(item.get("quantity", 1), f"{where}[quantity]", positive=True)
+            if item.get("price"):
+                price = self.objects["prices"].get(str(item["price"]))
+                if price is None:
+                    raise StripeRefusal(400, f"No such price: '{item['price']}'", code="resource_missing",
+                                        param=f"{where}[price]")
+                if not price["active"]:
+                    raise StripeRefusal(400, "The price specified is inactive. This field only accepts active "
+                                        "prices.", param=f"{where}[price]")
+            elif isinstance(item.get("price_data"), dict):
+                price = self._inline_price(item["price_data"], f"{where}[price_data]")
+            elif item.get("id"):
+                price = {}
+            else:
+                raise StripeRefusal(400, f"You must specify a price or price_data for {where}.", param=where)
+            out.append((price, quantity, item))
+        return out
+
+    def _inline_price(self, data: dict[str, Any], where: str) -> dict[str, Any]:
+        """`price_data`: a new price of a product the account sells (Stripe makes it, inactive for reuse)."""
+        for required in ("currency", "product", "recurring", "unit_amount"):
+            if required not in data:
+                raise StripeRefusal(400, f"Missing required param: {where}[{required}].", param=f"{where}[{required}]")
+        products = {p["product"] for p in self.objects["prices"].values()}
+        if data["product"] not in products:
+            raise StripeRefusal(400, f"No such product: '{data['product']}'", code="resource_missing",
+                                param=f"{where}[product]")
+        recurring = data["recurring"] if isinstance(data["recurring"], dict) else {}
+        interval = recurring.get("interval")
+        if interval not in ("day", "week", "month", "year"):
+            raise StripeRefusal(400, "Invalid recurring[interval]: must be one of day, week, month, or year",
+                                param=f"{where}[recurring][interval]")
+        count = _integer(recurring.get("interval_count", 1), f"{where}[recurring][interval_count]", positive=True)
+        price_id = self._new_id("price")
+        price = self._price(price_id, str(data["product"]), str(data["currency"]).lower(),
+                            _integer(data["unit_amount"], f"{where}[unit_amount]"), interval, count, self._stamp(),
+                            active=False)
+        self.objects["prices"][price_id] = price
+        return price
+
+    @staticmethod
+    def _period_end(start: int, price: dict[str, Any]) -> int:
+        recurring = price["recurring"]
+        moment = datetime.fromtimestamp(start, UTC)
+        return _unix(add_interval(moment, recurring["interval"], recurring["interval_count"]))
+
+    @staticmethod
+    def _not_emulated(form: dict[str, Any]) -> None:
+        for name in form:
+            if name not in _SUBSCRIPTION_EMULATED:
+                raise StripeRefusal(400, f"The sandbox does not emulate `{name}` on subscriptions.", param=name)
+
+    @staticmethod
+    def _trial_end(value: Any, now: int) -> int:
+        if value == "now":
+            return now
+        moment = _integer(value, "trial_end")
+        if moment <= now:
+            raise StripeRefusal(400, "Invalid timestamp: must be an integer Unix timestamp in the future.",
+                                param="trial_end")
+        return moment
+
+    def _create_subscription(self, form: dict[str, Any], origin: Origin | None = None) -> dict[str, Any]:
+        """`POST /v1/subscriptions`: `customer` and `items` (each a `price` or `price_data`, and a `quantity`); a
+        trial (`trial_end`, `trial_period_days`) starts it `trialing`, else it is `active` at once (`incomplete`
+        with `payment_behavior=default_incomplete`); the first period starts now."""
+        self._not_emulated(form)
+        for required in ("customer", "items"):
+            if required not in form:
+                raise StripeRefusal(400, f"Missing required param: {required}.", param=required)
+        now = self._stamp()
+        with self.sandbox.lock:
+            customer_id = str(form["customer"])
+            if customer_id not in self.objects["customers"]:
+                raise StripeRefusal(400, f"No such customer: '{customer_id}'", code="resource_missing",
+                                    param="customer")
+            priced = self._item_prices(form["items"])
+            if any(not price for price, _, _ in priced):
+                raise StripeRefusal(400, "You must specify a price or price_data for each item.", param="items")
+            if len({p["currency"] for p, _, _ in priced}) > 1:
+                raise StripeRefusal(400, "All prices on a subscription must have the same `currency`.",
+                                    param="items")
+            if len({(p["recurring"]["interval"], p["recurring"]["interval_count"]) for p, _, _ in priced}) > 1:
+                raise StripeRefusal(400, "Currency and interval fields must match across all plans on this "
+                                    "subscription. Found mismatch in interval field.", param="items")
+            if "currency" in form and str(form["currency"]).lower() != priced[0][0]["currency"]:
+                raise StripeRefusal(400, "The `currency` must match the prices' currency.", param="currency")
+            collection = str(form.get("collection_method", "charge_automatically"))
+            if collection not in ("charge_automatically", "send_invoice"):
+                raise StripeRefusal(400, "Invalid collection_method: must be one of charge_automatically or "
+                                    "send_invoice", param="collection_method")
+            due = _integer(form["days_until_due"], "days_until_due") if "days_until_due" in form else None
+            if collection == "send_invoice" and due is None:
+                raise StripeRefusal(400, "Missing required param: days_until_due.", param="days_until_due")
+            trial = None
+            if "trial_end" in form and form["trial_end"] != "now":
+                trial = (now, self._trial_end(form["trial_end"], now))
+            elif "trial_period_days" in form:
+                days = _integer(form["trial_period_days"], "trial_period_days", positive=True)
+                trial = (now, now + days * 24 * 3600)
+            period = (now, trial[1] if trial else self._period_end(now, priced[0][0]))
+            if trial:
+                status = "trialing"
+            elif form.get("payment_behavior") == "default_incomplete":
+                status = "incomplete"
+            else:
+                status = "active"
+            sub_id = self._new_id("sub")
+            items = [self._item(self._new_id("si"), sub_id, price, quantity, now, period)
+                     for price, quantity, _ in priced]
+            record = self._subscription(sub_id, customer_id, items, created=now, status=status, start_date=now,
+                                        anchor=period[1] if trial else now, trial=trial,
+                                        collection_method=collection, days_until_due=due,
+                                        description=form.get("description") or None,
+                                        metadata={k: v for k, v in (form.get("metadata") or {}).items() if v})
+            if form.get("default_payment_method"):
+                record["default_payment_method"] = form["default_payment_method"]
+            if "cancel_at_period_end" in form and _boolean(form["cancel_at_period_end"], "cancel_at_period_end"):
+                record.update(cancel_at_period_end=True, cancel_at=period[1])
+            elif form.get("cancel_at") not in (None, ""):
+                record["cancel_at"] = _integer(form["cancel_at"], "cancel_at")
+            self.objects["subscriptions"][sub_id] = record
+            self._record("customer.subscription.created", record, None, origin)
+        return record
+
+    async def _subscription_endpoint(self, request: Request) -> Response:
+        """`GET` retrieve, `POST` update, `DELETE` cancel (`/v1/subscriptions/{id}`)."""
+        sub_id = request.path_params["id"]
+        with self.sandbox.lock:
+            found = self.objects["subscriptions"].get(sub_id)
+        if found is None:
+            raise StripeRefusal(404, f"No such subscription: '{sub_id}'", code="resource_missing", param="id")
+        if request.method == "GET":
+            params = nest(request.query_params.multi_items())
+            _unknown(params, frozenset({"expand"}))
+            with self.sandbox.lock:
+                return JSONResponse(self._render("subscriptions", found, _expand(params)))
+        # stripe-python sends a DELETE's parameters in the query string, a POST's in the form body
+        form = await self._form(request) if request.method == "POST" else nest(request.query_params.multi_items())
+        _unknown(form, _UPDATE_PARAMS["subscriptions"] if request.method == "POST" else _CANCEL_PARAMS)
+        origin = self._origin(request)
+        expand = _expand(form)
+        self._check_expand("subscriptions", expand)
+        changes = {k: v for k, v in form.items() if k != "expand"}
+
+        def produce() -> tuple[int, Any]:
+            if request.method == "POST":
+                done = self.update_subscription(sub_id, changes, origin=origin)
+            else:
+                done = self.cancel_subscription(sub_id, changes.get("cancellation_details"), origin=origin)
+            return 200, copy.deepcopy(self._render("subscriptions", done, expand))
+        return self._idempotent(request, form, produce, origin)
+
+    def update_subscription(self, sub_id: str, changes: dict[str, Any], *,
+                            origin: Origin | None = None) -> dict[str, Any]:
+        """`POST /v1/subscriptions/{id}`: cancel at the period's end (or at `cancel_at`) or take that back, end or
+        move a trial (`trial_end`; `now` ends it: `active` from now, in a new period), change items (`items[n][id]`
+        with a new `price` / `quantity`, or `deleted`; an item without `id` is added), metadata (merged) and the
+        rest `_SUBSCRIPTION_EMULATED` names; records `customer.subscription.updated` when anything changed. A
+        canceled subscription takes only metadata and cancellation_details, as at Stripe."""
+        self._not_emulated(changes)
+        now = self._stamp()
+        with self.sandbox.lock:
+            record = self.objects["subscriptions"][sub_id]
+            if record["status"] in _ENDED and set(changes) - {"metadata", "cancellation_details"}:
+                raise StripeRefusal(400, "A canceled subscription can only update its cancellation_details and "
+                                    "metadata.")
+            before = copy.deepcopy(record)
+            if "items" in changes:
+                self._change_items(record, changes["items"], now)
+            if "trial_end" in changes:
+                moment = self._trial_end(changes["trial_end"], now)
+                if moment == now:
+                    if record["status"] == "trialing":
+                        self._start_period(record, now)
+                        record.update(status="active", trial_end=now, billing_cycle_anchor=now)
+                else:
+                    record.update(trial_end=moment, status="trialing", billing_cycle_anchor=moment)
+                    record["trial_start"] = record["trial_start"] or now
+                    for item in record["items"]["data"]:
+                        item["current_period_end"] = moment
+            if "cancel_at_period_end" in changes:
+                at_end = _boolean(changes["cancel_at_period_end"], "cancel_at_period_end")
+                record.update(cancel_at_period_end=at_end,
+                              cancel_at=min(i["current_period_end"] for i in record["items"]["data"])
+                              if at_end else None)
+                record["cancellation_details"]["reason"] = "cancellation_requested" if at_end else None
+            if "cancel_at" in changes:
+                value = changes["cancel_at"]
+                record.update(cancel_at=None if value == "" else _integer(value, "cancel_at"),
+                              cancel_at_period_end=False)
+            if isinstance(changes.get("metadata"), dict):
+                merged = {**record["metadata"], **changes["metadata"]}
+                record["metadata"] = {k: v for k, v in merged.items() if v not in ("", None)}
+            if isinstance(changes.get("cancellation_details"), dict):
+                for key in ("comment", "feedback"):
+                    if key in changes["cancellation_details"]:
+                        record["cancellation_details"][key] = changes["cancellation_details"][key] or None
+            for field in ("description", "default_payment_method", "collection_method"):
+                if field in changes:
+                    record[field] = changes[field] or None
+            if "days_until_due" in changes:
+                record["days_until_due"] = _integer(changes["days_until_due"], "days_until_due")
+            if "pause_collection" in changes:
+                value = changes["pause_collection"]
+                record["pause_collection"] = ({"behavior": value.get("behavior"),
+                                               "resumes_at": value.get("resumes_at")}
+                                              if isinstance(value, dict) else None)
+            previous = _diff(before, record)
+            if previous:
+                self._record("customer.subscription.updated", record, previous, origin)
+        return record
+
+    def _change_items(self, record: dict[str, Any], items: Any, now: int) -> None:
+        first = record["items"]["data"][0]
+        period = (first["current_period_start"], first["current_period_end"])
+        by_id = {i["id"]: i for i in record["items"]["data"]}
+        for n, (price, quantity, item) in enumerate(self._item_prices(items)):
+            if item.get("id"):
+                existing = by_id.get(str(item["id"]))
+                if existing is None:
+                    raise StripeRefusal(400, f"No such subscription item: '{item['id']}'", code="resource_missing",
+                                        param=f"items[{n}][id]")
+                if "deleted" in item and _boolean(item["deleted"], f"items[{n}][deleted]"):
+                    del by_id[existing["id"]]
+                    continue
+                if price:
+                    existing["price"] = copy.deepcopy(price)
+                if "quantity" in item:
+                    existing["quantity"] = quantity
+            else:
+                new = self._item(self._new_id("si"), record["id"], price, quantity, now, period)
+                by_id[new["id"]] = new
+        if not by_id:
+            raise StripeRefusal(400, "A subscription must have at least one active plan.", param="items")
+        record["items"]["data"] = list(by_id.values())
+        record["items"]["total_count"] = len(by_id)
+
+    def _start_period(self, record: dict[str, Any], start: int) -> None:
+        for item in record["items"]["data"]:
+            item.update(current_period_start=start, current_period_end=self._period_end(start, item["price"]))
+
+    def cancel_subscription(self, sub_id: str, details: Any = None, *,
+                            origin: Origin | None = None) -> dict[str, Any]:
+        """`DELETE /v1/subscriptions/{id}`: canceled now (`canceled_at`, `ended_at`), `customer.subscription.
+        deleted` recorded. A subscription that has already ended cannot be canceled again (400)."""
+        now = self._stamp()
+        with self.sandbox.lock:
+            record = self.objects["subscriptions"].get(sub_id)
+            if record is None:
+                raise StripeRefusal(404, f"No such subscription: '{sub_id}'", code="resource_missing", param="id")
+            if record["status"] in _ENDED:
+                raise StripeRefusal(400, f"A canceled subscription can only update its cancellation_details and "
+                                    f"metadata; {sub_id} is already {record['status']}.")
+            record.update(status="canceled", canceled_at=now, ended_at=now, cancel_at_period_end=False,
+                          cancel_at=None)
+            record["cancellation_details"]["reason"] = "cancellation_requested"
+            if isinstance(details, dict):
+                for key in ("comment", "feedback"):
+                    if key in details:
+                        record["cancellation_details"][key] = details[key] or None
+            self._record("customer.subscription.deleted", record, None, origin)
+        return record
+
+    def set_subscription_status(self, sub_id: str, status: str) -> dict[str, Any]:
+        """What happens to a subscription without an API call, stamped now, with its event: a renewal payment
+        fails (`past_due`, later `unpaid`), a retry succeeds (`past_due` → `active`), a trial runs out (`trialing`
+        → `active`, its first paid period starting now; or `paused` without a payment method), the first payment
+        never comes (`incomplete` → `incomplete_expired`), or Stripe cancels it after the last retry (`canceled`,
+        recorded as `customer.subscription.deleted`). Raises ValueError for an unknown status or an ended one."""
+        if status not in SUBSCRIPTION_STATUSES:
+            raise ValueError(f"unknown subscription status {status!r}; Stripe's are "
+                             f"{', '.join(SUBSCRIPTION_STATUSES)}")
+        with self.sandbox.lock:
+            record = self.objects["subscriptions"].get(sub_id)
+            if record is None:
+                raise ValueError(f"no Stripe subscription {sub_id}")
+            if record["status"] in _ENDED:
+                raise ValueError(f"subscription {sub_id} has ended ({record['status']}); its status cannot change")
+            if status == "canceled":
+                return self.cancel_subscription(sub_id)
+            before = copy.deepcopy(record)
+            now = self._stamp()
+            if record["status"] == "trialing" and status in ("active", "paused"):
+                record["trial_end"] = now
+                if status == "active":
+                    self._start_period(record, now)
+                    record["billing_cycle_anchor"] = now
+            if status == "incomplete_expired":
+                record["ended_at"] = now
+            record["status"] = status
+            previous = _diff(before, record)
+            if previous:
+                self._record("customer.subscription.updated", record, previous, _automatic())
+        return record
 
     # -- simulation -----------------------------------------------------------------------------
     def simulate(self, stream: str, request: dict[str, Any]) -> dict[str, Any]:
@@ -1076,8 +1620,12 @@ class StripeEmulator(Emulator):
         - `charges`: a customer pays an accounting invoice by card (`email`, `amount`, `currency`,
           `invoice_number`) → the new charge (`charge.succeeded`);
         - `refunds`: a refund made in the Dashboard (`charge`, optional `amount`, `reason`) → the refund;
-        - `disputes`: the cardholder disputes a charge (`charge`, optional `amount`, `reason`) → the dispute.
+        - `disputes`: the cardholder disputes a charge (`charge`, optional `amount`, `reason`) → the dispute;
+        - `subscriptions`: a subscription changes status by itself (`subscription`, `status`: a failed renewal
+          `past_due`, a trial that ends `active`, Stripe canceling it `canceled` ...) → the subscription.
         """
+        if stream == "subscriptions":
+            return self.set_subscription_status(str(request["subscription"]), str(request["status"]))
         if stream == "disputes":
             return self.open_dispute(str(request["charge"]), request.get("amount"),
                                      str(request.get("reason", "fraudulent")))
@@ -1108,8 +1656,9 @@ class StripeEmulator(Emulator):
 
     def touch(self, stream: str, count: int) -> list[str]:
         """Change the `count` newest records as a user would, each change with its event: a charge is refunded
-        by one unit of currency (100) from the Dashboard, a customer or invoice gets a `touched` metadata key."""
-        if stream not in ("customers", "charges", "invoices"):
+        by one unit of currency (100) from the Dashboard, a customer, invoice or subscription gets a `touched`
+        metadata key."""
+        if stream not in ("customers", "charges", "invoices", "subscriptions"):
             raise NotImplementedError(f"stripe cannot touch {stream}")
         touched = []
         for obj in self.dump(stream)[:count]:

@@ -26,6 +26,9 @@ PRODUCTS = [("WIDGET-S", "Small widget", 1500), ("WIDGET-L", "Large widget", 450
             ("GADGET", "Gadget", 9900), ("SERVICE-HR", "Consulting hour", 12000),
             ("SUPPORT-Y", "Annual support plan", 60000), ("CABLE", "Cable kit", 750)]
 SUBSIDIARY_BY_COUNTRY = {"US": "Acme Trading Inc (US)", "GB": "Acme Trading Ltd (UK)", "DE": "Acme Trading GmbH (DE)"}
+#: What the group sells by subscription: (code, name, price in minor units of the subscriber's currency, interval).
+SUBSCRIPTION_PLANS = [("basic-monthly", "Basic monthly", 2900, "month"), ("pro-monthly", "Pro monthly", 9900, "month"),
+                      ("pro-yearly", "Pro yearly", 99000, "year"), ("team-monthly", "Team monthly", 24900, "month")]
 
 
 @dataclass
@@ -123,6 +126,37 @@ class Deal:
 
 
 @dataclass
+class SubscriptionPlan:
+    key: int
+    code: str
+    name: str
+    unit_amount: int
+    interval: str  # day | week | month | year
+
+
+@dataclass
+class Subscription:
+    """A customer's subscription at a payment processor as it stands at the world's anchor. `status` is the
+    processor's own word: Stripe's `trialing`, `active`, `past_due`, `canceled`; Square's `PENDING`, `ACTIVE`,
+    `DEACTIVATED`, `CANCELED`, `PAUSED`. `changed_at` is when it came to that status (None: it was created so);
+    the period is the current billing period (for a trial: the trial; for Square's PENDING: the first one)."""
+
+    key: int
+    person: Person
+    processor: str
+    plan: SubscriptionPlan
+    currency: str
+    status: str
+    created_at: datetime
+    period_start: datetime
+    period_end: datetime
+    trial_end: datetime | None = None
+    changed_at: datetime | None = None
+    canceled_at: datetime | None = None
+    cancel_at_period_end: bool = False
+
+
+@dataclass
 class World:
     seed: int
     scale: float
@@ -134,6 +168,9 @@ class World:
     invoices: list[Invoice] = field(default_factory=list)
     payments: list[Payment] = field(default_factory=list)
     deals: list[Deal] = field(default_factory=list)
+    subscription_plans: list[SubscriptionPlan] = field(default_factory=list)
+    #: A handful of subscriptions per processor on existing customers, in every status (`_subscribe`).
+    subscriptions: list[Subscription] = field(default_factory=list)
     anomalies: dict[str, object] = field(default_factory=dict)
     #: Anomalies planted through the vendors' APIs after start (the messy world, `sandbox/messy.py`): one record
     #: per planted situation, as `POST /_sandbox/world/anomalies` received it (see docs/messy-world.md).
@@ -146,6 +183,20 @@ class World:
     @property
     def start(self) -> datetime:
         return self.anchor - timedelta(days=self.days)
+
+
+def add_interval(moment: datetime, interval: str, count: int = 1) -> datetime:
+    """`moment` plus `count` billing intervals, as processors bill: calendar months and years (the 31st of January
+    plus a month is the last day of February), weeks and days as such."""
+    if interval in ("day", "week"):
+        return moment + timedelta(days=count * (7 if interval == "week" else 1))
+    if interval not in ("month", "year"):
+        raise ValueError(f"unknown billing interval {interval!r}; use day, week, month or year")
+    months = moment.month - 1 + count * (12 if interval == "year" else 1)
+    year, month = moment.year + months // 12, months % 12 + 1
+    following = datetime(year + month // 12, month % 12 + 1, 1, tzinfo=moment.tzinfo)
+    last_day = (following - timedelta(days=1)).day
+    return moment.replace(year=year, month=month, day=min(moment.day, last_day))
 
 
 def _moment(rng: random.Random, start: datetime, end: datetime) -> datetime:
@@ -227,6 +278,7 @@ def build_world(seed: int = 7, scale: float = 1.0, anchor: datetime | None = Non
         )
 
     _plant_anomalies(world, rng)
+    _subscribe(world)
     return world
 
 
@@ -245,3 +297,69 @@ def _plant_anomalies(world: World, rng: random.Random) -> None:
         mismatched = stripe_paid[0]
         mismatched.amount -= 100  # the customer short-paid by one unit of currency
         world.anomalies["payment_amount_mismatch"] = mismatched.key
+
+
+def _subscribe(world: World) -> None:
+    """A handful of subscriptions per processor, on customers the CRM knows, one in each status the processor has.
+
+    Drawn from a random stream of their own (`world.rng("subscriptions")`), after everything else, so the rest of the
+    world is the same with or without them. Every moment lies between the customer's creation and the anchor, in
+    order (created, then changed), so the list reads of the world's days find each one.
+
+    Stripe (customers in Stripe): `trialing` (a 14-day trial), `active`, `past_due` (migrated into Stripe with its
+    billing start backdated; its first renewal in Stripe failed), `canceled` and then `active` again for the same
+    customer (an old subscription canceled, a new one taken out later), and `active` with `cancel_at_period_end`.
+    Square (customers who pay through Square; the seller bills in USD): `PENDING` (starts in a week), `ACTIVE`,
+    `DEACTIVATED` (Square stopped billing it), `CANCELED` and `PAUSED`.
+    """
+    rng = world.rng("subscriptions")
+    world.subscription_plans = [SubscriptionPlan(key, code, name, amount, interval)
+                                for key, (code, name, amount, interval) in enumerate(SUBSCRIPTION_PLANS)]
+    plan = {p.code: p for p in world.subscription_plans}
+    anchor = world.anchor
+
+    def between(start: datetime, low: float, high: float) -> datetime:
+        span = (anchor - start).total_seconds()
+        return (start + timedelta(seconds=int(span * rng.uniform(low, high)))).replace(microsecond=0)
+
+    def add(person: Person, processor: str, code: str, status: str, created: datetime, **facts: Any) -> Subscription:
+        chosen = plan[code]
+        currency = person.currency if processor == "stripe" else "USD"
+        facts.setdefault("period_start", created)
+        facts.setdefault("period_end", add_interval(facts["period_start"], chosen.interval))
+        subscription = Subscription(len(world.subscriptions), person, processor, chosen, currency, status, created,
+                                    **facts)
+        world.subscriptions.append(subscription)
+        return subscription
+
+    known = [p for p in world.people if p.in_crm]
+    stripe_people = [p for p in known if p.in_stripe]
+    square_people = [p for p in known if not p.in_stripe]
+    if len(stripe_people) >= 5:  # a very small world (scale well below 1) may have too few to subscribe
+        stripe = rng.sample(stripe_people, 5)
+        trial = between(stripe[0].created_at, 0.1, 0.9)
+        add(stripe[0], "stripe", "pro-monthly", "trialing", trial, trial_end=trial + timedelta(days=14),
+            period_end=trial + timedelta(days=14))
+        add(stripe[1], "stripe", "basic-monthly", "active", between(stripe[1].created_at, 0.05, 0.6))
+        migrated = between(stripe[2].created_at, 0.0, 0.4)
+        renewal = between(migrated, 0.3, 0.8)
+        add(stripe[2], "stripe", "team-monthly", "past_due", migrated, period_start=renewal, changed_at=renewal)
+        old = between(stripe[3].created_at, 0.0, 0.3)
+        canceled = between(old, 0.2, 0.5)
+        add(stripe[3], "stripe", "basic-monthly", "canceled", old, changed_at=canceled, canceled_at=canceled)
+        add(stripe[3], "stripe", "pro-yearly", "active", between(canceled, 0.1, 0.6))
+        leaving = between(stripe[4].created_at, 0.05, 0.5)
+        add(stripe[4], "stripe", "pro-monthly", "active", leaving, cancel_at_period_end=True,
+            changed_at=between(leaving, 0.3, 0.9))
+    if len(square_people) >= 5:
+        square = rng.sample(square_people, 5)
+        pending = between(square[0].created_at, 0.1, 0.9)
+        start = datetime(pending.year, pending.month, pending.day, tzinfo=pending.tzinfo) + timedelta(days=7)
+        add(square[0], "square", "pro-monthly", "PENDING", pending, period_start=start)
+        add(square[1], "square", "basic-monthly", "ACTIVE", between(square[1].created_at, 0.05, 0.6))
+        for person, code, status in ((square[2], "team-monthly", "DEACTIVATED"),
+                                     (square[3], "pro-monthly", "CANCELED"), (square[4], "basic-monthly", "PAUSED")):
+            created = between(person.created_at, 0.0, 0.4)
+            changed = between(created, 0.2, 0.8)
+            add(person, "square", code, status, created, changed_at=changed,
+                canceled_at=changed if status == "CANCELED" else None)

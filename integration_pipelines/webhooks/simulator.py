@@ -2,7 +2,8 @@
 
 It changes the sandbox's world through its control API (`POST /_sandbox/<system>/<stream>/touch`, then
 `GET /_sandbox/<system>/<stream>` for the changed records), builds the vendor's event around each change
-(payment succeeded, refund, new lead from a web form, contact/invoice changes, stock change), signs it with the
+(payment succeeded, refund, new lead from a web form, contact/invoice changes, stock change, now and then a
+subscription that changes status at Stripe or Square), signs it with the
 same fake secrets the receiver accepts by default, and retries non-2xx answers with the vendor's kind of
 exponential backoff, bounded in attempts and to loopback addresses only (it is a demo tool, not a sender).
 """
@@ -161,11 +162,44 @@ class Simulator:
         charge = self._touch(client, "stripe", "charges")
         return self._stripe("charge.refunded", charge or {})
 
-    def _stripe(self, kind: str, obj: dict[str, Any]) -> Delivery:
+    def _stripe(self, kind: str, obj: dict[str, Any], previous: dict[str, Any] | None = None) -> Delivery:
+        data: dict[str, Any] = {"object": obj}
+        if previous is not None:
+            data["previous_attributes"] = previous
         event = {"id": f"evt_sim_{uuid.uuid4().hex[:24]}", "object": "event", "api_version": "2025-09-30.clover",
                  "created": int(time.time()), "type": kind, "livemode": False, "pending_webhooks": 1,
-                 "data": {"object": obj}}
+                 "data": data}
         return self.signer.sign("stripe", _body(event))
+
+    def subscription_changed(self, client: httpx.Client) -> Delivery:
+        """A subscription changes by itself at Stripe or Square (through the control API's `simulate`), and the
+        processor's event about it: a trial ends (Stripe trialing → active, Square PENDING → ACTIVE), a renewal
+        payment fails (active → past_due; Square stops billing: DEACTIVATED), a failed one is paid after all, or, one
+        time in five, it is canceled. Falls back to a payment when no subscription can change any more."""
+        processor = self.rng.choice(["stripe", "square"])
+        ended = ("canceled", "incomplete_expired", "CANCELED")
+        live = [s for s in self._get(client, processor, "subscriptions") if s.get("status") not in ended]
+        if not live:
+            return self.payment_succeeded(client)
+        subscription = self.rng.choice(live)
+        before = subscription["status"]
+        if processor == "stripe":
+            after = {"trialing": "active", "active": "past_due", "past_due": "active", "unpaid": "active",
+                     "incomplete": "active", "paused": "active"}.get(before, "canceled")
+            after = "canceled" if self.rng.random() < 0.2 else after
+        else:
+            after = {"PENDING": "ACTIVE", "ACTIVE": "DEACTIVATED"}.get(before, "ACTIVE")
+            after = "CANCELED" if self.rng.random() < 0.2 else after
+        response = client.post(f"{self.sandbox_url}/_sandbox/{processor}/subscriptions/simulate",
+                               json={"subscription": subscription["id"], "status": after})
+        changed = response.json() if response.status_code == 200 else subscription
+        if processor == "stripe":
+            kind = "customer.subscription.deleted" if after == "canceled" else "customer.subscription.updated"
+            return self._stripe(kind, changed, None if after == "canceled" else {"status": before})
+        event = {"merchant_id": "MLSANDBOX0000", "type": "subscription.updated",
+                 "event_id": str(uuid.uuid4()), "created_at": datetime.now(UTC).isoformat(),
+                 "data": {"type": "subscription", "id": changed["id"], "object": {"subscription": changed}}}
+        return self.signer.sign("square", _body(event))
 
     def new_lead(self, client: httpx.Client) -> Delivery:
         n = uuid.uuid4().hex[:8]
@@ -198,7 +232,7 @@ class Simulator:
 
     def next_event(self, client: httpx.Client) -> Delivery:
         makers = [self.payment_succeeded, self.payment_succeeded, self.refund, self.new_lead, self.contact_changed,
-                  self.invoice_changed, self.stock_changed]
+                  self.invoice_changed, self.stock_changed, self.subscription_changed]
         return self.rng.choice(makers)(client)
 
 

@@ -1,7 +1,10 @@
-"""Scenario 9: payment status from the payment systems → a property on the CRM contact.
+"""Payment status from the card payments → properties on the CRM contact (not a scenario of its own).
 
-Sales and support see in HubSpot whether a customer pays, without asking finance. Keyed by golden customer,
-upserted by email (HubSpot's own dedupe key), sent again only when the status or last payment date changes.
+Sales and support see in HubSpot whether a customer pays by card, without asking finance: `payment_status`
+(`refunded`, `paying` within 400 days, else `lapsed`) and `last_payment_date`, from the processors' charges
+(`core.payments`, kind `processor`). Keyed by golden customer, upserted by email (HubSpot's own dedupe key), sent
+again only when the status or last payment date changes. Scenario 9 (subscription lifecycle → CRM) is
+`subscription_status_to_hubspot`, from the processors' subscriptions.
 """
 
 from ..spec import SyncSpec
