@@ -317,35 +317,96 @@ def bench_webhooks(report: Report, count: int, concurrency: int, max_seconds: fl
 
 
 # -- 5: the event path and the nightly job on the running demo --------------------------------------------------
+EVENT_TARGET_S = 10.0  # issue 16: p99 under 10 s on the 2-core machine
+
+
 def bench_events(report: Report, minutes: float, rate: float, burst: int, floor_samples: int, logs: Path) -> None:
-    from .event_path import percentiles, run_all, step_sum
+    from .event_path import FLOORS, RATE_SHARE, TITLES, burst_mix, percentiles, run_all, step_sum
 
     try:
         r = run_all(minutes, rate, burst, floor_samples, logs)
     except Exception as exc:  # a failed stage is reported, not hidden
         report.table("Event path", ["error"], [[f"{type(exc).__name__}: {exc}"[:400]]])
         return
-    base = percentiles(r["floor"])
+    scenarios: list[str] = r["scenarios"]
+    mix = burst_mix(burst, scenarios) if scenarios else []
+    floors = {s: percentiles(r["floor"].get(s, [])) for s in scenarios}
+    phase_titles = {
+        "steady": lambda s: f"steady {rate * RATE_SHARE[s]:g}/s for {minutes:g} min",
+        "burst": lambda s: f"burst: {mix.count(s):,} of a mixed {burst:,}",
+        "nightly": lambda s: f"{rate * RATE_SHARE[s]:g}/s while the nightly job runs",
+    }
     rows = []
-    for label, values in (("floor: receiver write + direct HubSpot create", r["floor"]),
-                          (f"S1 lead → HubSpot, steady {rate:g}/s for {minutes:g} min", r["steady"]),
-                          (f"S1 lead → HubSpot, burst of {burst:,}", r["burst"]),
-                          (f"S1 lead → HubSpot, {rate:g}/s while the nightly job runs", r["during_nightly"])):
-        p = percentiles(values)
-        rows.append([label, p["n"], p["p50"], p["p95"], p["p99"], p["max"], p["p50"] / base["p50"],
-                     p["p99"] / base["p99"]])
+    for s in scenarios:
+        p = floors[s]
+        rows.append([f"{s} floor: {FLOORS[s]}", p["n"], p["n"], p["p50"], p["p95"], p["p99"], p["max"], 1.0, 1.0])
+    for phase, outcomes in r["phases"].items():
+        for s in scenarios:
+            o = outcomes.get(s)
+            if o is None:
+                continue
+            p, base = percentiles(o.latencies), floors[s]
+            rows.append([f"{TITLES[s]}, {phase_titles[phase](s)}", o.sent, p["n"], p["p50"], p["p95"], p["p99"],
+                         p["max"], p["p50"] / base["p50"], p["p99"] / base["p99"]])
+    notes = [f"Steady: {rate:g} events/s in total, all three scenarios at once "
+             f"({', '.join(f'{s} {rate * RATE_SHARE[s]:g}/s' for s in scenarios)}); burst: {burst:,} events mixed "
+             f"{', '.join(f'{s} {mix.count(s):,}' for s in scenarios)}, interleaved, over 8 connections. Latency = the "
+             "POST to the receiver → the effect first seen through the target's own API (HubSpot search and Odoo "
+             "search_read polled every 0.25 s, Shopify's inventory levels every 1 s: Shopify allows 2 calls/s, "
+             "shared with the sync's writes); S12 is reached when the shop shows that count or a later one on the "
+             "same SKU. x floor = against the same scenario's floor (its receiver write + one direct call to the "
+             f"same target). Event lane runs: {r['lane_runs']} ({r['lane_failures']} failed); Shopify answered "
+             f"{r['shopify_throttled']} of the S12 probe's reads with 429."]
+    for s, error in r["setup_errors"].items():
+        notes.append(f"{s} not measured: {error}")
     report.table("Event → target latency on the running demo (seconds; messy world, simulator on)",
-                 ["path", "events", "p50", "p95", "p99", "max", "p50 x floor", "p99 x floor"], rows,
-                 [f"Every lead checked through HubSpot's search API: {r['exactly_once']:,} of {r['sent']:,} held by "
-                  f"exactly one contact. Event lane runs: {r['lane_runs']} ({r['lane_failures']} failed)."])
-    steady = percentiles(r["steady"])
-    report.verdict(f"event path p99 {steady['p99']:.1f} s under a steady {rate:g}/s (target < 10 s): "
-                   f"{'MET' if steady['p99'] < 10 else 'MISSED'}")
-    report.verdict(f"exactly once: {r['exactly_once']:,} of {r['sent']:,} leads one contact each: "
-                   f"{'MET' if r['exactly_once'] == r['sent'] else 'MISSED'}")
+                 ["path", "events sent", "reached", "p50", "p95", "p99", "max", "p50 x floor", "p99 x floor"], rows,
+                 notes)
+    check_rows, unreached_total, sent_total = [], 0, 0
+    for s in scenarios:
+        outs = [o[s] for o in r["phases"].values() if s in o]
+        sent, unreached = sum(o.sent for o in outs), sum(o.unreached for o in outs)
+        refused = sum(o.refused for o in outs)
+        checked, ok, meaning = r["once"][s]
+        sent_total, unreached_total = sent_total + sent, unreached_total + unreached
+        errors = "; ".join(e for o in outs for e in o.errors)[:300]
+        check_rows.append([TITLES[s], sent, sent - unreached, unreached, refused, f"{ok:,} of {checked:,} {meaning}",
+                           errors or "none"])
+    report.table("Event path: starvation and exactly-once (every phase; floors excluded)",
+                 ["scenario", "accepted", "reached", "never reached", "refused / not sent", "exactly once",
+                  "errors (first)"], check_rows,
+                 ["never reached = accepted by the receiver, but its effect did not show while we waited (until "
+                  f"every event was reached, or {300:.0f} s (burst 600 s) after the last was sent, or "
+                  "150 s without any progress). S8: Odoo's client_order_ref is unique, so a second create for a "
+                  "payment is refused rather than stored: a duplicate would show as a failed sync record, not as two "
+                  "orders. S12: a stock level is absolute; the check is that each SKU ends at the last count sent "
+                  "(no count lost, no older count applied after a newer one)."]
+                 + ([f"Event lane lines for the scenarios with unreached events (demo log {r['demo_log']}, data "
+                     f"{r['data_dir']}):"] + [f"- {line}" for line in r["lane_lines"]] if r["lane_lines"] else []))
+    for phase in ("steady", "burst"):
+        for s in scenarios:
+            o = r["phases"][phase].get(s)
+            if o is None:
+                continue
+            p = percentiles(o.latencies)
+            label = (f"steady {rate * RATE_SHARE[s]:g}/s of a mixed {rate:g}/s" if phase == "steady"
+                     else f"a mixed burst of {burst:,} ({mix.count(s):,} of them)")
+            met = p["n"] > 0 and p["p99"] < EVENT_TARGET_S and not o.unreached
+            report.verdict(f"event path {s} p99 {p['p99']:.1f} s (max {p['max']:.1f} s, {p['n']:,} events) under "
+                           f"{label} (target p99 < {EVENT_TARGET_S:g} s"
+                           + (f", {o.unreached} never reached" if o.unreached else "") + f"): "
+                           f"{'MET' if met else 'MISSED'}")
+    for s in r["setup_errors"]:
+        report.verdict(f"event path {s}: not measured ({r['setup_errors'][s][:120]}): MISSED")
+    report.verdict(f"no starvation: {sent_total - unreached_total:,} of {sent_total:,} accepted events reached "
+                   f"their target: {'MET' if unreached_total == 0 and sent_total else 'MISSED'}")
+    for s in scenarios:
+        checked, ok, meaning = r["once"][s]
+        report.verdict(f"exactly once {s}: {ok:,} of {checked:,} {meaning}: "
+                       f"{'MET' if checked and ok == checked else 'MISSED'}")
     nightly_rows = []
     for label, stats in (("first start: catch-up of the whole history", r["catch_up"]),
-                         ("nightly_sync for yesterday (leads arriving meanwhile)", r["nightly"])):
+                         ("nightly_sync for yesterday (the steady mix arriving meanwhile)", r["nightly"])):
         wall, steps, n = step_sum(stats)
         nightly_rows.append([label, stats.get("status"), n, wall, steps, wall / steps if steps else float("nan")])
     report.table("Nightly job on the demo world (in-process executor)",
@@ -390,9 +451,11 @@ def main(argv: Sequence[str] | None = None) -> None:
                         help="comma-separated dlt loader settings to run: default, parquet (default: both)")
     parser.add_argument("--plan-rows", type=int, help="rows of the sync-planning model (default 1,000,000)")
     parser.add_argument("--webhook-events", type=int, help="events sent per webhook server")
-    parser.add_argument("--event-minutes", type=float, help="minutes of steady event traffic (default 10)")
-    parser.add_argument("--event-rate", type=float, default=5.0, help="events per second (default 5)")
-    parser.add_argument("--event-burst", type=int, help="events in the burst (default 1,000)")
+    parser.add_argument("--event-minutes", type=float,
+                        help="minutes of steady event traffic (default 10; --quick 2)")
+    parser.add_argument("--event-rate", type=float, default=5.0,
+                        help="events per second, S1/S8/S12 together (default 5: 2/2/1)")
+    parser.add_argument("--event-burst", type=int, help="events in the mixed burst (default 1,000; --quick 100)")
     parser.add_argument("--output", type=Path, default=ROOT / "benchmarks" / "RESULTS.md")
     args = parser.parse_args(argv)
     args.argv = list(argv) if argv is not None else __import__("sys").argv[1:]
@@ -404,8 +467,8 @@ def main(argv: Sequence[str] | None = None) -> None:
                                                                               else [50_000, 500_000])
     plan_rows = args.plan_rows or (200_000 if args.quick else 1_000_000)
     events = args.webhook_events or (1_000 if args.quick else 5_000)
-    event_minutes = args.event_minutes or (1.0 if args.quick else 10.0)
-    event_burst = args.event_burst or (200 if args.quick else 1_000)
+    event_minutes = args.event_minutes or (2.0 if args.quick else 10.0)
+    event_burst = args.event_burst or (100 if args.quick else 1_000)
     dlt_formats = [] if args.no_dlt else [f.strip() for f in args.dlt.split(",") if f.strip()]
     if set(dlt_formats) - set(DLT_FORMATS):
         parser.error(f"--dlt takes {', '.join(DLT_FORMATS)}")
@@ -426,7 +489,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         "plan": lambda: bench_plan(report, plan_rows, logs),
         "webhooks": lambda: bench_webhooks(report, events, 32, 60 if args.quick else 120, logs),
         "events": lambda: bench_events(report, event_minutes, args.event_rate, event_burst,
-                                       50 if args.quick else 200, logs),
+                                       30 if args.quick else 200, logs),
     }
     for name in chosen:
         print(f"== {name}", flush=True)

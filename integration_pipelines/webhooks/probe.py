@@ -6,6 +6,8 @@ through the warehouse), so what it measures is what a business sees: "the lead i
 
 - S1 `lead`: a web-form submission (`POST /webhooks/forms/{token}`) → a HubSpot contact with that email,
   found with HubSpot's search API (`IN` on email, up to 100 per request).
+
+S8 (payment → Odoo fulfillment order) and S12 (Odoo stock count → Shopify level) are in scenario_probes.py.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import Any
 
 import httpx
 
@@ -119,9 +122,10 @@ def _chunks(items: list, size: int) -> Iterable[list]:
 
 
 class Traffic(threading.Thread):
-    """Sends `rate` events per second (evenly spaced) until stopped or `limit` are sent."""
+    """Sends `rate` events per second (evenly spaced) until stopped or `limit` are sent. `probe` is any probe
+    with `send(client)` and `sent` (LeadProbe here; scenario_probes.PaymentProbe and StockProbe)."""
 
-    def __init__(self, probe: LeadProbe, rate: float, limit: int | None = None) -> None:
+    def __init__(self, probe: Any, rate: float, limit: int | None = None) -> None:
         super().__init__(daemon=True)
         self.probe, self.interval, self.limit = probe, 1.0 / rate, limit
         self.stopped = threading.Event()
@@ -133,7 +137,7 @@ class Traffic(threading.Thread):
             while not self.stopped.is_set() and (self.limit is None or len(self.probe.sent) < self.limit):
                 try:
                     self.probe.send(client)
-                except httpx.HTTPError as exc:
+                except (httpx.HTTPError, RuntimeError) as exc:  # RuntimeError: an API's error answer (Odoo's)
                     self.errors.append(f"{type(exc).__name__}: {exc}")
                 next_at += self.interval
                 self.stopped.wait(max(0.0, next_at - time.monotonic()))
