@@ -8,8 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import threading
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -19,20 +18,13 @@ from integration_pipelines.sandbox.server import SandboxServer
 
 from .dagster_dev import CLI, DagsterDev, Processes, free_port, stack_environment, start_dagster_dev
 from .test_change_poll import adjust_in_netsuite, shopify_available
+from .test_event_lane_live import GENEROUS, wait_until
 
 pytest_plugins = ["integration_pipelines_tests.dagster_dev"]
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(900),  # a bound on a hang of a whole dagster dev, not a speed claim
               pytest.mark.xdist_group("stack")]  # meant to share one worker: see the Makefile
 
-GENEROUS = 240.0  # seconds: a bound on a hung pipeline on a loaded 2-core machine, not a latency claim
 _ = CLI  # the stack runs the project's own CLI (dagster_dev.start_dagster_dev)
-
-
-def wait_until(condition: Callable[[], bool], what: str, timeout: float = GENEROUS) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, f"not within {timeout:.0f} s: {what}"
-        time.sleep(0.5)
 
 
 @contextlib.contextmanager

@@ -77,6 +77,25 @@ _SUBSCRIPTIONS_SEARCH = RequestTemplate(
     body={"query": {"filter": {"location_ids": ["{location_id}"]}}, "limit": "{page_size}"},
 )
 
+
+def _catalog_reads(object_type: str) -> dict[str, RequestTemplate]:
+    """A catalog object type's full read (`ListCatalog`) and its incremental one (`SearchCatalogObjects` from the
+    cursor, deleted objects included, so a deletion is seen)."""
+    return {
+        "request": RequestTemplate(path="/v2/catalog/list", params={"types": object_type}),
+        "incremental_request": RequestTemplate(
+            method="POST",
+            path="/v2/catalog/search",
+            body={
+                "object_types": [object_type],
+                "begin_time": "{cursor_iso}",
+                "include_deleted_objects": True,
+                "limit": "{page_size}",
+            },
+        ),
+    }
+
+
 _INVENTORY_RETRIEVE = RequestTemplate(
     method="POST",
     path="/v2/inventory/counts/batch-retrieve",
@@ -181,17 +200,7 @@ SYSTEM = System(
             "catalog_items",
             "Catalog items with their variations (the SKU lives on each variation)",
             "objects",
-            RequestTemplate(path="/v2/catalog/list", params={"types": "ITEM"}),  # page size fixed at 100
-            incremental_request=RequestTemplate(
-                method="POST",
-                path="/v2/catalog/search",
-                body={
-                    "object_types": ["ITEM"],
-                    "begin_time": "{cursor_iso}",
-                    "include_deleted_objects": True,
-                    "limit": "{page_size}",
-                },
-            ),
+            **_catalog_reads("ITEM"),  # list: page size fixed at 100
             primary_key="id",
             cursor_field="updated_at",
             page_size=LIST_LIMIT,
@@ -210,17 +219,7 @@ SYSTEM = System(
             "subscription_plan_variations",
             "Subscription plan variations (what a subscriber pays, and how often): catalog objects",
             "objects",
-            RequestTemplate(path="/v2/catalog/list", params={"types": "SUBSCRIPTION_PLAN_VARIATION"}),
-            incremental_request=RequestTemplate(
-                method="POST",
-                path="/v2/catalog/search",
-                body={
-                    "object_types": ["SUBSCRIPTION_PLAN_VARIATION"],
-                    "begin_time": "{cursor_iso}",
-                    "include_deleted_objects": True,
-                    "limit": "{page_size}",
-                },
-            ),
+            **_catalog_reads("SUBSCRIPTION_PLAN_VARIATION"),
             primary_key="id",
             cursor_field="updated_at",
             page_size=LIST_LIMIT,
