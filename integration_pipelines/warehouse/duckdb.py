@@ -1,8 +1,7 @@
 """The Warehouse: short DuckDB transactions, keyed upserts of spooled batches, evolving columns.
 
 DuckDB lets one process write a database file at a time and locks the whole file, so connections open late and
-close early, and a lock conflict is waited out (with a message) instead of failing the run; a process that waits
-gets the next turn (lock_queue.py).
+close early, and a lock conflict is waited out (with a message) instead of failing the run.
 """
 
 from __future__ import annotations
@@ -11,7 +10,7 @@ import logging
 import re
 import time
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager, nullcontext
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -20,7 +19,6 @@ from typing import Any
 import duckdb
 
 from ..settings import load_settings
-from .lock_queue import WAITER_RETRY_SECONDS, LockQueue
 
 logger = logging.getLogger("integration_pipelines.warehouse")
 
@@ -215,41 +213,33 @@ class Warehouse:
             return
         if self.is_file and not read_only:
             Path(self.database).parent.mkdir(parents=True, exist_ok=True)
-        queue = LockQueue(self.database) if self.is_file else None
-        if queue is not None:  # another process waits for the file: it goes first (lock_queue.py says why)
-            queue.let_waiters_go_first()
         deadline = time.monotonic() + self.lock_timeout
         delay, announced = 0.05, False
-        with queue.waiting() if queue is not None else nullcontext() as marker:
-            while True:
-                try:
-                    limit = memory_limit or self.memory_limit
-                    con = duckdb.connect(self.database, read_only=read_only,
-                                         config={"memory_limit": limit} if limit else {})
-                    break
-                except duckdb.Error as exc:
-                    text = str(exc).lower()
-                    if not any(marker_text in text for marker_text in _LOCK_MARKERS):
-                        raise
-                    if time.monotonic() >= deadline:
-                        raise WarehouseLockedError(
-                            f"The warehouse {self.database} stayed locked by another process for "
-                            f"{self.lock_timeout:.0f} s ({str(exc).splitlines()[0]}). Close other DuckDB "
-                            "sessions on this file (a BI tool, a notebook), or raise "
-                            "IP_WAREHOUSE_LOCK_TIMEOUT_SECONDS."
-                        ) from exc
-                    if not announced:
-                        self.log.info(
-                            f"Warehouse {self.database} is locked by another process; waiting up to "
-                            f"{self.lock_timeout:.0f} s."
-                        )
-                        announced = True
-                    if marker is not None:  # in the queue: the holder lets us in at its next opening
-                        marker.still_waiting()
-                        time.sleep(WAITER_RETRY_SECONDS)
-                    else:
-                        time.sleep(delay)
-                        delay = min(delay * 2, 1.0)
+        while True:
+            try:
+                limit = memory_limit or self.memory_limit
+                con = duckdb.connect(self.database, read_only=read_only,
+                                     config={"memory_limit": limit} if limit else {})
+                break
+            except duckdb.Error as exc:
+                text = str(exc).lower()
+                if not any(marker in text for marker in _LOCK_MARKERS):
+                    raise
+                if time.monotonic() >= deadline:
+                    raise WarehouseLockedError(
+                        f"The warehouse {self.database} stayed locked by another process for "
+                        f"{self.lock_timeout:.0f} s ({str(exc).splitlines()[0]}). Close other DuckDB "
+                        "sessions on this file (a BI tool, a notebook), or raise "
+                        "IP_WAREHOUSE_LOCK_TIMEOUT_SECONDS."
+                    ) from exc
+                if not announced:
+                    self.log.info(
+                        f"Warehouse {self.database} is locked by another process; waiting up to "
+                        f"{self.lock_timeout:.0f} s."
+                    )
+                    announced = True
+                time.sleep(delay)
+                delay = min(delay * 2, 1.0)
         try:
             yield con
         finally:
