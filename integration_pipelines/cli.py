@@ -793,16 +793,31 @@ def _spawn(args: list[str], env: dict[str, str]) -> subprocess.Popen:
     return subprocess.Popen(args, env=env, start_new_session=True)
 
 
-def _stop(processes: list[subprocess.Popen]) -> None:
+def _stop(processes: list[subprocess.Popen], grace: float = 45) -> None:
+    """SIGTERM each child's process group, then SIGKILL whatever of a group outlives `grace`.
+
+    Waiting for the leader alone is not enough: dagster dev can exit while its run workers (same group) are still
+    winding a run down, and those would outlive the demo."""
     for process in reversed(processes):
-        if process.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(process.pid, signal.SIGTERM)
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(process.pid, signal.SIGTERM)
+    deadline = time.monotonic() + grace
     for process in reversed(processes):
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            process.wait(timeout=max(0.0, deadline - time.monotonic()))
+        while _group_alive(process.pid) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+
+
+def _group_alive(group: int) -> bool:
+    try:
+        os.killpg(group, 0)
+    except (ProcessLookupError, PermissionError):
+        return False
+    return True
 
 
 DEMO_HISTORY_DAYS = 30  # `sandbox serve --days` default: the sandbox's history ends today

@@ -453,10 +453,12 @@ def demo(tmp_path: Path, inbox: AlertInbox) -> Iterator[Demo]:
             descendants = psutil.Process(process.pid).children(recursive=True)
         processes.stop(grace=90)  # the demo stops its own children (each in its own group) on SIGTERM
         _, alive = psutil.wait_procs(descendants, timeout=30)
-        for leftover in alive:
+        left = _running(alive)
+        described = _describe(left)
+        for leftover in left:
             with contextlib.suppress(psutil.Error):
                 leftover.kill()
-        assert not alive, f"the demo left processes behind: {[p.pid for p in alive]}"
+        assert not left, f"the demo left processes behind: {described}"
 
 
 def stop_demo(demo: Demo) -> None:
@@ -465,7 +467,29 @@ def stop_demo(demo: Demo) -> None:
     descendants = psutil.Process(process.pid).children(recursive=True)
     demo.processes.stop(grace=90)
     _, alive = psutil.wait_procs(descendants, timeout=30)
-    assert not alive, f"the demo left processes behind: {[p.pid for p in alive]}"
+    assert not _running(alive), f"the demo left processes behind: {_describe(alive)}"
+
+
+def _running(processes: list[psutil.Process]) -> list[psutil.Process]:
+    """The processes still running: a zombie has exited (in a container whose PID 1 does not reap orphans, an
+    orphaned zombie stays in the table for good), so only its entry is left."""
+    alive = []
+    for process in processes:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            if process.status() != psutil.STATUS_ZOMBIE:
+                alive.append(process)
+    return alive
+
+
+def _describe(processes: list[psutil.Process]) -> list[str]:
+    """pid, status, parent and command line of each process, for a failure message that says what was left."""
+    described = []
+    for process in processes:
+        try:
+            described.append(f"{process.pid} {process.status()} ppid={process.ppid()} {process.cmdline()[:6]}")
+        except psutil.Error as exc:
+            described.append(f"{process.pid} ({type(exc).__name__})")
+    return described
 
 
 def run_cli(demo: Demo, name: str, args: list[str], env: Mapping[str, str] | None = None,
