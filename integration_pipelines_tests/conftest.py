@@ -94,6 +94,22 @@ def settings(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, sandbox: Sandbox,
     return Settings()
 
 
+_INSTANCES: dict[str, dg.DagsterInstance] = {}
+
+
+def instance_for(settings: Settings) -> dg.DagsterInstance:
+    """One ephemeral Dagster instance per test warehouse (so per test): `dg.materialize` without one builds a new
+    instance each call, ~0.2 s of alembic stamping its in-memory SQLite, and a test that extracts five systems
+    stream by stream made 51 of them (10 of its 44 s)."""
+    key = settings.warehouse_database
+    if key not in _INSTANCES:
+        for previous in _INSTANCES.values():
+            previous.dispose()
+        _INSTANCES.clear()
+        _INSTANCES[key] = dg.DagsterInstance.ephemeral()
+    return _INSTANCES[key]
+
+
 def materialize_stream(
     settings: Settings, system: str, stream: str, partition: str | None = None, *, full_refresh: bool = False,
     raise_on_error: bool = True,
@@ -107,6 +123,7 @@ def materialize_stream(
         partition_key=partition,
         run_config=run_config,
         raise_on_error=raise_on_error,
+        instance=instance_for(settings),
     )
 
 

@@ -11,7 +11,7 @@ from integration_pipelines.assets.extract import build_extract_asset, covered_by
 from integration_pipelines.connectors.registry import get_system
 from integration_pipelines.resources import WarehouseResource
 
-from .conftest import PARTITIONS, materialize_stream, warehouse_rows
+from .conftest import PARTITIONS, instance_for, materialize_stream, warehouse_rows
 
 NIGHTLY = {"integration_pipelines/kind": "nightly"}
 
@@ -20,7 +20,7 @@ def run(settings, partition: str, tags: dict[str, str] | None = None) -> dg.Exec
     spec = get_system("square")
     asset = build_extract_asset(spec, spec.stream("payments"), settings)
     return dg.materialize([asset], resources={"warehouse": WarehouseResource(database=settings.warehouse_database)},
-                          partition_key=partition, tags=tags)
+                          partition_key=partition, tags=tags, instance=instance_for(settings))
 
 
 def test_a_refund_days_after_the_payment_arrives_with_the_next_nightly_run_only(settings, sandbox):

@@ -15,8 +15,10 @@ caller decides (the sync engine looks the record up, or holds it for an operator
 from __future__ import annotations
 
 import email.utils
+import functools
 import logging
 import random
+import ssl
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -131,6 +133,7 @@ class HttpClient:
             headers={"User-Agent": "integration-pipelines/0.1", **dict(self.headers)},
             transport=self.transport,
             follow_redirects=False,
+            verify=_default_ssl_context(),
         )
         self.requests_sent = 0
 
@@ -278,3 +281,10 @@ class HttpClient:
         getattr(logger, level)(line, *args)
         if self.log is not None and (level != "debug" or self.log_every_request):
             getattr(self.log, "info" if level == "debug" else level)(redact(line % args))
+
+
+@functools.cache
+def _default_ssl_context() -> ssl.SSLContext:
+    """httpx's own default context (certifi's roots, SSL_CERT_FILE/SSL_CERT_DIR honoured), built once per process:
+    loading the roots takes ~40 ms, and a run builds a client per system and stream (an event lane batch several)."""
+    return httpx.create_ssl_context()
