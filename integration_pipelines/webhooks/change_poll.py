@@ -214,13 +214,15 @@ def poll_system(system_name: str, settings: Settings, store: LandingStore, state
             changed += [f"{probe.name}:{item}" for item in new]
         if changed:
             outcome.announced[stream_name] = len(changed)
-            event_id = _land(store, system_name, stream_name, sorted(changed), now)
+            event_id = _land(store, system_name, stream_name, sorted(changed), now,
+                             resolved.mode if resolved is not None else None)
             if event_id:
                 outcome.landed.append(event_id)
     return outcome
 
 
-def _land(store: LandingStore, system_name: str, stream_name: str, changed: list[str], now: datetime) -> str | None:
+def _land(store: LandingStore, system_name: str, stream_name: str, changed: list[str], now: datetime,
+          mode: str | None) -> str | None:
     """The notice, landed as a verified webhook would be; None when this very announcement was landed before, or
     when a notice for the stream still waits in `landing/`: the lane has not claimed it yet, so the read it causes
     comes after this change and sees it too (at most one notice per stream waits, however long the lane is away)."""
@@ -231,7 +233,7 @@ def _land(store: LandingStore, system_name: str, stream_name: str, changed: list
     body = json.dumps({"source": SOURCE, "stream": stream_name, "changes": len(changed),
                        "changed": changed[:MAX_LISTED], "polled_at": now.isoformat()}, sort_keys=True).encode()
     document = envelope(system_name, event_id, f"{SOURCE}.{stream_name}", now, {"content-type": "application/json"},
-                        body)
+                        body, verified_as=mode)
     return event_id if store.land(system_name, now.date().isoformat(), event_id, document) else None
 
 

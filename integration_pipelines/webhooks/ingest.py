@@ -20,7 +20,7 @@ from typing import Any
 
 from ..connectors.redaction import redact
 from ..warehouse.batches import records_to_table
-from ..warehouse.duckdb import Warehouse
+from ..warehouse.duckdb import RowSource, Warehouse
 from ..warehouse.spool import Spool
 from .events import Row, parse_body, rows_for
 from .landing import EventFile, LandingStore
@@ -81,24 +81,26 @@ def ingest_batch(store: LandingStore, warehouse: Warehouse, spool_dir: Path, bat
             _fail(store, ref, exc, result, log)
     # events in the order they were received, so the latest snapshot of an object wins (last _seq)
     documents.sort(key=lambda item: (item[1]["received_at"], item[0].key))
-    tables: dict[tuple[str, str], list[Row]] = defaultdict(list)
-    for _, _, rows in documents:
+    # one load per table and mode, so every row records whether a live or a sandbox secret let its event in
+    tables: dict[tuple[str, str, str], list[Row]] = defaultdict(list)
+    for _, document, rows in documents:
         for row in rows:
-            tables[(row.system, row.stream)].append(row)
+            tables[(row.system, row.stream, document.get("verified_as") or "")].append(row)
     extracted_at = datetime.now(UTC)
+    sources = RowSources()
     try:
-        for (system, stream), rows in sorted(tables.items()):
-            spool = Spool(spool_dir / run_id / "webhooks" / batch / system / stream)
+        for (system, stream, mode), rows in sorted(tables.items()):
+            spool = Spool(spool_dir / run_id / "webhooks" / batch / system / stream / (mode or "unknown"))
             try:
                 spool.write(records_to_table(
                     [r.record for r in rows], source_system=system, primary_keys=[r.pk for r in rows],
                     cursors=[r.cursor for r in rows], run_id=run_id, extracted_at=extracted_at, first_seq=0,
                     versions=[r.version for r in rows]))
                 load = warehouse.load_spool(schema=f"raw_{system}", table=stream, files=spool.files, state=None,
-                                            run_id=run_id)
+                                            run_id=run_id, source=sources.of(system, mode))
             finally:
                 spool.cleanup()
-            result.rows_by_table[load.table] = len(rows)
+            result.rows_by_table[load.table] = result.rows_by_table.get(load.table, 0) + len(rows)
             result.inserted += load.inserted
             result.updated += load.updated
             result.unchanged += load.unchanged
@@ -119,6 +121,40 @@ def ingest_batch(store: LandingStore, warehouse: Warehouse, spool_dir: Path, bat
                 result.refresh |= streams_for_notice(provider, row.record)
     store.drop_batch(batch)
     return result
+
+
+class RowSources:
+    """The `RowSource` of a webhook row: the mode the receiver verified its event in (`verified_as`) and, when the
+    system resolves to that same mode here, the account it resolves to (`provenance.account_of`); an event of the
+    other mode (the receiver ran with other settings) keeps its mode and an unknown account. Envelopes landed
+    before the receiver recorded the mode load with no source: unknown, as provenance.py describes."""
+
+    def __init__(self) -> None:
+        self._accounts: dict[tuple[str, str], str | None] = {}
+
+    def of(self, system: str, mode: str) -> RowSource | None:
+        if mode not in ("live", "sandbox"):
+            return None
+        if (system, mode) not in self._accounts:
+            self._accounts[(system, mode)] = _account(system, mode)
+        return RowSource(mode, self._accounts[(system, mode)])
+
+
+def _account(system: str, mode: str) -> str | None:
+    from ..connectors.errors import ConfigurationError
+    from ..connectors.registry import discover_systems
+    from ..connectors.runtime import resolve_system
+    from ..provenance import account_of
+    from ..settings import load_settings
+
+    spec = next((s for s in discover_systems() if s.name == system), None)
+    if spec is None:  # a provider with no system of its own (web forms, Standard Webhooks senders)
+        return None
+    try:
+        resolved = resolve_system(spec, load_settings())
+    except ConfigurationError:  # half-configured here: the mode is still known, the account is not
+        return None
+    return account_of(resolved) if resolved.mode == mode else None
 
 
 def _fail(store: LandingStore, ref: EventFile, exc: BaseException, result: IngestResult, log: Any) -> None:

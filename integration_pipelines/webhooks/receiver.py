@@ -188,8 +188,10 @@ def audit_headers(headers: dict[str, str]) -> dict[str, str]:
 
 
 def envelope(provider: str, event_id: str, kind: str, received_at: datetime, headers: dict[str, str],
-             body: bytes) -> bytes:
-    """The landed file: provider, received time, audit headers, and the raw body (text, or base64)."""
+             body: bytes, verified_as: str | None = None) -> bytes:
+    """The landed file: provider, received time, audit headers, the raw body (text, or base64), and
+    `verified_as`: whether a live or a sandbox secret verified it (a change poll: the mode it read in). Ingest
+    writes that mode into every row the event yields, so sandbox events never pass for real ones."""
     if provider == "salesforce":
         body = _SESSION_ID.sub(rb"\1***\2", body)
     try:
@@ -201,6 +203,8 @@ def envelope(provider: str, event_id: str, kind: str, received_at: datetime, hea
     document = {"provider": provider, "event_id": event_id, "type": kind,
                 "received_at": received_at.isoformat(), "headers": audit_headers(headers),
                 "body": text, "body_encoding": encoding}
+    if verified_as is not None:
+        document["verified_as"] = verified_as
     return json.dumps(document, ensure_ascii=False, sort_keys=True).encode("utf-8")
 
 
@@ -255,7 +259,7 @@ class Receiver:
             return self._reject(name, rejection, request)
         event_id = safe_event_id(raw_id)
         received = self.clock()
-        data = envelope(name, event_id, kind, received, headers, body)
+        data = envelope(name, event_id, kind, received, headers, body, verified_as=self.states[name].state)
         written = await run_in_threadpool(self.store.land, name, received.strftime("%Y-%m-%d"), event_id, data)
         self.metrics.accept(name, duplicate=not written)
         logger.info(f"webhook {name} {kind} {event_id}: {'landed' if written else 'duplicate, acknowledged'}")
