@@ -122,3 +122,57 @@ def test_syncs_that_read_only_what_the_events_brought_go_first():
     stock = spec("stock_to_shop", (("odoo", "products"),))
     ordered = [customers, leads, follow_up, stock]
     assert [s.name for s in direct_syncs(ordered)] == ["leads_to_crm", "stock_to_shop"]
+
+
+def test_syncs_into_different_targets_run_at_once_one_writer_per_target_and_dependencies_first(tmp_path: Path):
+    """Two syncs into different targets meet at a barrier (they could not, one after another); two into the
+    same target never overlap; a sync waits for the one it depends on. Each writes through the lane's warehouse
+    from its own thread (a cursor of the batch's connection), and every write is there afterwards."""
+    import threading
+
+    settings = Settings(data_dir=tmp_path, warehouse=str(tmp_path / "w.duckdb"))
+    store = LocalLandingStore(tmp_path)
+    body = json.dumps({"submission_id": "s1", "email": "ada@example.test"}).encode()
+    store.land("forms", "2026-03-10", "s1", envelope("forms", "s1", "form", datetime(2026, 3, 10, 12, tzinfo=UTC),
+                                                     {}, body))
+    form = (("forms", "submissions"),)
+    to_crm = spec("leads_to_crm", form)
+    to_mailer = spec("leads_to_mailer", form).model_copy(update={"target": "mailer"})
+    crm_notes = spec("notes_to_crm", form)  # same target as leads_to_crm: never beside it
+    mailer_tags = spec("tags_to_mailer", form, depends_on=("leads_to_mailer",)).model_copy(update={"target": "mailer"})
+    met = threading.Barrier(2, timeout=20)
+    lock = threading.Lock()
+    running: dict[str, int] = {}
+    overlaps: list[str] = []
+    order: list[str] = []
+
+    def runner(sync: SyncSpec, warehouse: Warehouse, *args: object, **kwargs: object) -> None:
+        with lock:
+            running[sync.target] = running.get(sync.target, 0) + 1
+            if running[sync.target] > 1:
+                overlaps.append(sync.name)
+            order.append(f"start {sync.name}")
+        try:
+            if sync.name in ("leads_to_crm", "leads_to_mailer"):
+                met.wait()  # raises BrokenBarrierError (an error outcome) if the two do not run at once
+            with warehouse.connect() as con:
+                con.execute("CREATE TABLE IF NOT EXISTS main.calls (name VARCHAR)")
+                con.execute("INSERT INTO main.calls VALUES (?)", [sync.name])
+        finally:
+            with lock:
+                running[sync.target] -= 1
+                order.append(f"end {sync.name}")
+
+    with duckdb.connect(settings.warehouse_database) as con:  # created first: the threads only append
+        con.execute("CREATE TABLE main.calls (name VARCHAR)")
+    lane = EventLane(store, Warehouse(settings.warehouse_database), settings, systems=[],
+                     syncs=[to_crm, crm_notes, to_mailer, mailer_tags], batch_files=10, run_id="r",
+                     sync_runner=runner, sync_workers=4)
+    outcome = lane.process(lane.next_batch() or "")
+    assert [(s.name, s.error) for s in outcome.syncs] == [
+        ("leads_to_crm", ""), ("notes_to_crm", ""), ("leads_to_mailer", ""), ("tags_to_mailer", "")]
+    assert overlaps == []
+    assert order.index("start tags_to_mailer") > order.index("end leads_to_mailer")
+    with duckdb.connect(settings.warehouse_database, read_only=True) as con:
+        assert sorted(r[0] for r in con.execute("SELECT name FROM main.calls").fetchall()) == [
+            "leads_to_crm", "leads_to_mailer", "notes_to_crm", "tags_to_mailer"]

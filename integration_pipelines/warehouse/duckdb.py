@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import re
+import threading
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -184,6 +185,7 @@ class Warehouse:
         self.memory_limit = memory_limit or (settings.duckdb_memory_limit if settings else None)
         self.load_memory_limit = load_memory_limit or (settings.load_memory_limit if settings else None)
         self._session: duckdb.DuckDBPyConnection | None = None
+        self._session_thread = 0  # the thread that opened the session; other threads get cursors of it
         self._row_source: RowSource | None = None
 
     @contextmanager
@@ -208,6 +210,13 @@ class Warehouse:
         """Open, yield, close; waiting out another process's lock for up to `lock_timeout` seconds. Inside
         `session()`, the session's connection (under the requested memory limit while it is lent)."""
         if self._session is not None:
+            if threading.get_ident() != self._session_thread:  # another thread of this unit: its own cursor
+                cursor = self._session.cursor()
+                try:
+                    yield cursor
+                finally:
+                    cursor.close()
+                return
             with self._lent(self._session, memory_limit):
                 yield self._session
             return
@@ -250,12 +259,14 @@ class Warehouse:
         """Keep one read-write connection for a unit of work made of many small steps; every `connect()` inside
         reuses it. Why: opening and closing the file costs ~60 ms each time (the close checkpoints), and an event
         lane batch (ingest, core, a dozen syncs that each connect three or four times) spent more time opening
-        the warehouse than working in it. The file stays locked for the whole unit: keep units short."""
+        the warehouse than working in it. The file stays locked for the whole unit: keep units short. Other
+        threads of the unit (the event lane's concurrent syncs) get their own cursor of it: a connection of the
+        same database with its own transactions, which DuckDB lets threads use at once."""
         if self._session is not None:
             yield
             return
         with self.connect() as con:
-            self._session = con
+            self._session, self._session_thread = con, threading.get_ident()
             try:
                 yield
             finally:

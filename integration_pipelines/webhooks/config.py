@@ -135,6 +135,9 @@ class WebhookSettings(BaseSettings):
                                          "lane worker runs while events wait (Dagster's sensor loop is 5 s)")
     lane_poll_seconds: float = Field(default=0.2, gt=0, le=10, description="how often the event lane worker looks "
                                      "for newly landed events")
+    lane_sync_workers: int = Field(default=4, ge=1, le=32, description="syncs the event lane runs at once, "
+                                   "each target system's one after another (its rate limit and order kept); 1 "
+                                   "runs every sync of a batch in turn")
     lane_idle_seconds: float = Field(default=600, ge=0, description="the worker stops after this long without "
                                      "events; the next event starts a new one (a few seconds slower)")
     lane_max_seconds: float = Field(default=3600, gt=0, description="the worker stops after this long (after "

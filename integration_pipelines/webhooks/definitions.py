@@ -170,7 +170,8 @@ def build_lane_job(settings: Settings, hooks: WebhookSettings, systems: Sequence
         store = webhook_landing.store()
         root = Path(webhook_landing.root)
         lane = EventLane(store, warehouse.get(log=context.log), settings, systems=system_rows, syncs=syncs,
-                         batch_files=hooks.batch_files, run_id=context.run.run_id, log=context.log)
+                         batch_files=hooks.batch_files, run_id=context.run.run_id, log=context.log,
+                         sync_workers=hooks.lane_sync_workers)
         alerter = Alerter(settings) if syncs else None
         try:
             with hold_lane(root, timeout=15):

@@ -20,6 +20,7 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import Callable, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from graphlib import CycleError, TopologicalSorter
@@ -139,10 +140,11 @@ class EventLane:
 
     def __init__(self, store: LandingStore, warehouse: Warehouse, settings: Settings, *,
                  systems: list[tuple[str, str]] | None, syncs: Sequence[SyncSpec], batch_files: int, run_id: str,
-                 log: Any = None, sync_runner: Callable[..., SyncResult] = run_sync) -> None:
+                 log: Any = None, sync_runner: Callable[..., SyncResult] = run_sync, sync_workers: int = 1) -> None:
         self.store, self.warehouse, self.settings = store, warehouse, settings
         self.systems, self.syncs, self.batch_files = systems, list(syncs), batch_files
         self.run_id, self.log, self.sync_runner = run_id, log, sync_runner
+        self.sync_workers = max(1, sync_workers)
         self.deferred: dict[str, SyncSpec] = {}
         self.core_inputs = core_inputs()
         self.enabled = {name for name, _ in systems or []}
@@ -172,10 +174,9 @@ class EventLane:
         if self.systems is None:  # ingest only (the webhook engine's own tests)
             return outcome
         outcome.updated_keys = self._raw_keys(ingest)
-        done: set[str] = set()
-        for spec in direct_syncs(affected_syncs(self.syncs, outcome.updated_keys)):
-            outcome.syncs.append(self._sync(spec))
-            done.add(spec.name)
+        direct = direct_syncs(affected_syncs(self.syncs, outcome.updated_keys))
+        outcome.syncs += self._run_syncs(direct)
+        done = {spec.name for spec in direct}
         for system, stream in sorted(ingest.refresh):  # a notice names a stream: read it through the read spec
             self._refresh(system, stream, outcome)
         outcome.updated_keys |= self._raw_keys(ingest)
@@ -187,10 +188,42 @@ class EventLane:
             outcome.core_seconds = time.monotonic() - core_started
             outcome.updated_keys |= {("core", t.split(".", 1)[1]) for t, c in outcome.core.changes.items()
                                      if c.inserted or c.updated or c.deleted}
-        for spec in affected_syncs(self.syncs, outcome.updated_keys):
-            if spec.name not in done:
-                outcome.syncs.append(self._sync(spec))
+        outcome.syncs += self._run_syncs([spec for spec in affected_syncs(self.syncs, outcome.updated_keys)
+                                          if spec.name not in done])
         return outcome
+
+    def _run_syncs(self, ordered: Sequence[SyncSpec]) -> list[SyncOutcome]:
+        """Run syncs given in dependency order, up to `sync_workers` at once: a sync starts once the syncs it
+        depends on (among these) are done and no other sync into its target system is running, so each vendor
+        still sees one writer at the pace its spec allows. Why: a batch's syncs mostly wait on their targets'
+        answers (~75 ms a record), and one after another they were ~8 s of a 12 s batch. Outcomes come back in
+        the given order."""
+        if self.sync_workers == 1 or len(ordered) < 2:
+            return [self._sync(spec) for spec in ordered]
+        names = {spec.name for spec in ordered}
+        waiting = list(ordered)
+        finished: dict[str, SyncOutcome] = {}
+        running: dict[Future[SyncOutcome], SyncSpec] = {}
+        with ThreadPoolExecutor(max_workers=self.sync_workers, thread_name_prefix="lane-sync") as pool:
+            while waiting or running:
+                busy_targets = {spec.target for spec in running.values()}
+                for spec in list(waiting):
+                    if len(running) >= self.sync_workers:
+                        break
+                    blocked = any(d in names and d not in finished for d in spec.depends_on)
+                    if blocked or spec.target in busy_targets:
+                        continue
+                    waiting.remove(spec)
+                    busy_targets.add(spec.target)
+                    running[pool.submit(self._sync, spec)] = spec
+                if not running:  # only if `ordered` was not in dependency order: keep going, one at a time
+                    spec = waiting.pop(0)
+                    finished[spec.name] = self._sync(spec)
+                    continue
+                completed, _ = wait(running, return_when=FIRST_COMPLETED)
+                for future in completed:
+                    finished[running.pop(future).name] = future.result()
+        return [finished[spec.name] for spec in ordered]
 
     def _refresh(self, system_name: str, stream_name: str, outcome: BatchOutcome) -> None:
         """Read one stream a notice named (incrementally; today's window for a stream partitioned by day) and
