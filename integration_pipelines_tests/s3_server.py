@@ -9,7 +9,8 @@ with the test's own threads and be several times slower.
     with s3_server() as endpoint:          # "http://127.0.0.1:<port>"
         ...                                # AWS_ENDPOINT_URL=endpoint, any key id and secret
 
-`python -m integration_pipelines_tests.s3_server HOST PORT` runs it in the foreground.
+It answers every AWS service moto emulates (the request's signature names the service): the secrets manager
+tests use it too. `python -m integration_pipelines_tests.s3_server HOST PORT` runs it in the foreground.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import time
 import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 
@@ -45,7 +47,8 @@ def s3_server(host: str = "127.0.0.1", start_timeout: float = 60.0) -> Iterator[
         probe.bind((host, 0))
         port = probe.getsockname()[1]
     process = subprocess.Popen([sys.executable, "-m", "integration_pipelines_tests.s3_server", host, str(port)],
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                               cwd=Path(__file__).resolve().parent.parent)  # a test may have changed folder
     endpoint = f"http://{host}:{port}"
     try:
         deadline = time.monotonic() + start_timeout

@@ -12,7 +12,6 @@ import json
 import os
 import subprocess
 import sys
-import types
 from pathlib import Path
 
 import duckdb
@@ -204,32 +203,39 @@ def test_webhook_secrets_and_the_token_store_key_come_from_files(settings, tmp_p
     assert redact("whsec_FAKE_from_file_8888") == "***"
 
 
-def _fake_boto3(secrets: dict[str, str], calls: list[dict]) -> types.ModuleType:
-    module = types.ModuleType("boto3")
+def test_the_aws_secrets_manager_feeds_system_credentials(settings, monkeypatch):
+    """Over HTTP with AWS's own SDK (boto3) against moto's Secrets Manager on loopback: the operator stores the
+    credentials as one JSON secret, the system resolves live from it, the value is redacted, the secret is read once
+    per process, and a secret that is not there is one paragraph naming the variable."""
+    import boto3
 
-    class _Client:
-        def get_secret_value(self, **request: str) -> dict[str, str]:
-            calls.append(request)
-            return {"SecretString": json.dumps(secrets)}
+    from .s3_server import s3_server
 
-    module.client = lambda service, **kwargs: _Client()  # type: ignore[attr-defined]
-    return module
-
-
-def test_the_aws_secrets_manager_source_feeds_system_credentials(settings, monkeypatch):
-    calls: list[dict] = []
-    monkeypatch.setitem(sys.modules, "boto3", _fake_boto3({"SQUARE_READ_ACCESS_TOKEN": "EAAA-FAKE-from-aws-1010"},
-                                                          calls))
-    clear_manager_cache()
-    env = {"IP_AWS_SECRETS_MANAGER_SECRET_ID": "integration-pipelines/prod"}
-    try:
-        resolved = resolve_system(get_system("square"), settings, env)
-        assert (resolved.mode, resolved.values["access_token"]) == ("live", "EAAA-FAKE-from-aws-1010")
-        assert redact("Bearer EAAA-FAKE-from-aws-1010") == "Bearer ***"
-        resolve_system(get_system("square"), settings, env)
-        assert calls == [{"SecretId": "integration-pipelines/prod"}]  # read once per process
-    finally:
+    with s3_server() as endpoint:
+        for name, value in {"AWS_ENDPOINT_URL": endpoint, "AWS_ACCESS_KEY_ID": "FAKE-key-id",
+                            "AWS_SECRET_ACCESS_KEY": "FAKE-secret-access-key", "AWS_DEFAULT_REGION": "eu-west-1"
+                            }.items():
+            monkeypatch.setenv(name, value)
+        aws = boto3.client("secretsmanager", region_name="eu-west-1")
+        aws.create_secret(Name="integration-pipelines/prod",
+                          SecretString=json.dumps({"SQUARE_READ_ACCESS_TOKEN": "EAAA-FAKE-from-aws-1010"}))
         clear_manager_cache()
+        env = {"IP_AWS_SECRETS_MANAGER_SECRET_ID": "integration-pipelines/prod",
+               "IP_AWS_SECRETS_MANAGER_REGION": "eu-west-1"}
+        try:
+            resolved = resolve_system(get_system("square"), settings, env)
+            assert (resolved.mode, resolved.values["access_token"]) == ("live", "EAAA-FAKE-from-aws-1010")
+            assert redact("Bearer EAAA-FAKE-from-aws-1010") == "Bearer ***"
+            aws.delete_secret(SecretId="integration-pipelines/prod", ForceDeleteWithoutRecovery=True)
+            # read once per process: the deleted secret still resolves from what was read
+            assert resolve_system(get_system("square"), settings, env).values["access_token"] == (
+                "EAAA-FAKE-from-aws-1010")
+            clear_manager_cache()
+            with pytest.raises(SecretSourceError, match="IP_AWS_SECRETS_MANAGER_SECRET_ID") as refused:
+                resolve_system(get_system("square"), settings, env)
+            assert "ResourceNotFoundException" in str(refused.value) and "\n" not in str(refused.value)
+        finally:
+            clear_manager_cache()
 
 
 def test_without_boto3_the_secrets_manager_says_what_to_install(monkeypatch):
