@@ -61,6 +61,21 @@ def _main(debug: Annotated[bool, typer.Option("--debug", help="show tracebacks i
           = False) -> None:
     """Integration pipelines between a business's systems, on Dagster and DuckDB."""
     _DEBUG["on"] = debug
+    load_dotenv_file(Path(".env"))
+
+
+def load_dotenv_file(path: Path) -> None:
+    """Put the variables of `.env` in the working folder into this process's environment, as Dagster does for the
+    code it runs, so that `systems`, `sync run` and the webhook receiver see the credentials the runs use (they
+    used to say "sandbox" while the runs used the live token from `.env`). A variable already set in the
+    environment wins, as in Dagster; the demo's children inherit the result."""
+    from dotenv import dotenv_values
+
+    if not path.is_file():
+        return
+    for name, value in dotenv_values(path).items():
+        if value is not None and name not in os.environ:
+            os.environ[name] = value
 sandbox_app = typer.Typer(help="The local emulators of every supported system.", no_args_is_help=True)
 app.add_typer(sandbox_app, name="sandbox")
 from .webhooks.cli import webhooks_app  # noqa: E402

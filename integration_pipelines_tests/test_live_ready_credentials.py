@@ -277,6 +277,22 @@ def test_webhooks_serve_refuses_a_public_url_with_sandbox_secrets(tmp_path):
     assert done.stderr.count("\n") == 1  # one paragraph
 
 
+def test_the_cli_reads_dotenv_like_dagster_and_the_environment_wins(tmp_path):
+    """`.env` in the working folder: Dagster's processes read it, so the CLI must too, or `systems` says sandbox
+    while the runs use the live token. A variable already set in the environment wins over the file."""
+    env = {k: v for k, v in _clean_env(tmp_path).items() if not k.startswith("STRIPE_")}
+    (tmp_path / ".env").write_text("STRIPE_API_KEY=sk_live_FAKE_from_dotenv_0001\n"
+                                   "IP_SANDBOX_URL=http://127.0.0.1:1111\n")
+    done = subprocess.run([*CLI, "systems"], cwd=tmp_path, env={**env, "IP_SANDBOX_URL": "http://127.0.0.1:2222"},
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    rows = {line.split("│")[1].strip(): line.split("│")[2:4] for line in done.stdout.splitlines()
+            if line.startswith("│")}
+    assert [c.strip() for c in rows["stripe"]] == ["live", "https://api.stripe.com"]
+    assert [c.strip() for c in rows["hubspot"]] == ["sandbox", "http://127.0.0.1:2222"]
+    assert "sk_live_FAKE_from_dotenv_0001" not in done.stdout + done.stderr
+
+
 @pytest.fixture
 def webhook_env(monkeypatch, tmp_path):
     for name in [*REAL_LOOKING, "IP_WEBHOOK_PROVIDERS", "IP_WEBHOOK_PUBLIC_URL"]:
