@@ -1,6 +1,6 @@
-"""The operator commands (issue 19) as a user runs them: a subprocess of the CLI against the real sandbox and a real
-warehouse. `systems check`, `extract`, `stream reset`, `systems status`, `webhooks trace`, and known errors as one
-paragraph with exit code 2."""
+"""The operator commands (issue 19) as a user runs them: the CLI (a subprocess; its app in this process where a
+test runs a command many times, `cli_in_process`) against the real sandbox and a real warehouse. `systems check`,
+`extract`, `stream reset`, `systems status`, `webhooks trace`, and known errors as one paragraph with exit code 2."""
 
 from __future__ import annotations
 
@@ -17,6 +17,8 @@ from pathlib import Path
 
 import duckdb
 import httpx
+
+from .cli_in_process import run_in_process
 
 CLI = [sys.executable, "-m", "integration_pipelines.cli"]
 
@@ -69,19 +71,24 @@ def _rows(settings, table: str) -> int:
         return con.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
 
 
-def test_extract_then_status_then_reset_dry_run_then_reset(settings):
+def test_extract_then_status_then_reset_dry_run_then_reset(settings, monkeypatch):
+    """The first command through the real entry point, the others in this process (`cli_in_process`)."""
     first = run_cli(["extract", "hubspot/contacts"])
+
+    def cli(args: list[str]) -> subprocess.CompletedProcess:
+        return run_in_process(args, monkeypatch)
+
     assert first.returncode == 0, first.stderr
     loaded = _rows(settings, "raw_hubspot.contacts")
     assert loaded > 0 and f"{loaded} new, 0 changed" in first.stdout and "hubspot/contacts (sandbox" in first.stdout
-    again = run_cli(["extract", "hubspot/contacts"])
+    again = cli(["extract", "hubspot/contacts"])
     assert again.returncode == 0 and "changes since" in again.stdout and "0 new, 0 changed" in again.stdout
-    daily = run_cli(["extract", "stripe/charges", "--partition", "2026-03-09", "--json"])
+    daily = cli(["extract", "stripe/charges", "--partition", "2026-03-09", "--json"])
     assert daily.returncode == 0, daily.stderr
     charges = json.loads(daily.stdout)
     assert charges["partition"] == "2026-03-09" and charges["records"] == charges["new"] > 0
 
-    status = run_cli(["systems", "status", "--json"])
+    status = cli(["systems", "status", "--json"])
     assert status.returncode == 0, status.stderr
     by_system = {s["system"]: s for s in json.loads(status.stdout)}
     hubspot = by_system["hubspot"]
@@ -91,23 +98,23 @@ def test_extract_then_status_then_reset_dry_run_then_reset(settings):
     assert "companies" in hubspot["never_extracted"] and "contacts" not in hubspot["never_extracted"]
     assert hubspot["mode"] == "sandbox" and hubspot["failing_streams"] is None and hubspot["failing_streams_note"]
     assert hubspot["new_columns"] is None and "not tracked" in hubspot["new_columns_note"]
-    tables = json.loads(run_cli(["tables", "--json"]).stdout)
+    tables = json.loads(cli(["tables", "--json"]).stdout)
     assert {"schema": "raw_hubspot", "table": "contacts", "rows": loaded} in [
         {k: t[k] for k in ("schema", "table", "rows")} for t in tables]
 
     cursor = _state(settings, "hubspot", "contacts")
-    dry = run_cli(["stream", "reset", "hubspot/contacts", "--dry-run", "--rows"])
+    dry = cli(["stream", "reset", "hubspot/contacts", "--dry-run", "--rows"])
     assert dry.returncode == 0, dry.stderr
     assert "Would delete 1 cursor(s) of hubspot/contacts" in dry.stdout and cursor[0][1] in dry.stdout
     assert f"Would delete {loaded} row(s) of raw_hubspot.contacts" in dry.stdout and "nothing was deleted" in dry.stdout
     assert _state(settings, "hubspot", "contacts") == cursor and _rows(settings, "raw_hubspot.contacts") == loaded
 
-    done = run_cli(["stream", "reset", "hubspot/contacts", "--rows"])
+    done = cli(["stream", "reset", "hubspot/contacts", "--rows"])
     assert done.returncode == 0, done.stderr
     assert "Deleted 1 cursor(s)" in done.stdout and f"Deleted {loaded} row(s)" in done.stdout
     assert _state(settings, "hubspot", "contacts") == [] and _rows(settings, "raw_hubspot.contacts") == 0
     assert _state(settings, "stripe", "charges")  # other streams untouched
-    reread = run_cli(["extract", "hubspot/contacts"])
+    reread = cli(["extract", "hubspot/contacts"])
     assert f"{loaded} new" in reread.stdout and "a full read" in reread.stdout
 
 

@@ -11,6 +11,8 @@ from pathlib import Path
 
 import duckdb
 
+from .cli_in_process import run_in_process
+
 CLI = [sys.executable, "-m", "integration_pipelines.cli"]
 
 WRITER = textwrap.dedent("""
@@ -139,7 +141,7 @@ def _snapshot(warehouse: Path) -> list[tuple]:
     return tables + rows
 
 
-def test_query_refuses_writes_files_extensions_and_settings(tmp_path):
+def test_query_refuses_writes_files_extensions_and_settings(tmp_path, monkeypatch):
     """Every way out of "read the warehouse" is refused in one paragraph with exit 2, and nothing changes."""
     warehouse = tmp_path / "w.duckdb"
     make_warehouse(warehouse)
@@ -169,8 +171,11 @@ def test_query_refuses_writes_files_extensions_and_settings(tmp_path):
         "INSERT INTO raw_demo.things VALUES (9, 'x')",
         "CREATE TABLE raw_demo.more AS SELECT 1",
     ]
-    for sql in attempts:
-        result = run_cli(["query", sql, "--timeout", "5"], warehouse)
+    monkeypatch.chdir(tmp_path)  # no `.env` of the checkout in this process
+    for number, sql in enumerate(attempts):
+        args = ["query", sql, "--timeout", "5"]
+        result = run_cli(args, warehouse) if number == 0 else run_in_process(args, monkeypatch,
+                                                                               IP_WAREHOUSE=str(warehouse))
         assert result.returncode == 2, (sql, result.returncode, result.stderr)
         message = " ".join(result.stderr.split())
         assert "only reads the warehouse" in message and "--output" in message, (sql, message)
