@@ -29,12 +29,12 @@ lock: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/integration-pipelines demo
 
-# One process by default. TEST_WORKERS=2 runs two pytest-xdist workers: 41 min instead of 65 on 2 cores, but one
-# property test (test_money_properties, a QuickBooks token lock held past 120 s) failed once that way and its cause
-# is not proven fixed, so CI stays on one process for now. The stack tests are marked xdist_group("stack") to share
-# a worker, which xdist 3.8 cannot honour under pytest 9.2 (it renames item._nodeid, which pytest 9 no longer
-# reads). The slowest 30 tests are listed.
-TEST_WORKERS ?= 0
+# Two pytest-xdist workers (the CI machine has 2 cores): 51 min for 971 tests in a fresh clone here (2026-12-07),
+# where one process took 80-89 min. The stack tests (a whole `dagster dev`) are marked xdist_group("stack") and
+# `--dist loadgroup` keeps them on one worker (conftest.py carries xdist's group into the node id pytest 9 reads),
+# so two stacks never compete for the cores. TEST_WORKERS=0 runs everything in this process. The slowest 30 tests
+# are listed.
+TEST_WORKERS ?= 2
 test: $(STAMP)
 	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadgroup --durations=30
 
