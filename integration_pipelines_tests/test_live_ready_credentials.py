@@ -34,6 +34,9 @@ from integration_pipelines.webhooks.config import SANDBOX_SECRETS, WebhookSecret
 from integration_pipelines.webhooks.receiver import build_receiver
 from integration_pipelines.webhooks.server import ReceiverServer
 
+# credentials, secrets and provenance (docs/security.md): part of the reliability suite, `pytest -m reliability`
+pytestmark = pytest.mark.reliability
+
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 CLI = [sys.executable, "-m", "integration_pipelines.cli"]
 

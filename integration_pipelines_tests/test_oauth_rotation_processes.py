@@ -37,7 +37,7 @@ from integration_pipelines.sandbox.xero import XeroEmulator
 
 from .dagster_dev import clean_environment
 
-pytestmark = pytest.mark.slow  # some 20 Python processes, about two minutes
+pytestmark = [pytest.mark.slow, pytest.mark.reliability]  # some 20 Python processes, about two minutes
 
 HOUR = 3600.0
 KEY = "FAKE-token-store-key-for-tests-only-7c1d"

@@ -32,6 +32,9 @@ from integration_pipelines.warehouse.spool import Spool
 
 from .conftest import materialize_stream, warehouse_rows
 
+# credentials, secrets and provenance (docs/security.md): part of the reliability suite, `pytest -m reliability`
+pytestmark = pytest.mark.reliability
+
 HUBSPOT_LIVE_TOKEN = "pat-FAKE-sandbox-read-write-0000"  # the emulator's read-write private app
 STRIPE_LIVE_KEY = "sk_test_FAKE_sandbox_key_integration_pipelines"
 

@@ -23,6 +23,9 @@ from integration_pipelines.webhooks.testing import make_receiver
 
 from .conftest import warehouse_rows
 
+# credentials, secrets and provenance (docs/security.md): part of the reliability suite, `pytest -m reliability`
+pytestmark = pytest.mark.reliability
+
 LIVE_WEBHOOK_SECRET = "whsec_obviously_fake_live_secret_for_tests"
 LIVE_API_KEY = "sk_live_obviously_fake_key_for_tests"
 

@@ -10,8 +10,12 @@ import textwrap
 from pathlib import Path
 
 import duckdb
+import pytest
 
 from .cli_in_process import run_in_process
+
+# credentials, secrets and provenance (docs/security.md): part of the reliability suite, `pytest -m reliability`
+pytestmark = pytest.mark.reliability
 
 CLI = [sys.executable, "-m", "integration_pipelines.cli"]
 

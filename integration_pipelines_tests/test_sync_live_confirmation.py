@@ -22,6 +22,9 @@ from integration_pipelines.warehouse.models import build_all
 
 from .conftest import materialize_all_partitions, warehouse_rows
 
+# credentials, secrets and provenance (docs/security.md): part of the reliability suite, `pytest -m reliability`
+pytestmark = pytest.mark.reliability
+
 CLI = [sys.executable, "-m", "integration_pipelines.cli"]
 NAME = "payment_status_to_hubspot"
 

@@ -18,6 +18,9 @@ from integration_pipelines.connectors.errors import AuthError
 from integration_pipelines.connectors.redaction import redact
 from integration_pipelines.connectors.token_store import TokenStore, TokenStoreError, seed_digest
 
+# credentials, secrets and provenance (docs/security.md): part of the reliability suite, `pytest -m reliability`
+pytestmark = pytest.mark.reliability
+
 SEED = "FAKE-env-refresh-token-aaaaaaaaaaaaaaaa"
 NEWER = "FAKE-rotated-refresh-token-bbbbbbbbbbbb"
 KEY = "FAKE-store-key-cccccccccccccccccccccc"
