@@ -27,7 +27,7 @@ from .conftest import warehouse_rows
 pytestmark = pytest.mark.reliability
 
 LIVE_WEBHOOK_SECRET = "whsec_obviously_fake_live_secret_for_tests"
-LIVE_API_KEY = "sk_live_obviously_fake_key_for_tests"
+LIVE_API_KEY = "sk_live_FAKE_key_for_tests_0001"
 
 
 def charge_event(event_id: str, charge_id: str) -> bytes:
