@@ -18,10 +18,9 @@ already sent and never reach it. So every write resolution is checked against wh
 
 Each refusal is one paragraph that says how to start a clean data folder. NULL facts (rows, entries and extracts
 from before these columns existed, rows of webhook files landed before the receiver recorded `verified_as`) are
-unknown: neither evidence
-nor a pass for other facts. The account is never a secret (`account_of`). Live writes are checked as the target is
-resolved (`connectors/runtime.py` calls `refuse_sandbox_data_in_live`); the sync engine checks every write it
-makes, sandbox or live, on its own warehouse connection (`check_write_target`).
+unknown: neither evidence nor a pass for other facts. The account is never a secret (`account_of`). Live writes
+are checked as the target is resolved (`connectors/runtime.py` calls `refuse_sandbox_data_in_live`); the sync
+engine checks every write it makes, sandbox or live, on its own warehouse connection (`check_write_target`).
 """
 
 from __future__ import annotations
