@@ -28,7 +28,6 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import duckdb
 import pytest
 import yaml
 
@@ -37,6 +36,7 @@ from integration_pipelines.deploy import CELERY_BACKEND_ENV, CELERY_BROKER_ENV
 from integration_pipelines.deploy.production import SYSTEM_TAG
 from integration_pipelines.sandbox.server import SandboxServer
 from integration_pipelines.settings import Settings
+from integration_pipelines.warehouse.duckdb import Warehouse
 
 from .conftest import PROJECT_ROOT, loaded_keys, materialize_stream
 from .dagster_dev import BIN, FINISHED, DagsterDev, Processes, clean_environment, wait_http
@@ -376,7 +376,8 @@ def test_the_warehouse_holds_what_one_machine_loads(production_stack: Production
     """Every record of the day once, as an in-process materialization of the same streams loads it."""
     for stream in STREAMS:
         materialize_stream(settings, "stripe", stream, PARTITION)
-        with duckdb.connect(str(production_stack.warehouse), read_only=True) as con:
+        # the stack's workers may still hold the file (another run's step): wait for it, as `query` does
+        with Warehouse(str(production_stack.warehouse), lock_timeout=120).connect(read_only=True) as con:
             spread = sorted(r[0] for r in con.execute(f'SELECT _pk FROM raw_stripe."{stream}"').fetchall())
         assert spread, f"no {stream} read for {PARTITION}"
         assert spread == loaded_keys(settings, "stripe", stream), stream
