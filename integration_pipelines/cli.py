@@ -820,17 +820,20 @@ def _stop(processes: list[subprocess.Popen], grace: float = 45) -> None:
     for process in reversed(processes):
         with contextlib.suppress(subprocess.TimeoutExpired):
             process.wait(timeout=max(0.0, deadline - time.monotonic()))
-        while _group_alive(process.pid) and time.monotonic() < deadline:
+        while group_alive(process.pid) and time.monotonic() < deadline:
             time.sleep(0.2)
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(process.pid, signal.SIGKILL)
         process.wait()
 
 
-def _group_alive(group: int) -> bool:
+def group_alive(group: int) -> bool:
+    """Whether any process of group `group` is still there (a zombie counts until it is reaped)."""
     try:
         os.killpg(group, 0)
-    except (ProcessLookupError, PermissionError):
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # a recycled group id owned by someone else: not ours any more
         return False
     return True
 

@@ -30,6 +30,7 @@ from typing import Any
 import httpx
 import pytest
 
+from integration_pipelines.cli import group_alive
 from integration_pipelines.connectors.registry import discover_systems
 from integration_pipelines.sandbox.server import SandboxServer
 from integration_pipelines.webhooks.testing import SECRET_ENV_NAMES
@@ -100,7 +101,7 @@ class Processes:
                 process.wait()
             # the group may outlive its leader (dagster dev's webserver, daemon, code server, run workers)
             deadline = time.monotonic() + 30
-            while _group_alive(process.pid):
+            while group_alive(process.pid):
                 if time.monotonic() > deadline:
                     survivors.append(name)
                     with contextlib.suppress(ProcessLookupError):
@@ -112,14 +113,6 @@ class Processes:
             raise AssertionError(f"processes of {survivors} outlived SIGTERM by 30 s and were killed")
 
 
-def _group_alive(pgid: int) -> bool:
-    try:
-        os.killpg(pgid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # a recycled group id owned by someone else: not ours any more
-        return False
-    return True
 
 
 def wait_http(url: str, process: subprocess.Popen[bytes], what: str, log: str | Path,
