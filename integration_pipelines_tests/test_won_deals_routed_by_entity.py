@@ -7,6 +7,11 @@ Expected values are written by hand from the sandbox world (seed 7, anchored 202
 - Salesforce opportunity 006Hs00000j4iITIAY "Hooli LLC - renewal", won, close date 2026-04-05, GBP 4,800.00, contact
   Barbara.Hamilton0@Hooli0.example.com in GB → the UK company (Acme Trading Ltd) → Xero.
 The world's six won opportunities are five US deals and that one GB deal.
+
+The world's HubSpot portal holds the same six won deals (the group ran both CRMs), each with its contact as an
+association: "Tyrell Ltd - renewal" is HubSpot deal 79493089309 (contact 26844602209), created 62 ms before the
+Salesforce opportunity; "Hooli LLC - renewal" is HubSpot deal 43619290257 (contact 77768738382, Barbara Hamilton in
+GB), created 176 ms before its opportunity. They are the same sales and must not be invoiced again.
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ from datetime import UTC, datetime, timedelta
 import httpx
 import pytest
 
+from integration_pipelines.connectors.hubspot import SYSTEM as HUBSPOT
 from integration_pipelines.connectors.quickbooks import SYSTEM as QBO
 from integration_pipelines.connectors.xero import SYSTEM as XERO
 from integration_pipelines.sandbox import quickbooks as qbo_sandbox
@@ -28,6 +34,9 @@ from .test_syncs import posts_to, sync
 
 US_DEAL = "006Hs000000aE0qIAE"
 UK_DEAL = "006Hs00000j4iITIAY"
+US_DEAL_IN_HUBSPOT = "79493089309"
+UK_DEAL_IN_HUBSPOT = "43619290257"
+UK_CONTACT_IN_HUBSPOT = "77768738382"
 WORLD_US_WON = 5
 WORLD_UK_WON = 1
 ORDER = ("won_deal_customers_to_quickbooks", "won_deals_to_quickbooks_invoices",
@@ -48,8 +57,8 @@ def _token(url: str, system, token_path: str) -> str:
     return response.json()["access_token"]
 
 
-def qbo_invoices(url: str, opportunity: str) -> list[dict]:
-    """QuickBooks invoices whose memo names the opportunity, through the query API."""
+def qbo_invoices(url: str, opportunity: str, crm: str = "salesforce") -> list[dict]:
+    """QuickBooks invoices whose memo names the CRM's deal, through the query API."""
     realm = QBO.values["realm_id"].sandbox
     headers = {"Accept": "application/json", "Authorization": f"Bearer {_token(url, QBO, qbo_sandbox.TOKEN_PATH)}"}
     found, start = [], 1
@@ -61,7 +70,7 @@ def qbo_invoices(url: str, opportunity: str) -> list[dict]:
         if len(page) < 1000:
             break
         start += 1000
-    return [i for i in found if i.get("PrivateNote") == f"salesforce opportunity {opportunity}"]
+    return [i for i in found if i.get("PrivateNote") == f"{crm} opportunity {opportunity}"]
 
 
 def _xero_headers(url: str) -> dict[str, str]:
@@ -69,10 +78,10 @@ def _xero_headers(url: str) -> dict[str, str]:
             "Authorization": f"Bearer {_token(url, XERO, xero_sandbox.TOKEN_PATH)}"}
 
 
-def xero_invoices(url: str, opportunity: str) -> list[dict]:
-    """Xero invoices whose reference names the opportunity, through the Invoices API (`where` on Reference)."""
+def xero_invoices(url: str, opportunity: str, crm: str = "salesforce") -> list[dict]:
+    """Xero invoices whose reference names the CRM's deal, through the Invoices API (`where` on Reference)."""
     response = httpx.get(f"{url}/api.xro/2.0/Invoices", headers=_xero_headers(url),
-                         params={"where": f'Reference=="salesforce opportunity {opportunity}"'})
+                         params={"where": f'Reference=="{crm} opportunity {opportunity}"'})
     response.raise_for_status()
     return response.json()["Invoices"]
 
@@ -161,16 +170,73 @@ def test_each_won_deal_is_invoiced_once_in_its_entitys_books(settings, sandbox, 
     assert len(qbo_invoices(url, US_DEAL)) == 1 and len(xero_invoices(url, UK_DEAL)) == 1
 
 
-@pytest.mark.xfail(strict=True, reason="HubSpot deals reach core.deals without a customer: the HubSpot connector "
-                   "does not read the deal → contact association (connectors/ is outside this change)")
-def test_a_hubspot_won_deal_is_invoiced_in_its_entitys_books(settings, sandbox):
-    for system, stream in (("hubspot", "contacts"), ("hubspot", "deals")):
+HUBSPOT_STREAMS = (("hubspot", "contacts"), ("hubspot", "deals"), ("hubspot", "deal_contacts"))
+
+
+def _plant_hubspot_only_deal(url: str) -> str:
+    """A won deal keyed into HubSpot only, through HubSpot's API, with its contact as an association."""
+    response = httpx.post(f"{url}/crm/v3/objects/deals", headers={
+        "Authorization": f"Bearer {HUBSPOT.values['token'].sandbox}"}, json={
+        "properties": {"dealname": "Hooli LLC - support add-on", "amount": "975.25", "deal_currency_code": "GBP",
+                       "dealstage": "closedwon", "pipeline": "default", "closedate": "2026-03-20T00:00:00.000Z"},
+        "associations": [{"to": {"id": UK_CONTACT_IN_HUBSPOT},
+                          "types": [{"associationCategory": "HUBSPOT_DEFINED", "associationTypeId": 3}]}]})
+    response.raise_for_status()
+    return response.json()["id"]
+
+
+def test_a_hubspot_won_deal_is_invoiced_once_even_when_salesforce_holds_it_too(settings, sandbox, sandbox_server):
+    url = sandbox_server.url
+    hubspot_only = _plant_hubspot_only_deal(url)
+    # the group starts with Salesforce alone: its six won deals are invoiced
+    _extract_and_build(settings)
+    assert _run_all(settings) == {"won_deal_customers_to_quickbooks": (0, 0),
+                                  "won_deals_to_quickbooks_invoices": (WORLD_US_WON, 0),
+                                  "won_deal_customers_to_xero": (0, 0), "won_deals_to_xero_invoices": (WORLD_UK_WON, 0)}
+
+    # then HubSpot is connected: its deal contacts are read from the associations, and only the deal that HubSpot
+    # alone holds is new, although HubSpot's records of the six shared deals are the older ones
+    for system, stream in HUBSPOT_STREAMS:
         materialize_all_partitions(settings, system, stream)
     build(settings)
-    rows = warehouse_rows(settings, "SELECT count(*) FILTER (WHERE golden_customer_id IS NOT NULL), count(*) "
-                                    "FROM core.deals WHERE source_system = 'hubspot' AND is_won")
-    assert rows[0][1] == WORLD_US_WON + WORLD_UK_WON
-    assert rows[0][0] == rows[0][1], "every HubSpot won deal has a customer to invoice"
+    won = warehouse_rows(settings, "SELECT count(*), count(golden_customer_id) FROM core.deals "
+                                   "WHERE source_system = 'hubspot' AND is_won")
+    assert won == [(WORLD_US_WON + WORLD_UK_WON + 1, WORLD_US_WON + WORLD_UK_WON + 1)]
+    sandbox.state.clear_requests()
+    assert _run_all(settings) == {"won_deal_customers_to_quickbooks": (0, 0),
+                                  "won_deals_to_quickbooks_invoices": (0, 0),
+                                  "won_deal_customers_to_xero": (0, 0), "won_deals_to_xero_invoices": (1, 0)}
+    assert posts_to(sandbox, "quickbooks") == []
+
+    [added] = xero_invoices(url, hubspot_only, crm="hubspot")
+    assert (added["DateString"][:10], added["DueDateString"][:10], added["Total"], added["CurrencyCode"]) == \
+        ("2026-03-20", "2026-04-19", 975.25, "GBP")
+    assert xero_invoice(url, added["InvoiceID"])["Contact"]["Name"] == \
+        xero_invoices(url, UK_DEAL)[0]["Contact"]["Name"]  # the same customer as Hooli's renewal
+    assert len(qbo_invoices(url, US_DEAL)) == 1 and qbo_invoices(url, US_DEAL_IN_HUBSPOT, crm="hubspot") == []
+    assert len(xero_invoices(url, UK_DEAL)) == 1 and xero_invoices(url, UK_DEAL_IN_HUBSPOT, crm="hubspot") == []
+    assert qbo_invoices(url, hubspot_only, crm="hubspot") == []
+
+
+def test_a_deal_kept_in_both_crms_is_invoiced_once_from_its_first_record(settings, sandbox, sandbox_server):
+    for system, stream in HUBSPOT_STREAMS:
+        materialize_all_partitions(settings, system, stream)
+    _extract_and_build(settings)
+    assert _run_all(settings) == {"won_deal_customers_to_quickbooks": (0, 0),
+                                  "won_deals_to_quickbooks_invoices": (WORLD_US_WON, 0),
+                                  "won_deal_customers_to_xero": (0, 0), "won_deals_to_xero_invoices": (WORLD_UK_WON, 0)}
+    url = sandbox_server.url
+    # HubSpot's records of these two are the older ones: the invoice names them
+    [us] = qbo_invoices(url, US_DEAL_IN_HUBSPOT, crm="hubspot")
+    assert (us["TxnDate"], us["TotalAmt"], us["CurrencyRef"]["value"]) == ("2026-03-15", 3840.0, "USD")
+    assert qbo_invoices(url, US_DEAL) == [] and xero_invoices(url, US_DEAL_IN_HUBSPOT, crm="hubspot") == []
+    [uk] = xero_invoices(url, UK_DEAL_IN_HUBSPOT, crm="hubspot")
+    assert (uk["DateString"][:10], uk["Total"], uk["CurrencyCode"]) == ("2026-04-05", 4800.0, "GBP")
+    assert xero_invoices(url, UK_DEAL) == []
+    # a rerun sends nothing
+    sandbox.state.clear_requests()
+    assert _run_all(settings) == dict.fromkeys(ORDER, (0, 0))
+    assert posts_to(sandbox, "quickbooks") == [] and posts_to(sandbox, "xero") == []
 
 
 def test_a_deal_invoiced_in_one_books_is_not_invoiced_again_when_its_entity_moves(settings, sandbox, sandbox_server,

@@ -15,6 +15,9 @@ Facts the spec leans on:
   a `full_refresh` run (the list endpoint) is the way through it.
 - Search filter values are strings in HubSpot's model (the SDK's `Filter.value: str`): `{cursor_ms!s}` renders
   the cursor as a string, where a bare `{cursor_ms}` would send a JSON number.
+- A deal's contact is an association, not a property. The list endpoint returns associations when asked
+  (`associations=contacts`); the search endpoint cannot, so `deal_contacts` lists every deal's associated
+  contact ids in full each run (100 deals per request) instead of riding on the incremental deal read.
 - Writes have no idempotency key: contacts are upserted by their unique `email` (matched case-insensitively,
   as HubSpot does), which makes a retried batch harmless; a retried deal *create* is not, so syncs must record
   created ids in their ledger before retrying.
@@ -89,6 +92,26 @@ def _object_stream(object_type: str, description: str) -> Stream:
     )
 
 
+def _associations_stream(object_type: str, to_type: str, description: str) -> Stream:
+    """Each record's associated `to_type` ids, from the list read with `associations=` (one page of 100 records
+    per request), read in full each run. The search request that reads changed records returns no associations
+    (HubSpot's search API has no `associations` parameter), so the association cannot ride on the incremental
+    read of the records themselves; `hs_object_id` is the only property asked for, so the row changes only when
+    the association (or the record's `updatedAt`) does."""
+    return Stream(
+        name=f"{object_type[:-1]}_{to_type}",
+        description=description,
+        request=RequestTemplate(path=f"/crm/v3/objects/{object_type}",
+                                params={"limit": "{page_size}", "properties": "hs_object_id", "associations": to_type,
+                                        "archived": "false"}),
+        records_path="results",
+        envelope_path="results",
+        primary_key="id",
+        paginator=NextTokenPaginator(token_path="paging.next.after", token_param="after", location="auto"),
+        page_size=PAGE_SIZE,
+    )
+
+
 def _archived_stream(object_type: str, description: str) -> Stream:
     """The archived records of a type (deleted, or merged away into another): the live list and the search never
     show them again, so without this list a deleted contact would live on in the warehouse and be synced back."""
@@ -139,6 +162,8 @@ SYSTEM = System(
         _object_stream("companies", "CRM companies (accounts)"),
         _object_stream("deals", "Deals in the sales pipeline"),
         _archived_stream("contacts", "Contacts deleted or merged away in HubSpot (archived), read in full each run"),
+        _associations_stream("deals", "contacts", "Each deal's associated contacts (who is invoiced when it is won), "
+                             "read in full each run"),
     ),
     writers=(
         Writer(

@@ -23,7 +23,9 @@ from typing import Any
 
 from ..connectors import legacy_erp, netsuite, sap
 
-HUBSPOT = {"contact": ("contacts",), "company": ("companies",), "deal": ("deals",)}
+#: a deal notice (`deal.creation`, `deal.propertyChange`, `deal.associationChange`, ...) also re-reads the deals'
+#: contact associations, which the incremental deal read cannot return
+HUBSPOT = {"contact": ("contacts",), "company": ("companies",), "deal": ("deals", "deal_contacts")}
 HUBSPOT_ARCHIVE = {"contact.deletion", "contact.merge", "contact.restore", "contact.privacyDeletion"}
 XERO = {"INVOICE": ("invoices",), "CONTACT": ("contacts",)}
 QUICKBOOKS = {"invoice": ("invoices",), "payment": ("payments",), "customer": ("customers",)}

@@ -9,8 +9,8 @@ for a won deal's golden customer who has none there yet; the second (`depends_on
 amount to that customer, taking the customer's id from core.customer_xref (customers already in the books) or
 else from the first sync's `sync.ledger` external id. Invoices wait (`required_columns`) until the customer
 exists. Only deals linked to a contact can be invoiced: Salesforce opportunities carry `ContactId`; a HubSpot
-deal's contact is an association the HubSpot connector does not read yet, so HubSpot won deals have no customer
-and wait outside the model (staging/hubspot__deals.sql reads the association once the read asks for it).
+deal's contact is its association, read by the `hubspot/deal_contacts` stream (staging/hubspot__deals.sql); a
+deal with no contact waits outside the model.
 
 Dates: the invoice is dated the day the deal was won: its close date, or today when the CRM still holds a close
 date in the future (the expected date a rep left); never a future date. The due date adds the payment term
@@ -22,7 +22,9 @@ Duplicates: both syncs are `insert` mode keyed by golden customer / deal, so the
 once; a retried write carries the same idempotency key (QuickBooks `requestid`, Xero `Idempotency-Key`), which
 the target replays instead of creating a second record. Both targets also refuse a second customer with the same
 display name (QBO 6240, Xero's unique contact name), so a customer keyed into the books by hand since the last
-extract fails visibly in `sync.errors` rather than being duplicated.
+extract fails visibly in `sync.errors` rather than being duplicated. A won deal kept in both CRMs (the same
+golden customer, currency, amount and close date; see core/30_deals.sql) is one sale, invoiced once from its first
+record.
 """
 
 from __future__ import annotations
@@ -77,24 +79,32 @@ def _settings(system: str) -> dict[str, SyncSetting]:
             f"one ({'the QuickBooks item id' if system == 'quickbooks' else 'the Xero revenue account code'})"),
     }
 
-# A deal the other books' invoice sync has sent (or may have: in doubt) stays there, even when its entity changes
-# afterwards (a corrected country, another books of record): it is never invoiced a second time in other books.
+# A deal is invoiced once, whatever changes afterwards:
+# - a deal the other books' invoice sync has sent (or may have: in doubt) stays there, even when its entity changes
+#   afterwards (a corrected country, another books of record): it is never invoiced a second time in other books;
+# - a won deal recorded in two CRMs is one sale (core.deals.same_deal_as names the first record of it): only the
+#   first record is invoiced, and not when another CRM's record of the same sale was invoiced already (in either
+#   books), e.g. because the second CRM was read first or its record turned out to be the older one.
 _INVOICED_ELSEWHERE = """
     SELECT 1 FROM sync.ledger AS other
-    WHERE other.sync_name = '{other}' AND other.record_key = d.source_system || ':' || d.source_id
-      AND other.status IN ('synced', 'linked', 'in_doubt')"""
+    WHERE other.status IN ('synced', 'linked', 'in_doubt')
+      AND ((other.sync_name = '{other}' AND other.record_key = d.source_system || ':' || d.source_id)
+           OR (other.sync_name IN ({both})
+               AND other.record_key IN (SELECT twin.source_system || ':' || twin.source_id FROM core.deals AS twin
+                                        WHERE twin.same_deal_as = d.source_system || ':' || d.source_id)))"""
 _INVOICE_SYNC = {"quickbooks": "won_deals_to_quickbooks_invoices", "xero": "won_deals_to_xero_invoices"}
 
 
 def _elsewhere(system: str) -> str:
-    return _INVOICED_ELSEWHERE.format(other=next(n for s, n in _INVOICE_SYNC.items() if s != system))
+    return _INVOICED_ELSEWHERE.format(other=next(n for s, n in _INVOICE_SYNC.items() if s != system),
+                                      both=", ".join(f"'{n}'" for n in _INVOICE_SYNC.values()))
 
 
 _WON_CUSTOMERS = """
     WITH won AS (
         SELECT golden_customer_id, min(currency) AS currency
         FROM core.deals AS d
-        WHERE is_won AND golden_customer_id IS NOT NULL AND books_system = '{system}'
+        WHERE is_won AND golden_customer_id IS NOT NULL AND books_system = '{system}' AND same_deal_as IS NULL
           AND NOT EXISTS ({invoiced_elsewhere})
         GROUP BY golden_customer_id
     )
@@ -111,7 +121,7 @@ _WON_DEALS = """
         SELECT d.*, least(d.close_date, current_date) AS won_on
         FROM core.deals AS d
         WHERE d.is_won AND d.golden_customer_id IS NOT NULL AND d.books_system = '{system}'
-          AND NOT EXISTS ({invoiced_elsewhere})
+          AND d.same_deal_as IS NULL AND NOT EXISTS ({invoiced_elsewhere})
     )
     SELECT d.source_system || ':' || d.source_id AS deal_key,
            d.source_system AS crm,

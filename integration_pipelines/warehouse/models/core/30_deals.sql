@@ -7,6 +7,13 @@
 --   3. else the group's default entity: the first in the legal-entities file.
 -- books_system: the entity's books of record, the first `books` entry of its legal-entities entry
 -- (ref.legal_entities.books_system): where S4 creates the deal's customer and invoice.
+-- same_deal_as: the key (`source_system:source_id`) of the record this won deal duplicates in another CRM, null for
+-- the first record of a deal (and for every deal kept in one CRM only). A group that runs two CRMs (a migration, a
+-- subsidiary on HubSpot while the parent runs Salesforce) often holds the same won deal in both; it is one sale
+-- and must be invoiced once. Two won deals in different CRMs are the same deal when they have the same golden
+-- customer, currency, amount and close date; when one CRM holds several such deals, the n-th oldest of each CRM
+-- pair up, so a customer with two identical sales in Salesforce and one in HubSpot is invoiced twice, not three
+-- times and not once. The earliest created record of a pair is the deal; the other names it here.
 WITH entity_order AS (
     SELECT e.legal_entity, e.country, e.books_system, min(b.precedence) AS precedence
     FROM ref.legal_entities AS e
@@ -29,8 +36,24 @@ deals AS (
     LEFT JOIN core.customer_xref AS x ON x.source_system = d.source_system AND x.source_id = d.customer_source_id
     LEFT JOIN core.customers AS c ON c.golden_id = x.golden_id
     LEFT JOIN by_country AS bc ON bc.country = c.country
+),
+won AS (
+    SELECT source_system, source_id, created_at, golden_customer_id, currency, amount_minor, close_date,
+           row_number() OVER (PARTITION BY golden_customer_id, currency, amount_minor, close_date, source_system
+                              ORDER BY created_at, source_id) AS nth
+    FROM deals
+    WHERE is_won AND golden_customer_id IS NOT NULL AND amount_minor IS NOT NULL AND close_date IS NOT NULL
+),
+twins AS (
+    SELECT source_system, source_id,
+           first_value(source_system || ':' || source_id) OVER (
+               PARTITION BY golden_customer_id, currency, amount_minor, close_date, nth
+               ORDER BY created_at, source_system, source_id) AS first_key
+    FROM won
 )
-SELECT deals.*, e.books_system
+SELECT deals.*, e.books_system,
+       nullif(t.first_key, deals.source_system || ':' || deals.source_id) AS same_deal_as
 FROM deals
 LEFT JOIN entity_order AS e ON e.legal_entity = deals.legal_entity
+LEFT JOIN twins AS t ON t.source_system = deals.source_system AND t.source_id = deals.source_id
 ORDER BY deals.source_system, deals.source_id
