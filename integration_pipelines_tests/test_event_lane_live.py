@@ -40,11 +40,13 @@ def wait_until(condition: Callable[[], bool], what: str, timeout: float = GENERO
 
 
 @contextlib.contextmanager
-def running_stack(root: Path, sandbox_server: SandboxServer, systems: str) -> Iterator[tuple[DagsterDev, str]]:
-    """`dagster dev` and the webhook receiver for `systems`, on the session's sandbox; stopped afterwards."""
+def running_stack(root: Path, sandbox_server: SandboxServer, systems: str,
+                  **settings: str) -> Iterator[tuple[DagsterDev, str]]:
+    """`dagster dev` and the webhook receiver for `systems`, on the session's sandbox; stopped afterwards.
+    `settings` are more environment variables for every process (they win over the defaults)."""
     receiver_port = free_port()
-    env = stack_environment(root, sandbox_server.url, receiver_port, IP_ENABLED_SYSTEMS=systems,
-                            IP_SYNC_START="2026-01-01")
+    env = stack_environment(root, sandbox_server.url, receiver_port, **{
+        "IP_ENABLED_SYSTEMS": systems, "IP_SYNC_START": "2026-01-01", **settings})
     processes = Processes(root / "logs")
     try:
         receiver = processes.spawn("receiver", [*CLI, "webhooks", "serve", "--port", str(receiver_port)], env, root)

@@ -1,0 +1,155 @@
+"""S6, S8 and S11 through a running Dagster, as a business meets them: a customer pays an open invoice by card;
+Stripe's signed `charge.succeeded` reaches the receiver, the event lane lands it, rebuilds core and runs the syncs it
+reaches, and the outcome is read back through each target's own API while web-form leads keep arriving:
+- S6: the QuickBooks invoice is paid (QuickBooks query API: balance 0, one payment of the amount);
+- S8: one draft fulfilment order for the customer in Odoo (Odoo's JSON-RPC `search_read` on `client_order_ref`);
+- S11: one receipt email to the customer (Postmark's outbound messages API).
+Stripe then retries the same delivery: nothing happens twice. Nothing here is timed: the bounds are on hangs only.
+
+World facts (seed 7, anchored 2026-03-10): Linus Hamilton, linus.hamilton35@aperture11.example.com, is Stripe
+customer cus_TLlZxbzRLv2vQc (created 2026-03-09) and Odoo contact 54, and owes QuickBooks invoice INV-1037 for
+USD 645.00, open in full. The syncs start now (IP_SYNC_START), so the world's earlier payments send nothing.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+
+import httpx
+import pytest
+
+from integration_pipelines.assets.core import CORE_TABLES
+from integration_pipelines.connectors.mailer import SYSTEM as MAILER
+from integration_pipelines.connectors.odoo import SYSTEM as ODOO
+from integration_pipelines.connectors.quickbooks import SYSTEM as QBO
+from integration_pipelines.sandbox import quickbooks as qbo_sandbox
+from integration_pipelines.sandbox.hubspot import SANDBOX_TOKEN
+from integration_pipelines.sandbox.server import SandboxServer
+from integration_pipelines.webhooks.config import WebhookSecrets, WebhookSettings
+from integration_pipelines.webhooks.probe import LeadProbe, Traffic
+from integration_pipelines.webhooks.simulator import Signer
+
+from .conftest import PARTITIONS
+from .test_event_lane_live import GENEROUS, running_stack, wait_until
+from .test_won_deals_routed_by_entity import _token
+
+pytest_plugins = ["integration_pipelines_tests.dagster_dev"]
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(900),  # a bound on a hang of a whole dagster dev, not a speed claim
+              pytest.mark.xdist_group("stack")]  # meant to share one worker: see the Makefile
+
+PAYER = "cus_TLlZxbzRLv2vQc"
+PAYER_EMAIL = "linus.hamilton35@aperture11.example.com"
+PAYER_IN_ODOO = 54
+INVOICE = "INV-1037"
+
+
+def qbo_query(url: str, query: str) -> dict:
+    """One QuickBooks query through the query API, with a token from the OAuth refresh grant."""
+    realm = QBO.values["realm_id"].sandbox
+    headers = {"Accept": "application/json", "Authorization": f"Bearer {_token(url, QBO, qbo_sandbox.TOKEN_PATH)}"}
+    answer = httpx.get(f"{url}/v3/company/{realm}/query", headers=headers,
+                       params={"query": query, "minorversion": "75"}, timeout=30)
+    answer.raise_for_status()
+    return answer.json()["QueryResponse"]
+
+
+def odoo_orders(url: str, reference: str) -> list[dict]:
+    """Odoo sales orders whose Customer Reference is `reference`, through JSON-RPC as any Odoo client reads them."""
+    def call(service: str, method: str, args: list) -> object:
+        answer = httpx.post(f"{url}/jsonrpc", json={"jsonrpc": "2.0", "method": "call", "id": 1, "params": {
+            "service": service, "method": method, "args": args}}, timeout=30)
+        answer.raise_for_status()
+        return answer.json()["result"]
+
+    db, login, key = (ODOO.values[name].sandbox for name in ("db", "login", "api_key"))
+    uid = call("common", "authenticate", [db, login, key, {}])
+    return call("object", "execute_kw", [db, uid, key, "sale.order", "search_read",  # type: ignore[return-value]
+                                         [[["client_order_ref", "=", reference]]],
+                                         {"fields": ["partner_id", "state", "note", "client_order_ref"]}])
+
+
+def receipts_to(url: str, email: str) -> list[dict]:
+    """Messages sent to `email`, through Postmark's outbound messages API."""
+    answer = httpx.get(f"{url}/messages/outbound", params={"count": 500, "offset": 0, "recipient": email},
+                       headers={"Accept": "application/json",
+                                "X-Postmark-Server-Token": MAILER.values["server_token"].sandbox}, timeout=30)
+    answer.raise_for_status()
+    return [m for m in answer.json()["Messages"] if email in json.dumps(m.get("To"))]
+
+
+def test_a_card_payment_reaches_the_books_the_warehouse_team_and_the_customer(
+        tmp_path: Path, sandbox, sandbox_server: SandboxServer):
+    url = sandbox_server.url
+    stripe = sandbox.emulator("stripe")
+    switched_on = datetime.fromtimestamp(stripe.now(), UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    [invoice] = qbo_query(url, f"SELECT * FROM Invoice WHERE DocNumber = '{INVOICE}'")["Invoice"]
+    assert (float(invoice["TotalAmt"]), float(invoice["Balance"])) == (645.0, 645.0)
+    with running_stack(tmp_path, sandbox_server, "stripe,quickbooks,odoo,mailer,hubspot",
+                       IP_SYNC_START=switched_on) as (ui, receiver_url):
+        # what the business had before switching the event path on: customers, open invoices, contacts, core
+        first = ui.launch_run("__ASSET_JOB", assets=[
+            ["stripe", "customers"], ["quickbooks", "customers"], ["quickbooks", "invoices"], ["odoo", "partners"],
+            ["odoo", "sale_orders"], ["hubspot", "contacts"], *[["core", t] for t in CORE_TABLES]],
+            tags={"dagster/asset_partition_range_start": PARTITIONS[0],
+                  "dagster/asset_partition_range_end": PARTITIONS[-1]},
+            run_config={"execution": {"config": {"in_process": {}}}})
+        assert ui.wait_run(first, timeout=GENEROUS) == "SUCCESS", [
+            e for e in ui.events(first) if e.get("level") == "ERROR" or e.get("error")][:3]
+
+        probe = LeadProbe(receiver_url, url, SANDBOX_TOKEN, uuid.uuid4().hex[:8])
+        traffic = Traffic(probe, rate=2.0)
+        traffic.start()
+        try:
+            wait_until(lambda: len(probe.sent) >= 5, "5 leads posted")
+            charge = stripe.new_charge(64500, "usd", stripe.objects["customers"][PAYER],
+                                       description=f"Invoice {INVOICE}", metadata={"accounting_invoice": INVOICE})
+            event = next(e for e in stripe.events() if e["type"] == "charge.succeeded"
+                         and e["data"]["object"]["id"] == charge["id"])
+            signer = Signer(WebhookSecrets(), WebhookSettings(public_url=receiver_url))
+            delivery = signer.sign("stripe", json.dumps({**event, "pending_webhooks": 1}).encode())
+            answer = httpx.post(receiver_url + delivery.path, content=delivery.body, headers=delivery.headers,
+                                timeout=30)
+            assert answer.status_code == 200, answer.text
+            sent_before = len(probe.sent)
+            reference = f"stripe:{charge['id']}"
+
+            def invoice_paid() -> bool:
+                return float(qbo_query(url, f"SELECT * FROM Invoice WHERE DocNumber = '{INVOICE}'")["Invoice"][0][
+                    "Balance"]) == 0
+
+            wait_until(invoice_paid, f"QuickBooks invoice {INVOICE} paid")
+            wait_until(lambda: len(odoo_orders(url, reference)) == 1, f"an Odoo order for {reference}")
+            wait_until(lambda: len(receipts_to(url, PAYER_EMAIL)) == 1, f"a receipt to {PAYER_EMAIL}")
+            assert traffic.is_alive() and len(probe.sent) > sent_before, "leads kept arriving meanwhile"
+
+            # Stripe did not hear our 200 and delivers the same event again; later leads show the lane moved on
+            again = httpx.post(receiver_url + delivery.path, content=delivery.body, headers=delivery.headers,
+                               timeout=30)
+            assert again.status_code == 200, again.text
+            after_retry = len(probe.sent)
+            wait_until(lambda: len(probe.sent) >= after_retry + 3, "3 more leads posted")
+        finally:
+            traffic.stop()
+        assert traffic.errors == [] and all(s.status == 200 for s in probe.sent), traffic.errors[:3]
+        with httpx.Client(timeout=30) as client:
+            def all_leads_in_hubspot() -> bool:
+                probe.look(client)
+                return not probe.pending()
+
+            wait_until(all_leads_in_hubspot, f"all {len(probe.sent)} leads in HubSpot")
+
+        payments = [p for p in qbo_query(url, "SELECT * FROM Payment MAXRESULTS 1000").get("Payment", [])
+                    if charge["id"] in (p.get("PrivateNote") or "")]
+        assert [(float(p["TotalAmt"]), p["CustomerRef"]["value"]) for p in payments] == [
+            (645.0, invoice["CustomerRef"]["value"])]
+        assert [line["LinkedTxn"][0]["TxnId"] for line in payments[0]["Line"]] == [invoice["Id"]]
+        [order] = odoo_orders(url, reference)
+        assert (order["partner_id"][0], order["state"]) == (PAYER_IN_ODOO, "draft")
+        assert "645.00 USD" in order["note"] and INVOICE in order["note"]
+        [receipt] = receipts_to(url, PAYER_EMAIL)
+        assert "645.00" in json.dumps(receipt)
+        lanes = ui.runs(job="event_lane")
+        assert lanes and all(r["status"] in ("STARTED", "SUCCESS") for r in lanes), lanes
