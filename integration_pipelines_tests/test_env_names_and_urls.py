@@ -3,6 +3,8 @@ and a base URL that is not http(s) is refused when the system is loaded, naming 
 
 from __future__ import annotations
 
+import socket
+
 import httpx
 import pytest
 
@@ -11,6 +13,8 @@ from integration_pipelines.connectors.errors import ConfigurationError, RetriesE
 from integration_pipelines.connectors.registry import get_system
 from integration_pipelines.connectors.runtime import build_client, resolve_system
 from integration_pipelines.settings import Settings
+
+from .conftest import PARTITIONS, materialize_stream
 
 
 @pytest.fixture
@@ -64,3 +68,35 @@ def test_a_yaml_system_with_a_file_base_url_is_refused_at_load_naming_file_and_k
         load_custom_file(path)
     message = str(info.value)
     assert "sneaky.yaml:" in message and "base_url" in message and "file:///etc" in message
+
+
+def _closed_loopback_port() -> int:
+    """A loopback port nothing listens on: bound, then released, so a connection to it is refused."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.parametrize(("system", "stream", "partition"), [("stripe", "customers", PARTITIONS[-1]),
+                                                             ("netsuite", "customers", None)])
+def test_a_dagster_run_that_cannot_connect_names_the_url_variable_once(settings, monkeypatch, system, stream,
+                                                                        partition):
+    """What a run in the UI shows, not only what the CLI rewrites: the REST and the SOAP engine alike."""
+    prefix = system.upper()
+    url = f"http://127.0.0.1:{_closed_loopback_port()}"
+    monkeypatch.setenv(f"{prefix}_BASE_URL", url)
+    monkeypatch.setenv(f"{prefix}_MAX_RETRIES", "1")
+    result = materialize_stream(settings, system, stream, partition, raise_on_error=False)
+    assert not result.success
+    failure = next(event for event in result.all_events if event.is_step_failure)
+    error = failure.step_failure_data.error
+    while error.cause is not None and "UnreachableError" not in error.cls_name:
+        error = error.cause
+    assert error.cls_name == "UnreachableError"
+    message = error.message.strip()
+    assert message.count(f"{prefix}_BASE_URL") == 1 and "IP_SANDBOX_URL" not in message
+    assert message.startswith("integration_pipelines.connectors.errors.UnreachableError: Could not connect to ")
+    assert f"at {url} (ConnectError: " in message and "2 attempts" in message and "\n" not in message
+    assert "rerun later" not in message
+    assert message.endswith(f"The URL comes from {prefix}_BASE_URL: check it, and that the service is up and "
+                            "reachable from here.")

@@ -41,6 +41,17 @@ class RetriesExhaustedError(ConnectorError):
     """Transient failures outlasted the system's retry budget."""
 
 
+class UnreachableError(RetriesExhaustedError):
+    """No connection could be made at all (refused, DNS, TLS handshake, connect timeout), on every attempt.
+
+    Distinct from a degraded service: waiting rarely helps, the URL or the network is usually wrong, so the message
+    names the variable the URL comes from (`url_variable`), in a Dagster run as much as on the command line."""
+
+    def __init__(self, system: str, message: str, *, url_variable: str = "") -> None:
+        self.url_variable = url_variable
+        super().__init__(system, message)
+
+
 class MalformedPageError(ConnectorError):
     """A page that cannot be parsed: HTML instead of JSON, truncated JSON, a missing envelope key."""
 

@@ -27,7 +27,7 @@ from typing import Any, Protocol
 import httpx
 import tenacity
 
-from .errors import ApiError, AuthError, ConnectorError, RetriesExhaustedError, TransientError
+from .errors import ApiError, AuthError, ConnectorError, RetriesExhaustedError, TransientError, UnreachableError
 from .ratelimit import TokenBucket
 from .redaction import redact, redact_url
 
@@ -124,6 +124,9 @@ class HttpClient:
     log: LogSink | None = None
     log_every_request: bool = False
     env_prefix: str = ""  # the system's variables' prefix (`QUICKBOOKS`): messages name real variables
+    #: URL prefix → the variable it comes from (`STRIPE_BASE_URL`, `IP_SANDBOX_URL`, `XERO_TOKEN_URL`): a run that
+    #: cannot connect names what to fix, without the CLI's help (`runtime.build_client` fills it)
+    url_variables: Mapping[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self._client = httpx.Client(
@@ -193,6 +196,11 @@ class HttpClient:
         try:
             return retrying(one_attempt)
         except TransientError as last:
+            cause = last.__cause__
+            if isinstance(cause, (httpx.ConnectError, httpx.ConnectTimeout)):  # never connected, on any attempt
+                variable = self._url_variable(cause, url)
+                raise UnreachableError(self.system, self._unreachable(method, url, cause, attempt_number, variable),
+                                       url_variable=variable) from last
             if not retryable(last):
                 raise OutcomeUnknownError(
                     self.system,
@@ -205,6 +213,33 @@ class HttpClient:
                 f"{last}. The service may be degraded; rerun later, or raise "
                 f"{self.env_prefix or self.system.upper().replace(' ', '_')}_MAX_RETRIES to retry longer.",
             ) from last
+
+    def _url_variable(self, cause: httpx.HTTPError, url: str) -> str:
+        """The variable the failed request's URL comes from: the longest matching prefix of `url_variables`, so a
+        token endpoint on another host names its own variable; `<PREFIX>_BASE_URL` when nothing matches."""
+        try:
+            failed = str(cause.request.url)
+        except RuntimeError:  # an error raised without its request
+            failed = str(self._client.base_url.join(url))
+        matches = [(len(prefix), variable) for prefix, variable in self.url_variables.items()
+                   if prefix and failed.startswith(prefix.rstrip("/"))]
+        if matches:
+            return max(matches)[1]
+        return f"{self.env_prefix or self.system.upper().replace(' ', '_')}_BASE_URL"
+
+    def _unreachable(self, method: str, url: str, cause: httpx.HTTPError, attempts: int, variable: str) -> str:
+        """One paragraph for a connection that was never made: where, why (the OS's or TLS's own words), and the
+        variable to check. Only the URL's origin is shown in full; the path has its query redacted."""
+        try:
+            target = cause.request.url
+        except RuntimeError:
+            target = self._client.base_url.join(url)
+        origin = f"{target.scheme}://{target.netloc.decode('ascii', 'replace').rsplit('@', 1)[-1]}"
+        return redact(
+            f"Could not connect to {self.system} at {origin} ({type(cause).__name__}: {cause}; {method} "
+            f"{redact_url(url)}, {attempts} attempt{'s' if attempts != 1 else ''}). The URL comes from {variable}: "
+            "check it, and that the service is up and reachable from here."
+        )
 
     def _send_once(
         self,

@@ -175,6 +175,31 @@ def _url_source(system: System, field: str, override: str | None, mode: str) -> 
     return f"{' / '.join(used)} (rendered into {where})" if used else where
 
 
+def url_variable(system: System, settings: Settings | None = None, mode: str | None = None) -> str:
+    """The variable the system's URL comes from: `<SYSTEM>_BASE_URL` when set (or in live mode, where it overrides
+    the vendor's URL), else `IP_SANDBOX_URL`, which every system in sandbox mode talks to.
+
+    Lives here, beside `resolve_system`, so the HTTP client (a run in the UI) and the CLI name the same variable."""
+    if load_overrides(system.name).base_url:
+        return f"{system.env_prefix}_BASE_URL"
+    if mode is None:
+        try:
+            mode = resolve_system(system, settings or Settings()).mode
+        except ConfigurationError:
+            mode = "live"
+    return "IP_SANDBOX_URL" if mode == "sandbox" else f"{system.env_prefix}_BASE_URL"
+
+
+def url_variables(resolved: ResolvedSystem) -> dict[str, str]:
+    """Each URL the resolved system talks to → the variable that sets it, for messages about a failed connection."""
+    system, overrides = resolved.system, resolved.overrides
+    found = {resolved.base_url: url_variable(system, mode=resolved.mode)}
+    if resolved.token_url and resolved.token_url not in found:
+        found[resolved.token_url] = (f"{system.env_prefix}_TOKEN_URL" if overrides.token_url or resolved.mode == "live"
+                                     else "IP_SANDBOX_URL")
+    return found
+
+
 def token_store_for(resolved: ResolvedSystem) -> TokenStore | None:
     """Where rotated refresh tokens of this resolution are kept: the system's store for the shared credentials,
     and a store of their own for purpose-specific ones (`xero_read`, `xero_write`): two refresh tokens rotating
@@ -239,6 +264,7 @@ def build_client(
     return HttpClient(
         system=system.title,
         env_prefix=system.env_prefix,
+        url_variables=url_variables(resolved),
         base_url=resolved.base_url,
         auth=build_auth(resolved),
         retry=RetryPolicy(

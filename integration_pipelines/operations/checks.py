@@ -36,9 +36,9 @@ from ..connectors.errors import (
 )
 from ..connectors.reader import ReadWindow, read_pages
 from ..connectors.redaction import redact, redact_url
-from ..connectors.runtime import Purpose, ResolvedSystem, build_client, resolve_system
+from ..connectors.runtime import Purpose, ResolvedSystem, build_client, resolve_system, url_variable
 from ..connectors.spec import System
-from ..settings import Settings, load_overrides
+from ..settings import Settings
 
 CHECK_TIMEOUT_SECONDS = 15.0
 
@@ -80,19 +80,6 @@ class CheckResult:
 
 
 # -- which variable to fix ------------------------------------------------------------------------------------
-def url_variable(system: System, settings: Settings, mode: str | None = None) -> str:
-    """The variable the system's URL comes from: `<SYSTEM>_BASE_URL` when set (or in live mode, where it overrides
-    the vendor's URL), else `IP_SANDBOX_URL`, which every system in sandbox mode talks to."""
-    if load_overrides(system.name).base_url:
-        return f"{system.env_prefix}_BASE_URL"
-    if mode is None:
-        try:
-            mode = resolve_system(system, settings).mode
-        except ConfigurationError:
-            mode = "live"
-    return "IP_SANDBOX_URL" if mode == "sandbox" else f"{system.env_prefix}_BASE_URL"
-
-
 def credential_variables_used(resolved: ResolvedSystem) -> list[str]:
     """The secret variables this resolution read (or, in sandbox mode, the ones that would switch it to live)."""
     system = resolved.system

@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import httpx
 
-from ..connectors.errors import AuthError, ConfigurationError, ConnectorError
+from ..connectors.errors import AuthError, ConfigurationError, ConnectorError, UnreachableError
 from ..connectors.redaction import redact
 from ..connectors.registry import discover_systems
+from ..connectors.runtime import url_variable
 from ..settings import load_overrides, load_settings
-from .checks import network_cause, url_variable
+from .checks import network_cause
 from .streams import UnknownStreamError
 
 
@@ -40,6 +41,18 @@ def _system_url(title: str) -> tuple[str, str] | None:
     return None
 
 
+def _in_chain(exc: BaseException, kind: type[BaseException]) -> BaseException | None:
+    """The first error of `kind` in the exception's cause/context chain (a wrapper may carry the real one)."""
+    seen: set[int] = set()
+    node: BaseException | None = exc
+    while node is not None and id(node) not in seen:
+        seen.add(id(node))
+        if isinstance(node, kind):
+            return node
+        node = node.__cause__ or node.__context__
+    return None
+
+
 def describe_error(exc: BaseException) -> str | None:
     """The paragraph to show for a known error, or None for anything else (which keeps its traceback)."""
     import duckdb
@@ -52,6 +65,9 @@ def describe_error(exc: BaseException) -> str | None:
     if isinstance(exc, AuthError):
         return str(exc)
     if isinstance(exc, ConnectorError):
+        unreachable = _in_chain(exc, UnreachableError)
+        if unreachable is not None:  # the HTTP client already wrote the paragraph, naming the URL's variable
+            return str(unreachable)
         cause = network_cause(exc)
         if cause is None:
             return str(exc)
