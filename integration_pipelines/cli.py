@@ -438,8 +438,14 @@ def stream_reset(
 
 
 @app.command("roi")
-def roi(timeout: Annotated[float, typer.Option(help="seconds to wait for a writing run")] = 60.0) -> None:
-    """What the automation saved: operations per month, hours, labour cost and iPaaS cost avoided."""
+def roi(
+    timeout: Annotated[float, typer.Option(help="seconds to wait for a writing run")] = 60.0,
+    as_json: Annotated[bool, typer.Option("--json", help="print JSON instead of a table and chart")] = False,
+) -> None:
+    """What the automation saved: operations per month, hours, labour cost and iPaaS cost avoided.
+
+    `--json` prints one record per month with every column of ops.roi_monthly (run_cost and saving_vs_ipaas too,
+    which the table leaves out for width), numbers as numbers, a payback that never comes as null."""
     from .roi import RoiSettings, bar_chart, compute
     from .warehouse.duckdb import WarehouseLockedError
     from .warehouse.query import WarehouseMissingError, open_warehouse
@@ -458,6 +464,9 @@ def roi(timeout: Annotated[float, typer.Option(help="seconds to wait for a writi
     except duckdb.Error as exc:
         err_console.print(f"[red]{exc}[/red]")
         raise typer.Exit(2) from None
+    if as_json:
+        _json_out(summary)
+        return
     table = Table("month", "operations", "hours saved", f"labour saved ({config.currency})",
                   "iPaaS cost avoided", "net vs manual", "payback (months)")
     for s in summary:

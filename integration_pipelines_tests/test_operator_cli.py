@@ -201,3 +201,37 @@ def test_trace_follows_a_landed_and_applied_stripe_event_to_its_raw_row(settings
 
     missing = run_cli(["webhooks", "trace", "evt_nowhere"])
     assert missing.returncode == 2 and "No event 'evt_nowhere'" in missing.stderr
+
+
+def test_webhooks_status_json_counts_each_area_by_provider_with_each_failure(settings, monkeypatch):
+    """`webhooks status --json`: one record per area (as `sync list --json` has one per sync), the failures with
+    their note's last line; the text shows the same counts. Real entry point once, then in this process."""
+    from integration_pipelines.webhooks.landing import open_landing_store
+
+    store = open_landing_store(settings)
+    for provider, event_id in [("stripe", "evt_status_1"), ("stripe", "evt_status_2"), ("stripe", "evt_status_3"),
+                               ("shopify", "sh_status_1")]:
+        assert store.land(provider, "2026-03-09", event_id, b'{"id": "%s"}' % event_id.encode())
+    failed = store.move(next(r for r in store.list("landing") if r.event_id == "evt_status_2"), "failed")
+    store.write_note(failed, "Traceback (most recent call last):\n  ...\nValueError: amount is not a number\n")
+    claimed = store.claim("b1", 1)
+    assert [r.event_id for r in claimed] == ["sh_status_1"]  # providers in name order: shopify first
+    (store.root / "landing" / "stripe" / "2026-03-09" / ".evt_status_9.json.0f1e.tmp").write_bytes(b"{")
+
+    real = run_cli(["webhooks", "status", "--json"])
+    assert real.returncode == 0, real.stderr
+    expected = [
+        {"area": "landing", "files": 2, "providers": {"stripe": 2}, "temp_files": 1},
+        {"area": "claimed", "files": 1, "providers": {"shopify": 1}, "temp_files": 0},
+        {"area": "processed", "files": 0, "providers": {}, "temp_files": 0},
+        {"area": "failed", "files": 1, "providers": {"stripe": 1}, "temp_files": 0,
+         "failures": [{"key": "stripe/2026-03-09/evt_status_2.json", "provider": "stripe",
+                       "event_id": "evt_status_2", "error": "ValueError: amount is not a number"}]},
+    ]
+    assert json.loads(real.stdout) == expected
+    in_process = run_in_process(["webhooks", "status", "--json"], monkeypatch)
+    assert in_process.returncode == 0 and json.loads(in_process.stdout) == expected
+    text = run_in_process(["webhooks", "status"], monkeypatch).stdout.splitlines()
+    assert text == ["temp files (a writer died mid-write; `webhooks serve` removes those older than 10 min): 1",
+                    "landing: 2", "claimed: 1", "processed: 0", "failed: 1",
+                    "  stripe/2026-03-09/evt_status_2.json: ValueError: amount is not a number"]

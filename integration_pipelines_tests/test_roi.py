@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
 from datetime import UTC, datetime
 
 import dagster as dg
@@ -13,6 +17,8 @@ from integration_pipelines.resources import WarehouseResource
 from integration_pipelines.roi import RoiSettings, compute, ipaas_monthly_cost
 from integration_pipelines.syncs.ledger import ensure_ledger
 from integration_pipelines.syncs.registry import discover_syncs, get_sync
+
+from .cli_in_process import run_in_process
 
 
 def seed_runs(path: str) -> None:
@@ -73,3 +79,35 @@ def test_roi_asset_and_tables(settings, tmp_path):
     assert metadata["operations"].value == 1060 and "█" in metadata["chart"].value
     with duckdb.connect(settings.warehouse_database, read_only=True) as con:
         assert con.execute("SELECT count(*) FROM ops.roi_monthly").fetchone()[0] == 2
+
+
+def test_roi_json_lists_each_month_with_hand_computed_numbers(tmp_path, monkeypatch):
+    """`roi --json`, as `sync list --json` lists syncs: one record per month, every ops.roi_monthly column. Once
+    through the real entry point, once in this process."""
+    warehouse = str(tmp_path / "w.duckdb")
+    seed_runs(warehouse)
+    monkeypatch.chdir(tmp_path)  # no .env of the checkout
+    for name in [n for n in os.environ if n.startswith("IP_")]:
+        monkeypatch.delenv(name)
+    env = {"IP_WAREHOUSE": warehouse, "IP_ROI_HOURLY_RATE": "30", "IP_ROI_MONTHLY_RUN_COST": "20",
+           "IP_ROI_BUILD_COST": "1200", "IP_ROI_IPAAS_TIERS": "[[750, 29.99], [2000, 73.5]]"}
+    expected = [
+        # March: 500 payments x 4 min + 500 status updates x 1.5 min = 2750 min = 45.83 h, x 30 = 1375.00;
+        # 1000 tasks → the 2,000 tier (73.50); net 1375 - 20 = 1355; 73.50 - 20 = 53.50; payback 1200 / 1355
+        {"month": "2026-03", "operations": 1000, "hours_saved": 45.83, "labour_saved": 1375.0,
+         "ipaas_cost_avoided": 73.5, "run_cost": 20.0, "net_saving_vs_manual": 1355.0, "saving_vs_ipaas": 53.5,
+         "payback_months": 0.9},
+        # April: 60 x 4 min = 4 h = 120.00; 60 tasks → the 750 tier; payback 1200 / 100
+        {"month": "2026-04", "operations": 60, "hours_saved": 4.0, "labour_saved": 120.0,
+         "ipaas_cost_avoided": 29.99, "run_cost": 20.0, "net_saving_vs_manual": 100.0, "saving_vs_ipaas": 9.99,
+         "payback_months": 12.0},
+    ]
+    real = subprocess.run([sys.executable, "-m", "integration_pipelines.cli", "roi", "--json"], capture_output=True,
+                          text=True, timeout=120, env={**os.environ, **env})
+    assert real.returncode == 0, real.stderr
+    assert json.loads(real.stdout) == expected
+    in_process = run_in_process(["roi", "--json"], monkeypatch, **env)
+    assert in_process.returncode == 0, in_process.stderr
+    assert json.loads(in_process.stdout) == expected
+    table = run_in_process(["roi"], monkeypatch, **env)
+    assert "2026-03" in table.stdout and "1355.0" in table.stdout and "█" in table.stdout  # the text is unchanged

@@ -61,22 +61,53 @@ def replay(
     typer.echo(f"{len(moved)} event(s) back in landing/")
 
 
-@webhooks_app.command("status")
-def status() -> None:
-    """Count files per area and provider; show the first line of each failure."""
-    store = _store()
-    temps = sum(1 for area in (*AREAS, "seen") if (store.root / area).is_dir()
-                for _ in (store.root / area).rglob(".*.tmp")) if isinstance(store, LocalLandingStore) else 0
-    if temps:
-        typer.echo(f"temp files (a writer died mid-write; `webhooks serve` removes those older than 10 min): {temps}")
+def _status_areas(store: LandingStore) -> list[dict[str, object]]:
+    """One record per area: files, files per provider, temp files (a writer died mid-write; local store only), and
+    for `failed` each failure's key, provider and last line of its note. One function for the text and the JSON,
+    so the two cannot disagree."""
+    local = isinstance(store, LocalLandingStore)
+    records: list[dict[str, object]] = []
     for area in AREAS:
         refs = ([r for b in store.batches() for r in store.list(area, batch=b)] if area == "claimed"
                 else store.list(area))
-        typer.echo(f"{area}: {len(refs)}")
+        providers: dict[str, int] = {}
+        for ref in refs:
+            providers[ref.provider] = providers.get(ref.provider, 0) + 1
+        temps = sum(1 for _ in (store.root / area).rglob(".*.tmp")) if local and (store.root / area).is_dir() else 0
+        record: dict[str, object] = {"area": area, "files": len(refs), "providers": providers, "temp_files": temps}
         if area == "failed":
+            failures = []
             for ref in refs:
                 note = (store.read_note(ref) or "").strip().splitlines()
-                typer.echo(f"  {ref.key}: {note[-1] if note else '?'}")
+                failures.append({"key": ref.key, "provider": ref.provider, "event_id": ref.event_id,
+                                 "error": redact(note[-1]) if note else None})
+            record["failures"] = failures
+        records.append(record)
+    return records
+
+
+@webhooks_app.command("status")
+def status(
+    as_json: Annotated[bool, typer.Option("--json", help="print JSON instead of lines")] = False,
+) -> None:
+    """Count files per area and provider; show the first line of each failure."""
+    import json
+
+    store = _store()
+    areas = _status_areas(store)
+    seen = store.root / "seen"
+    seen_temps = (sum(1 for _ in seen.rglob(".*.tmp")) if isinstance(store, LocalLandingStore) and seen.is_dir()
+                  else 0)
+    if as_json:
+        typer.echo(json.dumps(areas, indent=2))
+        return
+    temps = seen_temps + sum(int(a["temp_files"]) for a in areas)  # type: ignore[call-overload]
+    if temps:
+        typer.echo(f"temp files (a writer died mid-write; `webhooks serve` removes those older than 10 min): {temps}")
+    for area in areas:
+        typer.echo(f"{area['area']}: {area['files']}")
+        for failure in area.get("failures", []):  # type: ignore[attr-defined]
+            typer.echo(f"  {failure['key']}: {failure['error'] or '?'}")
 
 
 @webhooks_app.command("trace")
