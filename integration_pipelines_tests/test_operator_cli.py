@@ -235,3 +235,44 @@ def test_webhooks_status_json_counts_each_area_by_provider_with_each_failure(set
     assert text == ["temp files (a writer died mid-write; `webhooks serve` removes those older than 10 min): 1",
                     "landing: 2", "claimed: 1", "processed: 0", "failed: 1",
                     "  stripe/2026-03-09/evt_status_2.json: ValueError: amount is not a number"]
+
+
+def test_systems_check_job_reports_each_check_and_fails_the_run_on_a_refused_key(settings, sandbox_server,
+                                                                                monkeypatch):
+    """The `systems_check` job, as the UI launches it: its output metadata holds every check; a refused credential
+    fails the run (assets/systems_check.py: a red run and the run-failure alert say a connection broke), with the
+    checks and the variable to fix on the failure. HubSpot stays on the sandbox and passes (read and write)."""
+    import dagster as dg
+
+    from integration_pipelines.assets.systems_check import build_systems_check_job
+    from integration_pipelines.connectors.registry import get_system
+
+    passing = build_systems_check_job([get_system("hubspot")], settings).execute_in_process(
+        instance=dg.DagsterInstance.ephemeral())
+    assert passing.success
+    done = next(e for e in passing.all_events if e.is_successful_output).step_output_data.metadata
+    assert (done["ok"].value, done["failing"].value) == (2, 0)
+    assert [(r["system"], r["purpose"], r["mode"], r["state"], r["status"], r["fix"])
+            for r in done["results"].value] == [("hubspot", "read", "sandbox", "ok", 200, []),
+                                                ("hubspot", "write", "sandbox", "ok", 200, [])]
+    assert "| hubspot | read | sandbox | ok | 200 |" in done["checks"].value
+
+    monkeypatch.setenv("STRIPE_API_KEY", "sk_test_obviously_fake_not_a_real_key")
+    monkeypatch.setenv("STRIPE_BASE_URL", sandbox_server.url)  # live mode, answered by the sandbox: refused
+    mixed = build_systems_check_job([get_system("hubspot"), get_system("stripe")], settings).execute_in_process(
+        instance=dg.DagsterInstance.ephemeral(), raise_on_error=False)
+    assert not mixed.success
+    failure = next(e for e in mixed.all_events if e.is_step_failure).step_failure_data
+    assert failure.user_failure_data is not None
+    assert failure.user_failure_data.description == "1 of 3 system checks failed: stripe (read): auth failed, fix " \
+                                                    "STRIPE_API_KEY"
+    metadata = failure.user_failure_data.metadata
+    assert (metadata["ok"].value, metadata["failing"].value) == (2, 1)
+    results = {(r["system"], r["purpose"]): r for r in metadata["results"].value}
+    assert list(results) == [("hubspot", "read"), ("hubspot", "write"), ("stripe", "read")]
+    assert results[("hubspot", "read")]["state"] == results[("hubspot", "write")]["state"] == "ok"
+    stripe = results[("stripe", "read")]
+    assert (stripe["mode"], stripe["state"], stripe["status"], stripe["fix"], stripe["reachable"],
+            stripe["auth_ok"]) == ("live", "auth failed", 401, ["STRIPE_API_KEY"], True, False)
+    assert "sk_test_obviously_fake_not_a_real_key" not in json.dumps(metadata["results"].value)
+    assert "sk_test_obviously_fake_not_a_real_key" not in metadata["checks"].value
