@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import httpx
 import pytest
+
+from integration_pipelines.connectors.hubspot import SYSTEM as HUBSPOT
 
 from .conftest import materialize_all_partitions, warehouse_rows
 from .test_core_models import build
@@ -106,3 +109,29 @@ def test_one_quote_in_a_currency_the_portal_lacks_fails_alone(settings, sandbox)
     errors = warehouse_rows(settings, "SELECT sync_name, record_key, operation, message FROM sync.errors")
     assert [e[:3] for e in errors] == [(NAME, yen, "create")]
     assert "INVALID_OPTION" in errors[0][3] and "deal_currency_code" in errors[0][3]
+
+
+def hubspot_quote_ids(url: str) -> list[str]:
+    """The `quote_id` of every HubSpot deal that has one, through HubSpot's list API (all pages)."""
+    found, after = [], None
+    while True:
+        page = httpx.get(f"{url}/crm/v3/objects/deals", params={
+            "limit": 100, "properties": "quote_id", **({"after": after} if after else {})},
+            headers={"Authorization": f"Bearer {HUBSPOT.values['token'].sandbox}"}, timeout=30).json()
+        found += [d["properties"]["quote_id"] for d in page["results"] if d["properties"].get("quote_id")]
+        after = (page.get("paging") or {}).get("next", {}).get("after")
+        if not after:
+            return sorted(found)
+
+
+def test_quotes_accepted_before_the_sync_was_switched_on_are_left_alone(settings, sandbox, sandbox_server,
+                                                                        monkeypatch):
+    """The world's quotes accepted on 2026-03-09 from 23:00 UTC are S00019 (23:04:54), S00037 (23:13:10), S00060
+    (23:16:26) and S00010 (23:29:34); the other 56 of the world's 60 accepted quotes (S00001-S00060, accepted
+    2026-03-07 06:04 to 2026-03-09 23:29) were accepted earlier and keyed by hand."""
+    prepare(settings, sandbox)
+    monkeypatch.setenv("IP_SYNC_ACCEPTED_QUOTES_TO_HUBSPOT_START", "2026-03-09T23:00:00Z")
+    result = sync(settings, NAME)
+    assert (result.created, result.failed) == (4, 0)
+    assert hubspot_quote_ids(sandbox_server.url) == ["S00010", "S00019", "S00037", "S00060"]
+    assert result.plan.before_start == 56 and sync(settings, NAME).created == 0

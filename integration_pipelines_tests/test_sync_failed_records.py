@@ -210,3 +210,16 @@ def test_without_a_configured_start_a_sync_starts_at_its_first_run(settings, san
     [(recorded,)] = warehouse_rows(settings, "SELECT first_run_at FROM sync.starts WHERE sync_name = ?", [NAME])
     assert recorded >= before and first.plan.start == recorded and first.start_source == "first run"
     assert sync(settings, NAME).plan.start == recorded  # recorded once
+
+
+def test_every_sync_that_creates_from_history_has_a_start():
+    """Switching a sync on must never act on last month's records: every insert-mode sync names the business time
+    its start is compared with. Upsert and update syncs that carry current state (stock levels, a contact's
+    status) have no history to hold back; an upsert sync that creates from events (form leads) has one too."""
+    from integration_pipelines.syncs.registry import discover_syncs
+
+    state_syncs = {"inventory_to_shopify", "inventory_to_square", "payment_status_to_hubspot",
+                   "ticket_status_to_hubspot"}
+    missing = [s.name for s in discover_syncs() if s.start_column is None and s.name not in state_syncs]
+    assert missing == [], f"syncs without a start_column: {missing}"
+    assert all(s.mode != "insert" for s in discover_syncs() if s.name in state_syncs)

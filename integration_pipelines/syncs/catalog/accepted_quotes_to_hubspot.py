@@ -22,7 +22,8 @@ SYNC = SyncSpec(
                CAST(o.total_minor AS DECIMAL(18, 2)) / CASE WHEN cur.minor_exponent = 0 THEN 1 ELSE 100 END
                    AS amount,
                o.currency,
-               strftime(o.ordered_at, '%Y-%m-%dT%H:%M:%SZ') AS closedate
+               strftime(o.ordered_at, '%Y-%m-%dT%H:%M:%SZ') AS closedate,
+               o.ordered_at
         FROM core.orders AS o
         LEFT JOIN core.customers AS c ON c.golden_id = o.golden_customer_id
         LEFT JOIN ref.currencies AS cur ON cur.currency = o.currency
@@ -30,6 +31,7 @@ SYNC = SyncSpec(
     """,
     source_assets=(("core", "orders"), ("core", "customers")),
     key="quote_id",
+    start_column="ordered_at",  # quotes accepted before the switch-on were keyed into HubSpot by hand
     target="hubspot",
     mode="insert",
     create_writer="upsert_deals",

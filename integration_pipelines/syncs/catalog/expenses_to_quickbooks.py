@@ -30,13 +30,15 @@ SYNC = SyncSpec(
                e.currency,
                CAST(e.amount_minor AS DECIMAL(18, 2)) / CASE WHEN cur.minor_exponent = 0 THEN 1 ELSE 100 END
                    AS amount,
-               strftime(e.spent_at, '%Y-%m-%d') AS spent_date
+               strftime(e.spent_at, '%Y-%m-%d') AS spent_date,
+               e.spent_at
         FROM core.expenses AS e
         LEFT JOIN ref.currencies AS cur ON cur.currency = e.currency
         WHERE e.status IN ('approved', 'reimbursed') AND e.amount_minor > 0
     """,
     source_assets=(("core", "expenses"),),
     key="expense_key",
+    start_column="spent_at",  # receipts spent before the switch-on were booked by hand
     target="quickbooks",
     mode="insert",
     create_writer="save_purchase",

@@ -32,7 +32,9 @@ SYNC = SyncSpec(
                upper(m._raw->>'$.currency') AS currency,
                CAST((m._raw->>'$.amount_minor')::BIGINT AS DECIMAL(18, 2))
                    / CASE WHEN cur.minor_exponent = 0 THEN 1 ELSE 100 END AS amount,
-               qbo.qbo_customer_id
+               qbo.qbo_customer_id,
+               -- the PM tool keeps no "reached at": the milestone's last change, which its move to `reached` is
+               (m._raw->>'$.updated_at')::TIMESTAMPTZ AS reached_at
         FROM raw_pm_tool.billing_milestones AS m
         JOIN raw_pm_tool.projects AS p ON p._pk = m._raw->>'$.project_id'
         LEFT JOIN core.customers AS c ON lower(c.email) = lower(p._raw->>'$.client_email')
@@ -43,6 +45,7 @@ SYNC = SyncSpec(
     source_assets=(("pm_tool", "billing_milestones"), ("pm_tool", "projects"), ("core", "customers"),
                    ("core", "customer_xref")),
     key="milestone_id",
+    start_column="reached_at",  # milestones reached before the switch-on were invoiced by hand
     target="quickbooks",
     mode="insert",
     create_writer="save_invoice",

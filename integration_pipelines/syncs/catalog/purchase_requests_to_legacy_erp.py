@@ -18,6 +18,7 @@ SYNC = SyncSpec(
     source_sql=f"""
         WITH {routed_requests("legacy_erp")}
         SELECT r.request_id,
+               r.approved_at,
                trim(r.supplier) AS supplier,
                (SELECT value FROM _sync_settings WHERE name = 'warehouse') AS warehouse,
                left(r.approved_at, 10) AS order_date,
@@ -29,6 +30,7 @@ SYNC = SyncSpec(
     """,
     source_assets=(("procurement_portal", "purchase_requests"),),
     key="request_id",
+    start_column="approved_at",  # requests approved before the switch-on were ordered by hand
     target="legacy_erp",
     mode="insert",
     create_writer="create_purchase_order",

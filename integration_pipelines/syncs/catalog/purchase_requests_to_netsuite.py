@@ -30,6 +30,7 @@ SYNC = SyncSpec(
             GROUP BY 1
         )
         SELECT r.request_id,
+               r.approved_at,
                v.vendor_id,
                i.item_id,
                r.quantity,
@@ -43,6 +44,7 @@ SYNC = SyncSpec(
     source_assets=(("procurement_portal", "purchase_requests"), ("netsuite", "purchase_orders"),
                    ("netsuite", "inventory_items")),
     key="request_id",
+    start_column="approved_at",  # requests approved before the switch-on were ordered by hand
     target="netsuite",
     mode="insert",
     create_writer="upsert_purchase_order",

@@ -35,6 +35,7 @@ SYNC = SyncSpec(
             GROUP BY 1
         )
         SELECT r.request_id,
+               r.approved_at,
                v.vendor_id,
                v.vendor_name,
                CAST(p.source_id AS BIGINT) AS product_id,
@@ -51,6 +52,7 @@ SYNC = SyncSpec(
     source_assets=(("procurement_portal", "purchase_requests"), ("odoo", "partners"), ("odoo", "purchase_orders"),
                    ("core", "products")),
     key="request_id",
+    start_column="approved_at",  # requests approved before the switch-on were ordered by hand
     target="odoo",
     mode="insert",
     create_writer="create_purchase_order",

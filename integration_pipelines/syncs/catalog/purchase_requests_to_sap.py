@@ -43,6 +43,7 @@ SYNC = SyncSpec(
         ),
         setting AS (SELECT map_from_entries(list(struct_pack(k := name, v := value))) AS s FROM _sync_settings)
         SELECT r.request_id,
+               r.approved_at,
                nullif(su.number, '') AS supplier_id,
                (SELECT s['company_code'] FROM setting) AS company_code,
                (SELECT s['purchasing_organization'] FROM setting) AS purchasing_organization,
@@ -59,6 +60,7 @@ SYNC = SyncSpec(
     """,
     source_assets=(("procurement_portal", "purchase_requests"),),
     key="request_id",
+    start_column="approved_at",  # requests approved before the switch-on were ordered by hand
     target="sap",
     mode="insert",
     create_writer="create_purchase_order",

@@ -102,13 +102,15 @@ def _elsewhere(system: str) -> str:
 
 _WON_CUSTOMERS = """
     WITH won AS (
-        SELECT golden_customer_id, min(currency) AS currency
+        SELECT golden_customer_id, min(currency) AS currency,
+               -- the latest day one of the customer's deals was won (see _WON_DEALS): its start date
+               max(least(close_date, current_date)) AS last_won_on
         FROM core.deals AS d
         WHERE is_won AND golden_customer_id IS NOT NULL AND books_system = '{system}' AND same_deal_as IS NULL
           AND NOT EXISTS ({invoiced_elsewhere})
         GROUP BY golden_customer_id
     )
-    SELECT c.golden_id, c.full_name, c.email, c.phone_e164 AS phone, c.company_name, won.currency
+    SELECT c.golden_id, c.full_name, c.email, c.phone_e164 AS phone, c.company_name, won.currency, won.last_won_on
     FROM won
     JOIN core.customers AS c ON c.golden_id = won.golden_customer_id
     WHERE NOT EXISTS (SELECT 1 FROM core.customer_xref AS x
@@ -157,6 +159,7 @@ SYNCS = (
         source_sql=_WON_CUSTOMERS.format(system="quickbooks", invoiced_elsewhere=_elsewhere("quickbooks")),
         source_assets=_SOURCES,
         key="golden_id",
+        start_column="last_won_on",  # no customer for deals won before the switch-on (their invoices are not sent)
         target="quickbooks",
         mode="insert",
         create_writer="save_customer",
@@ -204,6 +207,7 @@ SYNCS = (
         source_sql=_WON_CUSTOMERS.format(system="xero", invoiced_elsewhere=_elsewhere("xero")),
         source_assets=_SOURCES,
         key="golden_id",
+        start_column="last_won_on",  # no customer for deals won before the switch-on (their invoices are not sent)
         target="xero",
         mode="insert",
         create_writer="save_contacts",
