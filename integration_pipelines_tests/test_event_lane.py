@@ -82,16 +82,25 @@ NOTICES = {  # each provider's own notice shape, as its docs show it
     "quickbooks": ("payments", {"eventNotifications": [{"realmId": "1", "dataChangeEvent": {"entities": [
         {"name": "Payment", "id": "1", "operation": "Create", "lastUpdated": "2026-03-10T12:00:00Z"}]}}]}),
     "odoo": ("partners", {"_model": "res.partner", "_id": 1, "_action": "write"}),
+    # a workflow rule's outbound message on Case (SOAP `notifications`, as Salesforce sends it)
+    "salesforce": ("cases", (
+        b'<?xml version="1.0" encoding="UTF-8"?><soapenv:Envelope xmlns:soapenv="http://schemas.xmlsoap.org/soap/'
+        b'envelope/" xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance"><soapenv:Body><notifications xmlns="'
+        b'http://soap.sforce.com/2005/09/outbound"><OrganizationId>00D000000000001AAA</OrganizationId><ActionId>'
+        b'04k000000000001AAA</ActionId><Notification><Id>04l000000000001AAA</Id><sObject xsi:type="sf:Case" '
+        b'xmlns:sf="urn:sobject.enterprise.soap.sforce.com"><sf:Id>500000000000001AAA</sf:Id><sf:Status>Escalated'
+        b'</sf:Status></sObject></Notification></notifications></soapenv:Body></soapenv:Envelope>')),
 }
 
 
 @pytest.mark.parametrize("provider", sorted(NOTICES))
 def test_a_change_notice_makes_the_lane_read_the_stream_it_names(settings, sandbox, provider):
-    """HubSpot, Xero, QuickBooks and Odoo say "this changed" without the record: the lane reads the named stream
-    through the system's read spec, so the warehouse holds what the provider holds right after the notice."""
+    """HubSpot, Xero, QuickBooks, Salesforce and Odoo say "this changed" without the record: the lane reads the
+    named stream through the system's read spec, so the warehouse holds what the provider holds right after the
+    notice."""
     stream, notice = NOTICES[provider]
     store = LocalLandingStore(settings.data_dir)
-    body = json.dumps(notice).encode()
+    body = notice if isinstance(notice, bytes) else json.dumps(notice).encode()
     received = datetime(2026, 3, 10, 12, 0, tzinfo=UTC)
     assert store.land(provider, "2026-03-10", f"n-{provider}", envelope(provider, f"n-{provider}", "notice", received,
                                                                        {}, body))
@@ -103,6 +112,22 @@ def test_a_change_notice_makes_the_lane_read_the_stream_it_names(settings, sandb
     with duckdb.connect(settings.warehouse_database, read_only=True) as con:
         loaded = con.execute(f'SELECT count(*) FROM raw_{provider}."{stream}"').fetchone()[0]
     assert loaded == len(truth) > 0, "the stream the notice named is in the warehouse, as the provider holds it"
+
+
+def test_a_hubspot_deal_notice_reads_the_deals_and_their_contacts(settings, sandbox):
+    """A deal notice (here `deal.associationChange`: a rep linked another contact) re-reads both the deals and the
+    deal → contact associations, which HubSpot's search read of changed deals does not return."""
+    store = LocalLandingStore(settings.data_dir)
+    body = json.dumps([{"eventId": 7002, "subscriptionType": "deal.associationChange", "objectId": 1,
+                        "occurredAt": 1773144000000}]).encode()
+    received = datetime(2026, 3, 10, 12, 0, tzinfo=UTC)
+    assert store.land("hubspot", "2026-03-10", "n-deal", envelope("hubspot", "n-deal", "notice", received, {}, body))
+    lane = EventLane(store, Warehouse(settings.warehouse_database), settings, systems=[("hubspot", "any")], syncs=[],
+                     batch_files=10, run_id="notice-run")
+    outcome = lane.process(lane.next_batch() or "")
+    assert sorted(r.split(" ")[0] for r in outcome.refreshed) == ["hubspot/deal_contacts", "hubspot/deals"]
+    with duckdb.connect(settings.warehouse_database, read_only=True) as con:
+        assert con.execute("SELECT count(*) FROM raw_hubspot.deal_contacts").fetchone()[0] == 25  # the world's deals
 
 
 def test_a_notice_for_a_system_this_deployment_does_not_read_is_kept_and_nothing_is_read(settings, sandbox):
