@@ -276,3 +276,53 @@ def test_systems_check_job_reports_each_check_and_fails_the_run_on_a_refused_key
             stripe["auth_ok"]) == ("live", "auth failed", 401, ["STRIPE_API_KEY"], True, False)
     assert "sk_test_obviously_fake_not_a_real_key" not in json.dumps(metadata["results"].value)
     assert "sk_test_obviously_fake_not_a_real_key" not in metadata["checks"].value
+
+
+def test_trace_follows_a_stripe_event_to_core_and_the_sync_ledger(settings, sandbox, tmp_path_factory, monkeypatch):
+    """The rest of the trace: Stripe extracted, core built and `payment_receipts_to_mailer` run first, then the
+    receiver lands a charge.succeeded for the world's charge ch_0MgNNeRLVHtKqz (Ken Dijkstra, USD 150.00, paying
+    INV-1036; seed 7): the trace shows its raw row, its core.payments row and the receipt's ledger row."""
+    from .test_core_models import stripe_core_warehouse
+    from .test_syncs import sync
+
+    stripe_core_warehouse(settings, tmp_path_factory)
+    assert sync(settings, "payment_receipts_to_mailer").failed == 0
+    with duckdb.connect(settings.warehouse_database, read_only=True) as con:
+        charge = json.loads(con.execute("SELECT _raw FROM raw_stripe.charges WHERE _pk = 'ch_0MgNNeRLVHtKqz'")
+                            .fetchone()[0])
+    port = _free_port()
+    receiver = subprocess.Popen([*CLI, "webhooks", "serve", "--port", str(port)], stdout=subprocess.PIPE,
+                                stderr=subprocess.STDOUT, env={**os.environ,
+                                                               "IP_WEBHOOK_PUBLIC_URL": f"http://127.0.0.1:{port}"})
+    try:
+        for _ in range(100):
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                time.sleep(0.2)
+        event = {"id": "evt_trace_core_1", "object": "event", "type": "charge.succeeded",
+                 "created": charge["created"], "data": {"object": charge}}
+        assert _stripe_post(f"http://127.0.0.1:{port}/webhooks/stripe", json.dumps(event).encode()).status_code == 200
+    finally:
+        receiver.terminate()
+        receiver.wait(timeout=20)
+
+    traced = run_in_process(["webhooks", "trace", "evt_trace_core_1", "--json"], monkeypatch)
+    assert traced.returncode == 0, traced.stderr
+    found = json.loads(traced.stdout)
+    assert [(r["table"], r["_pk"], r["found"]) for r in found["raw_rows"]] == [
+        ("raw_stripe.charges", "ch_0MgNNeRLVHtKqz", True)]
+    payments = [c["row"] for c in found["core_rows"] if c["table"] == "core.payments"]
+    assert [(p["source_system"], p["source_id"], p["golden_customer_id"], p["status"], p["amount_minor"],
+             p["currency"]) for p in payments] == [("stripe", "ch_0MgNNeRLVHtKqz", "cust_f1248703f5d4bb58",
+                                                     "succeeded", 15000, "USD")]
+    receipts = [r for r in found["ledger"] if r["sync_name"] == "payment_receipts_to_mailer"]
+    assert [(r["record_key"], r["status"], r["attempts"], r["last_error"], r["last_run_id"]) for r in receipts] == [
+        ("stripe:ch_0MgNNeRLVHtKqz", "synced", 0, None, "test-run")]
+    sent = {m["MessageID"]: m for m in sandbox.emulator("mailer").dump("outbound_messages")}
+    message = sent[receipts[0]["target_id"]]  # the ledger's target id is the mailer's MessageID of this receipt
+    assert message["To"] == "ken.dijkstra20@tyrell8.example.com"
+    assert message["Metadata"]["idempotency_key"] == "stripe:ch_0MgNNeRLVHtKqz"
+    text = run_in_process(["webhooks", "trace", "evt_trace_core_1"], monkeypatch).stdout
+    assert "core.payments stripe:ch_0MgNNeRLVHtKqz" in text and "stripe:ch_0MgNNeRLVHtKqz" in text
