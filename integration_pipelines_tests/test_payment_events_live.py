@@ -1,14 +1,20 @@
 """S6, S8 and S11 through a running Dagster, as a business meets them: a customer pays an open invoice by card;
 Stripe's signed `charge.succeeded` reaches the receiver, the event lane lands it, rebuilds core and runs the syncs it
 reaches, and the outcome is read back through each target's own API while web-form leads keep arriving:
-- S6: the QuickBooks invoice is paid (QuickBooks query API: balance 0, one payment of the amount);
+- S6: the QuickBooks invoice is paid (QuickBooks query API: balance 0, one payment of the amount); a second
+  customer's GBP payment of an invoice whose number the US books use too is booked in Xero, the UK company's books
+  (Xero Invoices API), and the US books' invoice of that number stays open;
 - S8: one draft fulfilment order for the customer in Odoo (Odoo's JSON-RPC `search_read` on `client_order_ref`);
 - S11: one receipt email to the customer (Postmark's outbound messages API).
 Stripe then retries the same delivery: nothing happens twice. Nothing here is timed: the bounds are on hangs only.
 
 World facts (seed 7, anchored 2026-03-10): Linus Hamilton, linus.hamilton35@aperture11.example.com, is Stripe
 customer cus_TLlZxbzRLv2vQc (created 2026-03-09) and Odoo contact 54, and owes QuickBooks invoice INV-1037 for
-USD 645.00, open in full. The syncs start now (IP_SYNC_START), so the world's earlier payments send nothing.
+USD 645.00, open in full. Tim Turing, tim.turing26@initech2.example.com, Stripe customer cus_SbZ9gPgdhQIB7U
+(created 2026-03-07), owes the UK company Xero invoice INV-1039 (a9ab7e7a-4a24-4473-81f5-ab70741b19cb) for
+GBP 319.50, AUTHORISED and open in full; QuickBooks also holds an open GBP 319.50 invoice numbered INV-1039 (the
+numbers collide across the group's books). The syncs start now (IP_SYNC_START), so the world's earlier payments
+send nothing.
 """
 
 from __future__ import annotations
@@ -34,7 +40,7 @@ from integration_pipelines.webhooks.simulator import Signer
 
 from .conftest import PARTITIONS
 from .test_event_lane_live import GENEROUS, running_stack, wait_until
-from .test_won_deals_routed_by_entity import _token
+from .test_won_deals_routed_by_entity import _token, xero_invoice
 
 pytest_plugins = ["integration_pipelines_tests.dagster_dev"]
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(900),  # a bound on a hang of a whole dagster dev, not a speed claim
@@ -44,6 +50,8 @@ PAYER = "cus_TLlZxbzRLv2vQc"
 PAYER_EMAIL = "linus.hamilton35@aperture11.example.com"
 PAYER_IN_ODOO = 54
 INVOICE = "INV-1037"
+UK_PAYER = "cus_SbZ9gPgdhQIB7U"
+UK_INVOICE, UK_INVOICE_ID = "INV-1039", "a9ab7e7a-4a24-4473-81f5-ab70741b19cb"
 
 
 def qbo_query(url: str, query: str) -> dict:
@@ -87,11 +95,14 @@ def test_a_card_payment_reaches_the_books_the_warehouse_team_and_the_customer(
     switched_on = datetime.fromtimestamp(stripe.now(), UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     [invoice] = qbo_query(url, f"SELECT * FROM Invoice WHERE DocNumber = '{INVOICE}'")["Invoice"]
     assert (float(invoice["TotalAmt"]), float(invoice["Balance"])) == (645.0, 645.0)
-    with running_stack(tmp_path, sandbox_server, "stripe,quickbooks,odoo,mailer,hubspot",
+    assert (xero_invoice(url, UK_INVOICE_ID)["InvoiceNumber"], xero_invoice(url, UK_INVOICE_ID)["AmountDue"]) == (
+        UK_INVOICE, 319.5)
+    with running_stack(tmp_path, sandbox_server, "stripe,quickbooks,xero,odoo,mailer,hubspot",
                        IP_SYNC_START=switched_on) as (ui, receiver_url):
         # what the business had before switching the event path on: customers, open invoices, contacts, core
         first = ui.launch_run("__ASSET_JOB", assets=[
-            ["stripe", "customers"], ["quickbooks", "customers"], ["quickbooks", "invoices"], ["odoo", "partners"],
+            ["stripe", "customers"], ["quickbooks", "customers"], ["quickbooks", "invoices"], ["xero", "contacts"],
+            ["xero", "invoices"], ["odoo", "partners"],
             ["odoo", "sale_orders"], ["hubspot", "contacts"], *[["core", t] for t in CORE_TABLES]],
             tags={"dagster/asset_partition_range_start": PARTITIONS[0],
                   "dagster/asset_partition_range_end": PARTITIONS[-1]},
@@ -104,15 +115,22 @@ def test_a_card_payment_reaches_the_books_the_warehouse_team_and_the_customer(
         traffic.start()
         try:
             wait_until(lambda: len(probe.sent) >= 5, "5 leads posted")
-            charge = stripe.new_charge(64500, "usd", stripe.objects["customers"][PAYER],
-                                       description=f"Invoice {INVOICE}", metadata={"accounting_invoice": INVOICE})
-            event = next(e for e in stripe.events() if e["type"] == "charge.succeeded"
-                         and e["data"]["object"]["id"] == charge["id"])
             signer = Signer(WebhookSecrets(), WebhookSettings(public_url=receiver_url))
-            delivery = signer.sign("stripe", json.dumps({**event, "pending_webhooks": 1}).encode())
-            answer = httpx.post(receiver_url + delivery.path, content=delivery.body, headers=delivery.headers,
-                                timeout=30)
-            assert answer.status_code == 200, answer.text
+
+            def pay(customer: str, amount: int, currency: str, number: str) -> tuple[dict, object]:
+                """The customer pays by card; Stripe sends the charge.succeeded it records, signed."""
+                charge = stripe.new_charge(amount, currency, stripe.objects["customers"][customer],
+                                           description=f"Invoice {number}", metadata={"accounting_invoice": number})
+                event = next(e for e in stripe.events() if e["type"] == "charge.succeeded"
+                             and e["data"]["object"]["id"] == charge["id"])
+                delivery = signer.sign("stripe", json.dumps({**event, "pending_webhooks": 1}).encode())
+                answer = httpx.post(receiver_url + delivery.path, content=delivery.body, headers=delivery.headers,
+                                    timeout=30)
+                assert answer.status_code == 200, answer.text
+                return charge, delivery
+
+            charge, delivery = pay(PAYER, 64500, "usd", INVOICE)
+            uk_charge, _ = pay(UK_PAYER, 31950, "gbp", UK_INVOICE)
             sent_before = len(probe.sent)
             reference = f"stripe:{charge['id']}"
 
@@ -121,6 +139,7 @@ def test_a_card_payment_reaches_the_books_the_warehouse_team_and_the_customer(
                     "Balance"]) == 0
 
             wait_until(invoice_paid, f"QuickBooks invoice {INVOICE} paid")
+            wait_until(lambda: xero_invoice(url, UK_INVOICE_ID)["AmountDue"] == 0, f"Xero invoice {UK_INVOICE} paid")
             wait_until(lambda: len(odoo_orders(url, reference)) == 1, f"an Odoo order for {reference}")
             wait_until(lambda: len(receipts_to(url, PAYER_EMAIL)) == 1, f"a receipt to {PAYER_EMAIL}")
             assert traffic.is_alive() and len(probe.sent) > sent_before, "leads kept arriving meanwhile"
@@ -146,6 +165,13 @@ def test_a_card_payment_reaches_the_books_the_warehouse_team_and_the_customer(
         assert [(float(p["TotalAmt"]), p["CustomerRef"]["value"]) for p in payments] == [
             (645.0, invoice["CustomerRef"]["value"])]
         assert [line["LinkedTxn"][0]["TxnId"] for line in payments[0]["Line"]] == [invoice["Id"]]
+        # the GBP payment is in the UK company's books only: its number's twin in the US books stays open
+        uk = xero_invoice(url, UK_INVOICE_ID)
+        assert (uk["Status"], [p["Amount"] for p in uk["Payments"]]) == ("PAID", [319.5])
+        [us_twin] = [i for i in qbo_query(url, f"SELECT * FROM Invoice WHERE DocNumber = '{UK_INVOICE}'")["Invoice"]]
+        assert (us_twin["CurrencyRef"]["value"], float(us_twin["Balance"])) == ("GBP", 319.5)
+        assert not [p for p in qbo_query(url, "SELECT * FROM Payment MAXRESULTS 1000").get("Payment", [])
+                    if uk_charge["id"] in (p.get("PrivateNote") or "")]
         [order] = odoo_orders(url, reference)
         assert (order["partner_id"][0], order["state"]) == (PAYER_IN_ODOO, "draft")
         assert "645.00 USD" in order["note"] and INVOICE in order["note"]
