@@ -6,7 +6,10 @@ reaches, and the outcome is read back through each target's own API while web-fo
   (Xero Invoices API), and the US books' invoice of that number stays open;
 - S8: one draft fulfilment order for the customer in Odoo (Odoo's JSON-RPC `search_read` on `client_order_ref`);
 - S11: one receipt email to the customer (Postmark's outbound messages API).
-Stripe then retries the same delivery: nothing happens twice. Nothing here is timed: the bounds are on hangs only.
+Stripe then retries the same delivery: nothing happens twice. QuickBooks then notifies the change to its invoice
+(the webhook it sends when our payment is applied): the lane re-reads the invoices, core's receivables drop, and
+S14's published dataset (`reporting/published`) is written again by the automation sensor, with the US company's
+open receivables exactly USD 645.00 lower. Nothing here is timed: the bounds are on hangs only.
 
 World facts (seed 7, anchored 2026-03-10): Linus Hamilton, linus.hamilton35@aperture11.example.com, is Stripe
 customer cus_TLlZxbzRLv2vQc (created 2026-03-09) and Odoo contact 54, and owes QuickBooks invoice INV-1037 for
@@ -110,6 +113,19 @@ def test_a_card_payment_reaches_the_books_the_warehouse_team_and_the_customer(
         assert ui.wait_run(first, timeout=GENEROUS) == "SUCCESS", [
             e for e in ui.events(first) if e.get("level") == "ERROR" or e.get("error")][:3]
 
+        summary = tmp_path / "data" / "published" / datetime.now(UTC).date().isoformat() / "summary.json"
+
+        def published_at() -> datetime | None:
+            return datetime.fromisoformat(json.loads(summary.read_text())["generated_at"]) if summary.exists() \
+                else None
+
+        def us_open() -> int:
+            return next(e["open_receivables_usd_minor"] for e in json.loads(summary.read_text())["legal_entities"]
+                        if e["legal_entity"] == "Acme Trading Inc (US)")
+
+        # the automation sensor publishes once after the run above changed core; the lane's changes must do it again
+        wait_until(lambda: published_at() is not None, "reporting/published written after the first core build")
+        first_publication, us_open_before = published_at(), us_open()
         probe = LeadProbe(receiver_url, url, SANDBOX_TOKEN, uuid.uuid4().hex[:8])
         traffic = Traffic(probe, rate=2.0)
         traffic.start()
@@ -159,6 +175,22 @@ def test_a_card_payment_reaches_the_books_the_warehouse_team_and_the_customer(
                 return not probe.pending()
 
             wait_until(all_leads_in_hubspot, f"all {len(probe.sent)} leads in HubSpot")
+
+        # QuickBooks says the invoice changed (our payment was applied to it); the lane reads the invoices again
+        notice = {"eventNotifications": [{"realmId": QBO.values["realm_id"].sandbox, "dataChangeEvent": {
+            "entities": [{"name": "Invoice", "id": invoice["Id"], "operation": "Update",
+                          "lastUpdated": datetime.now(UTC).isoformat()}]}}]}
+        told = signer.sign("quickbooks", json.dumps(notice).encode())
+        answer = httpx.post(receiver_url + told.path, content=told.body, headers=told.headers, timeout=30)
+        assert answer.status_code == 200, answer.text
+
+        def republished_without_the_paid_invoice() -> bool:
+            return published_at() != first_publication and us_open() == us_open_before - 64500
+
+        # a bound on a hang: the automation's run queues behind the one it started after the first build
+        wait_until(republished_without_the_paid_invoice,
+                   "reporting/published written again with the US company's receivables 645.00 lower",
+                   timeout=2 * GENEROUS)
 
         payments = [p for p in qbo_query(url, "SELECT * FROM Payment MAXRESULTS 1000").get("Payment", [])
                     if charge["id"] in (p.get("PrivateNote") or "")]
