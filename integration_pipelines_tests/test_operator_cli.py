@@ -4,6 +4,7 @@ test runs a command many times, `cli_in_process`) against the real sandbox and a
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import hmac
 import json
@@ -12,6 +13,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -144,6 +146,26 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+@contextlib.contextmanager
+def _serving_receiver() -> Iterator[int]:
+    """`webhooks serve` as a user starts it, on a free loopback port, until it answers /healthz; stopped after."""
+    port = _free_port()
+    receiver = subprocess.Popen([*CLI, "webhooks", "serve", "--port", str(port)], stdout=subprocess.PIPE,
+                                stderr=subprocess.STDOUT, env={**os.environ,
+                                                               "IP_WEBHOOK_PUBLIC_URL": f"http://127.0.0.1:{port}"})
+    try:
+        for _ in range(100):
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                time.sleep(0.2)
+        yield port
+    finally:
+        receiver.terminate()
+        receiver.wait(timeout=20)
+
+
 def _stripe_post(url: str, body: bytes) -> httpx.Response:
     from integration_pipelines.webhooks.config import WebhookSecrets
 
@@ -159,26 +181,13 @@ def test_trace_follows_a_landed_and_applied_stripe_event_to_its_raw_row(settings
     from integration_pipelines.webhooks.ingest import ingest_batch
     from integration_pipelines.webhooks.landing import LocalLandingStore
 
-    port = _free_port()
-    receiver = subprocess.Popen([*CLI, "webhooks", "serve", "--port", str(port)], stdout=subprocess.PIPE,
-                                stderr=subprocess.STDOUT, env={**os.environ,
-                                                               "IP_WEBHOOK_PUBLIC_URL": f"http://127.0.0.1:{port}"})
-    try:
-        for _ in range(100):
-            try:
-                if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                time.sleep(0.2)
+    with _serving_receiver() as port:
         now = int(datetime.now(UTC).timestamp())
         event = {"id": "evt_trace_1", "object": "event", "type": "charge.succeeded", "created": now,
                  "data": {"object": {"id": "ch_trace_1", "object": "charge", "amount": 1250, "currency": "usd",
                                      "created": now, "status": "succeeded", "amount_refunded": 0,
                                      "customer": None}}}
         assert _stripe_post(f"http://127.0.0.1:{port}/webhooks/stripe", json.dumps(event).encode()).status_code == 200
-    finally:
-        receiver.terminate()
-        receiver.wait(timeout=20)
 
     landed = run_cli(["webhooks", "trace", "evt_trace_1"])
     assert landed.returncode == 0, landed.stderr
@@ -290,23 +299,10 @@ def test_trace_follows_a_stripe_event_to_core_and_the_sync_ledger(settings, sand
     with duckdb.connect(settings.warehouse_database, read_only=True) as con:
         charge = json.loads(con.execute("SELECT _raw FROM raw_stripe.charges WHERE _pk = 'ch_0MgNNeRLVHtKqz'")
                             .fetchone()[0])
-    port = _free_port()
-    receiver = subprocess.Popen([*CLI, "webhooks", "serve", "--port", str(port)], stdout=subprocess.PIPE,
-                                stderr=subprocess.STDOUT, env={**os.environ,
-                                                               "IP_WEBHOOK_PUBLIC_URL": f"http://127.0.0.1:{port}"})
-    try:
-        for _ in range(100):
-            try:
-                if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                time.sleep(0.2)
+    with _serving_receiver() as port:
         event = {"id": "evt_trace_core_1", "object": "event", "type": "charge.succeeded",
                  "created": charge["created"], "data": {"object": charge}}
         assert _stripe_post(f"http://127.0.0.1:{port}/webhooks/stripe", json.dumps(event).encode()).status_code == 200
-    finally:
-        receiver.terminate()
-        receiver.wait(timeout=20)
 
     traced = run_in_process(["webhooks", "trace", "evt_trace_core_1", "--json"], monkeypatch)
     assert traced.returncode == 0, traced.stderr
