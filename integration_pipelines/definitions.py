@@ -7,6 +7,7 @@ import dagster as dg
 from .alerts import build_alert_sensors
 from .assets.core import build_core_assets
 from .assets.extract import build_extract_assets
+from .assets.owners import with_owners
 from .assets.reconciliation import build_reconciliation_assets
 from .assets.reporting import build_reporting_asset
 from .assets.roi import build_roi_asset
@@ -35,17 +36,19 @@ def build_definitions(settings: Settings | None = None) -> dg.Definitions:
     jobs, schedules = build_jobs_and_schedules(systems, settings)
     jobs = [*jobs, build_systems_check_job(systems, settings)]  # "test connection" from the UI's launchpad
     syncs = [s for s in discover_syncs() if settings.system_enabled(s.target)]
+    known = {system.name: system for system in discover_systems()}
+    sync_targets = {dg.AssetKey(["sync", s.name]): known[s.target] for s in syncs if s.target in known}
     pipelines = dg.Definitions(
         jobs=jobs,
         schedules=schedules,
-        assets=[
+        assets=with_owners([
             *build_extract_assets(systems, settings),
             build_core_assets(systems),
             build_reconciliation_assets(settings),
             *build_sync_assets(syncs, settings),
             build_roi_asset(syncs),
             build_reporting_asset(),
-        ],
+        ], settings, sync_targets),
         resources={"warehouse": warehouse},
         sensors=[
             # Evaluates the eager conditions on core models and syncs: after new raw data (a webhook batch, a

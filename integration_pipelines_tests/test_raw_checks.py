@@ -95,6 +95,22 @@ def test_freshness_and_owner_come_from_settings(settings, monkeypatch):
         assert policy.fail_window.to_timedelta() == timedelta(hours=60)
 
 
+def test_every_asset_has_an_owner_a_sync_its_target_systems(settings, monkeypatch):
+    """Not only the extracts: the sync into HubSpot is owned by HubSpot's owner, the one into QuickBooks (no owner of
+    its own) and core, reconciliation, ROI, reporting and webhook assets by the default owner; none is left out."""
+    from integration_pipelines.definitions import build_definitions
+
+    monkeypatch.setenv("IP_DEFAULT_OWNER", "team:integrations")
+    monkeypatch.setenv("HUBSPOT_OWNER", "crm-admins@example.com")
+    graph = build_definitions(Settings()).resolve_asset_graph()
+    owners = {key.to_user_string(): graph.get(key).owners for key in graph.get_all_asset_keys()}
+    assert owners["sync/form_leads_to_hubspot"] == owners["hubspot/contacts"] == ["crm-admins@example.com"]
+    for key in ("sync/payments_to_quickbooks", "core/customers", "reconciliation/deals_vs_invoices", "roi/report",
+                "reporting/published", "webhooks/events", "stripe/charges"):
+        assert owners[key] == ["team:integrations"], key
+    assert [key for key, names in owners.items() if not names] == []
+
+
 def test_an_owner_dagster_refuses_is_one_paragraph_naming_the_variable(settings, monkeypatch):
     monkeypatch.setenv("STRIPE_OWNER", "payments team")
     spec = get_system("stripe")

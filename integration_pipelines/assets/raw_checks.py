@@ -52,15 +52,24 @@ def system_owners(system: System, settings: Settings) -> list[str]:
     """`<SYSTEM>_OWNER`, else `IP_DEFAULT_OWNER`, checked with Dagster's own owner rule while the definitions
     load, so a typo is one paragraph naming the variable instead of Dagster's error about an asset key."""
     own = (load_overrides(system.name).owner or "").strip()
-    variable, owner = (f"{system.name.upper()}_OWNER", own) if own else ("IP_DEFAULT_OWNER",
-                                                                         settings.default_owner.strip())
+    if own:
+        return _checked_owner(f"{system.name.upper()}_OWNER", own, f"the {system.title} assets")
+    return default_owners(settings, f"the {system.title} assets")
+
+
+def default_owners(settings: Settings, what: str = "the assets without an owner of their own") -> list[str]:
+    """`IP_DEFAULT_OWNER` as a list of owners (empty when unset), checked like `system_owners`."""
+    return _checked_owner("IP_DEFAULT_OWNER", settings.default_owner.strip(), what)
+
+
+def _checked_owner(variable: str, owner: str, what: str) -> list[str]:
     if not owner:
         return []
     try:
-        dg.AssetSpec(key=dg.AssetKey([system.name, "_owner"]), owners=[owner])
+        dg.AssetSpec(key=dg.AssetKey(["_owner"]), owners=[owner])
     except dg.DagsterInvalidDefinitionError as exc:
         raise ConfigurationError(
-            f"{variable}={owner!r} is not an owner Dagster accepts for the {system.title} assets: give an email "
+            f"{variable}={owner!r} is not an owner Dagster accepts for {what}: give an email "
             "address (data@example.com) or a team name prefixed with `team:` (team:finance-data), or leave it "
             f"unset for no owner."
         ) from exc

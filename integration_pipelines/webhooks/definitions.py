@@ -20,6 +20,7 @@ import dagster as dg
 from pydantic import Field
 
 from ..alerts import Alert, Alerter
+from ..assets.raw_checks import default_owners
 from ..connectors.spec import System
 from ..locks import LockTimeoutError, is_held
 from ..resources import WarehouseResource
@@ -73,6 +74,7 @@ def build_events_asset(settings: Settings, hook_config: WebhookSettings) -> dg.A
         "`raw_<system>.<stream>` (same keys as extraction), change notices into `raw_<provider>.events`, and "
         "every event into `raw_webhooks.events`.",
         metadata={"table": "raw_webhooks.events"},
+        owners=default_owners(settings),
     )
     def webhook_events(context: dg.AssetExecutionContext, config: IngestConfig, warehouse: WarehouseResource,
                        webhook_landing: LandingResource) -> dg.MaterializeResult:
