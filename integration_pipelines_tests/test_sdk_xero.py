@@ -1,7 +1,8 @@
 """xero-python (the official SDK) against the Xero emulator's Manual Journals API, over real HTTP: create (PUT) with
 an Idempotency-Key and its replay, list (paged, with journal lines; `where`; `If-Modified-Since`), get one, update
 (POST: post a draft, void a posted journal), and Xero's refusals in its `ValidationException` shape: lines that do
-not balance, a bank account on a journal, an account the chart does not have.
+not balance, a bank account on a journal, an account the chart does not have. Invoices: one read by id and by
+number (`where`), an unknown id as the SDK's NotFoundException, a refused token as its 401 ApiException.
 
 Expected values are written by hand from Xero's Manual Journals reference (debits positive, credits negative, lines
 balancing to zero; no bank accounts: help.xero.com "You can't post a manual journal to a bank account in Xero") and
@@ -132,3 +133,31 @@ def test_a_list_without_paging_is_a_summary_without_journal_lines(sandbox_server
     # the seeded books: the bookkeeper's own journals, one voided duplicate and one draft, each balanced
     statuses = sorted(j["Status"] for j in summary["ManualJournals"])
     assert statuses == ["DRAFT", "POSTED", "POSTED", "POSTED", "POSTED", "VOIDED"]
+
+
+UK_INVOICE_ID = "a9ab7e7a-4a24-4473-81f5-ab70741b19cb"  # the world's INV-1039: Tim Turing, GBP 319.50, AUTHORISED
+
+
+def test_an_invoice_is_read_by_id_and_by_number(api):
+    one = api.get_invoice(TENANT, UK_INVOICE_ID).invoices[0]
+    assert (one.invoice_number, str(one.status), one.currency_code.value, float(one.total), float(one.amount_due)) \
+        == ("INV-1039", "AUTHORISED", "GBP", 319.5, 319.5)
+    assert one.line_items, "one invoice in full carries its lines"
+    found = api.get_invoices(TENANT, where='InvoiceNumber=="INV-1039"').invoices
+    assert [i.invoice_id for i in found] == [one.invoice_id]
+
+
+def test_not_found_and_a_refused_token_are_the_sdks_own_exceptions(api, sandbox_server):
+    from xero_python.exceptions import ApiException, NotFoundException
+
+    with pytest.raises(NotFoundException) as missing:
+        api.get_invoice(TENANT, "00000000-0000-4000-8000-000000000000")
+    assert missing.value.status == 404
+
+    stored = {"access_token": "FAKE-not-a-token", "refresh_token": "FAKE", "scope": ["accounting.transactions"],
+              "expires_in": 1800, "expires_at": 4102444800.0, "token_type": "Bearer"}  # not expired: sent as is
+    client = ApiClient(Configuration(oauth2_token=OAuth2Token(client_id=CLIENT_ID, client_secret=CLIENT_SECRET)),
+                       pool_threads=1, oauth2_token_getter=lambda: stored, oauth2_token_saver=stored.update)
+    with pytest.raises(ApiException) as refused:
+        AccountingApi(client, base_url=sandbox_server.url + API_ROOT).get_invoice(TENANT, UK_INVOICE_ID)
+    assert refused.value.status == 401
