@@ -365,19 +365,24 @@ def test_the_books_hold_what_accounting_would(sandbox):
 
 
 # -- the official SDK as a judge -------------------------------------------------------------------------
-def test_python_quickbooks_sdk_reads_and_writes_against_the_sandbox(sandbox_server, sandbox, monkeypatch):
+def _sdk_client(sandbox_server, monkeypatch, refresh_token: str = REFRESH_TOKEN):
+    """python-quickbooks as a business would configure it, pointed at the sandbox."""
     quickbooks = pytest.importorskip("quickbooks")
     from intuitlib.client import AuthClient
-    from quickbooks.objects.customer import Customer
-    from quickbooks.objects.invoice import Invoice
 
     monkeypatch.setenv("OAUTHLIB_INSECURE_TRANSPORT", "1")  # the sandbox speaks plain http on loopback
     auth = AuthClient(CLIENT_ID, CLIENT_SECRET, "http://localhost/callback",
-                      environment=sandbox_server.url + "/.well-known/openid_configuration",
-                      refresh_token=REFRESH_TOKEN)
-    client = quickbooks.QuickBooks(auth_client=auth, refresh_token=REFRESH_TOKEN, company_id=REALM,
-                                   minorversion=75)
+                      environment=sandbox_server.url + "/.well-known/openid_configuration", refresh_token=refresh_token)
+    client = quickbooks.QuickBooks(auth_client=auth, refresh_token=refresh_token, company_id=REALM, minorversion=75)
     client.api_url_v3 = sandbox_server.url + "/v3"
+    return client
+
+
+
+def test_python_quickbooks_sdk_reads_and_writes_against_the_sandbox(sandbox_server, sandbox, monkeypatch):
+    client = _sdk_client(sandbox_server, monkeypatch)
+    from quickbooks.objects.customer import Customer
+    from quickbooks.objects.invoice import Invoice
 
     listed, start = [], 1
     while page := Customer.all(qb=client, start_position=start, max_results=7):
@@ -395,6 +400,46 @@ def test_python_quickbooks_sdk_reads_and_writes_against_the_sandbox(sandbox_serv
     assert saved.Id == replayed.Id and saved.TotalAmt == 99.0
     assert len([i for i in sandbox.emulator("quickbooks").dump("invoices") if i["DocNumber"] == "SYNC-0001"]) == 1
 
+
+
+def test_python_quickbooks_reads_one_updates_with_its_sync_token_and_refuses_a_stale_one(sandbox_server, sandbox,
+                                                                                          monkeypatch):
+    """The world's INV-1037 (Linus Hamilton, USD 645.00, open in full), read by id; a customer's note edited through
+    the SDK's save (Id + SyncToken: the update moves the token); the same edit from the old copy is QuickBooks'
+    Stale Object Error 5010; an id the books do not have is the SDK's ObjectNotFoundException."""
+    client = _sdk_client(sandbox_server, monkeypatch)
+    from quickbooks.exceptions import ObjectNotFoundException, QuickbooksException
+    from quickbooks.objects.customer import Customer
+    from quickbooks.objects.invoice import Invoice
+
+    [found] = Invoice.filter(DocNumber="INV-1037", qb=client)
+    one = Invoice.get(found.Id, qb=client)
+    assert (one.DocNumber, float(one.TotalAmt), float(one.Balance), one.CurrencyRef.value) == (
+        "INV-1037", 645.0, 645.0, "USD")
+
+    customer = Customer.get(one.CustomerRef.value, qb=client)
+    stale = Customer.get(one.CustomerRef.value, qb=client)
+    customer.Notes = "prefers invoices by email"
+    saved = customer.save(qb=client)
+    assert int(saved.SyncToken) == int(stale.SyncToken) + 1
+    assert Customer.get(customer.Id, qb=client).Notes == "prefers invoices by email"
+    stale.Notes = "an edit made on an old copy"
+    with pytest.raises(QuickbooksException) as refused:
+        stale.save(qb=client)
+    assert refused.value.error_code == 5010
+
+    with pytest.raises(ObjectNotFoundException):
+        Invoice.get("999999", qb=client)
+
+
+def test_python_quickbooks_with_a_refused_refresh_token_raises_the_sdks_error(sandbox_server, sandbox, monkeypatch):
+    from intuitlib.exceptions import AuthClientError
+    from quickbooks.objects.customer import Customer
+
+    with pytest.raises(AuthClientError) as refused:
+        Customer.all(qb=_sdk_client(sandbox_server, monkeypatch, refresh_token="FAKE-revoked-refresh-token"),
+                     max_results=1)
+    assert refused.value.status_code == 400 and b"invalid_grant" in refused.value.content
 
 # -- rotation and expiry by the emulator's clock (docs/credentials.md) ------------------------------------------
 def test_refresh_tokens_rotate_daily_and_the_old_one_dies_once_the_new_one_is_used(sandbox_server, sandbox):
