@@ -1,4 +1,4 @@
-"""One automation condition for everything downstream of raw data (core, syncs, reconciliation, ROI).
+"""The automation conditions for everything downstream of raw data (core, syncs, reconciliation, ROI, reporting).
 
 Dagster's `eager()` waits while any upstream was never materialized; a daily-partitioned extract always has
 unmaterialized days (history nobody backfilled), so `eager()` would never fire below it. This condition is
@@ -13,3 +13,14 @@ AFTER_UPSTREAM_UPDATES = (
     & ~dg.AutomationCondition.any_deps_in_progress()
     & ~dg.AutomationCondition.in_progress()
 ).with_label("after upstream updates, once nothing upstream or of its own is running")
+
+#: Core is one build (`core_models`, not subsettable): it reacts to new raw data only. A change to one core table
+#: comes from a core build, the nightly's or the event lane's (which rebuilds core itself and reports the tables it
+#: changed); reacting to it would rebuild all of core again right after, holding the warehouse for nothing (seen on
+#: the running stack: every lane batch that changed core.customers queued a whole core rebuild behind it).
+AFTER_RAW_UPDATES = (
+    dg.AutomationCondition.any_deps_updated().ignore(dg.AssetSelection.groups("core")).since_last_handled()
+    .with_label("raw data updated")
+    & ~dg.AutomationCondition.any_deps_in_progress()
+    & ~dg.AutomationCondition.in_progress()
+).with_label("after new raw data, once nothing upstream or of its own is running")

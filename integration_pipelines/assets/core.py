@@ -14,7 +14,7 @@ from ..alerts import alert_on_check_results
 from ..connectors.spec import System
 from ..resources import WarehouseResource
 from ..warehouse.models import build_committed, contracts, core_lineage
-from .automation import AFTER_UPSTREAM_UPDATES
+from .automation import AFTER_RAW_UPDATES
 from .extract import WAREHOUSE_POOL
 
 CORE_TABLES = {
@@ -144,7 +144,7 @@ def build_core_assets(systems: Sequence[System]) -> dg.AssetsDefinition:
     specs = [
         dg.AssetSpec(_key(table), group_name="core", description=DESCRIPTIONS.get(table, table),
                      deps=deps_of(table), kinds={"duckdb", "sql"}, freshness_policy=FRESHNESS,
-                     automation_condition=AFTER_UPSTREAM_UPDATES,
+                     automation_condition=AFTER_RAW_UPDATES,
                      metadata={"table": f"core.{table}", "key": ", ".join(CORE_TABLES[table])})
         for table in CORE_TABLES
     ]
