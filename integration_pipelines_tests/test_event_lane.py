@@ -149,6 +149,30 @@ def test_syncs_that_read_only_what_the_events_brought_go_first():
     assert [s.name for s in direct_syncs(ordered)] == ["leads_to_crm", "stock_to_shop"]
 
 
+def test_the_syncs_tables_exist_before_syncs_first_run_side_by_side(tmp_path: Path):
+    """On a new warehouse every sync would create the `sync` schema itself; two doing so at once fail with DuckDB's
+    "Catalog write-write conflict on create with 'sync'" (the demo's first minute: a lead sync failed and alerted).
+    The lane makes them once before it runs syncs side by side."""
+    settings = Settings(data_dir=tmp_path, warehouse=str(tmp_path / "w.duckdb"))
+    store = LocalLandingStore(tmp_path)
+    body = json.dumps({"submission_id": "s1", "email": "ada@example.test"}).encode()
+    store.land("forms", "2026-03-10", "s1", envelope("forms", "s1", "form", datetime(2026, 3, 10, 12, tzinfo=UTC),
+                                                     {}, body))
+    form = (("forms", "submissions"),)
+    seen: list[int] = []
+
+    def runner(sync: SyncSpec, warehouse: Warehouse, *args: object, **kwargs: object) -> None:
+        with warehouse.connect() as con:
+            seen.append(con.execute("SELECT count(*) FROM duckdb_tables() WHERE schema_name = 'sync' "
+                                    "AND table_name IN ('ledger', 'runs', 'attempts', 'starts')").fetchone()[0])
+
+    lane = EventLane(store, Warehouse(settings.warehouse_database), settings, systems=[],
+                     syncs=[spec("leads_to_crm", form), spec("leads_to_mailer", form).model_copy(
+                         update={"target": "mailer"})], batch_files=10, run_id="r", sync_runner=runner,
+                     sync_workers=4)
+    outcome = lane.process(lane.next_batch() or "")
+    assert [s.error for s in outcome.syncs] == ["", ""] and seen == [4, 4]
+
 def test_syncs_into_different_targets_run_at_once_one_writer_per_target_and_dependencies_first(tmp_path: Path):
     """Two syncs into different targets meet at a barrier (they could not, one after another); two into the
     same target never overlap; a sync waits for the one it depends on. Each writes through the lane's warehouse
