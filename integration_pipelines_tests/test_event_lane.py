@@ -149,15 +149,21 @@ def test_syncs_that_read_only_what_the_events_brought_go_first():
     assert [s.name for s in direct_syncs(ordered)] == ["leads_to_crm", "stock_to_shop"]
 
 
-def test_the_syncs_tables_exist_before_syncs_first_run_side_by_side(tmp_path: Path):
-    """On a new warehouse every sync would create the `sync` schema itself; two doing so at once fail with DuckDB's
-    "Catalog write-write conflict on create with 'sync'" (the demo's first minute: a lead sync failed and alerted).
-    The lane makes them once before it runs syncs side by side."""
+def _one_form_landed(tmp_path: Path) -> tuple[Settings, LocalLandingStore]:
+    """A new warehouse and a landing store holding one web-form post: a batch whose syncs read forms/submissions."""
     settings = Settings(data_dir=tmp_path, warehouse=str(tmp_path / "w.duckdb"))
     store = LocalLandingStore(tmp_path)
     body = json.dumps({"submission_id": "s1", "email": "ada@example.test"}).encode()
     store.land("forms", "2026-03-10", "s1", envelope("forms", "s1", "form", datetime(2026, 3, 10, 12, tzinfo=UTC),
                                                      {}, body))
+    return settings, store
+
+
+def test_the_syncs_tables_exist_before_syncs_first_run_side_by_side(tmp_path: Path):
+    """On a new warehouse every sync would create the `sync` schema itself; two doing so at once fail with DuckDB's
+    "Catalog write-write conflict on create with 'sync'" (the demo's first minute: a lead sync failed and alerted).
+    The lane makes them once before it runs syncs side by side."""
+    settings, store = _one_form_landed(tmp_path)
     form = (("forms", "submissions"),)
     seen: list[int] = []
 
@@ -179,11 +185,7 @@ def test_syncs_into_different_targets_run_at_once_one_writer_per_target_and_depe
     from its own thread (a cursor of the batch's connection), and every write is there afterwards."""
     import threading
 
-    settings = Settings(data_dir=tmp_path, warehouse=str(tmp_path / "w.duckdb"))
-    store = LocalLandingStore(tmp_path)
-    body = json.dumps({"submission_id": "s1", "email": "ada@example.test"}).encode()
-    store.land("forms", "2026-03-10", "s1", envelope("forms", "s1", "form", datetime(2026, 3, 10, 12, tzinfo=UTC),
-                                                     {}, body))
+    settings, store = _one_form_landed(tmp_path)
     form = (("forms", "submissions"),)
     to_crm = spec("leads_to_crm", form)
     to_mailer = spec("leads_to_mailer", form).model_copy(update={"target": "mailer"})
