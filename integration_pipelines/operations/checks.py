@@ -91,16 +91,22 @@ def credential_variables_used(resolved: ResolvedSystem) -> list[str]:
     return [resolved.sources.get(key, spec.env) for key, spec in system.values.items() if spec.secret]
 
 
-def network_cause(exc: BaseException) -> BaseException | None:
-    """The httpx transport error (connect refused, DNS, timeout) behind a connector error, if there is one."""
+def first_in_chain(exc: BaseException, kinds: type[BaseException] | tuple[type[BaseException], ...]
+                   ) -> BaseException | None:
+    """The first error of `kinds` in the exception's cause/context chain (a wrapper may carry the real one)."""
     seen: set[int] = set()
     node: BaseException | None = exc
     while node is not None and id(node) not in seen:
         seen.add(id(node))
-        if isinstance(node, (httpx.TransportError, httpx.TimeoutException)):
+        if isinstance(node, kinds):
             return node
         node = node.__cause__ or node.__context__
     return None
+
+
+def network_cause(exc: BaseException) -> BaseException | None:
+    """The httpx transport error (connect refused, DNS, timeout) behind a connector error, if there is one."""
+    return first_in_chain(exc, (httpx.TransportError, httpx.TimeoutException))
 
 
 # -- rate-limit headers ---------------------------------------------------------------------------------------

@@ -10,7 +10,7 @@ from ..connectors.redaction import redact
 from ..connectors.registry import discover_systems
 from ..connectors.runtime import url_variable
 from ..settings import load_overrides, load_settings
-from .checks import network_cause
+from .checks import first_in_chain, network_cause
 from .streams import UnknownStreamError
 
 
@@ -41,18 +41,6 @@ def _system_url(title: str) -> tuple[str, str] | None:
     return None
 
 
-def _in_chain(exc: BaseException, kind: type[BaseException]) -> BaseException | None:
-    """The first error of `kind` in the exception's cause/context chain (a wrapper may carry the real one)."""
-    seen: set[int] = set()
-    node: BaseException | None = exc
-    while node is not None and id(node) not in seen:
-        seen.add(id(node))
-        if isinstance(node, kind):
-            return node
-        node = node.__cause__ or node.__context__
-    return None
-
-
 def describe_error(exc: BaseException) -> str | None:
     """The paragraph to show for a known error, or None for anything else (which keeps its traceback)."""
     import duckdb
@@ -65,7 +53,7 @@ def describe_error(exc: BaseException) -> str | None:
     if isinstance(exc, AuthError):
         return str(exc)
     if isinstance(exc, ConnectorError):
-        unreachable = _in_chain(exc, UnreachableError)
+        unreachable = first_in_chain(exc, UnreachableError)
         if unreachable is not None:  # the HTTP client already wrote the paragraph, naming the URL's variable
             return str(unreachable)
         cause = network_cause(exc)
