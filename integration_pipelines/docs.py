@@ -85,8 +85,13 @@ def systems_markdown() -> str:
 DERIVED_COLUMNS = {
     "golden_customer_id": "the golden customer (core.customers.golden_id) this row belongs to",
     "golden_id": "the golden customer id, stable across rebuilds",
-    "legal_entity": "the legal entity that issued it, from the books that hold the invoice (legal-entities file, "
-                    "see Settings below); for a payment, the entity of the invoice it settles",
+    "legal_entity": "the group company (legal-entities file, see Settings below) it belongs to: for an invoice "
+                    "the one that issued it, from the books that hold it; for a payment the entity of the invoice it "
+                    "settles; for a customer or deal the one that invoices it (by the customer's country); for an "
+                    "expense the employee's company (by email domain, else currency)",
+    "books_system": "the books system: for a deal, customer or expense its legal entity's books of record (the "
+                    "entity's first `books` entry in the legal-entities file); for a payment match the books "
+                    "holding the payment",
     "books_id": "the books' own id for the issuing entity (NetSuite subsidiary, Xero branding theme)",
     "is_books_of_record": "this copy is the one that counts (the entity's books of record); other copies never count",
     "is_intercompany": "the customer is a group company (intercompany in the legal-entities file); eliminated "

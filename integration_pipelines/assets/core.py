@@ -21,6 +21,7 @@ CORE_TABLES = {
     "customers": ("golden_id",),
     "customer_xref": ("source_system", "source_id"),
     "customer_duplicates": ("source_system", "source_id_a", "source_id_b"),
+    "customer_entities": ("golden_id",),
     **{name: ("source_system", "source_id") for name in contracts() if name != "customer_records"},
     "payment_matches": ("processor_system", "processor_payment_id", "books_system", "books_payment_id"),
     "revenue_by_entity": ("legal_entity", "month"),
@@ -30,6 +31,9 @@ DESCRIPTIONS = {
     "customers": "One golden customer per real customer across every system (identity-resolved).",
     "customer_xref": "Every source customer record → its golden id, with the rule that matched it.",
     "customer_duplicates": "Customers recorded twice inside one system: fix these at the source.",
+    "customer_entities": "The group company that issues each customer's new invoices (S4 won deals, S5 "
+                         "milestones) and the books it keeps them in: the customer's country matched to the "
+                         "legal-entities file, else the group's first company.",
     "payment_matches": "Which payment in the books records each card payment: by the processor's id in its "
                        "memo/reference, else by amount on the same invoices; ambiguous candidates are listed, "
                        "never chosen.",

@@ -4,6 +4,7 @@ header, an opaque `next_cursor` (null on the last page) sent back as `?cursor=`,
 from __future__ import annotations
 
 import base64
+from dataclasses import dataclass
 from datetime import timedelta
 
 from starlette.requests import Request
@@ -11,9 +12,24 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from .custom_apps import RestTwin, iso
+from .world import STAFF_DOMAIN_BY_COUNTRY, Person
 
 MERCHANTS = [("Rail Europe", "travel"), ("Hotel Central", "lodging"), ("Cafe Nero", "meals"),
              ("Office Depot", "office_supplies"), ("Uber", "travel"), ("AWS", "software")]
+
+
+@dataclass(frozen=True)
+class Employee:
+    email: str
+    currency: str
+
+
+def _employee(person: Person) -> Employee:
+    """A group employee who files receipts: the world's person's name at the group company of their country (its
+    staff's email domain), spending in that company's currency."""
+    domain = STAFF_DOMAIN_BY_COUNTRY[person.country]
+    local = f"{person.first_name}.{person.last_name}".lower().replace(" ", "")
+    return Employee(email=f"{local}@{domain}", currency=person.currency)
 
 
 class ExpenseToolTwin(RestTwin):
@@ -28,9 +44,9 @@ class ExpenseToolTwin(RestTwin):
         super().__init__(world, sandbox)
         rng = world.rng("expense_tool")
         anchor = world.anchor - timedelta(seconds=1)
-        staff = world.people[:8]
+        staff = [_employee(person) for person in world.people[:8]]
         for number in range(30):
-            person = rng.choice(staff)
+            person = rng.choice(staff)  # the group's staff: one of eight employees of its three companies
             merchant, category = rng.choice(MERCHANTS)
             spent = world.start + timedelta(seconds=rng.randrange(world.days * 86400))
             rid = f"rcpt_{10001 + number}"

@@ -26,6 +26,8 @@ PRODUCTS = [("WIDGET-S", "Small widget", 1500), ("WIDGET-L", "Large widget", 450
             ("GADGET", "Gadget", 9900), ("SERVICE-HR", "Consulting hour", 12000),
             ("SUPPORT-Y", "Annual support plan", 60000), ("CABLE", "Cable kit", 750)]
 SUBSIDIARY_BY_COUNTRY = {"US": "Acme Trading Inc (US)", "GB": "Acme Trading Ltd (UK)", "DE": "Acme Trading GmbH (DE)"}
+#: The email domain each group company's staff write from (the expense tool's employees).
+STAFF_DOMAIN_BY_COUNTRY = {"US": "acme-trading.com", "GB": "acme-trading.co.uk", "DE": "acme-trading.de"}
 #: What the group sells by subscription: (code, name, price in minor units of the subscriber's currency, interval).
 SUBSCRIPTION_PLANS = [("basic-monthly", "Basic monthly", 2900, "month"), ("pro-monthly", "Pro monthly", 9900, "month"),
                       ("pro-yearly", "Pro yearly", 99000, "year"), ("team-monthly", "Team monthly", 24900, "month")]

@@ -153,6 +153,8 @@ CHART_OF_ACCOUNTS: dict[str, tuple[str, str]] = {
     "200": ("Sales", "REVENUE"), "205": ("Sales Refunds", "REVENUE"), "260": ("Other Revenue", "REVENUE"),
     "310": ("Cost of Goods Sold", "DIRECTCOSTS"), "404": ("Bank Fees", "EXPENSE"),
     "412": ("Consulting & Accounting", "EXPENSE"), "416": ("Depreciation", "DEPRECIATN"),
+    "420": ("Entertainment", "EXPENSE"), "429": ("General Expenses", "EXPENSE"),
+    "493": ("Travel - National", "EXPENSE"), "494": ("Travel - International", "EXPENSE"),
     "433": ("Insurance", "EXPENSE"), "453": ("Office Expenses", "EXPENSE"), "469": ("Rent", "OVERHEADS"),
     "477": ("Wages and Salaries", "EXPENSE"), "485": ("Subscriptions", "EXPENSE"),
     "615": ("Card Processor Clearing", "CURRENT"), "620": ("Prepayments", "PREPAYMENT"),
@@ -1057,6 +1059,9 @@ class XeroEmulator(OAuthEmulator):
                     float(line["UnitAmount"])
                 except (TypeError, ValueError):
                     errors.append("Unit Amount must be a valid number")
+            account_code = line.get("AccountCode")
+            if account_code is not None and (self.chart.get(str(account_code)) or {}).get("Type", "BANK") == "BANK":
+                errors.append(f"Account code '{account_code}' is not a valid code for this document.")
         status = element.get("Status", "DRAFT")
         if status not in ("DRAFT", "SUBMITTED", "AUTHORISED"):
             errors.append("Invoice not of valid status for creation")

@@ -125,6 +125,8 @@ def _exists(con: duckdb.DuckDBPyConnection, qualified: str) -> bool:
 LEGAL_ENTITIES_FILE_ENV = "IP_LEGAL_ENTITIES_FILE"
 FX_RATES_FILE_ENV = "IP_FX_RATES_FILE"
 REPORTING_CURRENCY_ENV = "IP_REPORTING_CURRENCY"
+BOOKS_ACCOUNTS_FILE_ENV = "IP_BOOKS_ACCOUNTS_FILE"
+DEFAULT_BOOKS_ACCOUNTS = MODELS_DIR / "seeds" / "books_accounts.csv"
 DEFAULT_LEGAL_ENTITIES = MODELS_DIR / "seeds" / "legal_entities.yaml"
 DEFAULT_FX_RATES = MODELS_DIR / "seeds" / "fx_rates.csv"
 DEFAULT_REPORTING_CURRENCY = "USD"
@@ -140,6 +142,9 @@ _SETTINGS_TABLE = "\n".join([
     "per unit of `currency`, daily or monthly; the latest rate on or before a date applies |",
     f"| `{REPORTING_CURRENCY_ENV}` | `{DEFAULT_REPORTING_CURRENCY}` | the currency of the consolidated figures; a "
     "`to_currency` column in the rates file must name it |",
+    f"| `{BOOKS_ACCOUNTS_FILE_ENV}` | `warehouse/models/seeds/books_accounts.csv` (the sandbox books' ids) | the "
+    "accounts, items and bank accounts the syncs post to in each books: CSV `books_system,purpose,account_code"
+    "[,description]`, read as `ref.books_accounts` (codes are text: `090` stays `090`) |",
 ])
 
 #: The settings a business fills in for consolidated reporting (docs/warehouse.md prints this).
@@ -314,9 +319,10 @@ def load_seeds(con: duckdb.DuckDBPyConnection) -> None:
     and FX rates (configurable files, see REPORTING_SETTINGS_DOC) and the reporting currency."""
     con.execute("CREATE SCHEMA IF NOT EXISTS ref")
     for path in sorted((MODELS_DIR / "seeds").glob("*.csv")):
-        if path != DEFAULT_FX_RATES:
+        if path not in (DEFAULT_FX_RATES, DEFAULT_BOOKS_ACCOUNTS):
             con.execute(f"CREATE OR REPLACE TABLE ref.{path.stem} AS SELECT * FROM read_csv(?, header = true)",
                         [str(path)])
+    _load_books_accounts(con, _config_path(BOOKS_ACCOUNTS_FILE_ENV, DEFAULT_BOOKS_ACCOUNTS))
     with (MODELS_DIR / "seeds" / "currencies.csv").open() as handle:
         zero_decimal = [row["currency"] for row in csv.DictReader(handle) if row["minor_exponent"] == "0"]
     zero_list = ", ".join(f"'{c}'" for c in zero_decimal) or "''"
@@ -329,6 +335,31 @@ def load_seeds(con: duckdb.DuckDBPyConnection) -> None:
                  * CASE WHEN upper(currency) IN ({zero_list}) THEN 1 ELSE 100 END) AS BIGINT)"""
     )
     _load_reporting_config(con)
+
+
+def _load_books_accounts(con: duckdb.DuckDBPyConnection, path: Path) -> None:
+    """ref.books_accounts from the shipped seed or the business's own file (IP_BOOKS_ACCOUNTS_FILE): every code is
+    text, as books ids are (Xero's `090` is not 90), and a file without the columns or with a blank code stops the
+    build naming the file and line rather than leaving a sync to post to a missing account."""
+    try:
+        with path.open(newline="") as handle:
+            reader = csv.DictReader(handle)
+            missing = {"books_system", "purpose", "account_code"} - set(reader.fieldnames or ())
+            if missing:
+                raise ReportingConfigError(f"{path}: the books accounts need the columns books_system, purpose, "
+                                           f"account_code[, description]; missing {', '.join(sorted(missing))}")
+            rows = []
+            for line, row in enumerate(reader, start=2):
+                values = [(row.get(c) or "").strip() for c in ("books_system", "purpose", "account_code")]
+                if not all(values):
+                    raise ReportingConfigError(f"{path}: line {line}: books_system, purpose and account_code "
+                                               "must all be filled in")
+                rows.append((values[0].lower(), values[1], values[2], (row.get("description") or "").strip()))
+    except OSError as exc:
+        raise ReportingConfigError(f"{path}: cannot read the books accounts: {exc}") from exc
+    con.execute("CREATE OR REPLACE TABLE ref.books_accounts (books_system VARCHAR, purpose VARCHAR, "
+                "account_code VARCHAR, description VARCHAR)")
+    con.executemany("INSERT INTO ref.books_accounts VALUES (?, ?, ?, ?)", rows)
 
 
 def _load_reporting_config(con: duckdb.DuckDBPyConnection) -> None:

@@ -1,12 +1,11 @@
 -- key: source_system, source_id
--- Every CRM deal with its golden customer and the legal entity that issues its invoice, by this rule:
---   1. a deal-level field naming the entity, when the CRM carries one: neither CRM read here does (the Salesforce
---      Opportunity and the HubSpot deal have no entity/subsidiary field, so staging.deals has no such column);
---   2. else the golden customer's country (core.customers.country, ISO alpha-2) matched to an entity's `country`
---      in the legal-entities file (ref.legal_entities; the first in file order if two share a country);
---   3. else the group's default entity: the first in the legal-entities file.
--- books_system: the entity's books of record, the first `books` entry of its legal-entities entry
--- (ref.legal_entities.books_system): where S4 creates the deal's customer and invoice.
+-- Every CRM deal with its golden customer and the legal entity that issues its invoice: the customer's entity
+-- (core.customer_entities: its country matched to the legal-entities file, else the group's first entity), as
+-- neither CRM read here carries a deal-level entity field (the Salesforce Opportunity and the HubSpot deal have no
+-- entity/subsidiary field, so staging.deals has no such column). A deal without a golden customer gets the group's
+-- first entity (it is never invoiced: S4 needs the customer).
+-- books_system: the entity's books of record (core.customer_entities.books_system): where S4 creates the deal's
+-- customer and invoice.
 -- same_deal_as: the key (`source_system:source_id`) of the record this won deal duplicates in another CRM, null for
 -- the first record of a deal (and for every deal kept in one CRM only). A group that runs two CRMs (a migration, a
 -- subsidiary on HubSpot while the parent runs Salesforce) often holds the same won deal in both; it is one sale
@@ -14,28 +13,20 @@
 -- customer, currency, amount and close date; when one CRM holds several such deals, the n-th oldest of each CRM
 -- pair up, so a customer with two identical sales in Salesforce and one in HubSpot is invoiced twice, not three
 -- times and not once. The earliest created record of a pair is the deal; the other names it here.
-WITH entity_order AS (
-    SELECT e.legal_entity, e.country, e.books_system, min(b.precedence) AS precedence
+WITH first_entity AS (
+    SELECT e.legal_entity, e.books_system
     FROM ref.legal_entities AS e
-    LEFT JOIN ref.entity_books AS b ON b.legal_entity = e.legal_entity
-    GROUP BY ALL
-),
-by_country AS (
-    SELECT country, arg_min(legal_entity, precedence) AS legal_entity
-    FROM entity_order
-    WHERE country IS NOT NULL
-    GROUP BY country
-),
-default_entity AS (
-    SELECT arg_min(legal_entity, precedence) AS legal_entity FROM entity_order
+    JOIN ref.entity_books AS b ON b.legal_entity = e.legal_entity
+    ORDER BY b.precedence
+    LIMIT 1
 ),
 deals AS (
     SELECT d.*, x.golden_id AS golden_customer_id,
-           coalesce(bc.legal_entity, (SELECT legal_entity FROM default_entity)) AS legal_entity
+           coalesce(ce.legal_entity, (SELECT legal_entity FROM first_entity)) AS legal_entity,
+           coalesce(ce.books_system, (SELECT books_system FROM first_entity)) AS books_system
     FROM staging.deals AS d
     LEFT JOIN core.customer_xref AS x ON x.source_system = d.source_system AND x.source_id = d.customer_source_id
-    LEFT JOIN core.customers AS c ON c.golden_id = x.golden_id
-    LEFT JOIN by_country AS bc ON bc.country = c.country
+    LEFT JOIN core.customer_entities AS ce ON ce.golden_id = x.golden_id
 ),
 won AS (
     SELECT source_system, source_id, created_at, golden_customer_id, currency, amount_minor, close_date,
@@ -51,9 +42,8 @@ twins AS (
                ORDER BY created_at, source_system, source_id) AS first_key
     FROM won
 )
-SELECT deals.*, e.books_system,
+SELECT deals.*,
        nullif(t.first_key, deals.source_system || ':' || deals.source_id) AS same_deal_as
 FROM deals
-LEFT JOIN entity_order AS e ON e.legal_entity = deals.legal_entity
 LEFT JOIN twins AS t ON t.source_system = deals.source_system AND t.source_id = deals.source_id
 ORDER BY deals.source_system, deals.source_id

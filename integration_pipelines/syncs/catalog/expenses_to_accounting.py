@@ -1,0 +1,111 @@
+"""Scenario 7: approved expense receipts (the expense tool) → the employing company's books.
+
+A bookkeeper re-keys every approved receipt as an expense in the books. Each approved or reimbursed receipt in
+core.expenses is booked in the books of the employee's company (core.expenses.legal_entity and books_system: the
+employee's email domain matched to the legal-entities file, else the one entity keeping the receipt's currency;
+with the shipped group the US company books in QuickBooks, the UK and German companies in Xero):
+- QuickBooks: one `Purchase` paid from the employee-reimbursement (cash) account (`expense_paid_from`);
+- Xero: one approved bill (ACCPAY invoice, AUTHORISED) to the employee as a contact, which is how Xero's own expense
+  claims land: the company owes the employee the amount until the reimbursement is paid.
+The line's expense account is the one the receipt's category maps to in `ref.books_accounts`
+(`expense_category:<category>` per books system; seeds/books_accounts.csv or the business's own file named by
+IP_BOOKS_ACCOUNTS_FILE). A category with no mapping, or a receipt no company can be told for, is not sent: it waits
+in the plan's `waiting` count (`required_columns`) instead of landing on a catch-all account or in the wrong
+company's books. Rejected and still-submitted receipts never leave.
+
+Duplicates: insert mode keyed by receipt, so the ledger sends each receipt once; every write carries the books'
+idempotency key (QBO `requestid`, Xero `Idempotency-Key`, derived from sync, receipt and row hash), which the books
+replay instead of booking a second expense. A receipt one books' sync has sent (or may have: in doubt) is never
+sent to the other books, even when the employee later moves company.
+"""
+
+from __future__ import annotations
+
+from ..spec import SyncSpec
+
+_SYNC_NAME = {"quickbooks": "expenses_to_quickbooks", "xero": "expenses_to_xero"}
+
+_APPROVED = """
+    SELECT e.source_system || ':' || e.source_id AS expense_key,
+           e.source_id AS receipt_id,
+           e.employee,
+           e.merchant,
+           e.category,
+           (SELECT min(a.account_code) FROM ref.books_accounts AS a
+            WHERE a.books_system = '{system}' AND a.purpose = 'expense_category:' || e.category) AS expense_account,
+           (SELECT min(a.account_code) FROM ref.books_accounts AS a
+            WHERE a.books_system = '{system}' AND a.purpose = 'expense_paid_from') AS paid_from_account,
+           e.currency,
+           CAST(e.amount_minor AS DECIMAL(18, 2)) / CASE WHEN cur.minor_exponent = 0 THEN 1 ELSE 100 END
+               AS amount,
+           strftime(e.spent_at, '%Y-%m-%d') AS spent_date,
+           e.spent_at
+    FROM core.expenses AS e
+    LEFT JOIN ref.currencies AS cur ON cur.currency = e.currency
+    WHERE e.status IN ('approved', 'reimbursed') AND e.amount_minor > 0 AND e.books_system = '{system}'
+      AND NOT EXISTS (SELECT 1 FROM sync.ledger AS other
+                      WHERE other.sync_name = '{other}'
+                        AND other.record_key = e.source_system || ':' || e.source_id
+                        AND other.status IN ('synced', 'linked', 'in_doubt'))
+"""
+
+
+def _source(system: str) -> str:
+    other = next(name for books, name in _SYNC_NAME.items() if books != system)
+    return _APPROVED.format(system=system, other=other)
+
+
+SYNCS = (
+    SyncSpec(
+        name=_SYNC_NAME["quickbooks"],
+        title="Expense receipts → QuickBooks purchases",
+        description="Books each approved expense receipt of a company booking in QuickBooks (US) as a purchase on "
+                    "its category's expense account.",
+        source_sql=_source("quickbooks"),
+        source_assets=(("core", "expenses"),),
+        key="expense_key",
+        start_column="spent_at",  # receipts spent before the switch-on were booked by hand
+        target="quickbooks",
+        mode="insert",
+        create_writer="save_purchase",
+        required_columns=("expense_account", "paid_from_account"),
+        payload={
+            "PaymentType": "Cash",
+            "AccountRef": {"value": "{paid_from_account}"},
+            "TxnDate": "{spent_date}",
+            "CurrencyRef": {"value": "{currency}"},
+            "PrivateNote": "expense_tool receipt {receipt_id} ({employee}, {merchant})",
+            "Line": [{"DetailType": "AccountBasedExpenseLineDetail", "Amount": "{amount}",
+                      "Description": "{merchant}: {category}",
+                      "AccountBasedExpenseLineDetail": {"AccountRef": {"value": "{expense_account}"}}}],
+        },
+        manual_minutes_per_record=3.0,
+    ),
+    SyncSpec(
+        name=_SYNC_NAME["xero"],
+        title="Expense receipts → Xero bills",
+        description="Books each approved expense receipt of a company booking in Xero (UK, DE) as an approved bill "
+                    "to the employee on its category's expense account.",
+        source_sql=_source("xero"),
+        source_assets=(("core", "expenses"),),
+        key="expense_key",
+        start_column="spent_at",
+        target="xero",
+        mode="insert",
+        create_writer="create_invoices",
+        required_columns=("expense_account",),
+        payload={
+            "Type": "ACCPAY",
+            "Status": "AUTHORISED",
+            "Contact": {"Name": "{employee}", "EmailAddress": "{employee}"},
+            "Date": "{spent_date}",
+            "DueDate": "{spent_date}",
+            "InvoiceNumber": "{receipt_id}",
+            "Reference": "expense_tool receipt {receipt_id} ({merchant})",
+            "CurrencyCode": "{currency}",
+            "LineItems": [{"Description": "{merchant}: {category}", "Quantity": 1, "UnitAmount": "{amount}",
+                           "AccountCode": "{expense_account}"}],
+        },
+        manual_minutes_per_record=3.0,
+    ),
+)
