@@ -1,4 +1,9 @@
-"""Scenario 2: accepted Odoo quotations (sale orders) → HubSpot deals, exactly once per quote, over real HTTP."""
+"""Scenario 2: accepted Odoo quotations (sale orders) → HubSpot deals, exactly once per quote, over real HTTP.
+
+The acceptance test's expected values are written by hand from the sandbox world (seed 7, anchored 2026-03-10) as
+Odoo records it: 60 of its quotations are confirmed (state `sale`), among them S00001 (Aperture Ltd, Dennis
+Goldwasser, USD 1,596.00, ordered 2026-03-09 11:52:44 UTC) and S00002 (Aperture LLC, Grace Knuth, EUR 60.00, ordered
+2026-03-09 15:01:25 UTC)."""
 
 from __future__ import annotations
 
@@ -8,6 +13,7 @@ import pytest
 from integration_pipelines.connectors.hubspot import SYSTEM as HUBSPOT
 
 from .conftest import materialize_all_partitions, warehouse_rows
+from .target_api import hubspot_get
 from .test_core_models import build
 from .test_syncs import posts_to, sync
 
@@ -135,3 +141,37 @@ def test_quotes_accepted_before_the_sync_was_switched_on_are_left_alone(settings
     assert (result.created, result.failed) == (4, 0)
     assert hubspot_quote_ids(sandbox_server.url) == ["S00010", "S00019", "S00037", "S00060"]
     assert result.plan.before_start == 56 and sync(settings, NAME).created == 0
+
+
+def _deal(url: str, quote: str) -> dict:
+    return hubspot_get(url, f"/crm/v3/objects/deals/{quote}", idProperty="quote_id",
+                       properties="dealname,amount,deal_currency_code,dealstage,pipeline,closedate,quote_id")
+
+
+def test_acceptance_each_confirmed_quotation_is_one_won_deal_in_hubspot(settings, sandbox, sandbox_server):
+    """Read back through HubSpot's CRM API (a deal by its unique `quote_id`, and the search API's total)."""
+    odoo = sandbox.emulator("odoo")
+    with sandbox.state.lock:  # a salesperson cancels S00003 before the sync first runs: it is no sale
+        next(o for o in odoo.records["sale.order"].values() if o["name"] == "S00003")["state"] = "cancel"
+    for stream in ("partners", "sale_orders"):
+        materialize_all_partitions(settings, "odoo", stream)
+    build(settings)
+    assert (sync(settings, NAME).created, sync(settings, NAME).created) == (59, 0)
+
+    url = sandbox_server.url
+    first = _deal(url, "S00001")["properties"]
+    assert {k: first[k] for k in ("dealname", "amount", "deal_currency_code", "dealstage", "pipeline")} == {
+        "dealname": "Aperture Ltd - S00001", "amount": "1596.0", "deal_currency_code": "USD",
+        "dealstage": "closedwon", "pipeline": "default"}
+    assert first["closedate"].startswith("2026-03-09T11:52:44")
+    second = _deal(url, "S00002")["properties"]
+    assert (second["dealname"], second["amount"], second["deal_currency_code"]) == ("Aperture LLC - S00002", "60.0",
+                                                                                     "EUR")
+    with pytest.raises(httpx.HTTPStatusError) as missing:
+        _deal(url, "S00003")
+    assert missing.value.response.status_code == 404
+    found = httpx.post(f"{url}/crm/v3/objects/deals/search", headers={
+        "Authorization": f"Bearer {HUBSPOT.values['token'].sandbox}"}, json={
+        "filterGroups": [{"filters": [{"propertyName": "quote_id", "operator": "HAS_PROPERTY"}]}], "limit": 1})
+    found.raise_for_status()
+    assert found.json()["total"] == 59

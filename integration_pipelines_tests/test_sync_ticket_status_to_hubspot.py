@@ -1,11 +1,22 @@
 """Scenario 3: Salesforce cases → `open_tickets` and `support_status` on the customer's HubSpot contact(s),
-updated by HubSpot id (never created), over real HTTP against the sandbox."""
+updated by HubSpot id (never created), over real HTTP against the sandbox.
+
+The acceptance test's expected values are written by hand from the sandbox world (seed 7, anchored 2026-03-10) as
+Salesforce's support desk records it:
+- alan.johnson32@tyrell8.example.com: case 00001027 New and 00001028 (500Hs00000KdXdeIAF) Escalated → 2 open,
+  escalated;
+- grace.knuth11@aperture11.example.com: 00001005 Closed → 0 open, resolved;
+- tim.turing26@initech2.example.com: 00001020 Closed, 00001019 New → 1 open, open;
+- linus.wilson4@globex4.example.com: 00001001 Escalated, 00001002 New → 2 open, escalated; HubSpot also holds him
+  as linus.wilson@personal.example.net (the same customer), which says the same;
+- 21 HubSpot contacts belong to customers with cases."""
 
 from __future__ import annotations
 
 import pytest
 
 from .conftest import materialize_all_partitions, warehouse_rows
+from .target_api import hubspot_get, salesforce_update
 from .test_core_models import build
 from .test_syncs import posts_to, sync
 
@@ -131,3 +142,31 @@ def test_an_unmapped_case_status_is_refused_alone_and_lands_in_sync_errors(setti
     assert {e[1] for e in errors} == bad and {(e[0], e[2]) for e in errors} == {(NAME, "update")}
     assert all("INVALID_OPTION" in e[3] and "on_hold" in e[3] for e in errors)
     assert_hubspot_state(settings, sandbox, before, skip=frozenset(bad))
+
+
+def _support(url: str, email: str) -> tuple[str | None, str | None]:
+    props = hubspot_get(url, f"/crm/v3/objects/contacts/{email}", idProperty="email",
+                        properties="open_tickets,support_status")["properties"]
+    return props.get("open_tickets"), props.get("support_status")
+
+
+def test_acceptance_hubspot_contacts_show_the_support_desk_and_follow_an_agents_change(settings, sandbox,
+                                                                                        sandbox_server):
+    """Read back through HubSpot's contacts API; the agent's change is made through Salesforce's REST API."""
+    prepare(settings, sandbox)
+    assert sync(settings, NAME).updated == 21
+    url = sandbox_server.url
+    assert _support(url, "alan.johnson32@tyrell8.example.com") == ("2", "escalated")
+    assert _support(url, "grace.knuth11@aperture11.example.com") == ("0", "resolved")
+    assert _support(url, "tim.turing26@initech2.example.com") == ("1", "open")
+    assert _support(url, "linus.wilson4@globex4.example.com") == ("2", "escalated")
+    assert _support(url, "linus.wilson@personal.example.net") == ("2", "escalated")
+
+    # an agent closes the escalated case; the next read of the desk brings Alan's contact back to "open"
+    salesforce_update(url, "Case", "500Hs00000KdXdeIAF", {"Status": "Closed"})
+    materialize_all_partitions(settings, "salesforce", "cases")
+    build(settings)
+    result = sync(settings, NAME)
+    assert (result.updated, result.created, result.failed) == (1, 0, 0)
+    assert _support(url, "alan.johnson32@tyrell8.example.com") == ("1", "open")
+    assert _support(url, "linus.wilson4@globex4.example.com") == ("2", "escalated")

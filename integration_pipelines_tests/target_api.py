@@ -1,6 +1,7 @@
-"""Read the books back as their owners' own clients do: the QuickBooks query API and Xero's Accounting API on the
-sandbox emulators, with tokens from each one's OAuth refresh grant. Acceptance tests read outcomes here, never in
-the emulators' memory, so a test sees what a bookkeeper (or the vendor's SDK) would see."""
+"""Read the targets back as their owners' own clients do: the QuickBooks query API, Xero's Accounting API, HubSpot's
+CRM API and Salesforce's REST API on the sandbox emulators, with tokens from each one's own grant. Acceptance tests
+read outcomes here, never in the emulators' memory, so a test sees what a bookkeeper, a sales rep (or the vendor's
+SDK) would see; and they change the world here as a person using those systems would."""
 
 from __future__ import annotations
 
@@ -8,7 +9,10 @@ from typing import Any
 
 import httpx
 
+from integration_pipelines.connectors.hubspot import SYSTEM as HUBSPOT
 from integration_pipelines.connectors.quickbooks import SYSTEM as QBO
+from integration_pipelines.connectors.salesforce import API_VERSION as SALESFORCE_API_VERSION
+from integration_pipelines.connectors.salesforce import SYSTEM as SALESFORCE
 from integration_pipelines.connectors.xero import SYSTEM as XERO
 from integration_pipelines.sandbox import quickbooks as qbo_sandbox
 from integration_pipelines.sandbox import xero as xero_sandbox
@@ -58,3 +62,23 @@ def xero_put(url: str, resource: str, record: dict) -> dict:
                        timeout=30)
     answer.raise_for_status()
     return answer.json()[resource][0]
+
+
+def hubspot_get(url: str, path: str, **params: str) -> dict:
+    """`GET <path>` of HubSpot's CRM API (e.g. `/crm/v3/objects/deals/S00001` with `idProperty=quote_id`)."""
+    answer = httpx.get(url + path, params=params, timeout=30,
+                       headers={"Authorization": f"Bearer {HUBSPOT.values['token'].sandbox}"})
+    answer.raise_for_status()
+    return answer.json()
+
+
+def salesforce_update(url: str, sobject: str, record_id: str, fields: dict) -> None:
+    """Edit one record as a user of Salesforce would (`PATCH …/sobjects/<Object>/<id>`)."""
+    token = httpx.post(f"{url}/services/oauth2/token", timeout=30, data={
+        "grant_type": "refresh_token", "client_id": SALESFORCE.values["client_id"].sandbox,
+        "client_secret": SALESFORCE.values["client_secret"].sandbox,
+        "refresh_token": SALESFORCE.values["refresh_token"].sandbox})
+    token.raise_for_status()
+    answer = httpx.patch(f"{url}/services/data/v{SALESFORCE_API_VERSION}/sobjects/{sobject}/{record_id}",
+                         json=fields, timeout=30, headers={"Authorization": f"Bearer {token.json()['access_token']}"})
+    answer.raise_for_status()
