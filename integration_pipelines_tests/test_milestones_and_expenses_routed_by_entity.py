@@ -32,8 +32,8 @@ from integration_pipelines.warehouse import models
 from integration_pipelines.warehouse.duckdb import Warehouse
 from integration_pipelines.warehouse.models import ReportingConfigError
 
-from .target_api import qbo_all, xero_get, xero_put
 from .conftest import materialize_all_partitions, warehouse_rows
+from .target_api import qbo_all, xero_get, xero_put
 from .test_core_models import build
 from .test_syncs import posts_to, sync
 
