@@ -25,6 +25,7 @@ from __future__ import annotations
 import copy
 from pathlib import Path
 
+import duckdb
 import pytest
 
 from integration_pipelines.assets.reconciliation import build_all_reconciliations
@@ -266,3 +267,22 @@ def test_a_milestone_the_books_refuse_fails_alone_naming_the_field(settings, san
     assert "Line.Amount" in errors[0][3]
     qbo, _ = _milestone_invoices(sandbox_server.url)
     assert "INV-M9999" not in qbo
+
+
+def test_a_books_accounts_file_without_a_fixed_account_stops_the_sync_before_anything_is_sent(
+        settings, sandbox, tmp_path, monkeypatch):
+    """The business's own file forgot the QuickBooks reimbursement account: the expense sync sends nothing and says
+    which row to add and where; the Xero sync, whose accounts are all there, books as usual."""
+    shipped = Path(models.__file__).parent / "models" / "seeds" / "books_accounts.csv"
+    accounts = tmp_path / "our_accounts.csv"
+    accounts.write_text("".join(line for line in shipped.read_text().splitlines(keepends=True)
+                                if "expense_paid_from" not in line))
+    monkeypatch.setenv("IP_BOOKS_ACCOUNTS_FILE", str(accounts))
+    _extract_and_build(settings, ("expense_tool", "expense_receipts"))
+    sandbox.state.clear_requests()
+    with pytest.raises(duckdb.InvalidInputException) as raised:
+        sync(settings, "expenses_to_quickbooks")
+    assert ("ref.books_accounts has no account for books_system=quickbooks, purpose=expense_paid_from: add the row "
+            "to seeds/books_accounts.csv or to your own file in IP_BOOKS_ACCOUNTS_FILE") in str(raised.value)
+    assert posts_to(sandbox, "quickbooks") == []
+    assert _run(settings, ("expenses_to_xero",)) == {"expenses_to_xero": (16, 0, 0)}

@@ -22,6 +22,7 @@ sent to the other books, even when the employee later moves company.
 from __future__ import annotations
 
 from ..spec import SyncSpec
+from .books_accounts import books_account, with_accounts
 
 _SYNC_NAME = {"quickbooks": "expenses_to_quickbooks", "xero": "expenses_to_xero"}
 
@@ -31,10 +32,7 @@ _APPROVED = """
            e.employee,
            e.merchant,
            e.category,
-           (SELECT min(a.account_code) FROM ref.books_accounts AS a
-            WHERE a.books_system = '{system}' AND a.purpose = 'expense_category:' || e.category) AS expense_account,
-           (SELECT min(a.account_code) FROM ref.books_accounts AS a
-            WHERE a.books_system = '{system}' AND a.purpose = 'expense_paid_from') AS paid_from_account,
+           {expense_account} AS expense_account,
            e.currency,
            CAST(e.amount_minor AS DECIMAL(18, 2)) / CASE WHEN cur.minor_exponent = 0 THEN 1 ELSE 100 END
                AS amount,
@@ -52,7 +50,8 @@ _APPROVED = """
 
 def _source(system: str) -> str:
     other = next(name for books, name in _SYNC_NAME.items() if books != system)
-    return _APPROVED.format(system=system, other=other)
+    return _APPROVED.format(system=system, other=other,
+                            expense_account=books_account(system, "'expense_category:' || e.category"))
 
 
 SYNCS = (
@@ -61,14 +60,14 @@ SYNCS = (
         title="Expense receipts → QuickBooks purchases",
         description="Books each approved expense receipt of a company booking in QuickBooks (US) as a purchase on "
                     "its category's expense account.",
-        source_sql=_source("quickbooks"),
+        source_sql=with_accounts(_source("quickbooks"), "quickbooks", paid_from_account="expense_paid_from"),
         source_assets=(("core", "expenses"),),
         key="expense_key",
         start_column="spent_at",  # receipts spent before the switch-on were booked by hand
         target="quickbooks",
         mode="insert",
         create_writer="save_purchase",
-        required_columns=("expense_account", "paid_from_account"),
+        required_columns=("expense_account",),
         payload={
             "PaymentType": "Cash",
             "AccountRef": {"value": "{paid_from_account}"},

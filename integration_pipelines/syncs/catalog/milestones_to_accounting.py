@@ -23,6 +23,7 @@ sync has sent (or may have: in doubt) is never sent again, even when its client'
 from __future__ import annotations
 
 from ..spec import SyncSpec
+from .books_accounts import with_accounts
 
 _SYNC_NAME = {"quickbooks": "milestones_to_quickbooks", "xero": "milestones_to_xero"}
 _PURPOSE = {"quickbooks": "milestone_invoice_item", "xero": "milestone_invoice_account"}
@@ -40,8 +41,6 @@ _REACHED = """
            upper(m._raw->>'$.currency') AS currency,
            CAST((m._raw->>'$.amount_minor')::BIGINT AS DECIMAL(18, 2))
                / CASE WHEN cur.minor_exponent = 0 THEN 1 ELSE 100 END AS amount,
-           (SELECT CAST(min(account_code) AS VARCHAR) FROM ref.books_accounts
-            WHERE books_system = '{system}' AND purpose = '{purpose}') AS item_code,
            books.customer_id,
            -- the PM tool keeps no "reached at": the milestone's last change, which its move to `reached` is
            (m._raw->>'$.updated_at')::TIMESTAMPTZ AS reached_at
@@ -62,7 +61,7 @@ _SOURCES = (("pm_tool", "billing_milestones"), ("pm_tool", "projects"), ("core",
 
 def _source(system: str) -> str:
     other = next(name for books, name in _SYNC_NAME.items() if books != system)
-    return _REACHED.format(system=system, purpose=_PURPOSE[system], other=other)
+    return with_accounts(_REACHED.format(system=system, other=other), system, item_code=_PURPOSE[system])
 
 
 SYNCS = (

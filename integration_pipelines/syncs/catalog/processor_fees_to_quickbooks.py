@@ -32,15 +32,13 @@ QBO `requestid` on every write, and a DocNumber naming the payment or refund (jo
 a repeated DocNumber, so the ledger and the requestid are the protection). Match before create: earlier versions
 of the refund sync booked one entry per payment (`<processor>:<payment id>:refund`) at the amount refunded by
 then; the refunds made before that entry was pushed are linked to it (`booked_entry_id`), not booked again, and
-only later refunds are new entries. Account ids are per company (set them for yours).
+only later refunds are new entries. The account ids are the company's own, from `ref.books_accounts` (purposes
+`card_undeposited_funds`, `card_merchant_fees`, `card_processor_clearing`, `card_sales_refunds`; the sandbox realm's
+in seeds/books_accounts.csv, yours in IP_BOOKS_ACCOUNTS_FILE); one missing stops the plan naming it.
 """
 
 from ..spec import SyncSpec
-
-UNDEPOSITED_FUNDS = "4"
-PROCESSOR_CLEARING = "36"
-MERCHANT_FEES = "37"
-SALES_REFUNDS = "38"
+from .books_accounts import with_accounts
 
 #: The books system these syncs post to: entries of entities whose books of record are elsewhere wait here.
 BOOKS = "quickbooks"
@@ -176,7 +174,9 @@ SYNCS = (
         title="Card payments → QuickBooks journal entries (gross, fee, net)",
         description="Books each card payment's processor fee and net payout as a balanced journal entry in the "
                     "QuickBooks of the payment's legal entity; other entities' payments wait (waiting_reason).",
-        source_sql=_FEES,
+        source_sql=with_accounts(_FEES, BOOKS, undeposited_funds_account="card_undeposited_funds",
+                                 merchant_fees_account="card_merchant_fees",
+                                 clearing_account="card_processor_clearing"),
         source_assets=(("core", "payments"),),
         key="entry_key",
         start_column="paid_at",
@@ -190,9 +190,9 @@ SYNCS = (
             "CurrencyRef": {"value": "{currency}"},
             "PrivateNote": "{processor} payment {payment_id}: gross, fee, net",
             "Line": [
-                _line("{gross}", "Credit", UNDEPOSITED_FUNDS, "{processor} payment {payment_id} (gross)"),
-                _line("{fee}", "Debit", MERCHANT_FEES, "{processor} fee on {payment_id}"),
-                _line("{net}", "Debit", PROCESSOR_CLEARING, "{processor} payout of {payment_id} (net)"),
+                _line("{gross}", "Credit", "{undeposited_funds_account}", "{processor} payment {payment_id} (gross)"),
+                _line("{fee}", "Debit", "{merchant_fees_account}", "{processor} fee on {payment_id}"),
+                _line("{net}", "Debit", "{clearing_account}", "{processor} payout of {payment_id} (net)"),
             ],
         },
         manual_minutes_per_record=3.0,
@@ -202,7 +202,8 @@ SYNCS = (
         title="Card refunds → QuickBooks journal entries",
         description="Books each card refund (every partial refund on its own, on its own date) against the "
                     "processor clearing account in the QuickBooks of the payment's legal entity.",
-        source_sql=_REFUNDS,
+        source_sql=with_accounts(_REFUNDS, BOOKS, sales_refunds_account="card_sales_refunds",
+                                 clearing_account="card_processor_clearing"),
         source_assets=(("core", "refunds"),),
         key="entry_key",
         start_column="refunded_at",  # a refund made after the switch-on is booked, even of an older payment
@@ -217,8 +218,8 @@ SYNCS = (
             "CurrencyRef": {"value": "{currency}"},
             "PrivateNote": "{processor} refund {refund_id} of payment {payment_id}",
             "Line": [
-                _line("{amount}", "Debit", SALES_REFUNDS, "{processor} refund {refund_id} of {payment_id}"),
-                _line("{amount}", "Credit", PROCESSOR_CLEARING, "{processor} refund {refund_id} of {payment_id}"),
+                _line("{amount}", "Debit", "{sales_refunds_account}", "{processor} refund {refund_id} of {payment_id}"),
+                _line("{amount}", "Credit", "{clearing_account}", "{processor} refund {refund_id} of {payment_id}"),
             ],
         },
         manual_minutes_per_record=3.0,

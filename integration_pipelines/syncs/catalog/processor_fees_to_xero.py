@@ -11,10 +11,11 @@ account (help.xero.com: "You can't post a manual journal to a bank account in Xe
 payment at its gross amount into the bank account card payouts land in (ref.books_accounts `xero,card_payments`).
 The processor pays out less: the gross minus its fee, minus the refunds it gives back. So the Xero entries do not
 move the gross (that would need the bank account); they book what the processor keeps, against a clearing account:
-- fee: debit merchant fees (`MERCHANT_FEES`, an expense), credit the card processor clearing account
-  (`PROCESSOR_CLEARING`), at the fee; the narration states gross, fee and net.
-- refund: debit sales refunds (`SALES_REFUNDS`), credit the same clearing account, at the refund's own amount, dated
-  the day it was made (every partial refund is its own journal).
+- fee: debit merchant fees (ref.books_accounts `xero,card_merchant_fees`: Xero's default 404 Bank Fees, an
+  expense), credit the card processor clearing account (`xero,card_processor_clearing`: 615, a current asset the
+  group set up), at the fee; the narration states gross, fee and net.
+- refund: debit sales refunds (`xero,card_sales_refunds`: 205), credit the same clearing account, at the refund's
+  own amount, dated the day it was made (every partial refund is its own journal).
 When the bookkeeper reconciles a payout in Xero (a bank line of the net against the gross payments), the difference
 is coded to the clearing account, which then returns to zero: the fee is expensed once, by this sync, and the bank
 shows only what arrived. Lines carry no tax (`LineAmountTypes` NoTax, `TaxType` NONE): card processing fees are
@@ -40,6 +41,7 @@ module constants, like the QuickBooks ones (set them for yours; they must be non
 """
 
 from ..spec import SyncSetting, SyncSpec
+from .books_accounts import with_accounts
 from .processor_fees_to_quickbooks import (
     PAYMENTS,
     REFUNDS,
@@ -48,10 +50,6 @@ from .processor_fees_to_quickbooks import (
     journaled_elsewhere,
     route_reason,
 )
-
-MERCHANT_FEES = "404"  # Xero's default "Bank Fees" expense account
-PROCESSOR_CLEARING = "615"  # "Card Processor Clearing", a current asset the group set up (not a bank account)
-SALES_REFUNDS = "205"  # "Sales Refunds", a revenue (contra) account the group set up
 
 #: The books system these syncs post to.
 BOOKS = "xero"
@@ -182,7 +180,8 @@ SYNCS = (
         description="Books each card payment's processor fee as a posted Xero manual journal (merchant fees against "
                     "the processor clearing account) in the Xero books of the payment's legal entity; other entities' "
                     "payments, and payments in another currency than the books', wait (waiting_reason).",
-        source_sql=_FEES,
+        source_sql=with_accounts(_FEES, BOOKS, merchant_fees_account="card_merchant_fees",
+                                 clearing_account="card_processor_clearing"),
         source_assets=(("core", "payments"), ("xero", "manual_journals")),
         key="entry_key",
         start_column="paid_at",
@@ -193,8 +192,9 @@ SYNCS = (
         required_columns=("books_route", "fee"),
         settings=_SETTINGS,
         payload=_journal("{paid_date}", [
-            _line("{fee}", MERCHANT_FEES, "{processor} fee on payment {payment_id}"),
-            _line("{fee_credit}", PROCESSOR_CLEARING, "{processor} fee on payment {payment_id}, kept from its payout"),
+            _line("{fee}", "{merchant_fees_account}", "{processor} fee on payment {payment_id}"),
+            _line("{fee_credit}", "{clearing_account}",
+                  "{processor} fee on payment {payment_id}, kept from its payout"),
         ]),
         manual_minutes_per_record=3.0,
     ),
@@ -204,7 +204,8 @@ SYNCS = (
         description="Books each card refund (every partial refund on its own, on its own date) as a posted Xero "
                     "manual journal (sales refunds against the processor clearing account) in the Xero books of the "
                     "payment's legal entity.",
-        source_sql=_REFUNDS,
+        source_sql=with_accounts(_REFUNDS, BOOKS, sales_refunds_account="card_sales_refunds",
+                                 clearing_account="card_processor_clearing"),
         source_assets=(("core", "refunds"), ("xero", "manual_journals")),
         key="entry_key",
         start_column="refunded_at",  # a refund made after the switch-on is booked, even of an older payment
@@ -215,8 +216,8 @@ SYNCS = (
         required_columns=("books_route", "amount"),
         settings=_SETTINGS,
         payload=_journal("{refund_date}", [
-            _line("{amount}", SALES_REFUNDS, "{processor} refund {refund_id} of payment {payment_id}"),
-            _line("{amount_credit}", PROCESSOR_CLEARING, "{processor} refund {refund_id} of payment {payment_id}"),
+            _line("{amount}", "{sales_refunds_account}", "{processor} refund {refund_id} of payment {payment_id}"),
+            _line("{amount_credit}", "{clearing_account}", "{processor} refund {refund_id} of payment {payment_id}"),
         ]),
         manual_minutes_per_record=3.0,
     ),
