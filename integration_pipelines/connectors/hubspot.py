@@ -18,9 +18,14 @@ Facts the spec leans on:
 - A deal's contact is an association, not a property. The list endpoint returns associations when asked
   (`associations=contacts`); the search endpoint cannot, so `deal_contacts` lists every deal's associated
   contact ids in full each run (100 deals per request) instead of riding on the incremental deal read.
+  `contact_companies` does the same for each contact's companies (`associations=companies`): the contact's
+  `company` property is free text a person typed, the association is the link to a company record, and scenario 9's
+  company summary rolls subscriptions up by it. HubSpot lists a primary association twice (once with the primary
+  type, once unlabeled), so readers take distinct ids.
 - Writes have no idempotency key: contacts are upserted by their unique `email` (matched case-insensitively,
   as HubSpot does), which makes a retried batch harmless; a retried deal *create* is not, so syncs must record
-  created ids in their ledger before retrying.
+  created ids in their ledger before retrying. Updates by id (`batch/update` of contacts, companies, deals) set
+  absolute values, so a re-sent batch is harmless too, and they never create a record.
 - A property defined with "unique values" (`hasUniqueValue`, up to 10 per object) is a second unique key:
   `batch/upsert` takes it as `idProperty` for any object type, not only contacts' email. The deals the
   quote → deal sync creates carry such a property (`quote_id`), so a re-sent upsert updates the deal it
@@ -150,10 +155,11 @@ SYSTEM = System(
     error_message_paths=("message", "errors.0.message"),
     scopes=Scopes(
         read=("crm.objects.contacts.read", "crm.objects.companies.read", "crm.objects.deals.read"),
-        write=("crm.objects.contacts.write", "crm.objects.deals.write"),
+        write=("crm.objects.contacts.write", "crm.objects.companies.write", "crm.objects.deals.write"),
         writers={"upsert_contacts": ("crm.objects.contacts.write",), "update_contacts": ("crm.objects.contacts.write",),
                  "archive_contact": ("crm.objects.contacts.write",), "create_deals": ("crm.objects.deals.write",),
-                 "upsert_deals": ("crm.objects.deals.write",), "update_deals": ("crm.objects.deals.write",)},
+                 "upsert_deals": ("crm.objects.deals.write",), "update_deals": ("crm.objects.deals.write",),
+                 "update_companies": ("crm.objects.companies.write",)},
         note="Two private apps (Settings → Integrations → Private apps): one with the read scopes for extraction, "
         "one with the write scopes (plus the reads its lookups need) for syncs.",
     ),
@@ -164,6 +170,8 @@ SYSTEM = System(
         _archived_stream("contacts", "Contacts deleted or merged away in HubSpot (archived), read in full each run"),
         _associations_stream("deals", "contacts", "Each deal's associated contacts (who is invoiced when it is won), "
                              "read in full each run"),
+        _associations_stream("contacts", "companies", "Each contact's associated companies (the company records a "
+                             "contact belongs to, not its free-text `company` property), read in full each run"),
     ),
     writers=(
         Writer(
@@ -212,6 +220,15 @@ SYSTEM = System(
             method="DELETE",
             path="/crm/v3/objects/contacts/{external_id}",
             batch_size=1,
+            idempotency=Idempotency(location="none"),
+        ),
+        Writer(
+            name="update_companies",
+            description="Update existing companies by id ({'id': ..., 'properties': {...}}); never creates one.",
+            path="/crm/v3/objects/companies/batch/update",
+            batch_envelope="inputs",
+            batch_size=100,
+            results_path="results",
             idempotency=Idempotency(location="none"),
         ),
         Writer(

@@ -17,9 +17,16 @@ when it was asked for and has none). What this emulator holds to, because client
 - errors `{"status": "error", "message", "correlationId", "category"}`, 401 `INVALID_AUTHENTICATION` for a
   missing or wrong bearer token, and 429s shaped like HubSpot's ten-secondly policy with its rate-limit headers.
 
+Associations: a list or single read with `associations=<type>` adds `associations: {<type>: {results: [{id,
+type}]}}` (only when there are some). Each CRM person's contact is associated with their company as its primary
+company, which HubSpot lists twice, once with the primary type (`contact_to_company`) and once unlabeled
+(`contact_to_company_unlabeled`); the portal does not create or associate companies automatically from email
+domains, so a contact created through the API without `associations` belongs to no company.
+
 The world's planted CRM mess is realised here: the `crm_email_case_differs` person's email is stored in mixed
 case, and the `crm_duplicate_contact` person exists twice (the second time with a personal address, the same
-name and phone). `anomaly_ids` names the HubSpot ids involved, so tests can find them.
+name and phone, no company name and no company association). `anomaly_ids` names the HubSpot ids involved, so
+tests can find them.
 """
 
 from __future__ import annotations
@@ -77,12 +84,14 @@ SCHEMA: dict[str, tuple[str, ...]] = {
     # `support_status` (an enumeration) and `open_tickets` (a number) serve the tickets → CRM sync; `quote_id` on
     # deals is a custom property with "unique values" set (`hasUniqueValue`), the quote → deal sync's upsert key.
     # `subscription_status` (an enumeration), `subscription_plan` and `subscription_renews_on` (a date, YYYY-MM-DD)
-    # serve the subscription status → CRM sync.
+    # serve the subscription status → CRM sync; on companies, `subscription_status`, `active_subscriptions` (a
+    # number) and `subscription_renews_on` serve its per-company summary.
     # `hs_merged_object_ids`, `hs_all_contact_vids` and `hs_additional_emails` are HubSpot's own merge trail.
     "contacts": (*STANDARD_PROPERTIES["contacts"], "website", "hs_email_domain", "hs_lead_status", "payment_status",
                  "last_payment_date", "support_status", "open_tickets", "subscription_status", "subscription_plan",
                  "subscription_renews_on", "hs_merged_object_ids", "hs_all_contact_vids", "hs_additional_emails"),
-    "companies": (*STANDARD_PROPERTIES["companies"], "website", "description"),
+    "companies": (*STANDARD_PROPERTIES["companies"], "website", "description", "subscription_status",
+                  "active_subscriptions", "subscription_renews_on"),
     "deals": (*STANDARD_PROPERTIES["deals"], "description", "hs_priority", "quote_id"),
 }
 #: Properties defined with unique values: `batch/upsert` and `batch/read` accept them as `idProperty`.
@@ -91,6 +100,7 @@ UNIQUE_PROPERTIES: dict[str, tuple[str, ...]] = {"contacts": ("email",), "compan
 ENUM_OPTIONS: dict[tuple[str, str], tuple[str, ...]] = {
     ("contacts", "support_status"): ("open", "escalated", "resolved"),
     ("contacts", "subscription_status"): ("trialing", "active", "past_due", "canceled"),
+    ("companies", "subscription_status"): ("trialing", "active", "past_due", "canceled"),
     ("deals", "deal_currency_code"): ("USD", "EUR", "GBP", "CAD", "AUD"),  # the portal's enabled currencies
 }
 #: Returned by a list or search that names no properties (HubSpot's documented defaults).
@@ -104,13 +114,18 @@ MODIFIED = {"contacts": "lastmodifieddate", "companies": "hs_lastmodifieddate", 
 READ_ONLY = {"hs_object_id", "createdate", "lastmodifieddate", "hs_lastmodifieddate", "hs_email_domain",
              "hs_merged_object_ids", "hs_all_contact_vids"}
 DATE_PROPERTIES = {"createdate", "lastmodifieddate", "hs_lastmodifieddate", "closedate"}
-NUMBER_PROPERTIES = {"amount", "hs_object_id", "numberofemployees", "open_tickets"}
+NUMBER_PROPERTIES = {"amount", "hs_object_id", "numberofemployees", "open_tickets", "active_subscriptions"}
 SEARCH_TEXT_PROPERTIES = {
     "contacts": ("firstname", "lastname", "email", "phone", "company"),
     "companies": ("name", "domain", "phone", "website"),
     "deals": ("dealname",),
 }
-ASSOCIATION_TYPE = {("deals", "contacts"): "deal_to_contact", ("contacts", "deals"): "contact_to_deal"}
+ASSOCIATION_TYPE = {("deals", "contacts"): "deal_to_contact", ("contacts", "deals"): "contact_to_deal",
+                    ("contacts", "companies"): "contact_to_company", ("companies", "contacts"): "company_to_contact",
+                    ("deals", "companies"): "deal_to_company", ("companies", "deals"): "company_to_deal"}
+#: Pairs with a primary association (a contact's primary company): HubSpot lists the primary one under its type
+#: and again as `<type>_unlabeled`, any other one only as `<type>_unlabeled`.
+PRIMARY_PAIRS = {("contacts", "companies"), ("companies", "contacts")}
 LIFECYCLE = ("subscriber", "lead", "marketingqualifiedlead", "salesqualifiedlead", "opportunity", "customer")
 INDUSTRIES = ("COMPUTER_SOFTWARE", "RETAIL", "MANUFACTURING", "CONSUMER_GOODS", "FINANCIAL_SERVICES")
 OPERATORS = {"EQ", "NEQ", "LT", "LTE", "GT", "GTE", "BETWEEN", "IN", "NOT_IN", "HAS_PROPERTY", "NOT_HAS_PROPERTY",
@@ -199,6 +214,7 @@ class HubSpotEmulator(Emulator):
         self.token = SANDBOX_TOKEN
         self.objects: dict[str, dict[str, Record]] = {t: {} for t in OBJECT_TYPES}
         self.associations: dict[tuple[str, str], dict[str, list[str]]] = {}
+        self.primary: set[tuple[str, str, str, str]] = set()  # (from type, from id, to type, to id), both ways
         self.anomaly_ids: dict[str, list[str]] = {}
         self._recent: deque[float] = deque()
         self._answered = 0
@@ -265,6 +281,7 @@ class HubSpotEmulator(Emulator):
             self._store("contacts", cid, self._contact_properties(person, email, stage),
                         _with_ms(person.created_at, "contact-created", person.key),
                         _with_ms(person.updated_at, "contact-updated", person.key))
+            self._associate("contacts", cid, "companies", self.company_ids[person.company.key], primary=True)
             if person.key == case_key:
                 self.anomaly_ids["crm_email_case_differs"] = [cid]
             if person.key == duplicate_key:
@@ -301,9 +318,11 @@ class HubSpotEmulator(Emulator):
         return {"dealname": deal.name, "amount": _money(deal.amount), "deal_currency_code": deal.currency,
                 "dealstage": deal.stage, "pipeline": "default", "closedate": iso_ms(deal.close_date)}
 
-    def _associate(self, from_type: str, from_id: str, to_type: str, to_id: str) -> None:
+    def _associate(self, from_type: str, from_id: str, to_type: str, to_id: str, *, primary: bool = False) -> None:
         self.associations.setdefault((from_type, from_id), {}).setdefault(to_type, []).append(to_id)
         self.associations.setdefault((to_type, to_id), {}).setdefault(from_type, []).append(from_id)
+        if primary:
+            self.primary |= {(from_type, from_id, to_type, to_id), (to_type, to_id, from_type, from_id)}
 
     # -- protocol -----------------------------------------------------------------------------------
     def error_response(self, status: int, message: str, category: str | None = None, **extra: Any) -> Response:
@@ -426,8 +445,18 @@ class HubSpotEmulator(Emulator):
             if linked:
                 kind = ASSOCIATION_TYPE.get((object_type, other), f"{object_type[:-1]}_to_{other[:-1]}")
                 shaped.setdefault("associations", {})[other] = {
-                    "results": [{"id": i, "type": kind} for i in linked]}
+                    "results": [entry for i in linked for entry in self._association_entries(
+                        object_type, record["id"], other, i, kind)]}
         return shaped
+
+    def _association_entries(self, from_type: str, from_id: str, to_type: str, to_id: str,
+                             kind: str) -> list[dict[str, str]]:
+        """One association as HubSpot's v3 read lists it: a contact ↔ company one under its unlabeled type, and
+        under its primary type as well when it is the contact's primary company; other pairs under their type."""
+        if (from_type, to_type) not in PRIMARY_PAIRS:
+            return [{"id": to_id, "type": kind}]
+        entries = [{"id": to_id, "type": kind}] if (from_type, from_id, to_type, to_id) in self.primary else []
+        return [*entries, {"id": to_id, "type": f"{kind}_unlabeled"}]
 
     @staticmethod
     def _limit(raw: Any, default: int, maximum: int) -> int:

@@ -6,7 +6,8 @@ system's own read spec (an incremental read from the stream's cursor, or today's
 by day), so an event-driven scenario works for every provider that sends events, not only for those that
 send whole objects. The maps below are the providers' documented vocabularies:
 
-- HubSpot: `subscriptionType` `contact.*`, `company.*`, `deal.*` (a contact deletion or merge also archives).
+- HubSpot: `subscriptionType` `contact.*`, `company.*`, `deal.*` (a contact deletion or merge also archives; a
+  contact or company notice other than a `propertyChange` also re-reads the contacts' company associations).
 - Xero: `eventCategory` `INVOICE`, `CONTACT` (Xero's webhooks send only these two).
 - QuickBooks: entity `name` (classic `eventNotifications`) or the CloudEvents `type` `qbo.<entity>.<op>.v1`.
 - Salesforce: the outbound message's `sObject` type.
@@ -26,6 +27,11 @@ from ..connectors import legacy_erp, netsuite, sap
 #: a deal notice (`deal.creation`, `deal.propertyChange`, `deal.associationChange`, ...) also re-reads the deals'
 #: contact associations, which the incremental deal read cannot return
 HUBSPOT = {"contact": ("contacts",), "company": ("companies",), "deal": ("deals", "deal_contacts")}
+#: a contact or company notice that can move a contact → company association (`associationChange`, `creation`,
+#: `deletion`, `merge`, `restore`, `privacyDeletion`: every kind but `propertyChange`, the most frequent by far)
+#: re-reads `contact_companies`, the association list that the incremental contact read cannot return. It is a full
+#: list of contacts (100 per request), so a property edit, which moves no association, does not pay for it.
+HUBSPOT_ASSOCIATIONS = {"contact": "contact_companies", "company": "contact_companies"}
 HUBSPOT_ARCHIVE = {"contact.deletion", "contact.merge", "contact.restore", "contact.privacyDeletion"}
 XERO = {"INVOICE": ("invoices",), "CONTACT": ("contacts",)}
 QUICKBOOKS = {"invoice": ("invoices",), "payment": ("payments",), "customer": ("customers",)}
@@ -43,7 +49,10 @@ def streams_for_notice(provider: str, notice: dict[str, Any]) -> set[tuple[str, 
     """The (system, stream) pairs one notice says have changed; empty when it names nothing we read."""
     if provider == "hubspot":
         kind = str(notice.get("subscriptionType", ""))
-        found = set(HUBSPOT.get(kind.split(".")[0], ()))
+        object_type, _, change = kind.partition(".")
+        found = set(HUBSPOT.get(object_type, ()))
+        if object_type in HUBSPOT_ASSOCIATIONS and change != "propertyChange":
+            found.add(HUBSPOT_ASSOCIATIONS[object_type])
         if kind in HUBSPOT_ARCHIVE:
             found.add("archived_contacts")
     elif provider == "xero":

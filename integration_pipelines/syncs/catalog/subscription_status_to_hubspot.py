@@ -23,28 +23,23 @@ changes nothing for customers whose subscriptions stood still since before its s
 (`IP_SYNC_SUBSCRIPTION_STATUS_TO_HUBSPOT_START`, `IP_SYNC_START`, else its first run); set an earlier start to fill
 the properties for every subscriber once.
 
-Not the HubSpot company: the HubSpot read (`connectors/hubspot.py`) lands contacts without their company association
-(it asks for no `associations`, and the contact's `company` property is free text, not an id), and the HubSpot spec
-has no company writer, so there is no reliable contact → company link to write the same summary onto. Once the
-contacts stream reads `associations.companies`, a second SyncSpec in this module can roll the summary up per company
-with the same rule.
+The rule (which subscription speaks for a customer, when it renews) is `subscription_rule.py`, shared with the
+company summary (`subscription_summary_to_hubspot_companies.py`), which writes the same rule rolled up over every
+subscribing customer of a HubSpot company onto the company.
 """
 
 from ..spec import SyncSpec
+from .subscription_rule import pick_order, renews_on
 
 SYNC = SyncSpec(
     name="subscription_status_to_hubspot",
     title="Subscription status → HubSpot contacts",
     description="Keeps `subscription_status` (trialing, active, past_due, canceled), `subscription_plan` and "
     "`subscription_renews_on` on the HubSpot contacts of customers with a Stripe or Square subscription.",
-    source_sql="""
+    source_sql=f"""
         WITH ranked AS (
             SELECT s.*,
-                   row_number() OVER (
-                       PARTITION BY s.golden_customer_id
-                       ORDER BY CASE s.status WHEN 'active' THEN 1 WHEN 'past_due' THEN 2 WHEN 'trialing' THEN 3
-                                              WHEN 'canceled' THEN 4 ELSE 0 END,
-                                s.created_at DESC, s.source_system, s.source_id) AS pick,
+                   row_number() OVER (PARTITION BY s.golden_customer_id ORDER BY {pick_order('s')}) AS pick,
                    max(s.updated_at) OVER (PARTITION BY s.golden_customer_id) AS changed_at
             FROM core.subscriptions AS s
             WHERE s.golden_customer_id IS NOT NULL
@@ -53,8 +48,7 @@ SYNC = SyncSpec(
                r.golden_customer_id,
                r.status AS subscription_status,
                r.plan AS subscription_plan,
-               CASE WHEN r.status IN ('active', 'past_due', 'trialing') AND NOT r.cancel_at_period_end
-                    THEN strftime(timezone('UTC', r.current_period_end), '%Y-%m-%d') END AS subscription_renews_on,
+               {renews_on('r')} AS subscription_renews_on,
                r.changed_at
         FROM ranked AS r
         JOIN core.customer_xref AS x ON x.golden_id = r.golden_customer_id AND x.source_system = 'hubspot'
