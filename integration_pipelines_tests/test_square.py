@@ -25,7 +25,8 @@ from integration_pipelines.connectors.writer import send_write
 
 from .conftest import PARTITIONS, loaded_keys, materialize_all_partitions, materialize_stream, warehouse_rows
 
-STREAMS = [s.name for s in SYSTEM.streams]
+#: The streams the seeded world fills; refunds are made in a test (test_refunds_are_read_per_day_of_creation...)
+STREAMS = [s.name for s in SYSTEM.streams if s.name != "refunds"]
 TOKEN = SYSTEM.values["access_token"].sandbox
 EPOCH_ISO = "1970-01-01T00:00:00Z"
 #: (method, path) of the first read and of a read after a cursor is stored
@@ -37,6 +38,7 @@ FULL_READ = {
     "inventory_counts": ("POST", "/v2/inventory/counts/batch-retrieve"),
     "subscription_plan_variations": ("GET", "/v2/catalog/list"),
     "subscriptions": ("POST", "/v2/subscriptions/search"),
+    "refunds": ("GET", "/v2/refunds"),
 }
 CHANGE_READ = {**FULL_READ, "customers": ("POST", "/v2/customers/search"),
                "catalog_items": ("POST", "/v2/catalog/search"),
@@ -319,3 +321,29 @@ def test_sandbox_answers_like_square_at_its_limits(sandbox_server, sandbox):
     assert limited.status_code == 429
     assert limited.json()["errors"][0]["code"] == "RATE_LIMITED"
     assert limited.json()["errors"][0]["category"] == "RATE_LIMIT_ERROR"
+
+
+def test_refunds_are_read_per_day_of_creation_and_land_exactly_the_sellers_refunds(settings, sandbox, monkeypatch):
+    """Six partial refunds over two days (two on one payment), three to a page: ListPaymentRefunds filters and sorts
+    by creation only, so each day is read whole, page by page, with its own window; a second read changes nothing."""
+    _small_pages(sandbox, monkeypatch)
+    square = sandbox.emulator("square")
+    payments = [p["id"] for p in square.dump("payments")][:5]
+    made = [square.simulate("refunds", {"payment": payment, "amount": 100, "at": f"2026-03-1{day}T1{n}:00:00Z"})
+            for n, (payment, day) in enumerate([(p, 0) for p in payments[:4]] + [(p, 1) for p in payments[3:]])]
+    assert len({r["payment_id"] for r in made}) == 5 and len(made) == 6
+    sandbox.state.clear_requests()
+    read = {}
+    for day in ("2026-03-10", "2026-03-11"):
+        metadata = materialize_stream(settings, "square", "refunds", day).asset_materializations_for_node(
+            "square__refunds")[0].metadata
+        read[day] = (metadata["inserted"].value, metadata["pages"].value)
+    assert read == {"2026-03-10": (4, 2), "2026-03-11": (2, 1)}
+    assert loaded_keys(settings, "square", "refunds") == sorted(r["id"] for r in made)
+    queries = [r["query"] for r in _requests(sandbox, "refunds")]
+    assert all("sort_order=ASC" in q for q in queries)
+    assert {q.split("&")[0] for q in queries} == {"begin_time=2026-03-10T00%3A00%3A00Z",
+                                                 "begin_time=2026-03-11T00%3A00%3A00Z"}
+    again = materialize_stream(settings, "square", "refunds", "2026-03-10").asset_materializations_for_node(
+        "square__refunds")[0].metadata
+    assert (again["inserted"].value, again["updated"].value) == (0, 0)

@@ -7,17 +7,20 @@ Facts the spec leans on (Square API reference and the squareup SDK's models):
   list is an empty page. A broken or HTML page still fails as malformed, because it is not JSON.
 - The cursor goes back where the request carried its parameters: the query of a list GET, the JSON body of a
   search POST (`NextTokenPaginator(location="auto")`), and Square requires the original query with it.
-- Changes: customers are listed with `GET /v2/customers` and searched by `query.filter.updated_at`; payments
-  are listed per day of `created_at` (`begin_time`/`end_time`, hence daily partitions) and, once a partition
-  has a cursor, filtered by `updated_at_begin_time` as well (refunds and fee changes move `updated_at`, not
-  `created_at`); orders are searched by `date_time_filter.updated_at`, which Square only accepts when the sort
-  field is the same timestamp; the catalog is listed, then searched with `begin_time` (exclusive); inventory
-  counts are retrieved with `updated_after` (on `calculated_at`); subscription plan variations are catalog objects,
-  listed and searched like the items. Subscriptions are searched (`POST /v2/subscriptions/search`), which has no
-  time filter at all (Square filters by customer, location and source only, in order of creation), so that stream
-  is read whole every time (a seller holds few); its changes reach the warehouse in between as `subscription.created`
-  / `subscription.updated` webhooks, which carry the whole subscription. Square's change propagation is "well under 30
-  seconds, occasionally a minute or longer", hence a five-minute lookback on every cursor.
+- Changes: customers are listed with `GET /v2/customers` and searched by `query.filter.updated_at`; payments are
+  listed per day of `created_at` (`begin_time`/`end_time`, hence daily partitions) and, once a partition has a cursor,
+  filtered by `updated_at_begin_time` as well (refunds and fee changes move `updated_at`, not `created_at`); refunds
+  are listed per day of `created_at` (`ListPaymentRefunds` filters and sorts by creation only, so each day is read
+  whole, and the nightly re-read window brings a later status change of an older refund;
+  `refund.created`/`refund.updated` webhooks carry the PaymentRefund in between); orders are searched by
+  `date_time_filter.updated_at`, which Square only accepts when the sort field is the same timestamp; the catalog is
+  listed, then searched with `begin_time` (exclusive); inventory counts are retrieved with `updated_after` (on
+  `calculated_at`); subscription plan variations are catalog objects, listed and searched like the items.
+  Subscriptions are searched (`POST /v2/subscriptions/search`), which has no time filter at all (Square filters by
+  customer, location and source only, in order of creation), so that stream is read whole every time (a seller holds
+  few); its changes reach the warehouse in between as `subscription.created` / `subscription.updated` webhooks, which
+  carry the whole subscription. Square's change propagation is "well under 30 seconds, occasionally a minute or
+  longer", hence a five-minute lookback on every cursor.
 - The location is not configuration: a login step asks `GET /v2/locations/main` once per client, the same
   default location `ListPayments` uses, and orders and inventory read that location.
 - Inventory counts are one row per (catalog object, location, state). The engine keys a raw table by one
@@ -180,6 +183,21 @@ SYSTEM = System(
                     "updated_at_begin_time": "{cursor_iso}", "sort_field": "UPDATED_AT", "sort_order": "ASC",
                     "limit": "{page_size}",
                 },
+            ),
+            primary_key="id",
+            cursor_field="updated_at",
+            partitioned="daily",
+            page_size=LIST_LIMIT,
+        ),
+        _stream(
+            "refunds",
+            "Refunds of payments (PaymentRefund: each partial refund with its own amount, status and date), per day "
+            "of creation",
+            "refunds",
+            RequestTemplate(
+                path="/v2/refunds",
+                params={"begin_time": "{window_start_iso}", "end_time": "{window_end_iso}", "sort_order": "ASC",
+                        "limit": "{page_size}"},
             ),
             primary_key="id",
             cursor_field="updated_at",

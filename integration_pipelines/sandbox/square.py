@@ -176,6 +176,7 @@ class SquareEmulator(Emulator):
         self.variation_ids: dict[int, str] = {}  # world product key → Square item variation id
         self.plans: dict[str, dict[str, Any]] = {}  # catalog SUBSCRIPTION_PLAN objects, variations nested
         self.subscriptions: dict[str, dict[str, Any]] = {}
+        self.refunds: dict[str, dict[str, Any]] = {}  # PaymentRefund objects by id
         self._build_catalog()
         self._build_customers()
         self._build_sales()
@@ -382,6 +383,8 @@ class SquareEmulator(Emulator):
             Route("/v2/customers/{customer_id}", e(self._customer), methods=["GET", "PUT", "DELETE"]),
             Route("/v2/payments", e(self._list_payments), methods=["GET"]),
             Route("/v2/payments/{payment_id}", e(self._retrieve_payment), methods=["GET"]),
+            Route("/v2/refunds", e(self._refunds), methods=["GET", "POST"]),
+            Route("/v2/refunds/{refund_id}", e(self._retrieve_refund), methods=["GET"]),
             Route("/v2/orders/search", e(self._search_orders), methods=["POST"]),
             Route("/v2/catalog/list", e(self._list_catalog), methods=["GET"]),
             Route("/v2/catalog/search", e(self._search_catalog), methods=["POST"]),
@@ -634,6 +637,90 @@ class SquareEmulator(Emulator):
         if payment is None:
             raise SquareError(404, "NOT_FOUND", f"Could not find payment with id: {request.path_params['payment_id']}")
         return 200, {"payment": payment}
+
+    # -- refunds ----------------------------------------------------------------------------------------
+    def _record_refund(self, payment: dict[str, Any], amount: int, reason: str | None, when: datetime
+                       ) -> dict[str, Any]:
+        """A PaymentRefund of `amount` on `payment`, and the payment's own record of it (`refunded_money`,
+        `refund_ids`, a new `updated_at` and `version_token`), as Square keeps both. The sandbox completes a refund at
+        once (Square answers PENDING first and completes card refunds within moments)."""
+        refund_id = f"{payment['id']}_{token('refund', payment['id'], time.time_ns(), length=20)}"
+        currency = payment["amount_money"]["currency"]
+        refund = {"id": refund_id, "status": "COMPLETED", "location_id": payment["location_id"], "unlinked": False,
+                  "destination_type": "CARD", "amount_money": _money(amount, currency), "payment_id": payment["id"],
+                  "order_id": payment.get("order_id"), "reason": reason, "created_at": iso(when),
+                  "updated_at": iso(when)}
+        self.refunds[refund_id] = refund
+        refunded = payment.get("refunded_money", {"amount": 0})["amount"] + amount
+        payment["refunded_money"] = _money(refunded, currency)
+        payment["refund_ids"] = [*payment.get("refund_ids", []), refund_id]
+        payment["version_token"] = token("vt", payment["id"], time.time_ns(), length=43)
+        payment["updated_at"] = iso(max(when, _at(payment["updated_at"]) + timedelta(milliseconds=1)))
+        return refund
+
+    async def _refunds(self, request: Request) -> tuple[int, Any]:
+        if request.method == "POST":
+            return await self._refund_payment(request)
+        return self._list_refunds(request)
+
+    async def _refund_payment(self, request: Request) -> tuple[int, Any]:
+        """RefundPayment: `idempotency_key`, `payment_id`, `amount_money` (at most what is left to refund, in the
+        payment's currency), optional `reason`."""
+        body = await self._json(request)
+        key = body.get("idempotency_key")
+        for field in ("idempotency_key", "payment_id", "amount_money"):
+            if body.get(field) in (None, ""):
+                raise SquareError(400, "MISSING_REQUIRED_PARAMETER", f"Missing required parameter `{field}`.", field)
+        money = body["amount_money"]
+        if not isinstance(money, dict) or not isinstance(money.get("amount"), int) or money["amount"] < 1:
+            raise SquareError(400, "INVALID_VALUE", "`amount_money.amount` must be a positive integer.",
+                              "amount_money.amount")
+        fields = {k: v for k, v in body.items() if k != "idempotency_key"}
+
+        def produce() -> tuple[int, Any]:
+            with self.sandbox.lock:
+                payment = self.payments.get(str(body["payment_id"]))
+                if payment is None:
+                    raise SquareError(404, "NOT_FOUND", f"Could not find payment with id: {body['payment_id']}",
+                                       "payment_id")
+                if money.get("currency") != payment["amount_money"]["currency"]:
+                    raise SquareError(400, "CURRENCY_MISMATCH", "The refund currency must be the payment's "
+                                       f"({payment['amount_money']['currency']}).", "amount_money.currency")
+                left = payment["amount_money"]["amount"] - payment.get("refunded_money", {"amount": 0})["amount"]
+                if money["amount"] > left:
+                    raise SquareError(400, "REFUND_AMOUNT_INVALID", "The requested refund amount exceeds the "
+                                       f"amount available to refund ({left}).", "amount_money.amount")
+                return 200, {"refund": self._record_refund(payment, money["amount"], body.get("reason"), _now())}
+
+        return self._idempotent(key, {"path": "/v2/refunds", "body": fields}, produce)
+
+    def _list_refunds(self, request: Request) -> tuple[int, Any]:
+        """ListPaymentRefunds: `begin_time`/`end_time` on `created_at` (default: the last year), `sort_order` by
+        `created_at` (DESC by default), `location_id`, `status`, at most 100 a page."""
+        params = request.query_params
+        now = _now()
+        begin = parse_time(params["begin_time"], "begin_time") if "begin_time" in params else now - timedelta(
+            days=365)
+        end = parse_time(params["end_time"], "end_time") if "end_time" in params else now
+        if begin > end:
+            raise SquareError(400, "INVALID_TIME_RANGE", "The begin_time must be before the end_time.", "begin_time")
+        limit = _limit(params.get("limit"), field="limit", default=100, maximum=100, strict=False)
+        sort_order = params.get("sort_order", "DESC")
+        if sort_order not in ("ASC", "DESC"):
+            raise SquareError(400, "INVALID_SORT_ORDER", f"`{sort_order}` is not a valid sort order.", "sort_order")
+        with self.sandbox.lock:
+            rows = [r for r in self.refunds.values() if begin <= _at(r["created_at"]) <= end
+                    and r["location_id"] == params.get("location_id", r["location_id"])
+                    and r["status"] == params.get("status", r["status"])]
+        rows.sort(key=lambda r: (r["created_at"], r["id"]), reverse=sort_order == "DESC")
+        query = {k: v for k, v in params.items() if k not in ("cursor", "limit")}
+        return self._page(rows, params.get("cursor"), limit, query, "refunds")
+
+    def _retrieve_refund(self, request: Request) -> tuple[int, Any]:
+        refund = self.refunds.get(request.path_params["refund_id"])
+        if refund is None:
+            raise SquareError(404, "NOT_FOUND", f"Could not find refund with id: {request.path_params['refund_id']}")
+        return 200, {"refund": refund}
 
     # -- orders -----------------------------------------------------------------------------------------
     async def _search_orders(self, request: Request) -> tuple[int, Any]:
@@ -1033,6 +1120,8 @@ class SquareEmulator(Emulator):
                 return sorted(self.customers.values(), key=lambda c: (c["created_at"], c["id"]))
             if stream == "payments":
                 return sorted(self.payments.values(), key=lambda p: (p["created_at"], p["id"]))
+            if stream == "refunds":
+                return sorted(self.refunds.values(), key=lambda r: (r["created_at"], r["id"]))
             if stream == "orders":
                 return sorted(self.orders.values(), key=lambda o: (o["created_at"], o["id"]))
             if stream == "catalog_items":
@@ -1047,7 +1136,17 @@ class SquareEmulator(Emulator):
 
     def simulate(self, stream: str, request: dict[str, Any]) -> dict[str, Any]:
         """`subscriptions`: a subscription changes status without an API call (`subscription`, `status`), as
-        `set_subscription_status` says → the subscription."""
+        `set_subscription_status` says → the subscription. `refunds`: the seller refunds part of a payment in the
+        Dashboard (`payment`, `amount` in minor units, optional `reason`, optional `at`, an RFC 3339 time, default
+        now) → the PaymentRefund."""
+        if stream == "refunds":
+            when = parse_time(request["at"], "at") if request.get("at") else _now()
+            with self.sandbox.lock:
+                payment = self.payments[str(request["payment"])]
+                left = payment["amount_money"]["amount"] - payment.get("refunded_money", {"amount": 0})["amount"]
+                if not 0 < int(request["amount"]) <= left:
+                    raise ValueError(f"payment {payment['id']} has {left} left to refund, not {request['amount']}")
+                return self._record_refund(payment, int(request["amount"]), request.get("reason"), when)
         if stream != "subscriptions":
             raise NotImplementedError(f"square cannot simulate {stream}")
         return self.set_subscription_status(str(request["subscription"]), str(request["status"]))
@@ -1062,13 +1161,10 @@ class SquareEmulator(Emulator):
                     record["note"] = f"Called back {time.time_ns()}"
                     record["version"] += 1
                     record["updated_at"] = iso(now)
-                elif stream == "payments":  # a partial refund of one unit of currency
-                    refunded = record.get("refunded_money", {"amount": 0})["amount"] + 100
-                    record["refunded_money"] = _money(min(refunded, record["amount_money"]["amount"]),
-                                                      record["amount_money"]["currency"])
-                    record["refund_ids"] = [*record.get("refund_ids", []), token("refund", time.time_ns())]
-                    record["version_token"] = token("vt", record["id"], time.time_ns(), length=43)
-                    record["updated_at"] = iso(now)
+                elif stream == "payments":  # a partial refund of one unit of currency, while any is left
+                    left = record["amount_money"]["amount"] - record.get("refunded_money", {"amount": 0})["amount"]
+                    if left > 0:
+                        self._record_refund(self.payments[record["id"]], min(100, left), "Partial refund", now)
                 elif stream == "orders":
                     record["metadata"] = {"touched": str(time.time_ns())}
                     record["version"] += 1

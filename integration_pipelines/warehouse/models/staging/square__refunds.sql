@@ -1,9 +1,13 @@
 -- entity: refunds
 -- requires: raw_square.payments
--- Square reports refunds on the payment only: `refund_ids` and the total `refunded_money` (the connector reads no
--- PaymentRefund objects). One refund id: that refund is the total. Several: each id is a row whose amount is not
--- known (null, so it is never booked at a guessed amount). A total without ids: one row for the payment. The
--- refund's date is the payment's last change (`updated_at`), which a refund moves.
+-- optional: raw_square.refunds
+-- Every refund of a Square payment. The payment lists its refunds (`refund_ids`, and only their total in
+-- `refunded_money`); each refund's own amount, status and date are the PaymentRefund's (raw_square.refunds, read
+-- per day of creation, and landed by `refund.*` webhooks). So: a refund id found there is that refund, at its own
+-- amount on its own date; a listed id not read yet is a row whose amount is not known (null, never booked at a
+-- guessed amount) unless it is the payment's only refund (then it is the total); a total without ids is one row
+-- for the payment. Status: COMPLETED → succeeded, REJECTED and FAILED → failed, anything else (PENDING) → pending: never
+-- booked before Square says the money went back.
 WITH refunded AS (
     SELECT _pk, _raw, coalesce(CAST(_raw->'$.refund_ids' AS VARCHAR[]), []) AS ids
     FROM raw_square.payments
@@ -11,12 +15,26 @@ WITH refunded AS (
 ),
 each_refund AS (
     SELECT *, unnest(CASE WHEN len(ids) > 0 THEN ids ELSE [NULL::VARCHAR] END) AS refund_id FROM refunded
+),
+from_payments AS (
+    SELECT 'square' AS source_system,
+           coalesce(e.refund_id, e._pk || ':refunded') AS source_id,
+           e._pk AS payment_source_id,
+           'succeeded' AS status,
+           e._raw->>'$.refunded_money.currency' AS currency,
+           CASE WHEN len(e.ids) <= 1 THEN (e._raw->>'$.refunded_money.amount')::BIGINT END AS amount_minor,
+           (e._raw->>'$.updated_at')::TIMESTAMPTZ AS refunded_at
+    FROM each_refund AS e
+    WHERE e.refund_id IS NULL OR e.refund_id NOT IN (SELECT _pk FROM raw_square.refunds)
 )
 SELECT 'square' AS source_system,
-       coalesce(refund_id, _pk || ':refunded') AS source_id,
-       _pk AS payment_source_id,
-       'succeeded' AS status,
-       _raw->>'$.refunded_money.currency' AS currency,
-       CASE WHEN len(ids) <= 1 THEN (_raw->>'$.refunded_money.amount')::BIGINT END AS amount_minor,
-       (_raw->>'$.updated_at')::TIMESTAMPTZ AS refunded_at
-FROM each_refund
+       _pk AS source_id,
+       _raw->>'$.payment_id' AS payment_source_id,
+       CASE _raw->>'$.status' WHEN 'COMPLETED' THEN 'succeeded' WHEN 'REJECTED' THEN 'failed'
+            WHEN 'FAILED' THEN 'failed' ELSE 'pending' END AS status,
+       _raw->>'$.amount_money.currency' AS currency,
+       (_raw->>'$.amount_money.amount')::BIGINT AS amount_minor,
+       (_raw->>'$.created_at')::TIMESTAMPTZ AS refunded_at
+FROM raw_square.refunds
+UNION ALL BY NAME
+SELECT * FROM from_payments
