@@ -869,6 +869,46 @@ def _first_catch_up(data_dir: Path, ui_url: str, first: date) -> None:
                   "syncs and reconciles; follow it in the UI's Runs tab.")
 
 
+SANDBOX_WORLD_MARKER = ".sandbox-world"  # written when a demo starts its sandbox in the data folder
+
+
+def _not_on_the_sandbox() -> list[str]:
+    """The systems this environment points at something other than the sandbox: real credentials (live) or a
+    configuration that cannot be resolved (treated alike: its data may not be the sandbox's)."""
+    settings = load_settings()
+    found = []
+    for system in discover_systems():
+        try:
+            if resolve_system(system, settings).mode != "sandbox":
+                found.append(system.name)
+        except ConfigurationError:
+            found.append(system.name)
+    return found
+
+
+def _set_aside_previous_world(data_dir: Path) -> None:
+    """The sandbox keeps its world in memory, so every demo start is a new world: the previous start's warehouse,
+    sync ledgers and runs describe records that no longer exist there, and a ledger saying "synced" would stop the
+    syncs from ever writing to the new world. Move that folder aside to `<data_dir>.previous` (one kept) so the demo
+    starts clean and catches up the new world. Kept in place when any system talks to a real service: its ledger
+    is what stops a second write there."""
+    if not (data_dir / SANDBOX_WORLD_MARKER).exists():
+        return
+    elsewhere = _not_on_the_sandbox()
+    if elsewhere:
+        console.print(f"[yellow]Keeping {data_dir}[/yellow]: {', '.join(elsewhere)} use real credentials (or are "
+                      "misconfigured), and the sync ledgers in it are what stop a second write there. The sandbox "
+                      "systems start a new world; their earlier records are gone.")
+        return
+    previous = data_dir.with_name(data_dir.name + ".previous")
+    if previous.exists():
+        shutil.rmtree(previous)
+    data_dir.rename(previous)
+    console.print(f"The sandbox starts a new world at every start (it keeps nothing), so the last demo's warehouse, "
+                  f"sync ledgers and runs were moved to {previous}; this demo starts clean and catches up the new "
+                  "world.")
+
+
 @app.command("demo")
 def demo(
     port: Annotated[int, typer.Option(help="Dagster UI port")] = 3000,
@@ -883,6 +923,7 @@ def demo(
     from importlib.resources import as_file, files
 
     data_dir = data_dir.resolve()  # relative to the working folder (`make demo`: the checkout)
+    _set_aside_previous_world(data_dir)
     dagster_home = data_dir / "dagster"
     dagster_home.mkdir(parents=True, exist_ok=True)
     # the instance config and the workspace ship in the package (integration_pipelines/deploy/), so a wheel install
@@ -920,6 +961,7 @@ def demo(
             console.print(f"[yellow]Messy world[/yellow]: {planted} anomalies planted, listed at "
                           f"{sandbox_url}/_sandbox/world/anomalies")
         console.print(f"[green]Sandbox ready[/green] on {sandbox_url}")
+        (data_dir / SANDBOX_WORLD_MARKER).write_text(f"{world} world started {datetime.now(UTC).isoformat()}\n")
         receiver_url = f"http://127.0.0.1:{webhook_port}"
         env.setdefault("IP_WEBHOOK_PUBLIC_URL", receiver_url)
         processes.append(_spawn([sys.executable, "-m", "integration_pipelines.cli", "webhooks", "serve",
