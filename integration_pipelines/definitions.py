@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dagster as dg
+from pydantic import ValidationError
 
 from .alerts import build_alert_sensors
 from .assets.core import build_core_assets
@@ -13,6 +14,7 @@ from .assets.reporting import build_reporting_asset
 from .assets.roi import build_roi_asset
 from .assets.syncs import build_sync_assets
 from .assets.systems_check import build_systems_check_job
+from .config_problems import build_problems_sensor, settings_problems
 from .connectors.registry import discover_systems
 from .connectors.spec import System
 from .resources import WarehouseResource
@@ -28,12 +30,16 @@ def enabled_systems(settings: Settings) -> list[System]:
 
 
 def build_definitions(settings: Settings | None = None) -> dg.Definitions:
-    settings = settings or load_settings()
+    if settings is None:
+        try:
+            settings = load_settings()
+        except ValidationError as exc:  # a setting everything reads: only the report loads (config_problems.py)
+            return dg.Definitions(sensors=[build_problems_sensor(settings_problems(exc))])
     systems = enabled_systems(settings)
     warehouse = WarehouseResource(
         database=settings.warehouse_database, lock_timeout_seconds=settings.warehouse_lock_timeout_seconds
     )
-    jobs, schedules = build_jobs_and_schedules(systems, settings)
+    jobs, schedules, problems = build_jobs_and_schedules(systems, settings)
     jobs = [*jobs, build_systems_check_job(systems, settings)]  # "test connection" from the UI's launchpad
     syncs = [s for s in discover_syncs() if settings.system_enabled(s.target)]
     known = {system.name: system for system in discover_systems()}
@@ -63,6 +69,7 @@ def build_definitions(settings: Settings | None = None) -> dg.Definitions:
             # ERPs that send no webhooks (NetSuite, the legacy ERP, SAP), when enabled: asked every
             # IP_CHANGE_POLL_SECONDS what changed; a change lands a notice the event lane acts on like a webhook's.
             *build_change_poll_sensors(systems, settings),
+            *([build_problems_sensor(problems, settings.data_dir)] if problems else []),
         ],
     )
     return dg.Definitions.merge(pipelines, build_webhook_definitions(settings, warehouse=warehouse, systems=systems,

@@ -14,6 +14,7 @@ from zoneinfo import ZoneInfo
 import dagster as dg
 
 from .assets.extract import NIGHTLY_TAG
+from .config_problems import ConfigProblem, schedule_or_problem
 from .connectors.spec import System
 from .settings import Settings
 
@@ -27,7 +28,10 @@ def partition_for(scheduled: datetime, timezone: str) -> str:
     return (local.date() - timedelta(days=1)).isoformat()
 
 
-def build_jobs_and_schedules(systems: list[System], settings: Settings) -> tuple[list, list]:  # type: ignore[type-arg]
+def build_jobs_and_schedules(systems: list[System], settings: Settings
+                             ) -> tuple[list, list, list[ConfigProblem]]:  # type: ignore[type-arg]
+    """The jobs, the schedules, and the problems that kept a schedule out (an invalid cron or timezone leaves out
+    only its own schedule; see config_problems.py)."""
     system_groups = [s.name for s in systems]
     nightly = dg.define_asset_job(
         NIGHTLY_JOB,
@@ -48,19 +52,27 @@ def build_jobs_and_schedules(systems: list[System], settings: Settings) -> tuple
     )
     timezone = settings.timezone
 
-    @dg.schedule(name="nightly_sync_schedule", job=nightly, cron_schedule=settings.nightly_cron,
-                 execution_timezone=timezone, default_status=dg.DefaultScheduleStatus.RUNNING,
-                 description=f"Every night at {settings.nightly_cron} ({timezone}): yesterday, synced and "
-                             "reconciled.")
-    def nightly_schedule(context: dg.ScheduleEvaluationContext) -> dg.RunRequest:
-        partition = partition_for(context.scheduled_execution_time, timezone)
-        return dg.RunRequest(run_key=f"nightly-{partition}", partition_key=partition)
+    def nightly_schedule() -> dg.ScheduleDefinition:
+        @dg.schedule(name="nightly_sync_schedule", job=nightly, cron_schedule=settings.nightly_cron,
+                     execution_timezone=timezone, default_status=dg.DefaultScheduleStatus.RUNNING,
+                     description=f"Every night at {settings.nightly_cron} ({timezone}): yesterday, synced and "
+                                 "reconciled.")
+        def nightly_sync_schedule(context: dg.ScheduleEvaluationContext) -> dg.RunRequest:
+            partition = partition_for(context.scheduled_execution_time, timezone)
+            return dg.RunRequest(run_key=f"nightly-{partition}", partition_key=partition)
 
-    weekly = dg.ScheduleDefinition(
-        name="weekly_full_refresh_schedule", job=full_refresh, cron_schedule=settings.weekly_full_refresh_cron,
-        execution_timezone=timezone, default_status=dg.DefaultScheduleStatus.STOPPED,
-        description="Weekly full re-read of cursor-based streams (turn on for APIs whose change filters miss "
-                    "deletes or back-dated edits).")
+        return nightly_sync_schedule
+
+    def weekly_schedule() -> dg.ScheduleDefinition:
+        return dg.ScheduleDefinition(
+            name="weekly_full_refresh_schedule", job=full_refresh, cron_schedule=settings.weekly_full_refresh_cron,
+            execution_timezone=timezone, default_status=dg.DefaultScheduleStatus.STOPPED,
+            description="Weekly full re-read of cursor-based streams (turn on for APIs whose change filters miss "
+                        "deletes or back-dated edits).")
+
+    built = [schedule_or_problem(nightly_schedule, "IP_NIGHTLY_CRON / IP_TIMEZONE")]
+    if incremental:
+        built.append(schedule_or_problem(weekly_schedule, "IP_WEEKLY_FULL_REFRESH_CRON / IP_TIMEZONE"))
     jobs = [nightly] + ([full_refresh] if incremental else [])
-    schedules = [nightly_schedule] + ([weekly] if incremental else [])
-    return jobs, schedules
+    schedules = [b for b in built if isinstance(b, dg.ScheduleDefinition)]
+    return jobs, schedules, [b for b in built if isinstance(b, ConfigProblem)]

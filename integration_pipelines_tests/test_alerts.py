@@ -15,7 +15,9 @@ import pytest
 from aiosmtpd.controller import Controller
 
 from integration_pipelines.alerts import Alert, Alerter, AlertSettings, alert_on_check_results, build_alert_sensors
+from integration_pipelines.config_problems import ConfigurationProblemError
 from integration_pipelines.connectors.redaction import register_secret
+from integration_pipelines.definitions import build_definitions
 from integration_pipelines.settings import Settings
 
 SECRET = "sk_test_FAKE_alert_secret_9f8e7d"
@@ -150,3 +152,39 @@ def test_a_dead_channel_is_logged_not_raised(settings, caplog, monkeypatch):
     monkeypatch.setenv("IP_ALERT_WEBHOOK_URL", "http://127.0.0.1:9/nothing-listens")
     Alerter(Settings(), AlertSettings()).send(Alert("x", "title", "summary", "http://ui"))
     assert "alert to the webhook channel failed" in caplog.text
+
+
+def _problems_sensor(defs: dg.Definitions) -> dg.SensorDefinition:
+    return next(s for s in defs.sensors if s.name == "configuration_problems")
+
+
+def test_a_bad_cron_leaves_out_only_its_schedule_and_is_reported_and_alerted_once(settings, channels, monkeypatch):
+    """Issue 17, failure isolation: IP_NIGHTLY_CRON used to fail the whole code location's load."""
+    capture, _ = channels
+    monkeypatch.setenv("IP_NIGHTLY_CRON", "every night at two")
+    defs = build_definitions(Settings())
+    assert [s.name for s in defs.schedules] == ["weekly_full_refresh_schedule"]
+    assert dg.AssetKey(["core", "customers"]) in {key for a in defs.assets for key in a.keys}
+    sensor = _problems_sensor(defs)
+    with dg.instance_for_test() as instance:
+        for _ in range(2):  # every tick shows it; the channels hear it once
+            with pytest.raises(ConfigurationProblemError) as raised:
+                sensor(dg.build_sensor_context(instance=instance))
+    assert str(raised.value).startswith("Configuration problems:\n- IP_NIGHTLY_CRON / IP_TIMEZONE: Found invalid "
+                                        "cron schedule 'every night at two'")
+    assert str(raised.value).endswith("this schedule is not loaded until it is fixed, everything else is")
+    assert [body["title"] for path, body in capture.posts if path == "/generic"] == ["configuration problem"]
+
+
+def test_a_setting_everything_reads_loads_only_the_report_naming_the_variable(settings, channels, monkeypatch):
+    capture, _ = channels
+    monkeypatch.setenv("IP_RECONCILIATION_WARN_AT", "a few")
+    defs = build_definitions()
+    assert [s.name for s in defs.sensors] == ["configuration_problems"] and not list(defs.assets or [])
+    with dg.instance_for_test() as instance, pytest.raises(ConfigurationProblemError) as raised:
+        _problems_sensor(defs)(dg.build_sensor_context(instance=instance))
+    assert str(raised.value) == ("Configuration problems:\n- IP_RECONCILIATION_WARN_AT: Input should be a valid "
+                                 "integer, unable to parse string as an integer (got 'a few'); the code location "
+                                 "loaded without the pipelines until it is fixed")
+    [(_, alert)] = [(path, body) for path, body in capture.posts if path == "/generic"]
+    assert "IP_RECONCILIATION_WARN_AT" in alert["summary"]
