@@ -14,16 +14,25 @@ clearing 36; Xero sales refunds 205 and clearing 615.
 
 from __future__ import annotations
 
+import json
+import random
 from datetime import UTC, datetime
 
+import httpx
 import pytest
 
+from integration_pipelines.webhooks.config import load_webhook_secrets
 from integration_pipelines.webhooks.events import rows_for
+from integration_pipelines.webhooks.server import ReceiverServer
+from integration_pipelines.webhooks.simulator import Signer, Simulator, deliver
+from integration_pipelines.webhooks.testing import make_receiver
 
 from .conftest import materialize_all_partitions, materialize_stream
 from .target_api import qbo_all, xero_get
 from .test_core_models import build
+from .test_event_to_books import _free_port
 from .test_syncs import posts_to, sync
+from .test_webhooks_ingest import Env
 
 US_PAYMENT, UK_PAYMENT = "QHT5L2sj4GhdJ7cAmZZh9OLaVNnoi", "GVTjZoqJTskkH4Tbl1pb1N0i4ZIvt"
 SYNCS = ("processor_refunds_to_quickbooks", "processor_refunds_to_xero")
@@ -114,3 +123,37 @@ def test_a_square_refund_webhook_lands_the_refund_itself_by_its_version():
     [row] = rows_for("square", "e-1", {}, payload)
     assert (row.system, row.stream, row.pk, row.record) == ("square", "refunds", refund["id"], refund)
     assert row.version == datetime(2026, 3, 11, 9, 30, 4, tzinfo=UTC)
+
+
+def test_a_square_refund_event_is_journaled_at_its_own_amount_through_the_receiver(settings, sandbox, sandbox_server,
+                                                                                   monkeypatch):
+    """The seller refunds USD 2.50 of the US payment and Square's signed `refund.created` reaches the receiver (the
+    activity simulator's maker): the landed refund, not a later read, gives the journal entry its amount."""
+    _read(settings, refunds=False)
+    port = _free_port()
+    url = f"http://127.0.0.1:{port}"
+    monkeypatch.setenv("IP_WEBHOOK_PUBLIC_URL", url)
+    receiver, _, config = make_receiver(settings.data_dir, public_url=url)
+    simulator = Simulator(sandbox_server.url, Signer(load_webhook_secrets(), config), FixedChoice(US_PAYMENT, 250))
+    with ReceiverServer(receiver, port=port), httpx.Client() as client:
+        delivery = simulator.square_refund(client)
+        assert deliver(client, url, delivery) == 200
+        assert deliver(client, url, delivery) == 200  # Square retries: acknowledged, not landed twice
+    refund = json.loads(delivery.body)["data"]["object"]["refund"]
+    assert (refund["payment_id"], refund["amount_money"]) == (US_PAYMENT, {"amount": 250, "currency": "USD"})
+    assert Env(settings.data_dir).drain() == 1
+    build(settings)
+    assert _run(settings) == {"processor_refunds_to_quickbooks": (1, 0), "processor_refunds_to_xero": (0, 0)}
+    entry = _qbo_refund_entries(sandbox_server.url)[refund["id"]]
+    assert (entry["TotalAmt"], entry["CurrencyRef"]["value"]) == (2.5, "USD")
+
+
+class FixedChoice(random.Random):
+    """The simulator's choices pinned: this payment, this amount (its other draws are not used here)."""
+
+    def __init__(self, payment: str, amount: int) -> None:
+        super().__init__(0)
+        self.payment, self.amount = payment, amount
+
+    def choice(self, seq):  # type: ignore[no-untyped-def, override]
+        return next((x for x in seq if isinstance(x, dict) and x.get("id") == self.payment), self.amount)

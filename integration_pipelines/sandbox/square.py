@@ -156,7 +156,7 @@ def _limit(value: Any, *, field: str, default: int, maximum: int, strict: bool) 
 class SquareEmulator(Emulator):
     name = "square"
     prefixes = ("/v2/",)
-    streams = ("customers", "payments", "orders", "catalog_items", "inventory_counts", "subscriptions",
+    streams = ("customers", "payments", "refunds", "orders", "catalog_items", "inventory_counts", "subscriptions",
                "subscription_plan_variations")
 
     def __init__(self, world: World, sandbox: SandboxState) -> None:

@@ -1,11 +1,11 @@
 """The sandbox's activity simulator: business events, delivered to the receiver signed as the vendors sign them.
 
-It changes the sandbox's world through its control API (`POST /_sandbox/<system>/<stream>/touch`, then
-`GET /_sandbox/<system>/<stream>` for the changed records), builds the vendor's event around each change
-(payment succeeded, refund, new lead from a web form, contact/invoice changes, stock change, now and then a
-subscription that changes status at Stripe or Square), signs it with the
-same fake secrets the receiver accepts by default, and retries non-2xx answers with the vendor's kind of
-exponential backoff, bounded in attempts and to loopback addresses only (it is a demo tool, not a sender).
+It changes the sandbox's world through its control API (`POST /_sandbox/<system>/<stream>/touch`, then `GET
+/_sandbox/<system>/<stream>` for the changed records), builds the vendor's event around each change (payment
+succeeded, Stripe and Square refunds, new lead from a web form, contact/invoice changes, stock change, now and then
+a subscription that changes status at Stripe or Square), signs it with the same fake secrets the receiver accepts by
+default, and retries non-2xx answers with the vendor's kind of exponential backoff, bounded in attempts and to
+loopback addresses only (it is a demo tool, not a sender).
 """
 
 from __future__ import annotations
@@ -162,6 +162,27 @@ class Simulator:
         charge = self._touch(client, "stripe", "charges")
         return self._stripe("charge.refunded", charge or {})
 
+    def square_refund(self, client: httpx.Client) -> Delivery:
+        """A seller refunds part of a Square payment in the Dashboard, and Square's `refund.created` event, which
+        carries the PaymentRefund with its own amount (the payment itself only lists its refunds' ids and total).
+        Falls back to a Stripe refund when no Square payment has anything left to refund."""
+        payments = [p for p in self._get(client, "square", "payments")
+                    if p["amount_money"]["amount"] - (p.get("refunded_money") or {}).get("amount", 0) >= 100]
+        if not payments:
+            return self.refund(client)
+        payment = self.rng.choice(payments)
+        left = payment["amount_money"]["amount"] - (payment.get("refunded_money") or {}).get("amount", 0)
+        response = client.post(f"{self.sandbox_url}/_sandbox/square/refunds/simulate", json={
+            "payment": payment["id"], "amount": min(left, self.rng.choice([100, 250, 500, 1000])),
+            "reason": "Returned goods"})
+        if response.status_code != 200:
+            return self.refund(client)
+        refund = response.json()
+        event = {"merchant_id": "MLSANDBOX0000", "type": "refund.created", "event_id": str(uuid.uuid4()),
+                 "created_at": datetime.now(UTC).isoformat(),
+                 "data": {"type": "refund", "id": refund["id"], "object": {"refund": refund}}}
+        return self.signer.sign("square", _body(event))
+
     def _stripe(self, kind: str, obj: dict[str, Any], previous: dict[str, Any] | None = None) -> Delivery:
         data: dict[str, Any] = {"object": obj}
         if previous is not None:
@@ -231,8 +252,8 @@ class Simulator:
         return self.signer.sign("shopify", _body(level), topic="inventory_levels/update")
 
     def next_event(self, client: httpx.Client) -> Delivery:
-        makers = [self.payment_succeeded, self.payment_succeeded, self.refund, self.new_lead, self.contact_changed,
-                  self.invoice_changed, self.stock_changed, self.subscription_changed]
+        makers = [self.payment_succeeded, self.payment_succeeded, self.refund, self.square_refund, self.new_lead,
+                  self.contact_changed, self.invoice_changed, self.stock_changed, self.subscription_changed]
         return self.rng.choice(makers)(client)
 
 
