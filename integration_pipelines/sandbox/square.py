@@ -135,6 +135,17 @@ def _in_range(moment: datetime, time_range: Any, field: str) -> bool:
     return not (end is not None and moment >= parse_time(end, f"{field}.end_at"))
 
 
+def _created_window(params: Any) -> tuple[datetime, datetime]:
+    """`begin_time`/`end_time` of ListPayments and ListPaymentRefunds (on `created_at`): the last year by default,
+    and a window that ends before it begins is refused."""
+    now = _now()
+    begin = parse_time(params["begin_time"], "begin_time") if "begin_time" in params else now - timedelta(days=365)
+    end = parse_time(params["end_time"], "end_time") if "end_time" in params else now
+    if begin > end:
+        raise SquareError(400, "INVALID_TIME_RANGE", "The begin_time must be before the end_time.", "begin_time")
+    return begin, end
+
+
 def _limit(value: Any, *, field: str, default: int, maximum: int, strict: bool) -> int:
     """Page sizes. `strict` endpoints refuse out-of-range values (customers); others silently use the default
     (ListPayments: "if the provided value is greater than 100, it is ignored")."""
@@ -606,12 +617,7 @@ class SquareEmulator(Emulator):
     # -- payments ---------------------------------------------------------------------------------------
     def _list_payments(self, request: Request) -> tuple[int, Any]:
         params = request.query_params
-        now = _now()
-        begin = parse_time(params["begin_time"], "begin_time") if "begin_time" in params else now - timedelta(
-            days=365)
-        end = parse_time(params["end_time"], "end_time") if "end_time" in params else now
-        if begin > end:
-            raise SquareError(400, "INVALID_TIME_RANGE", "The begin_time must be before the end_time.", "begin_time")
+        begin, end = _created_window(params)
         limit = _limit(params.get("limit"), field="limit", default=100, maximum=100, strict=False)
         sort_field = params.get("sort_field", "CREATED_AT")
         if sort_field not in ("CREATED_AT", "UPDATED_AT", "OFFLINE_CREATED_AT"):
@@ -698,12 +704,7 @@ class SquareEmulator(Emulator):
         """ListPaymentRefunds: `begin_time`/`end_time` on `created_at` (default: the last year), `sort_order` by
         `created_at` (DESC by default), `location_id`, `status`, at most 100 a page."""
         params = request.query_params
-        now = _now()
-        begin = parse_time(params["begin_time"], "begin_time") if "begin_time" in params else now - timedelta(
-            days=365)
-        end = parse_time(params["end_time"], "end_time") if "end_time" in params else now
-        if begin > end:
-            raise SquareError(400, "INVALID_TIME_RANGE", "The begin_time must be before the end_time.", "begin_time")
+        begin, end = _created_window(params)
         limit = _limit(params.get("limit"), field="limit", default=100, maximum=100, strict=False)
         sort_order = params.get("sort_order", "DESC")
         if sort_order not in ("ASC", "DESC"):
