@@ -227,12 +227,17 @@ def test_restart_keeps_landed_claimed_and_seen(bucket: str):
 
 
 def test_a_token_left_by_a_dead_mover_blocks_only_for_the_lease(bucket: str):
-    store = S3LandingStore(bucket, "p", claim_lease_seconds=1.0)
+    """The lease is judged on the store's clock, set here: a wall-clock lease of a second made this test's verdict
+    depend on how fast the machine was (S3's LastModified has one-second resolution)."""
+    now = [time.time()]
+    store = S3LandingStore(bucket, "p", claim_lease_seconds=300.0, clock=lambda: now[0])
     assert store.land("stripe", DAY, "evt_1", b"{}")
     ref = EventFile("landing", "stripe", DAY, "evt_1")
     store.client.put_object(Bucket=bucket, Key=store._token_key(store.key(ref)), Body=b'{"owner": "dead"}')
     assert store.claim("0001-a", limit=10) == []  # held: skipped, as a file renamed away on disk
-    time.sleep(2.2)  # S3's LastModified has one-second resolution
+    now[0] += 299.0  # the token is younger than this clock says (it was put after `now` was read): still held
+    assert store.claim("0001-a", limit=10) == []
+    now[0] += 100.0  # past the lease however slowly the token was written
     assert [r.event_id for r in store.claim("0002-b", limit=10)] == ["evt_1"]
     assert not [k for k in all_keys(store) if "/locks/" in k]
 

@@ -57,7 +57,7 @@ import socket
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 from urllib.parse import urlsplit
@@ -106,8 +106,9 @@ class S3LandingStore(LandingStore):
     RECEIVED_EVERY_SECONDS = 60.0
 
     def __init__(self, bucket: str, prefix: str = "", *, client: Any = None, claim_lease_seconds: float = 300.0,
-                 workers: int = 16) -> None:
+                 workers: int = 16, clock: Callable[[], float] = time.time) -> None:
         self.bucket = bucket
+        self.clock = clock  # this machine's time, against which a token's age is judged (a test sets it)
         self.prefix = prefix.strip("/") + "/" if prefix.strip("/") else ""
         self.client = client if client is not None else s3_client()
         self.claim_lease_seconds = claim_lease_seconds
@@ -255,7 +256,7 @@ class S3LandingStore(LandingStore):
             head = self._head(token)
             if head is None:  # its holder just finished: try again (it will find no source, or a new one)
                 continue
-            if time.time() - head["LastModified"].timestamp() < self.claim_lease_seconds:
+            if self.clock() - head["LastModified"].timestamp() < self.claim_lease_seconds:
                 return False
             try:
                 self.client.put_object(Bucket=self.bucket, Key=token, Body=body, IfMatch=head["ETag"])
