@@ -4,8 +4,8 @@
 --      kind email_domain: the legal-entities file's `intercompany.email_domains`, the domains the group's staff of
 --      that company write from);
 --   2. else the one entity whose functional currency is the receipt's currency;
---   3. else none (legal_entity and books_system NULL): the receipt is booked nowhere and S7 lists it as waiting,
---      rather than guessing which company reimburses it.
+--   3. else none (legal_entity and books_system NULL): the receipt is booked nowhere, rather than guessing which
+--      company reimburses it, and is a `no_company` finding of reconciliation/expenses_without_books.
 -- books_system: that entity's books of record (ref.legal_entities.books_system).
 WITH by_domain AS (
     SELECT value AS domain, min(legal_entity) AS legal_entity
