@@ -23,6 +23,7 @@ from __future__ import annotations
 
 from ..spec import SyncSpec
 from .books_accounts import books_account, with_accounts
+from .sent_elsewhere import sent_by
 
 _SYNC_NAME = {"quickbooks": "expenses_to_quickbooks", "xero": "expenses_to_xero"}
 
@@ -41,16 +42,14 @@ _APPROVED = """
     FROM core.expenses AS e
     LEFT JOIN ref.currencies AS cur ON cur.currency = e.currency
     WHERE e.status IN ('approved', 'reimbursed') AND e.amount_minor > 0 AND e.books_system = '{system}'
-      AND NOT EXISTS (SELECT 1 FROM sync.ledger AS other
-                      WHERE other.sync_name = '{other}'
-                        AND other.record_key = e.source_system || ':' || e.source_id
-                        AND other.status IN ('synced', 'linked', 'in_doubt'))
+      AND NOT EXISTS ({sent_elsewhere})
 """
 
 
 def _source(system: str) -> str:
     other = next(name for books, name in _SYNC_NAME.items() if books != system)
-    return _APPROVED.format(system=system, other=other,
+    return _APPROVED.format(system=system,
+                            sent_elsewhere=sent_by([other], "sent.record_key = e.source_system || ':' || e.source_id"),
                             expense_account=books_account(system, "'expense_category:' || e.category"))
 
 

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 from ..spec import SyncSpec
 from .books_accounts import with_accounts
+from .sent_elsewhere import sent_by
 
 _SYNC_NAME = {"quickbooks": "milestones_to_quickbooks", "xero": "milestones_to_xero"}
 _PURPOSE = {"quickbooks": "milestone_invoice_item", "xero": "milestone_invoice_account"}
@@ -51,9 +52,7 @@ _REACHED = """
     LEFT JOIN books ON books.golden_id = c.golden_id
     LEFT JOIN ref.currencies AS cur ON cur.currency = upper(m._raw->>'$.currency')
     WHERE m._raw->>'$.status' = 'reached'
-      AND NOT EXISTS (SELECT 1 FROM sync.ledger AS other
-                      WHERE other.sync_name = '{other}' AND other.record_key = m._pk
-                        AND other.status IN ('synced', 'linked', 'in_doubt'))
+      AND NOT EXISTS ({sent_elsewhere})
 """
 _SOURCES = (("pm_tool", "billing_milestones"), ("pm_tool", "projects"), ("core", "customers"),
             ("core", "customer_xref"), ("core", "customer_entities"))
@@ -61,7 +60,8 @@ _SOURCES = (("pm_tool", "billing_milestones"), ("pm_tool", "projects"), ("core",
 
 def _source(system: str) -> str:
     other = next(name for books, name in _SYNC_NAME.items() if books != system)
-    return with_accounts(_REACHED.format(system=system, other=other), system, item_code=_PURPOSE[system])
+    reached = _REACHED.format(system=system, sent_elsewhere=sent_by([other], "sent.record_key = m._pk"))
+    return with_accounts(reached, system, item_code=_PURPOSE[system])
 
 
 SYNCS = (

@@ -39,6 +39,7 @@ in seeds/books_accounts.csv, yours in IP_BOOKS_ACCOUNTS_FILE); one missing stops
 
 from ..spec import SyncSpec
 from .books_accounts import with_accounts
+from .sent_elsewhere import sent_entries
 
 #: The books system these syncs post to: entries of entities whose books of record are elsewhere wait here.
 BOOKS = "quickbooks"
@@ -96,14 +97,8 @@ def journaled_elsewhere(books: str, kind: str) -> str:
     system holds (pushed, linked, in doubt, or journaled in a batch whose answer is not known yet). Such an entry is
     in that company's books: it is not booked here too, whatever its entity says now."""
     others = [syncs[kind] for system, syncs in JOURNAL_SYNCS.items() if system != books]
-    names = ", ".join(f"'{name}'" for name in others) or "''"
     return f"""elsewhere AS (
-        SELECT record_key, min(sync_name) AS sync_name FROM (
-            SELECT record_key, sync_name FROM sync.ledger
-            WHERE sync_name IN ({names}) AND status IN ('synced', 'linked', 'in_doubt')
-            UNION ALL
-            SELECT record_key, sync_name FROM sync.pending WHERE sync_name IN ({names})
-        ) GROUP BY record_key
+        SELECT record_key, min(sync_name) AS sync_name FROM {sent_entries(others)} GROUP BY record_key
     )"""
 
 

@@ -34,6 +34,7 @@ import os
 from pathlib import Path
 
 from ..spec import SyncSetting, SyncSpec
+from .sent_elsewhere import sent_by
 
 ITEMS_FILE_ENV = "IP_INVOICE_ITEMS_FILE"
 PAYMENT_TERMS_ENV = "IP_INVOICE_PAYMENT_TERMS_DAYS"
@@ -85,19 +86,15 @@ def _settings(system: str) -> dict[str, SyncSetting]:
 # - a won deal recorded in two CRMs is one sale (core.deals.same_deal_as names the first record of it): only the
 #   first record is invoiced, and not when another CRM's record of the same sale was invoiced already (in either
 #   books), e.g. because the second CRM was read first or its record turned out to be the older one.
-_INVOICED_ELSEWHERE = """
-    SELECT 1 FROM sync.ledger AS other
-    WHERE other.status IN ('synced', 'linked', 'in_doubt')
-      AND ((other.sync_name = '{other}' AND other.record_key = d.source_system || ':' || d.source_id)
-           OR (other.sync_name IN ({both})
-               AND other.record_key IN (SELECT twin.source_system || ':' || twin.source_id FROM core.deals AS twin
-                                        WHERE twin.same_deal_as = d.source_system || ':' || d.source_id)))"""
 _INVOICE_SYNC = {"quickbooks": "won_deals_to_quickbooks_invoices", "xero": "won_deals_to_xero_invoices"}
 
 
 def _elsewhere(system: str) -> str:
-    return _INVOICED_ELSEWHERE.format(other=next(n for s, n in _INVOICE_SYNC.items() if s != system),
-                                      both=", ".join(f"'{n}'" for n in _INVOICE_SYNC.values()))
+    other = next(name for books, name in _INVOICE_SYNC.items() if books != system)
+    this_deal = "d.source_system || ':' || d.source_id"
+    return (f"{sent_by([other], f'sent.record_key = {this_deal}')} UNION ALL "
+            + sent_by(_INVOICE_SYNC.values(), "sent.record_key IN (SELECT twin.source_system || ':' || twin.source_id "
+                      f"FROM core.deals AS twin WHERE twin.same_deal_as = {this_deal})"))
 
 
 _WON_CUSTOMERS = """
