@@ -23,6 +23,7 @@ Expenses 453 and Travel - National 493.
 from __future__ import annotations
 
 import copy
+from datetime import UTC, datetime
 from pathlib import Path
 
 import duckdb
@@ -286,3 +287,54 @@ def test_a_books_accounts_file_without_a_fixed_account_stops_the_sync_before_any
             "to seeds/books_accounts.csv or to your own file in IP_BOOKS_ACCOUNTS_FILE") in str(raised.value)
     assert posts_to(sandbox, "quickbooks") == []
     assert _run(settings, ("expenses_to_xero",)) == {"expenses_to_xero": (16, 0, 0)}
+
+
+def _payments_on(url: str, bill_id: str) -> list[dict]:
+    """The payments Xero lists on one bill (its Payments API)."""
+    return [p for p in xero_get(url, "Payments") if p["Invoice"]["InvoiceID"] == bill_id and p["Status"] != "DELETED"]
+
+
+def _xero_day(dotnet_date: str) -> str:
+    return datetime.fromtimestamp(int(dotnet_date[6:-7]) / 1000, UTC).date().isoformat()
+
+
+def test_a_reimbursed_receipts_bill_is_paid_once_on_the_day_the_employee_was_paid_back(settings, sandbox,
+                                                                                       sandbox_server):
+    """The expense tool records three UK/German receipts reimbursed (the world's facts, by hand):
+    - rcpt_10013, radia.smith@acme-trading.de, EUR 488.90, paid back 2026-03-09;
+    - rcpt_10022, linus.wilson@acme-trading.co.uk, software, GBP 616.77, paid back 2026-03-07;
+    - rcpt_10026, frances.liskov@acme-trading.de, travel, EUR 547.56, paid back 2026-03-08: the German bookkeeper
+      had already recorded that transfer on the bill in Xero, by hand.
+    Each bill ends PAID with exactly one payment from the Business Bank Account (090); the approved receipts not yet
+    reimbursed stay owed to the employee; no bill payment is counted as a customer's payment."""
+    _extract_and_build(settings, ("expense_tool", "expense_receipts"))
+    assert _run(settings, ("expenses_to_xero",)) == {"expenses_to_xero": (16, 0, 0)}
+    url = sandbox_server.url
+    _, bills = _expense_documents(url)
+    by_hand = xero_put(url, "Payments", {"Invoice": {"InvoiceID": bills["rcpt_10026"][0]["InvoiceID"]},
+                                         "Account": {"Code": "090"}, "Date": "2026-03-08", "Amount": 547.56,
+                                         "Reference": "transfer to F. Liskov"})
+    _extract_and_build(settings, ("xero", "invoices"), ("xero", "payments"))
+
+    result = sync(settings, "expense_reimbursements_to_xero")
+    assert (result.created, result.linked, result.failed) == (2, 1, 0)
+
+    _, bills = _expense_documents(url)
+    for receipt, amount, day in (("rcpt_10013", 488.9, "2026-03-09"), ("rcpt_10022", 616.77, "2026-03-07")):
+        [bill] = xero_get(url, f"Invoices/{bills[receipt][0]['InvoiceID']}")
+        assert (bill["Status"], bill["AmountDue"], bill["AmountPaid"]) == ("PAID", 0.0, amount), receipt
+        [payment] = _payments_on(url, bill["InvoiceID"])
+        assert (payment["Amount"], _xero_day(payment["Date"]), payment["Account"]["Code"], payment["PaymentType"]) \
+            == (amount, day, "090", "ACCPAYPAYMENT"), receipt
+    [paid_by_hand] = _payments_on(url, bills["rcpt_10026"][0]["InvoiceID"])
+    assert paid_by_hand["PaymentID"] == by_hand["PaymentID"]
+    [still_owed] = xero_get(url, f"Invoices/{bills['rcpt_10002'][0]['InvoiceID']}")
+    assert (still_owed["Status"], still_owed["AmountDue"], _payments_on(url, still_owed["InvoiceID"])) == \
+        ("AUTHORISED", 691.48, [])
+
+    _extract_and_build(settings, ("expense_tool", "expense_receipts"), ("xero", "invoices"), ("xero", "payments"))
+    assert warehouse_rows(settings, "SELECT count(*) FROM core.payments WHERE source_system = 'xero' "
+                                    "AND invoice_number LIKE 'rcpt_%'") == [(0,)]
+    sandbox.state.clear_requests()
+    again = sync(settings, "expense_reimbursements_to_xero")
+    assert (again.created, again.linked, again.failed) == (0, 0, 0) and posts_to(sandbox, "xero") == []

@@ -59,6 +59,9 @@ class ExpenseToolTwin(RestTwin):
                 "image_url": f"https://expenses.example.internal/files/{rid}.jpg",
                 "modified_at": iso(min(anchor, spent + timedelta(minutes=rng.randint(1, 900)))), "notes": None,
             }
+            receipt = self.objects["expense_receipts"][rid]
+            # the tool pays the employee back by bank transfer and records when: the receipt's last change
+            receipt["reimbursed_at"] = receipt["modified_at"] if receipt["status"] == "reimbursed" else None
 
     def routes(self) -> list[Route]:
         return [Route("/expense-tool/v2/receipts", self._list)]

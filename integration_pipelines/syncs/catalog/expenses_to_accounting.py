@@ -13,6 +13,13 @@ IP_BOOKS_ACCOUNTS_FILE). A category with no mapping, or a receipt no company can
 in the plan's `waiting` count (`required_columns`) instead of landing on a catch-all account or in the wrong
 company's books. Rejected and still-submitted receipts never leave.
 
+The reimbursement: QuickBooks' purchase is already paid from the reimbursement account. A Xero bill stays owed to
+the employee until `expense_reimbursements_to_xero` pays it: once the expense tool records the receipt reimbursed
+(`reimbursed_at`), one Xero payment of the bill's amount from the bank account `expense_reimbursed_from`, dated that
+day. Match before create: a payment the bookkeeper already recorded on the bill in Xero (read back from
+`xero/payments`) is linked, never paid a second time; a bill voided or paid some other way in Xero waits and is a
+person's to look at (its `AmountDue` no longer covers the receipt).
+
 Duplicates: insert mode keyed by receipt, so the ledger sends each receipt once; every write carries the books'
 idempotency key (QBO `requestid`, Xero `Idempotency-Key`, derived from sync, receipt and row hash), which the books
 replay instead of booking a second expense. A receipt one books' sync has sent (or may have: in doubt) is never
@@ -43,6 +50,48 @@ _APPROVED = """
     LEFT JOIN ref.currencies AS cur ON cur.currency = e.currency
     WHERE e.status IN ('approved', 'reimbursed') AND e.amount_minor > 0 AND e.books_system = '{system}'
       AND NOT EXISTS ({sent_elsewhere})
+"""
+
+
+# A reimbursed receipt's Xero bill (the one expenses_to_xero created: its ledger entry names it), with what Xero says
+# of it now. `paid_by_hand`: a payment already on the bill (the bookkeeper recorded the transfer); `fits`: the bill is
+# still open for the receipt's whole amount, or not read back yet (it was created approved, with nothing paid).
+_REIMBURSED = f"""
+    WITH bills AS (
+        SELECT record_key AS expense_key, external_id AS bill_id FROM sync.ledger
+        WHERE sync_name = '{_SYNC_NAME["xero"]}' AND status IN ('synced', 'linked') AND external_id IS NOT NULL
+    ),
+    bill_state AS (
+        SELECT lower(_pk) AS bill_id, _raw->>'$.Status' AS status, CAST(_raw->>'$.AmountDue' AS DECIMAL(18, 2)) AS due
+        FROM raw_xero.invoices WHERE _raw->>'$.Type' = 'ACCPAY'
+    ),
+    paid_by_hand AS (
+        SELECT lower(_raw->>'$.Invoice.InvoiceID') AS bill_id, min(_pk) AS payment_id
+        FROM raw_xero.payments
+        WHERE _raw->>'$.Status' <> 'DELETED' AND _raw->>'$.PaymentType' = 'ACCPAYPAYMENT'
+        GROUP BY 1
+    ),
+    reimbursed AS (
+        SELECT e.source_system || ':' || e.source_id AS expense_key, e.source_id AS receipt_id, e.reimbursed_at,
+               CAST(e.amount_minor AS DECIMAL(18, 2)) / CASE WHEN cur.minor_exponent = 0 THEN 1 ELSE 100 END
+                   AS amount
+        FROM core.expenses AS e
+        LEFT JOIN ref.currencies AS cur ON cur.currency = e.currency
+        WHERE e.status = 'reimbursed' AND e.reimbursed_at IS NOT NULL AND e.books_system = 'xero'
+    )
+    SELECT r.expense_key,
+           r.receipt_id,
+           -- NULL (the record waits) when Xero shows the bill voided, or paid otherwise than by a payment on it
+           CASE WHEN p.payment_id IS NOT NULL OR st.status IS NULL OR (st.status = 'AUTHORISED' AND st.due >= r.amount)
+                THEN b.bill_id END AS bill_id,
+           r.amount,
+           strftime(r.reimbursed_at, '%Y-%m-%d') AS reimbursed_date,
+           p.payment_id AS xero_payment_id,
+           r.reimbursed_at
+    FROM reimbursed AS r
+    JOIN bills AS b ON b.expense_key = r.expense_key
+    LEFT JOIN bill_state AS st ON st.bill_id = lower(b.bill_id)
+    LEFT JOIN paid_by_hand AS p ON p.bill_id = lower(b.bill_id)
 """
 
 
@@ -105,5 +154,29 @@ SYNCS = (
                            "AccountCode": "{expense_account}"}],
         },
         manual_minutes_per_record=3.0,
+    ),
+    SyncSpec(
+        name="expense_reimbursements_to_xero",
+        title="Expense reimbursements → Xero bill payments",
+        description="Pays each reimbursed receipt's Xero bill from the reimbursement bank account, on the day the "
+                    "expense tool paid the employee; links a payment already recorded on the bill.",
+        source_sql=with_accounts(_REIMBURSED, "xero", bank_account="expense_reimbursed_from"),
+        source_assets=(("core", "expenses"), ("xero", "invoices"), ("xero", "payments")),
+        key="expense_key",
+        start_column="reimbursed_at",  # reimbursements before the switch-on were recorded by hand
+        target="xero",
+        mode="insert",
+        create_writer="create_payments",
+        external_id_column="xero_payment_id",
+        required_columns=("bill_id",),
+        depends_on=(_SYNC_NAME["xero"],),
+        payload={
+            "Invoice": {"InvoiceID": "{bill_id}"},
+            "Account": {"Code": "{bank_account}"},
+            "Date": "{reimbursed_date}",
+            "Amount": "{amount}",
+            "Reference": "reimbursement of expense_tool receipt {receipt_id}",
+        },
+        manual_minutes_per_record=2.0,
     ),
 )

@@ -8,3 +8,6 @@ SELECT 'xero' AS source_system, _pk || ':1' AS source_id, _pk AS payment_source_
        _raw->>'$.Reference' AS reference
 FROM raw_xero.payments
 WHERE _raw->>'$.Status' <> 'DELETED'
+  -- money the company pays out (a bill's payment, e.g. an expense reimbursement) is no customer's payment
+  AND coalesce(_raw->>'$.PaymentType', '') NOT IN ('ACCPAYPAYMENT', 'APCREDITPAYMENT', 'APOVERPAYMENTPAYMENT',
+                                                  'APPREPAYMENTPAYMENT')

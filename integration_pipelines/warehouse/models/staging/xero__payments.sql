@@ -10,3 +10,6 @@ SELECT 'xero' AS source_system, _pk AS source_id, 'accounting' AS kind,
        to_timestamp(CAST(regexp_extract(_raw->>'$.Date', '\d+') AS BIGINT) / 1000) AS paid_at
 FROM raw_xero.payments
 WHERE _raw->>'$.Status' <> 'DELETED'
+  -- money the company pays out (a bill's payment, e.g. an expense reimbursement) is no customer's payment
+  AND coalesce(_raw->>'$.PaymentType', '') NOT IN ('ACCPAYPAYMENT', 'APCREDITPAYMENT', 'APOVERPAYMENTPAYMENT',
+                                                  'APPREPAYMENTPAYMENT')
