@@ -1,7 +1,7 @@
 """Read the targets back as their owners' own clients do: the QuickBooks query API, Xero's Accounting API, HubSpot's
-CRM API and Salesforce's REST API on the sandbox emulators, with tokens from each one's own grant. Acceptance tests
-read outcomes here, never in the emulators' memory, so a test sees what a bookkeeper, a sales rep (or the vendor's
-SDK) would see; and they change the world here as a person using those systems would."""
+CRM API, Salesforce's REST API and the PM tool's API on the sandbox emulators, with tokens from each one's own grant.
+Acceptance tests read outcomes here, never in the emulators' memory, so a test sees what a bookkeeper, a sales rep
+(or the vendor's SDK) would see; and they change the world here as a person using those systems would."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ import httpx
 
 from integration_pipelines.connectors.hubspot import SYSTEM as HUBSPOT
 from integration_pipelines.connectors.quickbooks import SYSTEM as QBO
+from integration_pipelines.connectors.registry import discover_systems
 from integration_pipelines.connectors.salesforce import API_VERSION as SALESFORCE_API_VERSION
 from integration_pipelines.connectors.salesforce import SYSTEM as SALESFORCE
 from integration_pipelines.connectors.xero import SYSTEM as XERO
@@ -82,3 +83,20 @@ def salesforce_update(url: str, sobject: str, record_id: str, fields: dict) -> N
     answer = httpx.patch(f"{url}/services/data/v{SALESFORCE_API_VERSION}/sobjects/{sobject}/{record_id}",
                          json=fields, timeout=30, headers={"Authorization": f"Bearer {token.json()['access_token']}"})
     answer.raise_for_status()
+
+
+def pm_tool_milestones(url: str) -> dict[str, dict]:
+    """Every billing milestone the PM tool lists (`GET /pm-tool/api/v1/milestones`, all pages), by id."""
+    [pm_tool] = [s for s in discover_systems() if s.name == "pm_tool"]
+    headers = {"Authorization": f"Bearer {pm_tool.values['api_token'].sandbox}"}
+    found: dict[str, dict] = {}
+    page = 1
+    while True:
+        answer = httpx.get(f"{url}/pm-tool/api/v1/milestones", headers=headers,
+                           params={"page": page, "per_page": 100}, timeout=30)
+        answer.raise_for_status()
+        body = answer.json()
+        found.update({m["id"]: m for m in body["data"]})
+        if page >= body["meta"]["total_pages"]:
+            return found
+        page += 1

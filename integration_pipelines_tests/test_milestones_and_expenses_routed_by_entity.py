@@ -23,6 +23,7 @@ Expenses 453 and Travel - National 493.
 from __future__ import annotations
 
 import copy
+from collections import Counter
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -35,7 +36,7 @@ from integration_pipelines.warehouse.duckdb import Warehouse
 from integration_pipelines.warehouse.models import ReportingConfigError
 
 from .conftest import materialize_all_partitions, warehouse_rows
-from .target_api import qbo_all, xero_get, xero_put
+from .target_api import pm_tool_milestones, qbo_all, xero_get, xero_put
 from .test_core_models import build
 from .test_syncs import posts_to, sync
 
@@ -121,6 +122,47 @@ def test_a_milestone_whose_client_is_not_in_its_books_waits_then_is_invoiced_the
                                                "milestones_to_xero": (1, 0, 0)}
     qbo, xero = _milestone_invoices(sandbox_server.url)
     assert "INV-M5001" not in qbo and len(xero["INV-M5001"]) == 1
+
+
+def test_the_pm_tool_is_told_each_milestone_invoiced_and_only_those(settings, sandbox, sandbox_server):
+    """After the books' runs, the PM tool shows each invoiced milestone `invoiced` under its number (what finance did
+    by hand), read back through the PM tool's own API. The world: 15 milestones reached, 4 invoiced long ago
+    (ms_5009 as INV-M5009...), 14 planned. UK client Barbara Hamilton is missing from Xero, so her ms_5001 waits:
+    the PM tool must not hear of an invoice that does not exist."""
+    xero_contacts = sandbox.emulator("xero").objects["contacts"]
+    hamilton = next(k for k, c in xero_contacts.items() if c["Name"] == "Barbara Hamilton")
+    email = xero_contacts.pop(hamilton)["EmailAddress"]
+    _extract_and_build(settings, ("pm_tool", "billing_milestones"), ("pm_tool", "projects"))
+    assert _run(settings, MILESTONE_SYNCS) == {"milestones_to_quickbooks": (3, 0, 0),
+                                               "milestones_to_xero": (11, 0, 1)}
+    told = sync(settings, "invoiced_milestones_to_pm_tool")
+    assert (told.updated, told.failed) == (14, 0)
+
+    url = sandbox_server.url
+    milestones = pm_tool_milestones(url)
+    shown = {m["id"]: (m["status"], m["invoice_number"]) for m in milestones.values()}
+    assert shown["ms_5008"] == ("invoiced", "INV-M5008")  # the US client's, invoiced in QuickBooks
+    assert shown["ms_5033"] == ("invoiced", "INV-M5033")  # the German client's, a Xero draft
+    assert shown["ms_5001"] == ("reached", None)  # waiting for its client in Xero
+    assert shown["ms_5009"] == ("invoiced", "INV-M5009")  # invoiced by hand long ago, untouched
+    assert Counter(status for status, _ in shown.values()) == {"invoiced": 18, "planned": 14, "reached": 1}
+
+    # read again: the invoiced milestones have left the invoice syncs' source; nothing is sent anywhere
+    _extract_and_build(settings, ("pm_tool", "billing_milestones"), ("pm_tool", "projects"))
+    sandbox.state.clear_requests()
+    assert _run(settings, MILESTONE_SYNCS) == {"milestones_to_quickbooks": (0, 0, 0),
+                                               "milestones_to_xero": (0, 0, 1)}
+    again = sync(settings, "invoiced_milestones_to_pm_tool")
+    assert (again.updated, again.failed) == (0, 0)
+    assert posts_to(sandbox, "quickbooks") == posts_to(sandbox, "xero") == posts_to(sandbox, "pm_tool") == []
+
+    # the UK bookkeeper adds the client; her milestone is invoiced, and then the PM tool is told
+    xero_put(url, "Contacts", {"Name": "Barbara Hamilton", "EmailAddress": email})
+    _extract_and_build(settings, ("pm_tool", "billing_milestones"), ("pm_tool", "projects"))
+    assert _run(settings, MILESTONE_SYNCS)["milestones_to_xero"] == (1, 0, 0)
+    assert sync(settings, "invoiced_milestones_to_pm_tool").updated == 1
+    assert (pm_tool_milestones(url)["ms_5001"]["status"], pm_tool_milestones(url)["ms_5001"]["invoice_number"]) == \
+        ("invoiced", "INV-M5001")
 
 
 def _expense_documents(url: str) -> tuple[dict[str, list[dict]], dict[str, list[dict]]]:

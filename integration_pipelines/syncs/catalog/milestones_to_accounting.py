@@ -14,6 +14,10 @@ drafts for the UK/DE finance team to approve, as S4's are.
 The PM tool's milestones have no contract entity in the warehouse vocabulary (they are neither invoices nor
 orders), so the source reads the raw tables directly; the projects/milestones are upserted by id there.
 
+The PM tool is then told: `invoiced_milestones_to_pm_tool` marks each milestone one books' sync has invoiced (created
+or linked, not one in doubt) `invoiced` with its invoice number (the PM tool's writer `mark_milestone_invoiced`), as
+the finance team did by hand, so the project manager sees it and the milestone leaves the invoice syncs' source.
+
 Duplicates: insert mode keyed by milestone, each write's idempotency key (QBO `requestid`, Xero `Idempotency-Key`;
 a retry is a replay), and the milestone-derived number, which both books refuse to reuse on a sales invoice (QBO
 error 6140, Xero "Invoice # must be unique"): even a lost ledger cannot bill twice. A milestone the other books'
@@ -29,13 +33,16 @@ from .sent_elsewhere import sent_by
 _SYNC_NAME = {"quickbooks": "milestones_to_quickbooks", "xero": "milestones_to_xero"}
 _PURPOSE = {"quickbooks": "milestone_invoice_item", "xero": "milestone_invoice_account"}
 
+DOC_NUMBER = "'INV-M' || substr(m._pk, 4)"
+"""SQL: the invoice number of milestone `m` (`ms_5008` → `INV-M5008`), the PM tool's own convention."""
+
 _REACHED = """
     WITH books AS (
         SELECT golden_id, min(source_id) AS customer_id
         FROM core.customer_xref WHERE source_system = '{system}' GROUP BY golden_id
     )
     SELECT m._pk AS milestone_id,
-           'INV-M' || substr(m._pk, 4) AS doc_number,
+           {doc_number} AS doc_number,
            m._raw->>'$.name' AS milestone_name,
            p._pk AS project_id,
            p._raw->>'$.name' AS project_name,
@@ -60,7 +67,8 @@ _SOURCES = (("pm_tool", "billing_milestones"), ("pm_tool", "projects"), ("core",
 
 def _source(system: str) -> str:
     other = next(name for books, name in _SYNC_NAME.items() if books != system)
-    reached = _REACHED.format(system=system, sent_elsewhere=sent_by([other], "sent.record_key = m._pk"))
+    reached = _REACHED.format(system=system, doc_number=DOC_NUMBER,
+                              sent_elsewhere=sent_by([other], "sent.record_key = m._pk"))
     return with_accounts(reached, system, item_code=_PURPOSE[system])
 
 
@@ -114,5 +122,31 @@ SYNCS = (
                            "UnitAmount": "{amount}", "AccountCode": "{item_code}"}],
         },
         manual_minutes_per_record=5.0,
+    ),
+    SyncSpec(
+        name="invoiced_milestones_to_pm_tool",
+        title="Invoiced milestones → PM tool",
+        description="Marks each billing milestone invoiced in either books `invoiced` in the PM tool, with its "
+                    "invoice number.",
+        source_sql=f"""
+            SELECT m._pk AS milestone_id, {DOC_NUMBER} AS invoice_number, sent.sync_name AS invoiced_by,
+                   (m._raw->>'$.updated_at')::TIMESTAMPTZ AS reached_at
+            FROM raw_pm_tool.billing_milestones AS m
+            JOIN sync.ledger AS sent ON sent.record_key = m._pk AND sent.status IN ('synced', 'linked')
+                                    AND sent.sync_name IN ({", ".join(f"'{n}'" for n in _SYNC_NAME.values())})
+            -- already shown invoiced under that number (the finance team marked it by hand): nothing to tell
+            WHERE NOT (m._raw->>'$.status' = 'invoiced' AND m._raw->>'$.invoice_number' IS NOT DISTINCT FROM
+                       {DOC_NUMBER})
+        """,
+        source_assets=(("pm_tool", "billing_milestones"),),
+        key="milestone_id",
+        start_column="reached_at",
+        target="pm_tool",
+        mode="update",
+        update_writer="mark_milestone_invoiced",
+        external_id_column="milestone_id",
+        depends_on=tuple(_SYNC_NAME.values()),
+        payload={"status": "invoiced", "invoice_number": "{invoice_number}"},
+        manual_minutes_per_record=1.0,
     ),
 )
