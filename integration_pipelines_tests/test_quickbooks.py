@@ -432,6 +432,49 @@ def test_python_quickbooks_reads_one_updates_with_its_sync_token_and_refuses_a_s
         Invoice.get("999999", qb=client)
 
 
+def test_python_quickbooks_voids_and_deletes_as_a_bookkeeper_does_and_cdc_reports_the_deletion(
+        sandbox_server, sandbox, monkeypatch):
+    """A bookkeeper cleans up the books with the SDK: a mistaken invoice is voided (kept under its number, every
+    amount zero, `Voided` in its note), another is deleted (gone from reads and queries, reported only by
+    ChangeDataCapture as `status: Deleted`). A paid invoice cannot be voided until its payment is deleted, which
+    gives the invoice its balance back."""
+    client = _sdk_client(sandbox_server, monkeypatch)
+    from quickbooks.cdc import change_data_capture
+    from quickbooks.exceptions import ObjectNotFoundException, QuickbooksException
+    from quickbooks.objects.invoice import Invoice
+    from quickbooks.objects.payment import Payment
+
+    before = datetime.now(UTC) - timedelta(minutes=1)
+    mistaken = Invoice.from_json({**_invoice_body("2", 99.0), "DocNumber": "SDK-VOID-1"}).save(qb=client)
+    mistaken.void(qb=client)
+    voided = Invoice.get(mistaken.Id, qb=client)
+    assert (voided.DocNumber, float(voided.TotalAmt), float(voided.Balance)) == ("SDK-VOID-1", 0.0, 0.0)
+    assert voided.PrivateNote.startswith("Voided") and int(voided.SyncToken) == int(mistaken.SyncToken) + 1
+
+    duplicate = Invoice.from_json({**_invoice_body("2", 42.0), "DocNumber": "SDK-DEL-1"}).save(qb=client)
+    answer = duplicate.delete(qb=client)
+    assert answer["Invoice"] == {"Id": duplicate.Id, "status": "Deleted", "domain": "QBO"}
+    with pytest.raises(ObjectNotFoundException):
+        Invoice.get(duplicate.Id, qb=client)
+    assert Invoice.filter(DocNumber="SDK-DEL-1", qb=client) == []
+
+    changes = change_data_capture([Invoice], before.strftime("%Y-%m-%dT%H:%M:%S%z"), qb=client)
+    by_id = {i.Id: i for i in changes.Invoice}
+    assert by_id[duplicate.Id].status == "Deleted" and float(by_id[mistaken.Id].TotalAmt) == 0.0
+
+    paid = next(p for p in Payment.all(qb=client, max_results=100) if p.Line and p.Line[0].LinkedTxn)
+    invoice = Invoice.get(paid.Line[0].LinkedTxn[0].TxnId, qb=client)
+    with pytest.raises(QuickbooksException) as refused:
+        invoice.void(qb=client)
+    assert refused.value.error_code == 6000
+    balance = float(invoice.Balance)
+    Payment.get(paid.Id, qb=client).delete(qb=client)
+    released = Invoice.get(invoice.Id, qb=client)
+    assert float(released.Balance) == round(balance + float(paid.Line[0].Amount), 2)
+    released.void(qb=client)
+    assert float(Invoice.get(invoice.Id, qb=client).TotalAmt) == 0.0
+
+
 def test_python_quickbooks_with_a_refused_refresh_token_raises_the_sdks_error(sandbox_server, sandbox, monkeypatch):
     from intuitlib.exceptions import AuthClientError
     from quickbooks.objects.customer import Customer

@@ -18,7 +18,9 @@ What is emulated, and why each piece matters to a client:
   unless the query filters on `Active`, as QBO does. Bad queries get QBO's `ValidationFault` bodies.
 - Writes: `POST /v3/company/<realm>/<entity>` creates (no `Id`) or updates (`Id` + current `SyncToken`,
   else "Stale Object Error" 5010; `"sparse": true` merges), `?requestid=` replays the first answer, and a
-  payment applied to an invoice lowers its balance and links both transactions.
+  payment applied to an invoice lowers its balance and links both transactions. `?operation=delete` removes a
+  transaction, `?operation=void` zeroes an invoice (and `operation=update&include=void` a payment); the deleted
+  ones are then seen only by ChangeDataCapture (`GET /v3/company/<realm>/cdc?entities=..&changedSince=..`).
 - Errors: `{"Fault": {"Error": [{"Message", "Detail", "code"}], "type"}, "time"}`; authentication failures
   use Intuit's other, lower-case envelope (`{"fault": {"error": [{"message", "detail", "code"}]}}`).
 - Scopes are not enforced, on purpose: Intuit has one scope for the Accounting API,
@@ -74,6 +76,11 @@ DEFAULT_MAX_RESULTS = 100
 TOKEN_PATH = "/oauth2/v1/tokens/bearer"
 REVOKE_PATH = "/v2/oauth2/tokens/revoke"
 DISCOVERY_PATH = "/.well-known/openid_configuration"
+CDC_MAX_DAYS = 30  # ChangeDataCapture looks back at most 30 days (`changedSince`)
+#: the removals QBO's API offers: `?operation=delete` on transactions, `?operation=void` on an invoice, and a
+#: payment's void, which QBO spells `?operation=update&include=void` (python-quickbooks' VoidMixin sends both forms)
+_REMOVALS = {("Invoice", "delete"), ("Invoice", "void"), ("Payment", "delete"), ("Payment", "void"),
+             ("Purchase", "delete"), ("JournalEntry", "delete")}
 PAYMENT_REF_NUM_MAX = 21  # Payment.PaymentRefNum: "String, max 21 characters" (QBO API reference)
 
 STREAM_ENTITY = {"customers": "Customer", "invoices": "Invoice", "payments": "Payment", "purchases": "Purchase",
@@ -617,6 +624,8 @@ class QuickBooksEmulator(OAuthEmulator):
             })
         self._next_id = {"Customer": len(self.objects["Customer"]) + 1, "Item": len(world.products) + 1,
                          "txn": 130 + len(events)}
+        #: what QBO keeps of a deleted transaction: its id and when it was deleted, served by ChangeDataCapture only
+        self.deleted: dict[str, dict[str, dict[str, Any]]] = {entity: {} for entity in self.objects}
         for cid in self.objects["Customer"]:
             self._recompute_balance(cid)
 
@@ -767,6 +776,7 @@ class QuickBooksEmulator(OAuthEmulator):
             Route(TOKEN_PATH, self._token, methods=["POST"]),
             Route(REVOKE_PATH, self._revoke, methods=["POST"]),
             Route("/v3/company/{realm}/query", self._query, methods=["GET", "POST"]),
+            Route("/v3/company/{realm}/cdc", self._cdc, methods=["GET"]),
             Route("/v3/company/{realm}/{entity}", self._save, methods=["POST"]),
             Route("/v3/company/{realm}/{entity}/{id}", self._read, methods=["GET"]),
             *self.control_routes(),
@@ -930,11 +940,15 @@ class QuickBooksEmulator(OAuthEmulator):
         if denied:
             return denied
         entity = self._entity(request)
-        if entity is None or entity == "Item" or request.query_params.get("operation"):
+        operation = request.query_params.get("operation")
+        includes = request.query_params.get("include", "")
+        if operation == "update" and "void" in includes:
+            operation = "void"  # how QBO spells a payment's void: a sparse update that includes `void`
+        if entity is None or entity == "Item" or (operation is not None and (entity, operation) not in _REMOVALS):
             return self._unsupported(request)
         raw = await request.body()
         request_id = request.query_params.get("requestid") or None
-        allow_duplicate = "allowduplicatedocnum" in request.query_params.get("include", "")
+        allow_duplicate = "allowduplicatedocnum" in includes
 
         def produce() -> tuple[int, Any]:
             try:
@@ -947,7 +961,10 @@ class QuickBooksEmulator(OAuthEmulator):
                                    f"Property Name:the request body must be a {entity} object").body()
             try:
                 with self.sandbox.lock:
-                    saved = self._write(entity, body, allow_duplicate=allow_duplicate)
+                    if operation is not None:
+                        saved = self._remove(entity, operation, body)
+                    else:
+                        saved = self._write(entity, body, allow_duplicate=allow_duplicate)
             except _Fault as fault:
                 return fault.status, fault.body()
             return 200, {entity: saved, "time": _response_time()}
@@ -996,6 +1013,111 @@ class QuickBooksEmulator(OAuthEmulator):
         self.objects[entity][record["Id"]] = record
         commit(record)
         return copy.deepcopy(record)
+
+    def _current(self, entity: str, body: dict[str, Any]) -> dict[str, Any]:
+        """The record a delete or void names by `Id`, at the `SyncToken` the caller last read."""
+        if body.get("Id") in (None, ""):
+            raise _required("Id")
+        current = self.objects[entity].get(str(body["Id"]))
+        if current is None:
+            raise _Fault(400, "610", "Object Not Found", f"Object Not Found : {entity} {body['Id']} does not exist "
+                         "or has been deleted.")
+        if body.get("SyncToken") in (None, ""):
+            raise _required("SyncToken")
+        if str(body["SyncToken"]) != current["SyncToken"]:
+            raise _Fault(400, "5010", "Stale Object Error", "Stale Object Error : You and another user were "
+                         "working on this at the same time. They finished before you did, so your work was not "
+                         "saved.", element="SyncToken")
+        return current
+
+    def _remove(self, entity: str, operation: str, body: dict[str, Any]) -> dict[str, Any]:
+        """Delete or void a transaction, as a bookkeeper does by hand.
+        - Delete: the record leaves every query and read (610 from then on); ChangeDataCapture alone still reports
+          it, as `{"Id", "status": "Deleted", "MetaData": {"LastUpdatedTime"}}`. The answer is that same stub.
+        - Void: the record stays under its number with every amount zeroed and `Voided` before its private note.
+        A payment's delete or void gives its invoices their balance back. An invoice with a payment applied is
+        refused either way: QBO will not void it (the payment must be removed first), and the twin refuses its
+        delete too rather than unlink money silently (the API reference does not say what a delete does there)."""
+        current = self._current(entity, body)
+        now = qbo_time(_now())
+        if entity == "Invoice" and any(t.get("TxnType") == "Payment" for t in current.get("LinkedTxn", [])):
+            raise _Fault(400, "6000", "A business validation error has occurred while processing your request",
+                         f"Business Validation Error: invoice {current.get('DocNumber')} has a payment applied. "
+                         "Remove the payment first.")
+        if entity == "Payment":
+            self._release_payment(current, now)
+        if operation == "delete":
+            del self.objects[entity][current["Id"]]
+            stub = {"Id": current["Id"], "status": "Deleted", "domain": "QBO"}
+            self.deleted[entity][current["Id"]] = {**stub, "MetaData": {"LastUpdatedTime": now}}
+            if "CustomerRef" in current:
+                self._recompute_balance(current["CustomerRef"]["value"])
+            return stub
+        voided = current
+        for line in voided.get("Line", []):
+            line["Amount"] = 0.0
+            detail = line.get("SalesItemLineDetail")
+            if isinstance(detail, dict) and "UnitPrice" in detail:
+                detail["UnitPrice"] = 0.0
+        for field in ("TotalAmt", "Balance", "UnappliedAmt", "HomeBalance", "HomeTotalAmt"):
+            if field in voided:
+                voided[field] = 0.0
+        voided["PrivateNote"] = f"Voided{' - ' + voided['PrivateNote'] if voided.get('PrivateNote') else ''}"
+        voided["SyncToken"] = str(int(voided["SyncToken"]) + 1)
+        voided["MetaData"] = {**voided["MetaData"], "LastUpdatedTime": now}
+        if "CustomerRef" in voided:
+            self._recompute_balance(voided["CustomerRef"]["value"])
+        return copy.deepcopy(voided)
+
+    def _release_payment(self, payment: dict[str, Any], now: str) -> None:
+        """Give back to each invoice what `payment` took off it, and unlink the two."""
+        for line in payment.get("Line", []):
+            for link in line.get("LinkedTxn", []):
+                invoice = self.objects["Invoice"].get(str(link.get("TxnId")))
+                if invoice is None:
+                    continue
+                invoice["Balance"] = round(float(invoice["Balance"]) + float(line.get("Amount") or 0), 2)
+                invoice["LinkedTxn"] = [t for t in invoice.get("LinkedTxn", []) if t.get("TxnId") != payment["Id"]]
+                invoice["SyncToken"] = str(int(invoice["SyncToken"]) + 1)
+                invoice["MetaData"] = {**invoice["MetaData"], "LastUpdatedTime": now}
+        for line in payment.get("Line", []):
+            line["LinkedTxn"] = []
+
+    async def _cdc(self, request: Request) -> Response:
+        """ChangeDataCapture: every object of `entities` changed at or after `changedSince` (30 days back at
+        most), deleted ones as stubs with `status: Deleted`. One `QueryResponse` per entity, in the order asked;
+        at most 1,000 objects each, and no paging."""
+        denied = self._authorize(request)
+        if denied:
+            return denied
+        names = [n.strip() for n in request.query_params.get("entities", "").split(",") if n.strip()]
+        entities = [next((e for e in ENTITIES if e.lower() == n.lower()), None) for n in names]
+        if not names or None in entities:
+            return self.fault_response(400, "2030", "Invalid ID", "Param entities must name QuickBooks entities, "
+                                       f"e.g. entities=Invoice,Payment; got {request.query_params.get('entities')!r}",
+                                       element="entities")
+        since_text = request.query_params.get("changedSince", "")
+        try:
+            since = datetime.fromisoformat(since_text.replace("Z", "+00:00"))
+            if since.tzinfo is None:
+                since = since.replace(tzinfo=COMPANY_TZ)
+        except ValueError:
+            return self.fault_response(400, "2030", "Invalid ID", f"Param changedSince is not a date: {since_text!r}",
+                                       element="changedSince")
+        if since < _now() - timedelta(days=CDC_MAX_DAYS):
+            return self.fault_response(400, "2020", "Required param missing, need to supply the required value for "
+                                       "the API", f"changedSince can not be more than {CDC_MAX_DAYS} days in the "
+                                       "past", element="changedSince")
+        answers = []
+        with self.sandbox.lock:
+            for entity in entities:
+                assert entity is not None
+                changed = [copy.deepcopy(r) for r in [*self.objects[entity].values(), *self.deleted[entity].values()]
+                           if datetime.fromisoformat(r["MetaData"]["LastUpdatedTime"]) >= since]
+                changed.sort(key=lambda r: r["MetaData"]["LastUpdatedTime"])
+                changed = changed[:MAX_RESULTS]
+                answers.append({entity: changed, "startPosition": 1, "maxResults": len(changed)} if changed else {})
+        return self._json({"CDCResponse": [{"QueryResponse": answers}], "time": _response_time()})
 
     def _allocate(self, entity: str) -> str:
         counter = "txn" if entity in ("Invoice", "Payment", "Purchase", "JournalEntry") else entity
