@@ -45,6 +45,23 @@ def qbo_all(url: str, entity: str) -> list[dict]:
         start += 1000
 
 
+def qbo_remove(url: str, entity: str, record_id: str, operation: str) -> dict:
+    """What a bookkeeper's delete or void does in QuickBooks (`operation` "delete" or "void"): the record is read for
+    its current SyncToken, then removed; QuickBooks' answer."""
+    realm = QBO.values["realm_id"].sandbox
+    headers = {"Accept": "application/json",
+               "Authorization": f"Bearer {_access_token(url, QBO, qbo_sandbox.TOKEN_PATH)}"}
+    current = httpx.get(f"{url}/v3/company/{realm}/{entity.lower()}/{record_id}", headers=headers, timeout=30,
+                        params={"minorversion": "75"})
+    current.raise_for_status()
+    token = current.json()[entity]["SyncToken"]
+    answer = httpx.post(f"{url}/v3/company/{realm}/{entity.lower()}", headers=headers, timeout=30,
+                        params={"operation": operation, "minorversion": "75"},
+                        json={"Id": record_id, "SyncToken": token})
+    answer.raise_for_status()
+    return answer.json()[entity]
+
+
 def _xero_headers(url: str) -> dict[str, str]:
     return {"Accept": "application/json", "xero-tenant-id": XERO.values["tenant_id"].sandbox,
             "Authorization": f"Bearer {_access_token(url, XERO, xero_sandbox.TOKEN_PATH)}"}

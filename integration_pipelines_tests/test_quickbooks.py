@@ -22,7 +22,9 @@ from integration_pipelines.warehouse.duckdb import Warehouse
 
 from .conftest import loaded_keys, materialize_stream, warehouse_rows
 
-STREAMS = [s.name for s in SYSTEM.streams]
+# the entity reads; the ChangeDataCapture streams (`*_changes`) report the last 30 days of changes, which the seeded
+# world (anchored in March 2026) has none of: test_books_edited_by_hand.py makes some and reads them
+STREAMS = [s.name for s in SYSTEM.streams if not s.name.endswith("_changes")]
 REALM = SYSTEM.values["realm_id"].sandbox
 CLIENT_ID = SYSTEM.values["client_id"].sandbox
 CLIENT_SECRET = SYSTEM.values["client_secret"].sandbox

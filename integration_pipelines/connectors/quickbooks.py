@@ -13,6 +13,10 @@ Why the streams look the way they do:
   every later record one position back, and offset paging would silently skip one of them.
 - Intuit answers with the company's local offset (`2026-03-08T10:00:00-08:00`); the cursor is parsed as an
   aware timestamp and sent back in UTC with an explicit offset, which QBO compares correctly.
+- A deleted transaction leaves every query: only ChangeDataCapture (`/cdc?entities=Invoice&changedSince=..`, 30
+  days back at most, no paging) reports it, as a stub with `status: Deleted`. `invoice_changes` and
+  `payment_changes` read it so that staging can mark a deleted invoice void and drop a deleted payment; a void
+  itself is an ordinary change (amounts zeroed, `Voided` in the private note) that the queries see.
 - Error bodies are `{"Fault":{"Error":[{"Message","Detail","code"}],"type"}}`, except authentication
   failures, which come in a lower-case envelope `{"fault":{"error":[{"message","detail","code"}]}}`;
   a `Fault` can also arrive inside an HTTP 200 (a query QBO could not run), hence `body_error_path`.
@@ -59,6 +63,32 @@ def _entity_stream(name: str, entity: str, description: str, *, name_list: bool 
         lookback_seconds=300,  # clock skew and same-second edits; re-read rows are upserted, not duplicated
         paginator=OffsetPaginator(start=1),
         page_size=MAX_RESULTS,
+    )
+
+
+CDC_HISTORY_SECONDS = 29 * 86_400
+"""ChangeDataCapture serves the last 30 days; a day less leaves room for clock skew between us and Intuit."""
+
+
+def _changes_stream(name: str, entity: str, description: str) -> Stream:
+    """ChangeDataCapture for one entity: the only read that reports a deleted transaction (as `{"Id", "status":
+    "Deleted", "MetaData"}`), which queries leave out. It has no paging and returns at most 1,000 objects per entity;
+    read after every change notice and nightly, a small business never comes near that."""
+    request = RequestTemplate(path="/v3/company/{realm_id}/cdc",
+                              params={"entities": entity, "changedSince": "{cursor_iso_offset}",
+                                      "minorversion": MINOR_VERSION})
+    return Stream(
+        name=name,
+        description=description,
+        request=request,
+        incremental_request=request,
+        envelope_path="CDCResponse",
+        records_path=f"CDCResponse.0.QueryResponse.0.{entity}",
+        primary_key="Id",
+        cursor_field="MetaData.LastUpdatedTime",
+        cursor_format="iso",
+        lookback_seconds=300,
+        max_history_seconds=CDC_HISTORY_SECONDS,
     )
 
 
@@ -139,6 +169,10 @@ SYSTEM = System(
                        "active or not", name_list=True),
         _entity_stream("invoices", "Invoice", "Invoices, with their lines, totals and open balance"),
         _entity_stream("payments", "Payment", "Customer payments and the invoices each one pays"),
+        _changes_stream("invoice_changes", "Invoice", "Invoices changed or deleted in the last 30 days "
+                        "(ChangeDataCapture): how a deleted invoice is seen"),
+        _changes_stream("payment_changes", "Payment", "Payments changed or deleted in the last 30 days "
+                        "(ChangeDataCapture): how a deleted payment is seen"),
     ),
     writers=(
         _writer("Customer", "Create a customer, or update one (sparse) given its Id and SyncToken"),

@@ -85,8 +85,10 @@ def template_variables(
     }
     if window.start is not None and window.end is not None:
         variables |= time_variables("window_start", window.start) | time_variables("window_end", window.end)
-    since = (window.cursor or EPOCH) - timedelta(seconds=stream.lookback_seconds)
-    variables |= time_variables("cursor", max(since, EPOCH))
+    since = max((window.cursor or EPOCH) - timedelta(seconds=stream.lookback_seconds), EPOCH)
+    if stream.max_history_seconds is not None:
+        since = max(since, datetime.now(UTC) - timedelta(seconds=stream.max_history_seconds))
+    variables |= time_variables("cursor", since)
     return variables
 
 

@@ -245,6 +245,9 @@ class Stream(_Spec):
         default="iso", description="dotnet = Microsoft JSON dates `/Date(1767225600000+0000)/` (Xero, SAP OData)"
     )
     lookback_seconds: int = 0
+    max_history_seconds: int | None = Field(
+        default=None, ge=1, description="how far back the API serves changes (QuickBooks ChangeDataCapture: 30 "
+        "days): an older cursor, or none, asks from that far back instead of being refused")
     partitioned: Literal["daily"] | None = None
     paginator: Paginator = Field(default_factory=SinglePage)
     page_size: int = 100

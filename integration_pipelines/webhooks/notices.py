@@ -9,7 +9,8 @@ send whole objects. The maps below are the providers' documented vocabularies:
 - HubSpot: `subscriptionType` `contact.*`, `company.*`, `deal.*` (a contact deletion or merge also archives; a
   contact or company notice other than a `propertyChange` also re-reads the contacts' company associations).
 - Xero: `eventCategory` `INVOICE`, `CONTACT` (Xero's webhooks send only these two).
-- QuickBooks: entity `name` (classic `eventNotifications`) or the CloudEvents `type` `qbo.<entity>.<op>.v1`.
+- QuickBooks: entity `name` (classic `eventNotifications`) or the CloudEvents `type` `qbo.<entity>.<op>.v1`; a
+  deletion also reads ChangeDataCapture.
 - Salesforce: the outbound message's `sObject` type.
 - Odoo: the automated action's `_model`.
 
@@ -35,6 +36,9 @@ HUBSPOT_ASSOCIATIONS = {"contact": "contact_companies", "company": "contact_comp
 HUBSPOT_ARCHIVE = {"contact.deletion", "contact.merge", "contact.restore", "contact.privacyDeletion"}
 XERO = {"INVOICE": ("invoices",), "CONTACT": ("contacts",)}
 QUICKBOOKS = {"invoice": ("invoices",), "payment": ("payments",), "customer": ("customers",)}
+#: a deleted transaction leaves QuickBooks' queries: its `Delete` notice (CloudEvents `qbo.<entity>.deleted.v1`) also
+#: reads ChangeDataCapture, the one read that reports it
+QUICKBOOKS_DELETIONS = {"invoice": "invoice_changes", "payment": "payment_changes"}
 SALESFORCE = {"account": ("accounts",), "contact": ("contacts",), "opportunity": ("opportunities",),
               "case": ("cases",)}
 ODOO = {"res.partner": ("partners",), "sale.order": ("sale_orders",), "purchase.order": ("purchase_orders",),
@@ -58,10 +62,12 @@ def streams_for_notice(provider: str, notice: dict[str, Any]) -> set[tuple[str, 
     elif provider == "xero":
         found = set(XERO.get(str(notice.get("eventCategory", "")).upper(), ()))
     elif provider == "quickbooks":
-        entity = str(notice.get("name") or "")
+        entity, operation = str(notice.get("name") or ""), str(notice.get("operation") or "")
         if not entity and str(notice.get("type", "")).startswith("qbo."):
-            entity = str(notice["type"]).split(".")[1]
+            entity, operation = [*str(notice["type"]).split("."), "", ""][1:3]
         found = set(QUICKBOOKS.get(entity.lower(), ()))
+        if operation.lower() in ("delete", "deleted") and entity.lower() in QUICKBOOKS_DELETIONS:
+            found.add(QUICKBOOKS_DELETIONS[entity.lower()])
     elif provider == "salesforce":
         found = set(SALESFORCE.get(str((notice.get("sObject") or {}).get("type", "")).lower(), ()))
     elif provider == "odoo":

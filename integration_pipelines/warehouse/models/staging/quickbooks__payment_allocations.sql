@@ -1,6 +1,8 @@
 -- entity: payment_allocations
 -- requires: raw_quickbooks.payments, raw_quickbooks.invoices
--- One row per payment line linked to an invoice: a deposit applied to several invoices has several lines.
+-- optional: raw_quickbooks.payment_changes
+-- One row per payment line linked to an invoice: a deposit applied to several invoices has several lines. A payment
+-- deleted in QuickBooks (ChangeDataCapture) has none.
 WITH lines AS (
     SELECT p._pk, p._raw, g.i AS position, json_extract(p._raw, '$.Line[' || g.i || ']') AS line
     FROM raw_quickbooks.payments AS p,
@@ -18,3 +20,4 @@ SELECT 'quickbooks' AS source_system,
 FROM lines AS l
 LEFT JOIN raw_quickbooks.invoices AS i ON i._pk = l.line->>'$.LinkedTxn[0].TxnId'
 WHERE l.line->>'$.LinkedTxn[0].TxnType' = 'Invoice'
+  AND l._pk NOT IN (SELECT _pk FROM raw_quickbooks.payment_changes WHERE _raw->>'$.status' = 'Deleted')
