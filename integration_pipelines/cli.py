@@ -199,10 +199,11 @@ def systems_check(
 ) -> None:
     """One read-only request per system (first page of its first stream, page size 1) with its read credentials,
     and with its write credentials if it has writers: reachable, auth accepted, sandbox or live, rate-limit
-    headroom, and on failure the vendor's message and the variable to fix. Exit 0 when all pass, 2 otherwise."""
+    headroom, the scopes granted where the vendor says (a missing one fails the check), and on failure the
+    vendor's message and the variable to fix. Exit 0 when all pass, 2 otherwise."""
     import logging
 
-    from .operations.checks import check_systems
+    from .operations.checks import check_systems, scopes_text
 
     logging.getLogger("integration_pipelines.http").setLevel(logging.ERROR)  # the report says it, once
     results = check_systems(_pick_systems(name), load_settings())
@@ -210,11 +211,12 @@ def systems_check(
     if as_json:
         _json_out([r.as_json() for r in results])
         raise typer.Exit(2 if failing else 0)
-    table = Table("system", "credentials", "mode", "state", "HTTP", "ms", "rate-limit headroom", "fix")
+    table = Table("system", "credentials", "mode", "state", "HTTP", "ms", "rate-limit headroom", "scopes", "fix")
     for r in results:
         state = r.state if r.ok else f"[red]{r.state}[/red]"
         table.add_row(r.system, r.purpose, r.mode, state, str(r.status or ""),
-                      "" if r.latency_ms is None else str(r.latency_ms), r.rate_limit or "", ", ".join(r.fix))
+                      "" if r.latency_ms is None else str(r.latency_ms), r.rate_limit or "", scopes_text(r),
+                      ", ".join(r.fix))
     _print_whole(table)
     for r in failing:
         err_console.print(f"{r.system} ({r.purpose}): {r.error}", markup=False, highlight=False)

@@ -20,6 +20,11 @@ from pathlib import Path
 import duckdb
 import httpx
 
+from integration_pipelines.sandbox.xero import SANDBOX_CLIENT_ID as XERO_CLIENT_ID
+from integration_pipelines.sandbox.xero import SANDBOX_CLIENT_SECRET as XERO_CLIENT_SECRET
+from integration_pipelines.sandbox.xero import SANDBOX_READ_ONLY_REFRESH_TOKEN as XERO_READ_ONLY_TOKEN
+from integration_pipelines.sandbox.xero import SANDBOX_TENANT_ID as XERO_TENANT_ID
+
 from .cli_in_process import run_in_process
 
 CLI = [sys.executable, "-m", "integration_pipelines.cli"]
@@ -50,6 +55,37 @@ def test_systems_check_with_a_wrong_base_url_names_the_variable_and_exits_2(sett
     assert "unreachable" in out and "STRIPE_BASE_URL" in out and "Traceback" not in out
     as_json = json.loads(run_cli(["systems", "check", "stripe", "--json"], STRIPE_BASE_URL="http://127.0.0.1:1").stdout)
     assert as_json[0]["reachable"] is False and as_json[0]["fix"] == ["STRIPE_BASE_URL"]
+
+
+def test_systems_check_reports_the_granted_scopes_and_fails_a_write_connection_without_them(settings,
+                                                                                            sandbox_server):
+    """Xero's token endpoint says what a connection was granted; QuickBooks' does not. A business that pasted its
+    read-only connection's refresh token as the write one passes every read and would fail every sync: the check
+    says so before any sync runs, naming the scopes and the variable."""
+    sandbox = json.loads(run_cli(["systems", "check", "xero", "--json"]).stdout)
+    assert [(c["purpose"], c["state"]) for c in sandbox] == [("read", "ok"), ("write", "ok")]
+    # what the sandbox's seeded connection consented to (the emulator's grant)
+    assert sandbox[0]["scopes_granted"] == ["accounting.contacts", "accounting.settings", "accounting.transactions",
+                                            "offline_access"]
+    assert all(c["scopes_granted"] is None and c["state"] == "ok"
+               for c in json.loads(run_cli(["systems", "check", "quickbooks", "--json"]).stdout))
+
+    url = sandbox_server.url  # live mode, the "real" Xero being the emulator with its own fake values
+    live = {"XERO_BASE_URL": url, "XERO_TOKEN_URL": f"{url}/connect/token", "XERO_CLIENT_ID": XERO_CLIENT_ID,
+            "XERO_CLIENT_SECRET": XERO_CLIENT_SECRET, "XERO_TENANT_ID": XERO_TENANT_ID,
+            "XERO_READ_REFRESH_TOKEN": XERO_READ_ONLY_TOKEN, "XERO_WRITE_REFRESH_TOKEN": XERO_READ_ONLY_TOKEN}
+    result = run_cli(["systems", "check", "xero"], **live)
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "scopes missing" in result.stdout and "1 of 2 check(s) passed" in result.stdout
+    assert ("xero (write): the write connection was granted accounting.contacts.read accounting.settings.read "
+            "accounting.transactions.read offline_access, without accounting.contacts, accounting.transactions: "
+            "connect the app again with those scopes and put the new refresh token in XERO_WRITE_REFRESH_TOKEN."
+            ) in " ".join(result.stderr.split())
+    checks = json.loads(run_cli(["systems", "check", "xero", "--json"], **live).stdout)
+    assert [(c["purpose"], c["state"], c["scopes_missing"], c["fix"]) for c in checks] == [
+        ("read", "ok", [], []),
+        ("write", "scopes missing", ["accounting.contacts", "accounting.transactions"], ["XERO_WRITE_REFRESH_TOKEN"])]
+    assert XERO_READ_ONLY_TOKEN not in result.stdout + result.stderr
 
 
 def test_a_refused_credential_names_the_secret_variable(settings, sandbox_server):

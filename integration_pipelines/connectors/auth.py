@@ -130,6 +130,8 @@ class OAuth2Auth(httpx.Auth):
         self.extra_params = extra_params or {}
         self.instance_url_field = instance_url_field
         self.instance_url: httpx.URL | None = None
+        #: the scopes the last token was granted, when the token endpoint says (`scope`, RFC 6749 §5.1); None if not
+        self.granted_scopes: tuple[str, ...] | None = None
         self.on_token = on_token
         self._clock = clock
         self._token: _Token | None = None
@@ -185,6 +187,9 @@ class OAuth2Auth(httpx.Auth):
         expires_in = float(body.get("expires_in") or 3600)
         with self._lock:
             self._token = _Token(token, self._clock() + expires_in)
+        scope = body.get("scope")
+        if isinstance(scope, str | list):
+            self.granted_scopes = tuple(scope.split() if isinstance(scope, str) else (str(s) for s in scope))
         if self.instance_url_field and body.get(self.instance_url_field):
             self.instance_url = httpx.URL(str(body[self.instance_url_field]))
         if self.on_token:

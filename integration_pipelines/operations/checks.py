@@ -6,6 +6,10 @@ it fails the vendor's own words plus the variable to fix. The request is the fir
 stream with a page size of 1 (its cheapest list call), made through the connector engine itself (auth, login step,
 SOAP), with no retries: a check reports, it does not wait out an outage.
 
+Scopes: where the vendor's token endpoint says what a token was granted (OAuth `scope`: Xero, Salesforce), the
+check compares it with what the credential set needs (`System.scopes`) and fails a connection that lacks one, naming
+the scopes and the variable; where the vendor does not say (API keys, Intuit), the report says "not reported".
+
 For a system with writers the check runs twice: with the read credentials (`<SYSTEM>_READ_*`, as extraction
 resolves them) and with the write credentials (`<SYSTEM>_WRITE_*`, as the syncs do). The write set is tried with the
 same read request (nothing is ever written), so a write-only key the vendor will not let list anything shows up as
@@ -57,6 +61,9 @@ class CheckResult:
     latency_ms: int | None = None
     requests: int = 0
     rate_limit: str | None = None
+    #: what the token was granted, when the vendor's token endpoint says (OAuth `scope`); None: not reported
+    scopes_granted: list[str] | None = None
+    scopes_missing: list[str] = field(default_factory=list)
     error: str | None = None
     fix: list[str] = field(default_factory=list)
     skipped: str | None = None
@@ -67,6 +74,8 @@ class CheckResult:
             return "skipped"
         if self.ok:
             return "ok"
+        if self.scopes_missing:
+            return "scopes missing"
         if self.reachable is False:
             return "unreachable"
         if self.auth_ok is False:
@@ -216,6 +225,8 @@ def check_one(system: System, settings: Settings, purpose: Purpose = "read",
             if close is not None:
                 close()
         result.ok = result.reachable = result.auth_ok = True
+        _judge_scopes(result, system, purpose, getattr(getattr(client, "auth", None), "granted_scopes", None),
+                      resolved)
     except AuthError as exc:
         result.reachable, result.auth_ok = True, False
         result.error = str(exc)
@@ -256,6 +267,27 @@ def check_one(system: System, settings: Settings, purpose: Purpose = "read",
     return result
 
 
+def _judge_scopes(result: CheckResult, system: System, purpose: Purpose, granted: tuple[str, ...] | None,
+                  resolved: ResolvedSystem) -> None:
+    """Compare what the token was granted with what this credential set needs (docs/systems.md's scopes): a write
+    connection without a write scope passes its read request and would fail every sync later, so the check says so
+    now, naming the scopes and the variable of the connection to redo."""
+    if granted is None:
+        return
+    result.scopes_granted = sorted(granted)
+    needed = system.scopes.read if purpose == "read" else system.scopes.write
+    result.scopes_missing = system.scopes.not_granted(needed, granted)
+    if result.scopes_missing:
+        result.ok = False
+        # the connection is its refresh token: that is the variable to replace (the app's id and secret stay)
+        token_key = getattr(system.auth, "refresh_token", None)
+        read_from = resolved.sources.get(token_key) if resolved.mode == "live" and token_key else None
+        result.fix = [read_from] if read_from else credential_variables_used(resolved)
+        result.error = (f"the {purpose} connection was granted {' '.join(sorted(granted)) or 'no scopes'}, without "
+                        f"{', '.join(result.scopes_missing)}: connect the app again with those scopes and put the new "
+                        f"refresh token in {' or '.join(result.fix)}.")
+
+
 def purposes_of(system: System) -> list[Purpose]:
     writes = bool(system.writers) or bool(system.soap and system.soap.writers)
     return ["read", "write"] if writes else ["read"]
@@ -279,11 +311,19 @@ def check_systems(systems: Iterable[System], settings: Settings, *, workers: int
 
 
 def markdown_table(results: list[CheckResult]) -> str:
-    lines = ["| system | credentials | mode | state | HTTP | ms | rate-limit headroom | fix | error |",
-             "|---|---|---|---|---|---|---|---|---|"]
+    lines = ["| system | credentials | mode | state | HTTP | ms | rate-limit headroom | scopes | fix | error |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
     for r in results:
         error = (r.error or r.skipped or "").replace("|", "\\|").replace("\n", " ")
         lines.append(f"| {r.system} | {r.purpose} | {r.mode} | {r.state} | {r.status or ''} | "
                      f"{r.latency_ms if r.latency_ms is not None else ''} | {r.rate_limit or ''} | "
-                     f"{', '.join(r.fix)} | {error} |")
+                     f"{scopes_text(r)} | {', '.join(r.fix)} | {error} |")
     return "\n".join(lines)
+
+
+def scopes_text(result: CheckResult) -> str:
+    """The scopes column: what the token was granted and what it lacks, or that the vendor does not say."""
+    if result.scopes_granted is None:
+        return "not reported" if result.ok or result.auth_ok else ""
+    granted = " ".join(result.scopes_granted)
+    return f"{granted}; missing {', '.join(result.scopes_missing)}" if result.scopes_missing else granted
