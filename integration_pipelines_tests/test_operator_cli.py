@@ -69,6 +69,9 @@ def test_systems_check_reports_the_granted_scopes_and_fails_a_write_connection_w
                                             "offline_access"]
     assert all(c["scopes_granted"] is None and c["state"] == "ok"
                for c in json.loads(run_cli(["systems", "check", "quickbooks", "--json"]).stdout))
+    # Salesforce's connected app: its OAuth scopes are checked; the object permissions (with spaces) no token reports
+    assert [(c["state"], c["scopes_granted"]) for c in json.loads(
+        run_cli(["systems", "check", "salesforce", "--json"]).stdout)] == [("ok", ["api", "refresh_token"])] * 2
 
     url = sandbox_server.url  # live mode, the "real" Xero being the emulator with its own fake values
     live = {"XERO_BASE_URL": url, "XERO_TOKEN_URL": f"{url}/connect/token", "XERO_CLIENT_ID": XERO_CLIENT_ID,

@@ -164,6 +164,7 @@ SYSTEM = System(
         writers={"upsert_contact": ("Create/Edit: Contact",), "upsert_contacts": ("Create/Edit: Contact",),
                  "create_records": ("Create: Account, Contact, Opportunity",),
                  "create_opportunity": ("Create: Opportunity",)},
+        implies={"full": ("api",)},  # `full` covers every scope but refresh_token
         note="OAuth scopes of the connected app plus object permissions of the integration user's permission set; "
         "a read-only integration user gets Read only.",
     ),

@@ -348,9 +348,9 @@ class Scopes(_Spec):
     write: tuple[str, ...] = ()
     writers: dict[str, tuple[str, ...]] = Field(default_factory=dict, description="writer name → what it needs")
     note: str = Field(default="", description="how to grant them at the vendor, or why there is no finer grain")
-    write_covers_read: bool = Field(
-        default=False, description="a scope also grants its `.read` twin (Xero: `accounting.transactions` reads "
-        "what `accounting.transactions.read` reads)")
+    implies: dict[str, tuple[str, ...]] = Field(
+        default_factory=dict, description="a granted scope → the scopes it covers too (Xero's "
+        "`accounting.transactions` covers `accounting.transactions.read`; Salesforce's `full` covers `api`)")
 
     def for_writer(self, name: str) -> tuple[str, ...]:
         return self.writers.get(name, self.write)
@@ -359,15 +359,8 @@ class Scopes(_Spec):
         """The OAuth scopes of `needed` that a token granted with `granted` lacks. Entries with a space are not
         OAuth scopes (a scope token cannot contain one, RFC 6749 §3.3) but permissions set at the vendor (a
         Salesforce permission set, a Stripe key's resources), which no token reports: they are left out."""
-        have = set(granted)
-        missing = []
-        for scope in needed:
-            if " " in scope or scope in have:
-                continue
-            if self.write_covers_read and scope.endswith(".read") and scope.removesuffix(".read") in have:
-                continue
-            missing.append(scope)
-        return missing
+        have = set(granted).union(*(self.implies.get(scope, ()) for scope in granted))
+        return [scope for scope in needed if " " not in scope and scope not in have]
 
 
 def check_web_url(url: str, where: str) -> str:

@@ -142,7 +142,8 @@ SYSTEM = System(
         write=("offline_access", "accounting.contacts", "accounting.transactions"),
         writers={"create_invoices": ("accounting.transactions",), "create_payments": ("accounting.transactions",),
                  "create_manual_journals": ("accounting.transactions",), "save_contacts": ("accounting.contacts",)},
-        write_covers_read=True,
+        implies={scope: (f"{scope}.read",) for scope in ("accounting.contacts", "accounting.transactions",
+                                                          "accounting.settings")},
         note="OAuth 2.0 scopes requested when the app is connected; a read-only connection is a second "
         "authorization of the app with only the `.read` scopes (its own refresh token: XERO_READ_REFRESH_TOKEN).",
     ),

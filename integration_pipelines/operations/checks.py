@@ -7,8 +7,9 @@ stream with a page size of 1 (its cheapest list call), made through the connecto
 SOAP), with no retries: a check reports, it does not wait out an outage.
 
 Scopes: where the vendor's token endpoint says what a token was granted (OAuth `scope`: Xero, Salesforce), the
-check compares it with what the credential set needs (`System.scopes`) and fails a connection that lacks one, naming
-the scopes and the variable; where the vendor does not say (API keys, Intuit), the report says "not reported".
+check compares it with what the credential set needs (`System.scopes`, with what a granted scope implies) and fails
+a connection that lacks one, naming the scopes and the variable; where the vendor does not say (API keys, Intuit),
+the report says "not reported".
 
 For a system with writers the check runs twice: with the read credentials (`<SYSTEM>_READ_*`, as extraction
 resolves them) and with the write credentials (`<SYSTEM>_WRITE_*`, as the syncs do). The write set is tried with the
