@@ -82,6 +82,14 @@ def xero_put(url: str, resource: str, record: dict) -> dict:
     return answer.json()[resource][0]
 
 
+def xero_post(url: str, resource: str, record: dict) -> dict:
+    """Change one record as a person using Xero would (`POST /api.xro/2.0/<resource>` with its id); the saved record."""
+    answer = httpx.post(f"{url}/api.xro/2.0/{resource}", headers=_xero_headers(url), json={resource: [record]},
+                        timeout=30)
+    answer.raise_for_status()
+    return answer.json()[resource][0]
+
+
 def hubspot_get(url: str, path: str, **params: str) -> dict:
     """`GET <path>` of HubSpot's CRM API (e.g. `/crm/v3/objects/deals/S00001` with `idProperty=quote_id`)."""
     answer = httpx.get(url + path, params=params, timeout=30,

@@ -6,12 +6,15 @@ A US bookkeeper, in QuickBooks itself (its API, as the web app does), voids INV-
 nothing; INV-1003 is open again for 2,400.00; the payment is gone from the warehouse; the US company's open
 receivables move by -1,596.00 - 1,245.00 + 2,400.00 = -441.00. A deleted transaction leaves QuickBooks' queries, so
 without ChangeDataCapture the warehouse would keep INV-1008 as a receivable for ever.
+
+The UK bookkeeper, in Xero, voids INV-1020 (Linus Wilson, GBP 15.00, approved, nothing paid): it is void, and the
+UK company has one open invoice fewer.
 """
 
 from __future__ import annotations
 
 from .conftest import materialize_all_partitions, warehouse_rows
-from .target_api import qbo_remove
+from .target_api import qbo_remove, xero_get, xero_post
 from .test_core_models import build
 
 STREAMS = ("customers", "invoices", "payments", "invoice_changes", "payment_changes")
@@ -36,6 +39,12 @@ def _us_open_receivables(settings) -> int:
     return open_minor
 
 
+def _open_invoice_counts(settings) -> dict[str, int]:
+    return dict(warehouse_rows(settings, "SELECT e.functional_currency, r.open_invoice_count "
+                                         "FROM core.receivables_by_entity AS r JOIN ref.legal_entities AS e "
+                                         "USING (legal_entity)"))
+
+
 def test_invoices_voided_or_deleted_and_a_payment_deleted_by_hand_are_read_as_the_books_now_say(
         settings, sandbox, sandbox_server):
     _read_books(settings)
@@ -56,3 +65,25 @@ def test_invoices_voided_or_deleted_and_a_payment_deleted_by_hand_are_read_as_th
     assert warehouse_rows(settings, "SELECT count(*) FROM core.payments WHERE source_system = 'quickbooks' "
                                     "AND source_id = '192'") == [(0,)]
     assert _us_open_receivables(settings) == before - 44_100
+
+
+def test_an_invoice_voided_by_hand_in_xero_is_no_longer_open(settings, sandbox, sandbox_server):
+    for stream in ("contacts", "invoices", "payments"):
+        materialize_all_partitions(settings, "xero", stream)
+    build(settings)
+    [row] = warehouse_rows(settings, "SELECT status, balance_minor FROM core.invoices WHERE source_system = 'xero' "
+                                     "AND invoice_number = 'INV-1020'")
+    assert row == ("open", 1_500)
+    before = _open_invoice_counts(settings)
+
+    [invoice] = xero_get(sandbox_server.url, "Invoices", InvoiceNumbers="INV-1020")
+    assert xero_post(sandbox_server.url, "Invoices", {"InvoiceID": invoice["InvoiceID"],
+                                                      "Status": "VOIDED"})["Status"] == "VOIDED"
+    materialize_all_partitions(settings, "xero", "invoices")
+    build(settings)
+
+    [row] = warehouse_rows(settings, "SELECT status FROM core.invoices WHERE source_system = 'xero' "
+                                     "AND invoice_number = 'INV-1020'")
+    assert row == ("void",)
+    after = _open_invoice_counts(settings)
+    assert after["GBP"] == before["GBP"] - 1 and after["EUR"] == before["EUR"]

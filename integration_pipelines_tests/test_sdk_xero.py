@@ -145,6 +145,8 @@ def test_an_invoice_is_read_by_id_and_by_number(api):
     assert one.line_items, "one invoice in full carries its lines"
     found = api.get_invoices(TENANT, where='InvoiceNumber=="INV-1039"').invoices
     assert [i.invoice_id for i in found] == [one.invoice_id]
+    listed = api.get_invoices(TENANT, invoice_numbers=["INV-1039"]).invoices  # Xero's InvoiceNumbers filter
+    assert [i.invoice_id for i in listed] == [one.invoice_id]
 
 
 def test_not_found_and_a_refused_token_are_the_sdks_own_exceptions(api, sandbox_server):

@@ -29,7 +29,8 @@ What is emulated, and why each piece matters to a client:
   journals without journal lines, as Xero does). `/Items` is never paginated. Filters: `If-Modified-Since` (ISO
   8601 with or without zone, or an HTTP date) on `UpdatedDateUTC`, `where` (a subset of Xero's expression
   language: comparisons, `&&`/`||`/AND/OR, `.Contains/.StartsWith/.EndsWith`, `DateTime(y,m,d)`, `Guid("…")`),
-  `order` ("Field [ASC|DESC], …"), `IDs`, `Statuses`, `includeArchived`. Bad query values → 400 `QueryParseException`.
+  `order` ("Field [ASC|DESC], …"), `IDs`, `InvoiceNumbers`, `ContactIDs`, `Statuses`, `includeArchived`. Bad query
+  values → 400 `QueryParseException`.
 - Writes: `PUT` creates, `POST` creates too, and updates contacts named by `ContactID` and invoices named by
   `InvoiceID` (in the body or as `POST /Invoices/{id}`), with Xero's rules: DRAFT/SUBMITTED invoices are editable
   and may move to DRAFT, SUBMITTED, AUTHORISED or DELETED; AUTHORISED ones are editable while no payment is
@@ -881,6 +882,12 @@ class XeroEmulator(OAuthEmulator):
         if params.get("IDs"):
             wanted = {value.strip().lower() for value in params["IDs"].split(",")}
             rows = [r for r in rows if r[id_field].lower() in wanted]
+        if stream == "invoices" and params.get("InvoiceNumbers"):  # exact numbers, comma-separated (Xero)
+            numbers = {value.strip() for value in params["InvoiceNumbers"].split(",")}
+            rows = [r for r in rows if r["InvoiceNumber"] in numbers]
+        if stream == "invoices" and params.get("ContactIDs"):
+            contacts = {value.strip().lower() for value in params["ContactIDs"].split(",")}
+            rows = [r for r in rows if r["Contact"]["ContactID"].lower() in contacts]
         if stream == "invoices" and params.get("Statuses"):
             statuses = {value.strip().upper() for value in params["Statuses"].split(",")}
             rows = [r for r in rows if r["Status"] in statuses]
