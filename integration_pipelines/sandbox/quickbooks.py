@@ -981,16 +981,7 @@ class QuickBooksEmulator(OAuthEmulator):
             current = None
             record = {k: v for k, v in body.items() if k not in read_only}
         else:
-            current = self.objects[entity].get(str(body["Id"]))
-            if current is None:
-                raise _Fault(400, "610", "Object Not Found", f"Object Not Found : {entity} {body['Id']} does "
-                             "not exist or has been deleted.")
-            if body.get("SyncToken") in (None, ""):
-                raise _required("SyncToken")
-            if str(body["SyncToken"]) != current["SyncToken"]:
-                raise _Fault(400, "5010", "Stale Object Error", "Stale Object Error : You and another user were "
-                             "working on this at the same time. They finished before you did, so your work was "
-                             "not saved.", element="SyncToken")
+            current = self._current(entity, body)
             changes = {k: v for k, v in body.items() if k not in read_only}
             if body.get("sparse") is True:
                 record = {**copy.deepcopy(current), **changes}
@@ -1015,7 +1006,7 @@ class QuickBooksEmulator(OAuthEmulator):
         return copy.deepcopy(record)
 
     def _current(self, entity: str, body: dict[str, Any]) -> dict[str, Any]:
-        """The record a delete or void names by `Id`, at the `SyncToken` the caller last read."""
+        """The record an update, delete or void names by `Id`, at the `SyncToken` the caller last read."""
         if body.get("Id") in (None, ""):
             raise _required("Id")
         current = self.objects[entity].get(str(body["Id"]))
