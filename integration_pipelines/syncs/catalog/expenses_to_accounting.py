@@ -54,8 +54,9 @@ _APPROVED = """
 
 
 # A reimbursed receipt's Xero bill (the one expenses_to_xero created: its ledger entry names it), with what Xero says
-# of it now. `paid_by_hand`: a payment already on the bill (the bookkeeper recorded the transfer); `fits`: the bill is
-# still open for the receipt's whole amount, or not read back yet (it was created approved, with nothing paid).
+# of it now. `paid_by_hand`: a payment already on the bill (the bookkeeper recorded the transfer), which is linked.
+# Otherwise the bill is paid when it is still AUTHORISED and owes the receipt's whole amount, or is not read back
+# yet (it was created approved, with nothing paid); else `bill_id` is NULL and the record waits for a person.
 _REIMBURSED = f"""
     WITH bills AS (
         SELECT record_key AS expense_key, external_id AS bill_id FROM sync.ledger
