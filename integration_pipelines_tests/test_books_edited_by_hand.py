@@ -13,6 +13,8 @@ UK company has one open invoice fewer.
 
 from __future__ import annotations
 
+from integration_pipelines.webhooks.notices import streams_for_notice
+
 from .conftest import materialize_all_partitions, warehouse_rows
 from .target_api import qbo_remove, xero_get, xero_post
 from .test_core_models import build
@@ -87,3 +89,14 @@ def test_an_invoice_voided_by_hand_in_xero_is_no_longer_open(settings, sandbox, 
     assert row == ("void",)
     after = _open_invoice_counts(settings)
     assert after["GBP"] == before["GBP"] - 1 and after["EUR"] == before["EUR"]
+
+
+def test_a_quickbooks_deletion_notice_also_reads_change_data_capture():
+    """QuickBooks says "Invoice 179 Delete" (classic notice) or `qbo.invoice.deleted.v1` (CloudEvents): the lane must
+    read ChangeDataCapture too, since the invoice read can no longer see it; an update needs no such read."""
+    classic = streams_for_notice("quickbooks", {"name": "Invoice", "id": "179", "operation": "Delete"})
+    cloud = streams_for_notice("quickbooks", {"type": "qbo.payment.deleted.v1", "id": "192"})
+    update = streams_for_notice("quickbooks", {"name": "Invoice", "id": "179", "operation": "Update"})
+    assert classic == {("quickbooks", "invoices"), ("quickbooks", "invoice_changes")}
+    assert cloud == {("quickbooks", "payments"), ("quickbooks", "payment_changes")}
+    assert update == {("quickbooks", "invoices")}
