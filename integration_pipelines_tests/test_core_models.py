@@ -150,3 +150,7 @@ def test_core_assets_materialize_with_checks(settings, sandbox):
     materialized = {m.asset_key.path[-1]: m.metadata for m in result.get_asset_materialization_events()
                     for m in [m.materialization]}
     assert materialized["customers"]["dagster/row_count"].value == len(sandbox.state.world.people)
+    # the UI describes each column the entity's contract documents (models/contracts.yaml)
+    invoice_columns = {c.name: c.description for c in materialized["invoices"]["dagster/column_schema"].schema.columns}
+    assert invoice_columns["balance_minor"] == "amount still due in minor units"
+    assert invoice_columns["status"].startswith("open | paid | void | draft")

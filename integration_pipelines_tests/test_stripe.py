@@ -86,6 +86,8 @@ def test_materialization_metadata_is_what_a_user_reads(settings, sandbox):
     assert metadata["dagster/table_name"].value == "raw_stripe.customers"
     columns = {c.name for c in metadata["dagster/column_schema"].schema.columns}
     assert {"id", "email", "_pk", "_raw", "_cursor", "_extracted_at", "_run_id", "_source_system"} <= columns
+    described = {c.name: c.description for c in metadata["dagster/column_schema"].schema.columns}
+    assert described["_raw"].startswith("the whole record as the API sent it") and described["email"] is None
     assert "| email" in metadata["preview"].value or "email" in metadata["preview"].value
     assert metadata["mode"].value == "sandbox"
 

@@ -53,6 +53,14 @@ def _key(table: str) -> dg.AssetKey:
     return dg.AssetKey(["core", table])
 
 
+def _column(table: str, name: str, kind: str) -> dg.TableColumn:
+    """A core column, described in the UI by its entity's contract (models/contracts.yaml) where the contract has it;
+    columns core adds (legal entity, identity, books of record) are described in their model's SQL header."""
+    contract = contracts().get(table)
+    described = contract.columns.get(name, {}) if contract else {}
+    return dg.TableColumn(name, kind, description=described.get("description"))
+
+
 def _check_specs() -> list[dg.AssetCheckSpec]:
     specs = []
     for table in CORE_TABLES:
@@ -169,7 +177,7 @@ def build_core_assets(systems: Sequence[System]) -> dg.AssetsDefinition:
                     "dagster/row_count": change.rows,
                     "dagster/table_name": f"core.{table}",
                     "dagster/column_schema": dg.TableSchema(
-                        columns=[dg.TableColumn(c[0], c[1]) for c in columns if c[0] != "_row_hash"]),
+                        columns=[_column(table, c[0], c[1]) for c in columns if c[0] != "_row_hash"]),
                     "inserted": change.inserted, "updated": change.updated, "deleted": change.deleted,
                     "unchanged": change.unchanged,
                     "staging_models_built": ", ".join(report.staging_built) or "none",

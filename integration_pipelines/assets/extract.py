@@ -31,13 +31,30 @@ def daily_partitions(settings: Settings) -> dg.DailyPartitionsDefinition:
     return dg.DailyPartitionsDefinition(start_date=settings.partitions_start.isoformat(), timezone="UTC")
 
 
+#: The columns every raw table has besides the vendor's own fields (which are the record's top-level fields, named
+#: and typed as the API sends them: the vendor's API reference is their documentation).
+ENGINE_COLUMNS = {
+    "_pk": "the record's id in the vendor's system (the stream's primary key): rows are upserted by it",
+    "_cursor": "the record's change cursor (e.g. updated_at) as the vendor sent it",
+    "_source_system": "the system the record was read from",
+    "_extracted_at": "when this version of the record was read",
+    "_run_id": "the Dagster run (or event batch) that read it",
+    "_raw": "the whole record as the API sent it (JSON): what staging models read",
+    "_hash": "hash of _raw: an unchanged record is not rewritten",
+    "_version": "the record's own change time, when the stream has one: an older version never replaces a newer",
+    "_source_mode": "sandbox or live: the mode the system ran in when the row was read",
+    "_source_account": "the account read (host plus realm, tenant or shop; never a credential)",
+}
+
+
 def _metadata(result: ExtractResult, mode: str) -> dict[str, object]:
     load = result.load
     metadata: dict[str, object] = {
         "dagster/row_count": load.total_rows,
         "dagster/table_name": load.table,
         "dagster/column_schema": dg.TableSchema(
-            columns=[dg.TableColumn(name=name, type=kind) for name, kind in load.columns]
+            columns=[dg.TableColumn(name=name, type=kind, description=ENGINE_COLUMNS.get(name))
+                     for name, kind in load.columns]
         ),
         "records_read": result.records,
         "pages": result.pages,
