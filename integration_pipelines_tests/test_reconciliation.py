@@ -30,6 +30,10 @@ def test_exactly_the_planted_mismatches(settings, sandbox):
         SELECT finding, processor_system, processor_amount_minor, books_system, books_amount_minor, invoice_id
         FROM reconciliation.payments_vs_accounting WHERE finding <> 'matched' ORDER BY finding""")
     assert [(f[0], f[1]) for f in findings] == [("amount_mismatch", "stripe"), ("missing_in_accounting", "stripe")]
+    # each finding's count is a number in the run's metadata, which Dagster plots across runs (the Plots tab)
+    metadata = result.asset_materializations_for_node("reconciliation")
+    [payments] = [m.metadata for m in metadata if m.asset_key.path[-1] == "payments_vs_accounting"]
+    assert (payments["finding_amount_mismatch"].value, payments["finding_missing_in_accounting"].value) == (1, 1)
     mismatch, missing = findings
     # both sides named: the short card payment against the full amount the books recorded
     assert mismatch[2] == short.amount and mismatch[4] == short.invoice.amount and mismatch[3] == "quickbooks"

@@ -79,6 +79,10 @@ def test_roi_asset_and_tables(settings, tmp_path):
     assert metadata["operations"].value == 1060 and "█" in metadata["chart"].value
     with duckdb.connect(settings.warehouse_database, read_only=True) as con:
         assert con.execute("SELECT count(*) FROM ops.roi_monthly").fetchone()[0] == 2
+        hours, net = con.execute("SELECT sum(hours_saved), sum(net_saving_vs_manual) FROM ops.roi_monthly").fetchone()
+    # plotted across runs by Dagster: the totals as numbers, March's 45.83 hours among them
+    assert metadata["hours_saved"].value == pytest.approx(float(hours), abs=0.01) and float(hours) > 45.83
+    assert metadata["net_saving_vs_manual"].value == pytest.approx(float(net), abs=0.01)
 
 
 def test_roi_json_lists_each_month_with_hand_computed_numbers(tmp_path, monkeypatch):

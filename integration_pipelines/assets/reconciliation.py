@@ -78,6 +78,8 @@ def build_reconciliation_assets(settings: Settings) -> dg.AssetsDefinition:
                 yield dg.MaterializeResult(asset_key=key, metadata={
                     "dagster/row_count": sum(counts.values()),
                     "mismatches": mismatches(counts),
+                    # one number per finding, which Dagster plots across runs (the asset's Plots tab): its trend
+                    **{f"finding_{finding}": int(n) for finding, n in counts.items()},
                     "summary": dg.MetadataValue.md("| finding | rows |\n|---|---|\n" + (table or "| none | 0 |")),
                     "examples": dg.MetadataValue.md(examples.to_markdown(index=False) if len(examples) else "none"),
                 })
