@@ -232,7 +232,7 @@ def systems_status(
 ) -> None:
     """Per system: last successful extract per stream, rows per raw table, streams never extracted; what the
     warehouse does not record (failed attempts, added columns) is said, not guessed."""
-    from .operations.streams import NOT_RECORDED_FAILURES, NOT_TRACKED_SCHEMA
+    from .operations.streams import NOT_RECORDED_FAILURES
     from .operations.streams import systems_status as status_of
     from .warehouse.query import open_warehouse
 
@@ -256,7 +256,11 @@ def systems_status(
     never = [f"{e['system']}/{s}" for e in status for s in e["never_extracted"]]
     console.print(f"never extracted: {', '.join(never) if never else 'none'}", markup=False)
     console.print(f"failing streams: {NOT_RECORDED_FAILURES}", markup=False)
-    console.print(f"columns added since the previous run: {NOT_TRACKED_SCHEMA}", markup=False)
+    added = [f"{e['system']}/{column}" for e in status for column in e["new_columns"]]
+    console.print(f"columns added by the latest loads: {', '.join(added) if added else 'none'}", markup=False)
+    every = sum(len(s["schema_changes"]) for e in status for s in e["streams"])
+    console.print(f"schema changes recorded: {every} (ops.schema_changes; `--json` lists each with its date)",
+                  markup=False)
 
 
 @app.command("docs")

@@ -26,6 +26,7 @@ from integration_pipelines.sandbox.xero import SANDBOX_READ_ONLY_REFRESH_TOKEN a
 from integration_pipelines.sandbox.xero import SANDBOX_TENANT_ID as XERO_TENANT_ID
 
 from .cli_in_process import run_in_process
+from .conftest import materialize_stream
 
 CLI = [sys.executable, "-m", "integration_pipelines.cli"]
 
@@ -138,7 +139,7 @@ def test_extract_then_status_then_reset_dry_run_then_reset(settings, monkeypatch
     assert contacts["cursors"] == 1 and contacts["table"] == "raw_hubspot.contacts"
     assert "companies" in hubspot["never_extracted"] and "contacts" not in hubspot["never_extracted"]
     assert hubspot["mode"] == "sandbox" and hubspot["failing_streams"] is None and hubspot["failing_streams_note"]
-    assert hubspot["new_columns"] is None and "not tracked" in hubspot["new_columns_note"]
+    assert hubspot["new_columns"] == [] and contacts["schema_changes"] == []  # a first load changes no schema
     tables = json.loads(cli(["tables", "--json"]).stdout)
     assert {"schema": "raw_hubspot", "table": "contacts", "rows": loaded} in [
         {k: t[k] for k in ("schema", "table", "rows")} for t in tables]
@@ -361,3 +362,28 @@ def test_trace_follows_a_stripe_event_to_core_and_the_sync_ledger(settings, sand
     assert message["Metadata"]["idempotency_key"] == "stripe:ch_0MgNNeRLVHtKqz"
     text = run_in_process(["webhooks", "trace", "evt_trace_core_1"], monkeypatch).stdout
     assert "core.payments stripe:ch_0MgNNeRLVHtKqz" in text and "stripe:ch_0MgNNeRLVHtKqz" in text
+
+
+def test_a_field_the_vendor_adds_is_recorded_listed_and_alerted_once(settings, sandbox, monkeypatch):
+    """Stripe ships a new top-level field on customers (`loyalty_tier`) between two nightly reads: the second read
+    gives it a column, `ops.schema_changes` records it, `systems status` lists it as added by the latest load, and one
+    alert says so; a third read adds nothing and alerts nothing."""
+    day = "2026-03-09"
+    materialize_stream(settings, "stripe", "customers", day)
+    for customer in sandbox.emulator("stripe").objects["customers"].values():
+        customer["loyalty_tier"] = "gold"
+    materialize_stream(settings, "stripe", "customers", day)
+
+    status = json.loads(run_in_process(["systems", "status", "stripe", "--json"], monkeypatch).stdout)[0]
+    assert status["new_columns"] == ["customers.loyalty_tier"]
+    [change] = next(s for s in status["streams"] if s["stream"] == "customers")["schema_changes"]
+    assert (change["column"], change["type"]) == ("loyalty_tier", "VARCHAR")
+    text = run_in_process(["systems", "status", "stripe"], monkeypatch).stdout
+    assert "columns added by the latest loads: stripe/customers.loyalty_tier" in " ".join(text.split())
+    incidents = json.loads((settings.data_dir / "alerts" / "incidents.json").read_text())
+    assert [i for i in incidents if i.startswith("schema:")] == ["schema:raw_stripe.customers:loyalty_tier"]
+
+    materialize_stream(settings, "stripe", "customers", day)
+    status = json.loads(run_in_process(["systems", "status", "stripe", "--json"], monkeypatch).stdout)[0]
+    assert status["new_columns"] == []
+    assert len(next(s for s in status["streams"] if s["stream"] == "customers")["schema_changes"]) == 1

@@ -47,6 +47,28 @@ ENGINE_COLUMNS = {
 }
 
 
+def announce_schema_change(system: System, stream: Stream, added: dict[str, str], log: object) -> None:
+    """The vendor added fields to a stream's records (the load gave them columns, recorded in ops.schema_changes):
+    a staging model may want them, or a renamed field may have left one empty. Logged, and alerted once per change
+    (the incident names the columns, so the same change never alerts twice)."""
+    from ..alerts import Alert, Alerter
+
+    fields = sorted(name for name in added if not name.startswith("_"))
+    if not fields:
+        return
+    listed = ", ".join(f"{name} ({added[name]})" for name in fields)
+    table = f"{raw_schema(system.name)}.{stream.name}"
+    getattr(log, "warning", print)(f"{system.title} {stream.name}: new fields in the API's records: {listed}")
+    alerter = Alerter()
+    alerter.raise_alert(Alert(
+        incident=f"schema:{table}:{','.join(fields)}",
+        title=f"{system.title} {stream.name}: the API's records have new fields",
+        summary=f"{table} gained the columns {listed}. Their values are loaded; a staging model reads only the "
+                "fields it names, so check whether one should read them (or whether a field was renamed). "
+                "`integration-pipelines systems status` lists every such change (ops.schema_changes).",
+        url=f"{alerter.config.ui_base_url}/assets/{system.name}/{stream.name}"))
+
+
 def _metadata(result: ExtractResult, mode: str) -> dict[str, object]:
     load = result.load
     metadata: dict[str, object] = {
@@ -170,6 +192,7 @@ def build_extract_asset(system: System, stream: Stream, settings: Settings) -> d
                 f"{applied.unchanged} unchanged, {applied.stale} older than what the warehouse holds.")
         for warning in result.load.type_warnings:
             context.log.warning(warning)
+        announce_schema_change(system, stream, result.load.new_column_types, context.log)
         checks = raw_check_results(context, store, key, raw_schema(system.name), stream.name,
                                    result.load.total_rows, previous_rows, settings)
         for check in checks:

@@ -27,8 +27,6 @@ from ..warehouse.duckdb import Warehouse, quote_ident
 
 NOT_RECORDED_FAILURES = ("not recorded: ops.extract_log holds completed loads only (a failed read commits nothing); "
                          "failed runs are in the Dagster UI's Runs tab")
-NOT_TRACKED_SCHEMA = ("not tracked in ops: each extract reports the columns it added as `new_columns` in its "
-                      "Dagster materialization metadata")
 
 
 class UnknownStreamError(ValueError):
@@ -148,6 +146,7 @@ def systems_status(con: duckdb.DuckDBPyConnection, systems: list[System], settin
                    ) -> list[dict[str, Any]]:
     have_log = _exists(con, "ops", "extract_log")
     have_state = _exists(con, "ops", "stream_state")
+    have_changes = _exists(con, "ops", "schema_changes")
     out: list[dict[str, Any]] = []
     for system in systems:
         try:
@@ -176,12 +175,19 @@ def systems_status(con: duckdb.DuckDBPyConnection, systems: list[System], settin
                 entry["cursors"] = int(con.execute(
                     "SELECT count(*) FROM ops.stream_state WHERE system = ? AND stream = ?",
                     [system.name, stream.name]).fetchone()[0])
+            entry["schema_changes"] = [] if not have_changes else [
+                {"column": c, "type": t, "added_at": a.astimezone(UTC).isoformat(), "run_id": r}
+                for c, t, a, r in con.execute(
+                    "SELECT column_name, column_type, added_at, run_id FROM ops.schema_changes "
+                    "WHERE table_name = ? ORDER BY added_at, column_name", [entry["table"]]).fetchall()]
             streams.append(entry)
         out.append({
             "system": system.name, "mode": mode, "enabled": settings.system_enabled(system.name),
             "streams": streams,
             "never_extracted": [s["stream"] for s in streams if s["last_success"] is None],
             "failing_streams": None, "failing_streams_note": NOT_RECORDED_FAILURES,
-            "new_columns": None, "new_columns_note": NOT_TRACKED_SCHEMA,
+            # the columns each stream's latest load added: the schema change since the previous run
+            "new_columns": [f"{s['stream']}.{c['column']}" for s in streams for c in s["schema_changes"]
+                            if c["run_id"] is not None and c["run_id"] == s["last_run_id"]],
         })
     return out

@@ -157,6 +157,7 @@ class LoadResult:
     stale: int = 0  # snapshots older than the stored row (a late or replayed event): left alone
     total_rows: int = 0
     new_columns: list[str] = field(default_factory=list)
+    new_column_types: dict[str, str] = field(default_factory=dict)  # the type each new column was added with
     type_warnings: list[str] = field(default_factory=list)
     # top-level fields that got no typed column (IP_MAX_NEW_COLUMNS_PER_LOAD / IP_MAX_COLUMNS_PER_TABLE): their
     # values are in `_raw` only; named in `type_warnings` too
@@ -303,6 +304,13 @@ class Warehouse:
         # sandbox or live, and which account: live writes refuse to carry sandbox-extracted data (provenance.py)
         con.execute("ALTER TABLE ops.extract_log ADD COLUMN IF NOT EXISTS source_mode VARCHAR")
         con.execute("ALTER TABLE ops.extract_log ADD COLUMN IF NOT EXISTS source_account VARCHAR")
+        # the vendor's schema drifting: each column a later load added to a raw table (a first load's are not
+        # changes), when and by which run; `systems status` lists them, and the extract alerts once per change
+        con.execute(
+            """CREATE TABLE IF NOT EXISTS ops.schema_changes (
+                   table_name VARCHAR NOT NULL, column_name VARCHAR NOT NULL, column_type VARCHAR,
+                   run_id VARCHAR, added_at TIMESTAMPTZ NOT NULL, PRIMARY KEY (table_name, column_name))"""
+        )
 
     def read_state(self, system: str, stream: str, state_key: str) -> str | None:
         if self.is_file and not Path(self.database).exists():
@@ -394,6 +402,10 @@ class Warehouse:
             _create_raw_table(con, target, _EMPTY_COLUMNS, raw_compression)
         else:
             self._ensure_source_columns(con, target)
+        added = [(name, kind) for name, kind in result.new_column_types.items() if not name.startswith("_")]
+        if added:
+            con.executemany("INSERT OR IGNORE INTO ops.schema_changes VALUES (?, ?, ?, ?, ?)",
+                            [[f"{schema}.{table}", name, kind, run_id, datetime.now(UTC)] for name, kind in added])
         if log_row is not None and source is not None:
             log_row = {"source_mode": source.mode, "source_account": source.account, **log_row}
         if state is not None:
@@ -467,6 +479,7 @@ class Warehouse:
                     continue
                 con.execute(f"ALTER TABLE {target} ADD COLUMN {col} {staged_type}")
                 result.new_columns.append(name)
+                result.new_column_types[name] = staged_type
                 budget -= name not in _META_NAMES
                 select.append(col)
                 continue
