@@ -192,7 +192,8 @@ def build_extract_asset(system: System, stream: Stream, settings: Settings) -> d
                 f"{applied.unchanged} unchanged, {applied.stale} older than what the warehouse holds.")
         for warning in result.load.type_warnings:
             context.log.warning(warning)
-        announce_schema_change(system, stream, result.load.new_column_types, context.log)
+        if result.load.schema_known:
+            announce_schema_change(system, stream, result.load.new_column_types, context.log)
         checks = raw_check_results(context, store, key, raw_schema(system.name), stream.name,
                                    result.load.total_rows, previous_rows, settings)
         for check in checks:

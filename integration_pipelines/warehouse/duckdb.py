@@ -158,6 +158,7 @@ class LoadResult:
     total_rows: int = 0
     new_columns: list[str] = field(default_factory=list)
     new_column_types: dict[str, str] = field(default_factory=dict)  # the type each new column was added with
+    schema_known: bool = False  # the table had fields of the API's before this load: new ones are a schema change
     type_warnings: list[str] = field(default_factory=list)
     # top-level fields that got no typed column (IP_MAX_NEW_COLUMNS_PER_LOAD / IP_MAX_COLUMNS_PER_TABLE): their
     # values are in `_raw` only; named in `type_warnings` too
@@ -402,7 +403,8 @@ class Warehouse:
             _create_raw_table(con, target, _EMPTY_COLUMNS, raw_compression)
         else:
             self._ensure_source_columns(con, target)
-        added = [(name, kind) for name, kind in result.new_column_types.items() if not name.startswith("_")]
+        added = [(name, kind) for name, kind in result.new_column_types.items()
+                 if result.schema_known and not name.startswith("_")]
         if added:
             con.executemany("INSERT OR IGNORE INTO ops.schema_changes VALUES (?, ?, ?, ?, ?)",
                             [[f"{schema}.{table}", name, kind, run_id, datetime.now(UTC)] for name, kind in added])
@@ -466,6 +468,8 @@ class Warehouse:
         # DuckDB names are case-insensitive: a field that comes back as `name` after `Name` is the same column
         existing = {n.lower(): (n, t) for n, t in self._describe(con, target)}
         typed = sum(1 for n in existing.values() if n[0] not in _META_NAMES)
+        # a table made by an empty read holds no field of the API's yet: its first records' fields are not changes
+        result.schema_known = typed > 0
         budget = max(0, min(new_allowed, table_allowed - typed))
         select: list[str] = []
         left_out: list[str] = []
