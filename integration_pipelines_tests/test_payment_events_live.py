@@ -46,7 +46,7 @@ from .test_event_lane_live import GENEROUS, running_stack, wait_until
 from .test_won_deals_routed_by_entity import _token, xero_invoice
 
 pytest_plugins = ["integration_pipelines_tests.dagster_dev"]
-pytestmark = [pytest.mark.slow, pytest.mark.timeout(900),  # a bound on a hang of a whole dagster dev, not a speed claim
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(1500),  # a bound on a hang of a whole dagster dev, not speed
               pytest.mark.xdist_group("stack")]  # meant to share one worker: see the Makefile
 
 PAYER = "cus_TLlZxbzRLv2vQc"
@@ -187,10 +187,12 @@ def test_a_card_payment_reaches_the_books_the_warehouse_team_and_the_customer(
         def republished_without_the_paid_invoice() -> bool:
             return published_at() != first_publication and us_open() == us_open_before - 64500
 
-        # a bound on a hang: the automation's run queues behind the one it started after the first build
+        # a bound on a hang: the automation's run queues behind the runs it started for the leads' batches, each a
+        # process per step (stop 28's CI rehearsal took over 480 s here on the 2-core machine; 6.4 min for the whole
+        # test alone on this one): issue 16's limit under continuous traffic, not a hang
         wait_until(republished_without_the_paid_invoice,
                    "reporting/published written again with the US company's receivables 645.00 lower",
-                   timeout=2 * GENEROUS)
+                   timeout=4 * GENEROUS)
 
         payments = [p for p in qbo_query(url, "SELECT * FROM Payment MAXRESULTS 1000").get("Payment", [])
                     if charge["id"] in (p.get("PrivateNote") or "")]
